@@ -1,0 +1,213 @@
+"""The command line: the only place that reads flags, prints for people, and exits.
+
+Exit codes: 0 success or nothing to do; 1 the operation failed (the store is
+unchanged); 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from modelsync import __version__
+from modelsync.cancel import CancelToken
+from modelsync.config import Config, load_config
+from modelsync.errors import ConfigError, ManifestError, ModelsyncError
+from modelsync.logs import configure_logging
+from modelsync.manifest import MANIFEST_NAME, Manifest, verify_dir
+from modelsync.progress import terminal_progress
+from modelsync.publish import publish as publish_revision
+from modelsync.status import collect_status
+from modelsync.store import Store
+from modelsync.syncer import Syncer
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _config_options(func: F) -> F:
+    """Flags shared by every command that reads the configuration."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(path_type=Path),
+                     envvar="MODELSYNC_CONFIG", help="TOML configuration file."),
+        click.option("--store", envvar="MODELSYNC_STORE", help="Served tree (absolute path)."),
+        click.option("--state-dir", envvar="MODELSYNC_STATE_DIR",
+                     help="State directory (default <store>/.modelsync)."),
+        click.option("--model", envvar="MODELSYNC_MODEL",
+                     help="Only this model; with --source, the one model to sync."),
+        click.option("--source", envvar="MODELSYNC_SOURCE",
+                     help="Source URL of --model (file:///path or gs://bucket/prefix)."),
+        click.option("--keep", type=int, envvar="MODELSYNC_KEEP",
+                     help="Revisions retained for rollback (with --model)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load(config_path: Path | None, **overrides: Any) -> Config:
+    return load_config(config_path, overrides)
+
+
+def _selected(config: Config, model: str | None) -> Config:
+    if model is None:
+        return config
+    return config.model_copy(update={"models": (config.model(model),)})
+
+
+def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+        if number:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise click.BadParameter(f"{pair!r}: value is not a number",
+                                         param_hint=what) from None
+        else:
+            out[key] = value
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="modelsync")
+@click.option("--log-level", envvar="MODELSYNC_LOG_LEVEL", default="info",
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", envvar="MODELSYNC_LOG_FORMAT", default="auto",
+              type=click.Choice(["auto", "json", "console"]),
+              help="auto: console lines on a terminal, JSON lines otherwise.")
+def cli(log_level: str, log_format: str) -> None:
+    """Keep a model server on the right model revision."""
+    configure_logging(log_level, log_format)
+
+
+@cli.command()
+@click.argument("src_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("url")
+@click.option("--version", "version", type=click.IntRange(min=1), help="Default: Unix time now.")
+@click.option("--metric", "metrics", multiple=True, metavar="KEY=NUMBER")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE")
+def publish(src_dir: Path, url: str, version: int | None, metrics: tuple[str, ...],
+            meta: tuple[str, ...]) -> int:
+    """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
+    metric_map = _kv(metrics, "--metric", number=True)
+    meta_map = _kv(meta, "--meta", number=False)
+    load_config(None, {"store": "/", "model": "publish", "source": url})  # validates the URL
+    published = publish_revision(src_dir, url, version=version, metrics=metric_map,
+                                 metadata=meta_map)
+    click.echo(published)
+    return 0
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+def verify(directory: Path) -> int:
+    """Check a local revision against its manifest (exit 0 intact, 1 not)."""
+    manifest_path = directory / MANIFEST_NAME
+    try:
+        manifest = Manifest.parse(manifest_path.read_bytes(), str(manifest_path))
+    except OSError as exc:
+        raise ManifestError(f"{manifest_path}: cannot read: {exc.strerror}") from exc
+    problems = verify_dir(directory, manifest)
+    for problem in problems:
+        click.echo(f"{directory}: {problem}", err=True)
+    if problems:
+        return 1
+    click.echo(f"{directory}: version {manifest.version} intact "
+               f"({len(manifest.files)} files, {manifest.total_size} bytes)")
+    return 0
+
+
+@cli.command()
+@_config_options
+@click.option("--require", is_flag=True,
+              help="Exit 1 if a model ends with no active version (init containers).")
+def sync(config_path: Path | None, store: str | None, state_dir: str | None,
+         model: str | None, source: str | None, keep: int | None, require: bool) -> int:
+    """Run one sync pass for every configured model (or --model)."""
+    config = _selected(
+        _load(config_path, store=store, state_dir=state_dir, model=model, source=source,
+              keep=keep),
+        model,
+    )
+    syncer = Syncer(Store(config.store, config.state_path),
+                    progress=terminal_progress if sys.stderr.isatty() else None)
+    failed = False
+    try:
+        for entry in config.models:
+            cancel = CancelToken(deadline=time.monotonic() + config.pass_timeout)
+            result = syncer.sync(entry, cancel)
+            failed |= not result.ok
+            if require and result.active is None:
+                click.echo(f"modelsync: model {entry.name} has no active version", err=True)
+                failed = True
+    finally:
+        syncer.close()
+    return 1 if failed else 0
+
+
+@cli.command()
+@_config_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path: Path | None, store: str | None, state_dir: str | None,
+           model: str | None, source: str | None, keep: int | None, as_json: bool) -> int:
+    """Show each model's active, retained and refused versions and last error."""
+    config = _selected(
+        _load(config_path, store=store, state_dir=state_dir, model=model, source=source,
+              keep=keep),
+        model,
+    )
+    report = collect_status(config, Store(config.store, config.state_path), time.time())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return 0
+    for entry in report["models"]:
+        click.echo(f"{entry['name']}: active {entry.get('active_version') or 'none'}"
+                   f" (activated {entry.get('activated_at') or '-'},"
+                   f" created {entry.get('created') or '-'})")
+        click.echo(f"  source    {entry['source']}")
+        click.echo(f"  retained  {entry.get('retained') or '-'}")
+        for version, reason in (entry.get("refused") or {}).items():
+            click.echo(f"  refused   {version}: {reason}")
+        if entry.get("pinned") is not None:
+            click.echo(f"  pinned    {entry['pinned']}")
+        if entry.get("last_error") or entry.get("error"):
+            click.echo(f"  error     {entry.get('last_error') or entry.get('error')}")
+    return 0
+
+
+def _exit_code(func: Callable[[], Any]) -> int:
+    try:
+        result = func()
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("modelsync: aborted", err=True)
+        return 1
+    except ConfigError as exc:
+        click.echo(f"modelsync: config error: {exc}", err=True)
+        return 2
+    except ModelsyncError as exc:
+        click.echo(f"modelsync: error: {exc}", err=True)
+        return 1
+    return int(result or 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    sys.exit(_exit_code(functools.partial(cli.main, args=argv, prog_name="modelsync",
+                                          standalone_mode=False)))

@@ -1,0 +1,155 @@
+"""Configuration: a TOML file, overridden by MODELSYNC_* variables and flags, validated once.
+
+Every error names the key and where it came from (the file, or the flag/variable)
+in one line, so an operator can fix it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from modelsync.errors import ConfigError
+from modelsync.sources import SCHEMES
+from modelsync.units import parse_duration, parse_size
+
+__all__ = ["Config", "ModelConfig", "load_config"]
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ModelConfig(_Strict):
+    """One model to keep in sync."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    source: str
+    keep: int = Field(default=2, ge=1, le=100)
+    max_bytes: Size | None = None
+    concurrency: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in SCHEMES:
+            raise ValueError(
+                f"unsupported source URL {value!r}: use one of "
+                + ", ".join(f"{s}://" for s in sorted(SCHEMES))
+            )
+        if scheme == "file" and not rest.startswith("/"):
+            raise ValueError(f"file source {value!r} needs an absolute path: file:///path")
+        if scheme == "gs" and not rest.split("/", 1)[0]:
+            raise ValueError(f"gs source {value!r} names no bucket: gs://bucket/prefix")
+        return value.rstrip("/")
+
+
+class Config(_Strict):
+    """The whole configuration of one modelsync process."""
+
+    store: Path
+    state_dir: Path | None = None
+    interval: Duration = 600.0
+    pass_timeout: Duration = 1800.0
+    log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    models: tuple[ModelConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if not self.store.is_absolute():
+            raise ValueError(f"store must be an absolute path, got {str(self.store)!r}")
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model {dupes[0]!r} is configured twice")
+        if self.interval <= 0 or self.pass_timeout <= 0:
+            raise ValueError("interval and pass_timeout must be positive")
+        return self
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.store / ".modelsync"
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        raise ConfigError(f"no model named {name!r} in the configuration")
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _first_error(exc: ValidationError, origin: str) -> ConfigError:
+    err = exc.errors()[0]
+    loc = _format_loc(tuple(p for p in err["loc"] if p not in ("function-after",)))
+    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    return ConfigError(f"{origin}: {loc}: {msg}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(data.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read ``path`` (or nothing), apply flag/environment ``overrides``, validate once.
+
+    ``overrides`` keys: top-level keys (``store``, ``interval``...) plus ``model``,
+    ``source`` and ``keep``. A ``source`` defines (or redirects) the single model
+    named by ``model``, as a sidecar configured by flags alone does.
+    """
+    raw: dict[str, Any] = _read_toml(path) if path is not None else {}
+    origin = str(path) if path is not None else "flags/environment"
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
+    model_name, source, keep = over.pop("model", None), over.pop("source", None), over.pop("keep", None)
+    raw.update(over)
+    if source is not None or keep is not None:
+        if model_name is None:
+            raise ConfigError(f"{origin}: --source/--keep need --model NAME (MODELSYNC_MODEL)")
+        models = [dict(m) for m in raw.get("models", []) if isinstance(m, dict)]
+        match = [m for m in models if m.get("name") == model_name]
+        entry = match[0] if match else {"name": model_name}
+        if source is not None:
+            entry["source"] = source
+        if keep is not None:
+            entry["keep"] = keep
+        raw["models"] = models if match else [*models, entry]
+    if "store" not in raw:
+        raise ConfigError(f"{origin}: store: missing (set it in the file, --store or MODELSYNC_STORE)")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise _first_error(exc, origin) from exc
+    if not config.models:
+        raise ConfigError(f"{origin}: models: no model configured (add [[models]] or --model/--source)")
+    if model_name is not None:
+        config.model(model_name)
+    return config

@@ -1,0 +1,91 @@
+"""The exceptions modelsync raises, translated at the edge from backend errors.
+
+ModelsyncError                 base: one clear line; ``retryable`` says whether to try again
+├── ConfigError                a configuration that cannot be used (the CLI exits 2)
+├── RefusedError               a revision that is wrong for good: never retried
+│   └── ManifestError          a manifest that is malformed or does not describe its revision
+├── IntegrityError             bytes damaged in transit (storage checksum mismatch)
+├── SourceError                the storage backend failed
+│   ├── TransientSourceError   worth retrying: 429, 5xx, resets, timeouts
+│   ├── NotFoundError          the bucket or object does not exist
+│   └── AccessDeniedError      401/403: credentials or permissions
+├── StoreError                 the local store cannot be written (disk full, damaged layout)
+├── PublishError               a publish that would overwrite or cannot proceed
+├── ReloadError                the serving process did not take the revision (notify/confirm)
+└── Cancelled                  stop requested or the pass deadline passed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "Cancelled",
+    "ConfigError",
+    "IntegrityError",
+    "ManifestError",
+    "ModelsyncError",
+    "NotFoundError",
+    "PublishError",
+    "RefusedError",
+    "ReloadError",
+    "SourceError",
+    "StoreError",
+    "TransientSourceError",
+]
+
+
+class ModelsyncError(Exception):
+    """Base class: the message is one line that names what failed and where."""
+
+    retryable = False
+
+
+class ConfigError(ModelsyncError):
+    """The configuration (file, environment or flags) cannot be used."""
+
+
+class RefusedError(ModelsyncError):
+    """A revision is wrong for good (bad manifest, bytes that differ from it, bad
+    signature, failed validation, refused by the server): never tried again."""
+
+
+class ManifestError(RefusedError):
+    """A manifest is malformed, or a revision does not match its manifest."""
+
+
+class IntegrityError(ModelsyncError):
+    """Bytes damaged between storage and disk (a storage checksum did not match)."""
+
+
+class SourceError(ModelsyncError):
+    """The storage backend failed."""
+
+
+class TransientSourceError(SourceError):
+    """A storage failure worth retrying (throttling, server errors, resets, timeouts)."""
+
+    retryable = True
+
+
+class NotFoundError(SourceError):
+    """The bucket or object does not exist."""
+
+
+class AccessDeniedError(SourceError):
+    """The credentials were refused or lack permission."""
+
+
+class StoreError(ModelsyncError):
+    """The local store cannot be read or written."""
+
+
+class PublishError(ModelsyncError):
+    """A publish was refused (for example, the version already exists)."""
+
+
+class ReloadError(ModelsyncError):
+    """The serving process did not confirm the revision."""
+
+
+class Cancelled(ModelsyncError):
+    """A stop was requested or the pass deadline passed."""

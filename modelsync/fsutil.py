@@ -1,0 +1,122 @@
+"""Durable filesystem primitives: atomic writes, symlink swaps, directory fsyncs.
+
+Every change that a reader (the serving process, or modelsync after a crash) may
+observe goes through a rename, and every rename is followed by an fsync of the
+directory that holds it, so that the new name survives a power cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from modelsync.errors import StoreError
+
+__all__ = [
+    "atomic_write_bytes",
+    "fsync_dir",
+    "move_dir",
+    "remove_tree",
+    "swap_symlink",
+    "store_error",
+]
+
+
+def store_error(action: str, path: Path, exc: OSError) -> StoreError:
+    """A one-line StoreError that names the action, the path and a hint for common causes."""
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = " (disk full: free space or raise the volume size)"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = " (check that modelsync may write there)"
+    elif exc.errno == errno.EXDEV:
+        hint = " (state_dir must be on the same filesystem as store)"
+    return StoreError(f"cannot {action} {path}: {exc.strerror or exc}{hint}")
+
+
+def fsync_dir(path: Path) -> None:
+    """Persist the directory entries of ``path`` (names created, renamed or removed in it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old bytes or the new, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise store_error("write", path, exc) from exc
+
+
+def swap_symlink(link: Path, target: str, tmp_dir: Path) -> None:
+    """Point ``link`` at the relative ``target`` in one rename.
+
+    The temporary link is made in ``tmp_dir`` (same filesystem), not beside ``link``,
+    so a crash never leaves a stray name in the directory the server watches.
+    A symlink's target is stored as text, so it resolves relative to wherever the
+    link ends up after the rename.
+    """
+    tmp = tmp_dir / f"link-{uuid.uuid4().hex}"
+    try:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, tmp)
+        tmp.replace(link)
+        fsync_dir(link.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise store_error("swap symlink", link, exc) from exc
+
+
+def move_dir(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` atomically and persist both parents."""
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        src.rename(dst)
+        fsync_dir(dst.parent)
+        if src.parent != dst.parent:
+            fsync_dir(src.parent)
+    except OSError as exc:
+        raise store_error("move", src, exc) from exc
+
+
+def remove_tree(path: Path, trash: Path) -> None:
+    """Remove ``path`` (a tree, file or link) if present.
+
+    A tree is first renamed into ``trash`` (same filesystem), so a crash half-way
+    never leaves a half-removed tree under a name a reader would trust.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    try:
+        if path.is_dir() and not path.is_symlink():
+            trash.mkdir(parents=True, exist_ok=True)
+            doomed = trash / f"{path.name}-{uuid.uuid4().hex[:8]}"
+            path.rename(doomed)
+            fsync_dir(path.parent)
+            shutil.rmtree(doomed)
+        else:
+            path.unlink()
+            fsync_dir(path.parent)
+    except OSError as exc:
+        raise store_error("remove", path, exc) from exc

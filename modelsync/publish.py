@@ -1,0 +1,76 @@
+"""The producer's side: upload a directory as a new revision, manifest last."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import PublishError
+from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, build_manifest
+from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources import open_source
+
+__all__ = ["publish"]
+
+
+def publish(
+    src: Path,
+    url: str,
+    *,
+    version: int | None = None,
+    metrics: Mapping[str, float] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    concurrency: int = 8,
+    clock: Callable[[], float] = time.time,
+    retry: RetryPolicy | None = None,
+) -> int:
+    """Upload ``src`` as ``<url>/<version>/`` and return the version.
+
+    Files go first, the manifest last: a reader never sees a half revision as
+    complete. An existing complete version is never overwritten.
+    """
+    if not src.is_dir():
+        raise PublishError(f"{src}: not a directory")
+    now = clock()
+    version = version if version is not None else int(now)
+    model = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or urlsplit(url).netloc
+    log = structlog.get_logger().bind(model=model, version=version)
+    policy = retry or RetryPolicy()
+    cancel = CancelToken()
+    source = open_source(url.rstrip("/"))
+    try:
+        existing = call_with_retry(
+            lambda: source.read_object(version, MANIFEST_NAME, MAX_MANIFEST_BYTES),
+            policy, cancel, f"{url}/{version}/{MANIFEST_NAME}", log)
+        if existing is not None:
+            raise PublishError(
+                f"{url}/{version} already exists and is complete; publish a new version")
+        manifest = build_manifest(src, model, version, created=datetime.fromtimestamp(now, UTC),
+                                  metrics=metrics, metadata=metadata)
+        log.info("publishing", files=len(manifest.files), bytes=manifest.total_size)
+
+        def upload(rel: str) -> None:
+            call_with_retry(lambda: source.upload(version, rel, src / rel), policy, cancel,
+                            f"{url}/{version}/{rel}", log)
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for future in [pool.submit(upload, e.path) for e in manifest.files]:
+                future.result()
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest_file = Path(tmp) / MANIFEST_NAME
+            manifest_file.write_bytes(manifest.to_bytes())
+            call_with_retry(lambda: source.upload(version, MANIFEST_NAME, manifest_file),
+                            policy, cancel, f"{url}/{version}/{MANIFEST_NAME}", log)
+        log.info("published", url=f"{url}/{version}")
+        return version
+    finally:
+        source.close()

@@ -1,0 +1,148 @@
+"""The source seam: what every storage backend (file://, gs://) provides.
+
+A source is the publisher's side of one model: ``<url>/<version>/<object>``. One
+contract test suite (tests/test_sources_contract.py) runs against every backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import RefusedError
+from modelsync.fsutil import store_error
+
+__all__ = ["ObjectInfo", "Sink", "Source"]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object under a version: name relative to the version, size, last change."""
+
+    name: str
+    size: int
+    updated: datetime
+    crc32c: str | None = None  # base64 big-endian, as GCS reports it
+
+
+class Sink:
+    """Where one object's bytes go: a staging file, hashed as written.
+
+    Writing more than ``expected_size`` bytes raises RefusedError at once, so a
+    source that lies about sizes can never fill the disk.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        expected_size: int | None,
+        label: str,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.expected_size = expected_size
+        self.label = label
+        self._on_bytes = on_bytes
+        self._handle = path.open("wb")
+        self._digest = hashlib.sha256()
+        self._written = 0
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    def write(self, data: bytes) -> int:
+        if self.expected_size is not None and self._written + len(data) > self.expected_size:
+            raise RefusedError(
+                f"{self.label}: source sent more than the declared {self.expected_size} bytes"
+            )
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            raise store_error("write", self.path, exc) from exc
+        self._digest.update(data)
+        self._written += len(data)
+        if self._on_bytes is not None:
+            self._on_bytes(len(data))
+        return len(data)
+
+    def reset(self) -> None:
+        """Start over (a retry re-sends the object from its first byte)."""
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._digest = hashlib.sha256()
+        self._written = 0
+
+    def adopt(self) -> None:
+        """Account for bytes written to ``path`` out of band (parallel ranged writes)."""
+        self._handle.flush()
+        self._digest = hashlib.sha256()
+        self._written = 0
+        with self.path.open("rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                self._written += len(chunk)
+                self._digest.update(chunk)
+        if self.expected_size is not None and self._written > self.expected_size:
+            raise RefusedError(
+                f"{self.label}: source sent more than the declared {self.expected_size} bytes"
+            )
+
+    def finish(self) -> str:
+        """Flush to disk, close, and return the sha256 of what was written."""
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+        except OSError as exc:
+            raise store_error("write", self.path, exc) from exc
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class Source(Protocol):
+    """One model's revisions in a bucket or directory."""
+
+    url: str
+
+    def list_versions(self) -> list[int]:
+        """Every version number present, complete or not, ascending; [] if none.
+
+        Raises NotFoundError when the bucket (or the source directory) is missing.
+        """
+        ...
+
+    def read_object(self, version: int, name: str, limit: int) -> bytes | None:
+        """The whole object, or None when it does not exist.
+
+        Raises RefusedError when it is larger than ``limit`` bytes.
+        """
+        ...
+
+    def list_objects(self, version: int) -> list[ObjectInfo]:
+        """Every object under the version, names relative to it; [] if none."""
+        ...
+
+    def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
+        """Stream the object into ``sink`` (resetting it before a retry).
+
+        Raises NotFoundError when the object is missing, IntegrityError when a
+        storage checksum fails, RefusedError when the sink's size bound fails,
+        RefusedError for names or links that leave the revision, Cancelled on stop.
+        """
+        ...
+
+    def upload(self, version: int, name: str, path: Path) -> None:
+        """Store the local file ``path`` as the object; visible only once complete."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads."""
+        ...

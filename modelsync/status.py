@@ -1,0 +1,54 @@
+"""What each model is serving and why: the report behind `modelsync status` and /status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from modelsync.config import Config, ModelConfig
+from modelsync.errors import StoreError
+from modelsync.store import Store
+
+__all__ = ["collect_status", "model_status", "rfc3339"]
+
+
+def rfc3339(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]:
+    """A JSON-ready description of one model's local state."""
+    ms = store.model(model.name)
+    report: dict[str, Any] = {"name": model.name, "source": model.source}
+    try:
+        state = ms.load_state()
+        active = ms.active_version()
+        manifest = ms.manifest_of(active) if active is not None else None
+    except StoreError as exc:
+        report["error"] = str(exc)
+        return report
+    created = manifest.created.timestamp() if manifest else None
+    report.update(
+        active_version=active,
+        active_path=str(ms.dir / str(active)) if active is not None else None,
+        activated_at=rfc3339(state.activated_at),
+        created=rfc3339(created),
+        revision_age_seconds=round(now - created, 3) if created is not None else None,
+        retained=ms.cached_versions(),
+        refused={str(v): reason for v, reason in sorted(state.refused.items())},
+        pinned=state.pinned,
+        last_success_at=rfc3339(state.last_success_at),
+        last_error=state.last_error,
+        last_error_at=rfc3339(state.last_error_at),
+        pending=state.pending.version if state.pending else None,
+    )
+    return report
+
+
+def collect_status(config: Config, store: Store, now: float) -> dict[str, Any]:
+    return {
+        "store": str(config.store),
+        "models": [model_status(store, m, now) for m in config.models],
+    }

@@ -1,0 +1,322 @@
+"""The local revision store and its atomic swap.
+
+Layout (DESIGN.md):
+
+    <store>/<model>/<version>/            what the server should serve now
+    <store>/<model>/current -> <version>  relative symlink, swapped by rename
+    <state>/revisions/<model>/<version>/  retained older revisions (rollback targets)
+    <state>/staging/<model>/...           downloads in progress; wiped at every pass
+    <state>/quarantine/<model>/<version>/ revisions the server refused, for inspection
+    <state>/state/<model>.json            refused versions, pin, journal (state.py)
+
+Only complete, verified trees are ever renamed into ``<store>/<model>/``. During an
+activation the previous version stays beside the new one until the server confirms
+(so a "latest version" server keeps serving and rollback is one rename), then it
+moves to ``revisions/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import ManifestError, StoreError
+from modelsync.fsutil import move_dir, remove_tree, store_error, swap_symlink
+from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version
+from modelsync.state import ModelState, Pending
+
+__all__ = ["CURRENT", "ModelStore", "Store"]
+
+CURRENT = "current"
+# Refused revisions kept for inspection; older ones are deleted.
+QUARANTINE_KEEP = 2
+
+
+class Store:
+    """The served tree and its state directory, which must share a filesystem."""
+
+    def __init__(self, root: Path, state_dir: Path) -> None:
+        self.root = root
+        self.state_dir = state_dir
+
+    def prepare(self) -> None:
+        """Create both directories and check that renames between them are atomic."""
+        for path in (self.root, self.state_dir):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise store_error("create", path, exc) from exc
+        if self.root.stat().st_dev != self.state_dir.stat().st_dev:
+            raise StoreError(
+                f"state_dir {self.state_dir} is on another filesystem than store {self.root}; "
+                "renames between them would not be atomic"
+            )
+
+    def model(self, name: str) -> ModelStore:
+        return ModelStore(name, self.root / name, self.state_dir)
+
+    def model_names(self) -> list[str]:
+        """Models that have a directory in the store (configured or not)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name[0] != ".")
+
+
+class ModelStore:
+    """One model's part of the store. Every method re-reads the disk."""
+
+    def __init__(self, name: str, directory: Path, state_dir: Path) -> None:
+        self.name = name
+        self.dir = directory
+        self.current = directory / CURRENT
+        self.cache_dir = state_dir / "revisions" / name
+        self.staging_root = state_dir / "staging" / name
+        self.quarantine_dir = state_dir / "quarantine" / name
+        self.state_path = state_dir / "state" / f"{name}.json"
+        self.lock_path = state_dir / "locks" / f"{name}.lock"
+        self.trash = state_dir / "trash" / name
+        self.tmp = state_dir / "tmp" / name
+
+    # -- reading -------------------------------------------------------------
+
+    def active_version(self) -> int | None:
+        """The version ``current`` points at, or None when there is none (or it dangles)."""
+        try:
+            target = os.readlink(self.current)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise store_error("read link", self.current, exc) from exc
+        version = parse_version(target)
+        if version is None or not (self.dir / target).is_dir():
+            return None
+        return version
+
+    def active_path(self) -> Path | None:
+        version = self.active_version()
+        return None if version is None else self.dir / str(version)
+
+    def served_versions(self) -> list[int]:
+        return _versions_in(self.dir)
+
+    def cached_versions(self) -> list[int]:
+        return _versions_in(self.cache_dir)
+
+    def path_of(self, version: int) -> Path | None:
+        """Where a retained copy of ``version`` lives, served or cached."""
+        for base in (self.dir, self.cache_dir):
+            path = base / str(version)
+            if path.is_dir():
+                return path
+        return None
+
+    def retained(self) -> dict[int, Path]:
+        """Every complete local revision: served ones and cached ones."""
+        found = {v: self.cache_dir / str(v) for v in self.cached_versions()}
+        found.update({v: self.dir / str(v) for v in self.served_versions()})
+        return found
+
+    def manifest_of(self, version: int) -> Manifest | None:
+        path = self.path_of(version)
+        if path is None:
+            return None
+        try:
+            return Manifest.parse((path / MANIFEST_NAME).read_bytes(), str(path))
+        except (OSError, ManifestError):
+            return None
+
+    def reuse_index(self) -> dict[str, Path]:
+        """sha256 → a file with those bytes in a retained revision (to hard-link from)."""
+        index: dict[str, Path] = {}
+        for version, path in sorted(self.retained().items(), reverse=True):
+            manifest = self.manifest_of(version)
+            for entry in manifest.files if manifest else ():
+                candidate = path / entry.path
+                if entry.sha256 not in index and candidate.is_file():
+                    if candidate.stat().st_size == entry.size:
+                        index[entry.sha256] = candidate
+        return index
+
+    def load_state(self) -> ModelState:
+        return ModelState.load(self.state_path)
+
+    def save_state(self, state: ModelState) -> None:
+        state.save(self.state_path)
+
+    # -- locking and staging -------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, cancel: CancelToken) -> Iterator[None]:
+        """Hold this model's lock (one writer per model across processes)."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_path.open("a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancel.cancelled():
+                        raise StoreError(
+                            f"model {self.name}: another modelsync process holds "
+                            f"{self.lock_path}"
+                        ) from None
+                    cancel.wait(0.2) if cancel.remaining() is not None else time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def clean_staging(self) -> None:
+        """Remove leftovers of interrupted downloads, removals and link swaps.
+
+        These live only under the state directory, which no server reads, so a
+        plain recursive delete is safe here.
+        """
+        for path in (self.staging_root, self.trash, self.tmp):
+            try:
+                shutil.rmtree(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise store_error("clean", path, exc) from exc
+
+    def new_staging(self, version: int) -> Path:
+        path = self.staging_root / f"{version}-{uuid.uuid4().hex[:8]}"
+        try:
+            path.mkdir(parents=True)
+        except OSError as exc:
+            raise store_error("create", path, exc) from exc
+        return path
+
+    # -- the swap --------------------------------------------------------------
+
+    def activate(self, version: int, tree: Path, previous: int | None, state: ModelState,
+                 retire_to: str = "quarantine") -> None:
+        """Put the complete tree ``tree`` in place as ``version`` and point ``current`` at it.
+
+        The journal entry is written first, so a crash at any point after it is
+        finished (or undone) by ``recover``.
+        """
+        state.pending = Pending(version, previous, "activating",
+                                "cache" if retire_to == "cache" else "quarantine")
+        self.save_state(state)
+        target = self.dir / str(version)
+        if tree != target:
+            move_dir(tree, target)
+        self._point_current(version)
+        self._hide_newer_than(version)
+
+    def commit(self, state: ModelState, keep: int, now: float) -> list[int]:
+        """Retire the previous version to the cache and trim the cache; return removed."""
+        pending = state.pending
+        assert pending is not None
+        if pending.previous is not None and pending.previous != pending.version:
+            served = self.dir / str(pending.previous)
+            if served.is_dir():
+                move_dir(served, self.cache_dir / str(pending.previous))
+        state.pending = None
+        state.activated_at = now
+        state.last_success_at = now
+        state.rollback_failed = False
+        self.save_state(state)
+        return self.prune(keep)
+
+    def rollback(self, state: ModelState) -> None:
+        """Put the previous version back behind ``current`` and retire the new one."""
+        pending = state.pending
+        assert pending is not None
+        pending.phase = "rolling_back"
+        self.save_state(state)
+        previous = pending.previous
+        if previous is not None:
+            source = self.path_of(previous)
+            if source is None:
+                raise StoreError(f"model {self.name}: previous version {previous} is gone")
+            if source.parent != self.dir:
+                move_dir(source, self.dir / str(previous))
+            self._point_current(previous)
+        elif self.current.is_symlink():
+            remove_tree(self.current, self.trash)
+        bad = self.dir / str(pending.version)
+        if bad.is_dir() and pending.version != previous:
+            if pending.retire_to == "cache":
+                move_dir(bad, self.cache_dir / str(pending.version))
+            else:
+                dest = self.quarantine_dir / str(pending.version)
+                remove_tree(dest, self.trash)
+                move_dir(bad, dest)
+                self._trim(self.quarantine_dir, QUARANTINE_KEEP)
+
+    def finish_rollback(self, state: ModelState) -> None:
+        state.pending = None
+        self.save_state(state)
+
+    def recover(self, state: ModelState) -> Pending | None:
+        """Bring the disk in line with an interrupted activation; return it if it must
+        still be confirmed (or rolled back), None if there was nothing to finish."""
+        pending = state.pending
+        if pending is None:
+            return None
+        if pending.phase == "rolling_back":
+            self.rollback(state)
+            return pending
+        if not (self.dir / str(pending.version)).is_dir():
+            # Killed before the tree was moved in: nothing visible changed.
+            state.pending = None
+            self.save_state(state)
+            return None
+        self._point_current(pending.version)
+        self._hide_newer_than(pending.version)
+        return pending
+
+    def prune(self, keep: int) -> list[int]:
+        """Keep ``keep - 1`` cached revisions besides the active one; remove the rest."""
+        return self._trim(self.cache_dir, keep - 1)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _point_current(self, version: int) -> None:
+        if self.active_version() != version or os.readlink(self.current) != str(version):
+            swap_symlink(self.current, str(version), self.tmp)
+
+    def _hide_newer_than(self, version: int) -> None:
+        """Move served versions newer than ``version`` to the cache.
+
+        Servers with a "latest" version policy (TF Serving, Triton) serve the highest
+        number in the directory; going back to an older version means the newer
+        ones must leave it.
+        """
+        for other in self.served_versions():
+            if other > version:
+                dest = self.cache_dir / str(other)
+                remove_tree(dest, self.trash)
+                move_dir(self.dir / str(other), dest)
+
+    def _trim(self, directory: Path, keep: int) -> list[int]:
+        versions = _versions_in(directory)
+        doomed = versions[: max(0, len(versions) - keep)]
+        for version in doomed:
+            remove_tree(directory / str(version), self.trash)
+        return doomed
+
+
+def _versions_in(directory: Path) -> list[int]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise store_error("list", directory, exc) from exc
+    versions = []
+    for name in names:
+        version = parse_version(name)
+        if version is not None and (directory / name).is_dir():
+            versions.append(version)
+    return sorted(versions)

@@ -1,0 +1,277 @@
+"""One sync pass for one model, as named steps ending in an Outcome.
+
+discover → decide → download → verify → activate → commit
+
+The pass re-derives everything from disk (``current``, the journal in the state
+file), so running it again after a crash finishes or undoes the interrupted one.
+Only ``Syncer.sync`` catches errors: every step raises, the pass records.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+
+from modelsync.cancel import CancelToken
+from modelsync.config import ModelConfig
+from modelsync.errors import Cancelled, ModelsyncError, RefusedError, StoreError
+from modelsync.fsutil import atomic_write_bytes
+from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
+from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources import Source, open_source
+from modelsync.state import ModelState
+from modelsync.store import ModelStore, Store
+from modelsync.transfer import TransferStats, download_revision
+
+__all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
+
+Log = structlog.typing.FilteringBoundLogger
+# (label, total bytes) -> a context manager whose value takes byte counts.
+ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+# Free space kept beyond the download itself: 5 % of it, at least 64 MiB.
+_SPACE_MARGIN_BYTES = 64 * 1024 * 1024
+_SPACE_MARGIN_RATIO = 0.05
+
+
+class Outcome(StrEnum):
+    UNCHANGED = "unchanged"  # already at the newest acceptable revision (or pinned)
+    ACTIVATED = "activated"  # a newer revision is now active
+    FAILED = "failed"  # the pass failed; the store is as it was
+
+
+@dataclass
+class PassResult:
+    model: str
+    outcome: Outcome
+    active: int | None
+    candidate: int | None = None
+    error: str | None = None
+    refused: list[int] = field(default_factory=list)
+    stats: TransferStats = field(default_factory=TransferStats)
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not Outcome.FAILED and not self.refused
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    version: int
+    manifest: Manifest
+    manifest_bytes: bytes
+
+
+class Syncer:
+    """Runs passes against one store. Safe to call from one thread per model."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retry: RetryPolicy | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        progress: ProgressFactory | None = None,
+    ) -> None:
+        self.store = store
+        self.retry = retry or RetryPolicy()
+        self._wall = wall_clock
+        self._progress = progress
+        self._sources: dict[str, Source] = {}
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()
+        self._sources.clear()
+
+    def _source(self, url: str) -> Source:
+        if url not in self._sources:
+            self._sources[url] = open_source(url)
+        return self._sources[url]
+
+    # -- the pass --------------------------------------------------------------
+
+    def sync(self, model: ModelConfig, cancel: CancelToken) -> PassResult:
+        """One pass for ``model``. Never raises for a sync failure: see the result."""
+        log: Log = structlog.get_logger().bind(model=model.name)
+        ms = self.store.model(model.name)
+        started = time.monotonic()
+        result = PassResult(model.name, Outcome.FAILED, None)
+        try:
+            self.store.prepare()
+            with ms.lock(cancel):
+                try:
+                    state = ms.load_state()
+                    self._run(model, ms, state, cancel, result, log)
+                finally:
+                    ms.clean_staging()
+        except Cancelled as exc:
+            result.outcome, result.error = Outcome.FAILED, f"cancelled: {exc}"
+            log.warning("sync cancelled", version=result.candidate, reason=str(exc))
+        except ModelsyncError as exc:
+            result.outcome, result.error = Outcome.FAILED, str(exc)
+            log.error("sync failed", version=result.candidate, error=str(exc))
+            self._record_error(ms, str(exc))
+        result.active = _safe_active(ms)
+        result.duration = time.monotonic() - started
+        return result
+
+    def _run(self, model: ModelConfig, ms: ModelStore, state: ModelState,
+             cancel: CancelToken, result: PassResult, log: Log) -> None:
+        self._recover(model, ms, state, log)
+        active = ms.active_version()
+        if state.pinned is not None:
+            log.info("pinned; not looking for new revisions", version=active, pinned=state.pinned)
+            result.outcome = Outcome.UNCHANGED
+            return
+        source = self._source(model.source)
+        candidate = self._discover(model, source, active, state, cancel, result, log)
+        if candidate is None:
+            result.outcome = Outcome.UNCHANGED
+            log.debug("up to date", version=active)
+            if not result.refused:
+                state.last_error = None
+                state.last_success_at = self._wall()
+                ms.save_state(state)
+            return
+        result.candidate = candidate.version
+        vlog = log.bind(version=candidate.version)
+        try:
+            staged = self._download(model, ms, source, candidate, cancel, result, vlog)
+        except RefusedError as exc:
+            self._refuse(ms, state, candidate.version, str(exc), result, vlog)
+            raise
+        self._activate(ms, state, candidate.version, staged, active, vlog)
+        self._commit(model, ms, state, vlog)
+        result.outcome = Outcome.ACTIVATED
+
+    # -- steps -----------------------------------------------------------------
+
+    def _recover(self, model: ModelConfig, ms: ModelStore, state: ModelState, log: Log) -> None:
+        """Finish an activation a crash interrupted (its tree is complete and verified)."""
+        pending = ms.recover(state)
+        if pending is None:
+            return
+        log.warning("finishing an interrupted activation", version=pending.version,
+                    phase=pending.phase)
+        if pending.phase == "rolling_back":
+            ms.finish_rollback(state)
+        else:
+            self._commit(model, ms, state, log.bind(version=pending.version))
+
+    def _discover(self, model: ModelConfig, source: Source, active: int | None,
+                  state: ModelState, cancel: CancelToken, result: PassResult,
+                  log: Log) -> _Candidate | None:
+        """The newest complete, acceptable version newer than ``active``, or None.
+
+        Costs one listing when nothing changed; reads a manifest only for versions
+        newer than the active one.
+        """
+        versions = call_with_retry(source.list_versions, self.retry, cancel,
+                                   f"{source.url}: list", log)
+        for version in sorted(versions, reverse=True):
+            if active is not None and version <= active:
+                return None
+            if version in state.refused:
+                log.debug("skipping refused version", version=version)
+                continue
+            raw = call_with_retry(
+                lambda v=version: source.read_object(v, MANIFEST_NAME, MAX_MANIFEST_BYTES),
+                self.retry, cancel, f"{source.url}/{version}/{MANIFEST_NAME}", log)
+            if raw is None:
+                log.debug("incomplete version (no manifest yet)", version=version)
+                continue
+            try:
+                manifest = self._check_manifest(model, source, version, raw)
+            except RefusedError as exc:
+                self._refuse(self.store.model(model.name), state, version, str(exc), result,
+                             log.bind(version=version))
+                continue
+            return _Candidate(version, manifest, raw)
+        return None
+
+    def _check_manifest(self, model: ModelConfig, source: Source, version: int,
+                        raw: bytes) -> Manifest:
+        where = f"{source.url}/{version}/{MANIFEST_NAME}"
+        manifest = Manifest.parse(raw, where)
+        if manifest.version != version:
+            raise RefusedError(f"{where}: says version {manifest.version}, stored as {version}")
+        if model.max_bytes is not None and manifest.total_size > model.max_bytes:
+            raise RefusedError(
+                f"{where}: revision is {manifest.total_size} bytes, over max_bytes "
+                f"{model.max_bytes}")
+        return manifest
+
+    def _download(self, model: ModelConfig, ms: ModelStore, source: Source,
+                  candidate: _Candidate, cancel: CancelToken, result: PassResult,
+                  log: Log) -> Path:
+        manifest = candidate.manifest
+        reuse = ms.reuse_index()
+        to_fetch = sum(e.size for e in manifest.files if e.sha256 not in reuse)
+        staged = ms.new_staging(candidate.version)
+        _check_space(staged, to_fetch, f"model {model.name} version {candidate.version}")
+        log.info("downloading", files=len(manifest.files), bytes=manifest.total_size,
+                 bytes_to_fetch=to_fetch)
+        label = f"{model.name} v{candidate.version}"
+        bar = self._progress(label, manifest.total_size) if self._progress else nullcontext(None)
+        with bar as on_bytes:
+            result.stats = download_revision(
+                source, manifest, staged, reuse, concurrency=model.concurrency,
+                cancel=cancel, retry=self.retry, on_bytes=on_bytes)
+        atomic_write_bytes(staged / MANIFEST_NAME, candidate.manifest_bytes)
+        log.info("downloaded and verified", fetched_files=result.stats.files_fetched,
+                 fetched_bytes=result.stats.bytes_fetched,
+                 linked_files=result.stats.files_linked)
+        return staged
+
+    def _activate(self, ms: ModelStore, state: ModelState, version: int, staged: Path,
+                  previous: int | None, log: Log) -> None:
+        ms.activate(version, staged, previous, state)
+        log.info("activated", previous=previous)
+
+    def _commit(self, model: ModelConfig, ms: ModelStore, state: ModelState, log: Log) -> None:
+        removed = ms.commit(state, model.keep, self._wall())
+        state.last_error = None
+        ms.save_state(state)
+        log.info("committed", removed=removed, retained=ms.cached_versions())
+
+    # -- bookkeeping ------------------------------------------------------------
+
+    def _refuse(self, ms: ModelStore, state: ModelState, version: int, reason: str,
+                result: PassResult, log: Log) -> None:
+        state.refused[version] = reason
+        state.last_error, state.last_error_at = reason, self._wall()
+        ms.save_state(state)
+        result.refused.append(version)
+        log.error("revision refused", reason=reason)
+
+    def _record_error(self, ms: ModelStore, error: str) -> None:
+        try:
+            state = ms.load_state()
+            state.last_error, state.last_error_at = error, self._wall()
+            ms.save_state(state)
+        except StoreError:
+            pass  # the original error is what the operator needs to see
+
+
+def _check_space(staged: Path, needed: int, what: str) -> None:
+    free = shutil.disk_usage(staged).free
+    margin = max(_SPACE_MARGIN_BYTES, int(needed * _SPACE_MARGIN_RATIO))
+    if needed + margin > free:
+        raise StoreError(
+            f"{what}: needs {needed} bytes plus a {margin}-byte margin, only {free} free "
+            f"at {staged.parent}")
+
+
+def _safe_active(ms: ModelStore) -> int | None:
+    try:
+        return ms.active_version()
+    except StoreError:
+        return None

@@ -1,0 +1,159 @@
+"""Download one revision into staging: parallel, bounded, verified, deduplicated.
+
+Files whose sha256 is already on local disk (in a retained revision) are hard-linked
+instead of fetched. Every fetched file is bounded to its declared size while it
+streams and checked against its sha256 when complete; the first failure cancels
+the remaining downloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import RefusedError
+from modelsync.fsutil import store_error
+from modelsync.manifest import FileEntry, Manifest
+from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources.base import Sink, Source
+
+__all__ = ["TransferStats", "download_revision", "safe_join"]
+
+
+@dataclass
+class TransferStats:
+    bytes_fetched: int = 0
+    files_fetched: int = 0
+    files_linked: int = 0
+    bytes_linked: int = 0
+
+
+def safe_join(root: Path, relpath: str) -> Path:
+    """``root/relpath``, refusing anything that would land outside ``root``."""
+    path = (root / relpath).resolve()
+    if root.resolve() not in path.parents:
+        raise RefusedError(f"{relpath!r} would be written outside the staging directory")
+    return path
+
+
+class _Counter:
+    def __init__(self, on_bytes: Callable[[int], None] | None) -> None:
+        self._lock = threading.Lock()
+        self._on_bytes = on_bytes
+        self.stats = TransferStats()
+
+    def fetched(self, size: int) -> None:
+        with self._lock:
+            self.stats.files_fetched += 1
+            self.stats.bytes_fetched += size
+
+    def linked(self, size: int) -> None:
+        with self._lock:
+            self.stats.files_linked += 1
+            self.stats.bytes_linked += size
+        if self._on_bytes:
+            self._on_bytes(size)
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        shutil.copyfile(src, dest)
+
+
+def download_revision(
+    source: Source,
+    manifest: Manifest,
+    staging: Path,
+    reuse: Mapping[str, Path],
+    *,
+    concurrency: int,
+    cancel: CancelToken,
+    retry: RetryPolicy,
+    on_bytes: Callable[[int], None] | None = None,
+) -> TransferStats:
+    """Fill ``staging`` with every file of ``manifest``, verified; raise on the first failure."""
+    log = structlog.get_logger().bind(version=manifest.version)
+    counter = _Counter(on_bytes)
+    local = cancel.child()
+    label = f"{source.url}/{manifest.version}"
+
+    def one(entry: FileEntry) -> None:
+        local.check()
+        dest = safe_join(staging, entry.path)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            existing = reuse.get(entry.sha256)
+            if existing is not None:
+                _link_or_copy(existing, dest)
+                counter.linked(entry.size)
+                return
+        except OSError as exc:
+            raise store_error("write", dest, exc) from exc
+        _fetch_verified(source, manifest.version, entry, dest, f"{label}/{entry.path}",
+                        local, retry, log, on_bytes)
+        counter.fetched(entry.size)
+
+    ordered = sorted(manifest.files, key=lambda e: e.size, reverse=True)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
+        futures = [pool.submit(one, entry) for entry in ordered]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            local.stop_event.set()
+            wait(futures)
+            # Report the first real failure, not the Cancelled it caused in the others.
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            primary = next((e for e in errors if not local.caused(e)), errors[0])
+            assert primary is not None
+            raise primary
+    return counter.stats
+
+
+def _fetch_verified(
+    source: Source,
+    version: int,
+    entry: FileEntry,
+    dest: Path,
+    label: str,
+    cancel: CancelToken,
+    retry: RetryPolicy,
+    log: structlog.typing.FilteringBoundLogger,
+    on_bytes: Callable[[int], None] | None,
+) -> None:
+    try:
+        sink = Sink(dest, entry.size, label, on_bytes)
+    except OSError as exc:
+        raise store_error("write", dest, exc) from exc
+    try:
+        def attempt() -> None:
+            if sink.written:
+                sink.reset()
+            source.fetch(version, entry.path, sink, cancel)
+
+        call_with_retry(attempt, retry, cancel, label, log)
+        digest = sink.finish()
+    except BaseException:
+        sink.close()
+        with contextlib.suppress(OSError):
+            dest.unlink()
+        raise
+    if sink.written != entry.size:
+        dest.unlink()
+        raise RefusedError(f"{label}: got {sink.written} bytes, manifest says {entry.size}")
+    if digest != entry.sha256:
+        dest.unlink()
+        raise RefusedError(f"{label}: sha256 {digest[:12]}… does not match the manifest")
