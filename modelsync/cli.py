@@ -36,17 +36,35 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _config_options(func: F) -> F:
     """Flags shared by every command that reads the configuration."""
     options = [
-        click.option("--config", "config_path", type=click.Path(path_type=Path),
-                     envvar="MODELSYNC_CONFIG", help="TOML configuration file."),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path),
+            envvar="MODELSYNC_CONFIG",
+            help="TOML configuration file.",
+        ),
         click.option("--store", envvar="MODELSYNC_STORE", help="Served tree (absolute path)."),
-        click.option("--state-dir", envvar="MODELSYNC_STATE_DIR",
-                     help="State directory (default <store>/.modelsync)."),
-        click.option("--model", envvar="MODELSYNC_MODEL",
-                     help="Only this model; with --source, the one model to sync."),
-        click.option("--source", envvar="MODELSYNC_SOURCE",
-                     help="Source URL of --model (file:///path or gs://bucket/prefix)."),
-        click.option("--keep", type=int, envvar="MODELSYNC_KEEP",
-                     help="Revisions retained for rollback (with --model)."),
+        click.option(
+            "--state-dir",
+            envvar="MODELSYNC_STATE_DIR",
+            help="State directory (default <store>/.modelsync).",
+        ),
+        click.option(
+            "--model",
+            envvar="MODELSYNC_MODEL",
+            help="Only this model; with --source, the one model to sync.",
+        ),
+        click.option(
+            "--source",
+            envvar="MODELSYNC_SOURCE",
+            help="Source URL of --model (file:///path or gs://bucket/prefix).",
+        ),
+        click.option(
+            "--keep",
+            type=int,
+            envvar="MODELSYNC_KEEP",
+            help="Revisions retained for rollback (with --model).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -73,8 +91,9 @@ def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
             try:
                 out[key] = float(value)
             except ValueError:
-                raise click.BadParameter(f"{pair!r}: value is not a number",
-                                         param_hint=what) from None
+                raise click.BadParameter(
+                    f"{pair!r}: value is not a number", param_hint=what
+                ) from None
         else:
             out[key] = value
     return out
@@ -82,11 +101,19 @@ def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelsync")
-@click.option("--log-level", envvar="MODELSYNC_LOG_LEVEL", default="info",
-              type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--log-format", envvar="MODELSYNC_LOG_FORMAT", default="auto",
-              type=click.Choice(["auto", "json", "console"]),
-              help="auto: console lines on a terminal, JSON lines otherwise.")
+@click.option(
+    "--log-level",
+    envvar="MODELSYNC_LOG_LEVEL",
+    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--log-format",
+    envvar="MODELSYNC_LOG_FORMAT",
+    default="auto",
+    type=click.Choice(["auto", "json", "console"]),
+    help="auto: console lines on a terminal, JSON lines otherwise.",
+)
 def cli(log_level: str, log_format: str) -> None:
     """Keep a model server on the right model revision."""
     configure_logging(log_level, log_format)
@@ -98,14 +125,16 @@ def cli(log_level: str, log_format: str) -> None:
 @click.option("--version", "version", type=click.IntRange(min=1), help="Default: Unix time now.")
 @click.option("--metric", "metrics", multiple=True, metavar="KEY=NUMBER")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE")
-def publish(src_dir: Path, url: str, version: int | None, metrics: tuple[str, ...],
-            meta: tuple[str, ...]) -> int:
+def publish(
+    src_dir: Path, url: str, version: int | None, metrics: tuple[str, ...], meta: tuple[str, ...]
+) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     metric_map = _kv(metrics, "--metric", number=True)
     meta_map = _kv(meta, "--meta", number=False)
     load_config(None, {"store": "/", "model": "publish", "source": url})  # validates the URL
-    published = publish_revision(src_dir, url, version=version, metrics=metric_map,
-                                 metadata=meta_map)
+    published = publish_revision(
+        src_dir, url, version=version, metrics=metric_map, metadata=meta_map
+    )
     click.echo(published)
     return 0
 
@@ -124,25 +153,38 @@ def verify(directory: Path) -> int:
         click.echo(f"{directory}: {problem}", err=True)
     if problems:
         return 1
-    click.echo(f"{directory}: version {manifest.version} intact "
-               f"({len(manifest.files)} files, {manifest.total_size} bytes)")
+    click.echo(
+        f"{directory}: version {manifest.version} intact "
+        f"({len(manifest.files)} files, {manifest.total_size} bytes)"
+    )
     return 0
 
 
 @cli.command()
 @_config_options
-@click.option("--require", is_flag=True,
-              help="Exit 1 if a model ends with no active version (init containers).")
-def sync(config_path: Path | None, store: str | None, state_dir: str | None,
-         model: str | None, source: str | None, keep: int | None, require: bool) -> int:
+@click.option(
+    "--require",
+    is_flag=True,
+    help="Exit 1 if a model ends with no active version (init containers).",
+)
+def sync(
+    config_path: Path | None,
+    store: str | None,
+    state_dir: str | None,
+    model: str | None,
+    source: str | None,
+    keep: int | None,
+    require: bool,
+) -> int:
     """Run one sync pass for every configured model (or --model)."""
     config = _selected(
-        _load(config_path, store=store, state_dir=state_dir, model=model, source=source,
-              keep=keep),
+        _load(config_path, store=store, state_dir=state_dir, model=model, source=source, keep=keep),
         model,
     )
-    syncer = Syncer(Store(config.store, config.state_path),
-                    progress=terminal_progress if sys.stderr.isatty() else None)
+    syncer = Syncer(
+        Store(config.store, config.state_path),
+        progress=terminal_progress if sys.stderr.isatty() else None,
+    )
     failed = False
     try:
         for entry in config.models:
@@ -160,12 +202,18 @@ def sync(config_path: Path | None, store: str | None, state_dir: str | None,
 @cli.command()
 @_config_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(config_path: Path | None, store: str | None, state_dir: str | None,
-           model: str | None, source: str | None, keep: int | None, as_json: bool) -> int:
+def status(
+    config_path: Path | None,
+    store: str | None,
+    state_dir: str | None,
+    model: str | None,
+    source: str | None,
+    keep: int | None,
+    as_json: bool,
+) -> int:
     """Show each model's active, retained and refused versions and last error."""
     config = _selected(
-        _load(config_path, store=store, state_dir=state_dir, model=model, source=source,
-              keep=keep),
+        _load(config_path, store=store, state_dir=state_dir, model=model, source=source, keep=keep),
         model,
     )
     report = collect_status(config, Store(config.store, config.state_path), time.time())
@@ -173,9 +221,11 @@ def status(config_path: Path | None, store: str | None, state_dir: str | None,
         click.echo(json.dumps(report, indent=2))
         return 0
     for entry in report["models"]:
-        click.echo(f"{entry['name']}: active {entry.get('active_version') or 'none'}"
-                   f" (activated {entry.get('activated_at') or '-'},"
-                   f" created {entry.get('created') or '-'})")
+        click.echo(
+            f"{entry['name']}: active {entry.get('active_version') or 'none'}"
+            f" (activated {entry.get('activated_at') or '-'},"
+            f" created {entry.get('created') or '-'})"
+        )
         click.echo(f"  source    {entry['source']}")
         click.echo(f"  retained  {entry.get('retained') or '-'}")
         for version, reason in (entry.get("refused") or {}).items():
@@ -209,5 +259,8 @@ def _exit_code(func: Callable[[], Any]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    sys.exit(_exit_code(functools.partial(cli.main, args=argv, prog_name="modelsync",
-                                          standalone_mode=False)))
+    sys.exit(
+        _exit_code(
+            functools.partial(cli.main, args=argv, prog_name="modelsync", standalone_mode=False)
+        )
+    )

@@ -129,7 +129,11 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
     raw: dict[str, Any] = _read_toml(path) if path is not None else {}
     origin = str(path) if path is not None else "flags/environment"
     over = {k: v for k, v in (overrides or {}).items() if v is not None}
-    model_name, source, keep = over.pop("model", None), over.pop("source", None), over.pop("keep", None)
+    model_name, source, keep = (
+        over.pop("model", None),
+        over.pop("source", None),
+        over.pop("keep", None),
+    )
     raw.update(over)
     if source is not None or keep is not None:
         if model_name is None:
@@ -143,13 +147,17 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
             entry["keep"] = keep
         raw["models"] = models if match else [*models, entry]
     if "store" not in raw:
-        raise ConfigError(f"{origin}: store: missing (set it in the file, --store or MODELSYNC_STORE)")
+        raise ConfigError(
+            f"{origin}: store: missing (set it in the file, --store or MODELSYNC_STORE)"
+        )
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise _first_error(exc, origin) from exc
     if not config.models:
-        raise ConfigError(f"{origin}: models: no model configured (add [[models]] or --model/--source)")
+        raise ConfigError(
+            f"{origin}: models: no model configured (add [[models]] or --model/--source)"
+        )
     if model_name is not None:
         config.model(model_name)
     return config

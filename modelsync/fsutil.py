@@ -21,8 +21,8 @@ __all__ = [
     "fsync_dir",
     "move_dir",
     "remove_tree",
-    "swap_symlink",
     "store_error",
+    "swap_symlink",
 ]
 
 

@@ -26,7 +26,9 @@ def _every_event_names_model_and_version(
     return event
 
 
-def _redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _redact(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     # Defence in depth: no code path logs a credential, and none can by accident.
     for key in list(event):
         if any(secret in key.lower() for secret in _SECRET_KEYS):

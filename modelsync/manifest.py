@@ -110,9 +110,7 @@ class Manifest:
             "model": self.model,
             "version": self.version,
             "created": self.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "files": [
-                {"path": e.path, "size": e.size, "sha256": e.sha256} for e in self.files
-            ],
+            "files": [{"path": e.path, "size": e.size, "sha256": e.sha256} for e in self.files],
         }
         if self.metrics:
             doc["metrics"] = dict(self.metrics)

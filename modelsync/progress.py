@@ -16,8 +16,15 @@ __all__ = ["terminal_progress"]
 def terminal_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """A thread-safe byte counter drawn as a bar on stderr."""
     lock = threading.Lock()
-    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
-                           show_eta=True, show_percent=True, width=30) as bar:
+    with click.progressbar(
+        length=max(total, 1),
+        label=label,
+        file=sys.stderr,
+        show_eta=True,
+        show_percent=True,
+        width=30,
+    ) as bar:
+
         def update(count: int) -> None:
             with lock:
                 bar.update(count)

@@ -50,17 +50,33 @@ def publish(
     try:
         existing = call_with_retry(
             lambda: source.read_object(version, MANIFEST_NAME, MAX_MANIFEST_BYTES),
-            policy, cancel, f"{url}/{version}/{MANIFEST_NAME}", log)
+            policy,
+            cancel,
+            f"{url}/{version}/{MANIFEST_NAME}",
+            log,
+        )
         if existing is not None:
             raise PublishError(
-                f"{url}/{version} already exists and is complete; publish a new version")
-        manifest = build_manifest(src, model, version, created=datetime.fromtimestamp(now, UTC),
-                                  metrics=metrics, metadata=metadata)
+                f"{url}/{version} already exists and is complete; publish a new version"
+            )
+        manifest = build_manifest(
+            src,
+            model,
+            version,
+            created=datetime.fromtimestamp(now, UTC),
+            metrics=metrics,
+            metadata=metadata,
+        )
         log.info("publishing", files=len(manifest.files), bytes=manifest.total_size)
 
         def upload(rel: str) -> None:
-            call_with_retry(lambda: source.upload(version, rel, src / rel), policy, cancel,
-                            f"{url}/{version}/{rel}", log)
+            call_with_retry(
+                lambda: source.upload(version, rel, src / rel),
+                policy,
+                cancel,
+                f"{url}/{version}/{rel}",
+                log,
+            )
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             for future in [pool.submit(upload, e.path) for e in manifest.files]:
@@ -68,8 +84,13 @@ def publish(
         with tempfile.TemporaryDirectory() as tmp:
             manifest_file = Path(tmp) / MANIFEST_NAME
             manifest_file.write_bytes(manifest.to_bytes())
-            call_with_retry(lambda: source.upload(version, MANIFEST_NAME, manifest_file),
-                            policy, cancel, f"{url}/{version}/{MANIFEST_NAME}", log)
+            call_with_retry(
+                lambda: source.upload(version, MANIFEST_NAME, manifest_file),
+                policy,
+                cancel,
+                f"{url}/{version}/{MANIFEST_NAME}",
+                log,
+            )
         log.info("published", url=f"{url}/{version}")
         return version
     finally:

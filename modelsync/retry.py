@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """At most ``attempts`` tries within ``total`` seconds; waits from ``initial`` to ``maximum``."""
+    """At most ``attempts`` tries within ``total`` seconds, waiting ``initial`` to ``maximum``."""
 
     attempts: int = 6
     initial: float = 0.5
@@ -56,8 +56,7 @@ def call_with_retry(
 
     retryer = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_retryable),
-        stop=tenacity.stop_after_attempt(policy.attempts)
-        | tenacity.stop_after_delay(policy.total),
+        stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.total),
         wait=tenacity.wait_random_exponential(multiplier=policy.initial, max=policy.maximum),
         sleep=cancel.wait,
         before_sleep=before_sleep,

@@ -21,7 +21,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,9 +138,12 @@ class ModelStore:
             manifest = self.manifest_of(version)
             for entry in manifest.files if manifest else ():
                 candidate = path / entry.path
-                if entry.sha256 not in index and candidate.is_file():
-                    if candidate.stat().st_size == entry.size:
-                        index[entry.sha256] = candidate
+                if (
+                    entry.sha256 not in index
+                    and candidate.is_file()
+                    and candidate.stat().st_size == entry.size
+                ):
+                    index[entry.sha256] = candidate
         return index
 
     def load_state(self) -> ModelState:
@@ -164,10 +166,9 @@ class ModelStore:
                 except BlockingIOError:
                     if cancel.cancelled():
                         raise StoreError(
-                            f"model {self.name}: another modelsync process holds "
-                            f"{self.lock_path}"
+                            f"model {self.name}: another modelsync process holds {self.lock_path}"
                         ) from None
-                    cancel.wait(0.2) if cancel.remaining() is not None else time.sleep(0.2)
+                    cancel.stop_event.wait(0.2)
             try:
                 yield
             finally:
@@ -197,15 +198,22 @@ class ModelStore:
 
     # -- the swap --------------------------------------------------------------
 
-    def activate(self, version: int, tree: Path, previous: int | None, state: ModelState,
-                 retire_to: str = "quarantine") -> None:
+    def activate(
+        self,
+        version: int,
+        tree: Path,
+        previous: int | None,
+        state: ModelState,
+        retire_to: str = "quarantine",
+    ) -> None:
         """Put the complete tree ``tree`` in place as ``version`` and point ``current`` at it.
 
         The journal entry is written first, so a crash at any point after it is
         finished (or undone) by ``recover``.
         """
-        state.pending = Pending(version, previous, "activating",
-                                "cache" if retire_to == "cache" else "quarantine")
+        state.pending = Pending(
+            version, previous, "activating", "cache" if retire_to == "cache" else "quarantine"
+        )
         self.save_state(state)
         target = self.dir / str(version)
         if tree != target:

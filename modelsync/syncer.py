@@ -9,6 +9,7 @@ Only ``Syncer.sync`` catches errors: every step raises, the pass records.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable
@@ -123,8 +124,15 @@ class Syncer:
         result.duration = time.monotonic() - started
         return result
 
-    def _run(self, model: ModelConfig, ms: ModelStore, state: ModelState,
-             cancel: CancelToken, result: PassResult, log: Log) -> None:
+    def _run(
+        self,
+        model: ModelConfig,
+        ms: ModelStore,
+        state: ModelState,
+        cancel: CancelToken,
+        result: PassResult,
+        log: Log,
+    ) -> None:
         self._recover(model, ms, state, log)
         active = ms.active_version()
         if state.pinned is not None:
@@ -159,23 +167,32 @@ class Syncer:
         pending = ms.recover(state)
         if pending is None:
             return
-        log.warning("finishing an interrupted activation", version=pending.version,
-                    phase=pending.phase)
+        log.warning(
+            "finishing an interrupted activation", version=pending.version, phase=pending.phase
+        )
         if pending.phase == "rolling_back":
             ms.finish_rollback(state)
         else:
             self._commit(model, ms, state, log.bind(version=pending.version))
 
-    def _discover(self, model: ModelConfig, source: Source, active: int | None,
-                  state: ModelState, cancel: CancelToken, result: PassResult,
-                  log: Log) -> _Candidate | None:
+    def _discover(
+        self,
+        model: ModelConfig,
+        source: Source,
+        active: int | None,
+        state: ModelState,
+        cancel: CancelToken,
+        result: PassResult,
+        log: Log,
+    ) -> _Candidate | None:
         """The newest complete, acceptable version newer than ``active``, or None.
 
         Costs one listing when nothing changed; reads a manifest only for versions
         newer than the active one.
         """
-        versions = call_with_retry(source.list_versions, self.retry, cancel,
-                                   f"{source.url}: list", log)
+        versions = call_with_retry(
+            source.list_versions, self.retry, cancel, f"{source.url}: list", log
+        )
         for version in sorted(versions, reverse=True):
             if active is not None and version <= active:
                 return None
@@ -183,22 +200,33 @@ class Syncer:
                 log.debug("skipping refused version", version=version)
                 continue
             raw = call_with_retry(
-                lambda v=version: source.read_object(v, MANIFEST_NAME, MAX_MANIFEST_BYTES),
-                self.retry, cancel, f"{source.url}/{version}/{MANIFEST_NAME}", log)
+                functools.partial(source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES),
+                self.retry,
+                cancel,
+                f"{source.url}/{version}/{MANIFEST_NAME}",
+                log,
+            )
             if raw is None:
                 log.debug("incomplete version (no manifest yet)", version=version)
                 continue
             try:
                 manifest = self._check_manifest(model, source, version, raw)
             except RefusedError as exc:
-                self._refuse(self.store.model(model.name), state, version, str(exc), result,
-                             log.bind(version=version))
+                self._refuse(
+                    self.store.model(model.name),
+                    state,
+                    version,
+                    str(exc),
+                    result,
+                    log.bind(version=version),
+                )
                 continue
             return _Candidate(version, manifest, raw)
         return None
 
-    def _check_manifest(self, model: ModelConfig, source: Source, version: int,
-                        raw: bytes) -> Manifest:
+    def _check_manifest(
+        self, model: ModelConfig, source: Source, version: int, raw: bytes
+    ) -> Manifest:
         where = f"{source.url}/{version}/{MANIFEST_NAME}"
         manifest = Manifest.parse(raw, where)
         if manifest.version != version:
@@ -206,33 +234,62 @@ class Syncer:
         if model.max_bytes is not None and manifest.total_size > model.max_bytes:
             raise RefusedError(
                 f"{where}: revision is {manifest.total_size} bytes, over max_bytes "
-                f"{model.max_bytes}")
+                f"{model.max_bytes}"
+            )
         return manifest
 
-    def _download(self, model: ModelConfig, ms: ModelStore, source: Source,
-                  candidate: _Candidate, cancel: CancelToken, result: PassResult,
-                  log: Log) -> Path:
+    def _download(
+        self,
+        model: ModelConfig,
+        ms: ModelStore,
+        source: Source,
+        candidate: _Candidate,
+        cancel: CancelToken,
+        result: PassResult,
+        log: Log,
+    ) -> Path:
         manifest = candidate.manifest
         reuse = ms.reuse_index()
         to_fetch = sum(e.size for e in manifest.files if e.sha256 not in reuse)
         staged = ms.new_staging(candidate.version)
         _check_space(staged, to_fetch, f"model {model.name} version {candidate.version}")
-        log.info("downloading", files=len(manifest.files), bytes=manifest.total_size,
-                 bytes_to_fetch=to_fetch)
+        log.info(
+            "downloading",
+            files=len(manifest.files),
+            bytes=manifest.total_size,
+            bytes_to_fetch=to_fetch,
+        )
         label = f"{model.name} v{candidate.version}"
         bar = self._progress(label, manifest.total_size) if self._progress else nullcontext(None)
         with bar as on_bytes:
             result.stats = download_revision(
-                source, manifest, staged, reuse, concurrency=model.concurrency,
-                cancel=cancel, retry=self.retry, on_bytes=on_bytes)
+                source,
+                manifest,
+                staged,
+                reuse,
+                concurrency=model.concurrency,
+                cancel=cancel,
+                retry=self.retry,
+                on_bytes=on_bytes,
+            )
         atomic_write_bytes(staged / MANIFEST_NAME, candidate.manifest_bytes)
-        log.info("downloaded and verified", fetched_files=result.stats.files_fetched,
-                 fetched_bytes=result.stats.bytes_fetched,
-                 linked_files=result.stats.files_linked)
+        log.info(
+            "downloaded and verified",
+            fetched_files=result.stats.files_fetched,
+            fetched_bytes=result.stats.bytes_fetched,
+            linked_files=result.stats.files_linked,
+        )
         return staged
 
-    def _activate(self, ms: ModelStore, state: ModelState, version: int, staged: Path,
-                  previous: int | None, log: Log) -> None:
+    def _activate(
+        self,
+        ms: ModelStore,
+        state: ModelState,
+        version: int,
+        staged: Path,
+        previous: int | None,
+        log: Log,
+    ) -> None:
         ms.activate(version, staged, previous, state)
         log.info("activated", previous=previous)
 
@@ -244,8 +301,15 @@ class Syncer:
 
     # -- bookkeeping ------------------------------------------------------------
 
-    def _refuse(self, ms: ModelStore, state: ModelState, version: int, reason: str,
-                result: PassResult, log: Log) -> None:
+    def _refuse(
+        self,
+        ms: ModelStore,
+        state: ModelState,
+        version: int,
+        reason: str,
+        result: PassResult,
+        log: Log,
+    ) -> None:
         state.refused[version] = reason
         state.last_error, state.last_error_at = reason, self._wall()
         ms.save_state(state)
@@ -267,7 +331,8 @@ def _check_space(staged: Path, needed: int, what: str) -> None:
     if needed + margin > free:
         raise StoreError(
             f"{what}: needs {needed} bytes plus a {margin}-byte margin, only {free} free "
-            f"at {staged.parent}")
+            f"at {staged.parent}"
+        )
 
 
 def _safe_active(ms: ModelStore) -> int | None:

@@ -103,8 +103,17 @@ def download_revision(
                 return
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
-        _fetch_verified(source, manifest.version, entry, dest, f"{label}/{entry.path}",
-                        local, retry, log, on_bytes)
+        _fetch_verified(
+            source,
+            manifest.version,
+            entry,
+            dest,
+            f"{label}/{entry.path}",
+            local,
+            retry,
+            log,
+            on_bytes,
+        )
         counter.fetched(entry.size)
 
     ordered = sorted(manifest.files, key=lambda e: e.size, reverse=True)
@@ -139,6 +148,7 @@ def _fetch_verified(
     except OSError as exc:
         raise store_error("write", dest, exc) from exc
     try:
+
         def attempt() -> None:
             if sink.written:
                 sink.reset()

@@ -106,6 +106,12 @@ class Sink:
     def close(self) -> None:
         self._handle.close()
 
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 class Source(Protocol):
     """One model's revisions in a bucket or directory."""

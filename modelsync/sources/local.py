@@ -98,7 +98,11 @@ class LocalSource:
                 sink.write(chunk)
 
     def upload(self, version: int, name: str, path: Path) -> None:
-        dest = self.root / str(version) / check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        dest = (
+            self.root
+            / str(version)
+            / check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        )
         tmp = dest.with_name(f".{dest.name}.upload-{uuid.uuid4().hex[:8]}")
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +117,9 @@ class LocalSource:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             hint = " (disk full)" if exc.errno == errno.ENOSPC else ""
-            raise SourceError(f"{self.url}/{version}/{name}: cannot write: {exc.strerror}{hint}") from exc
+            raise SourceError(
+                f"{self.url}/{version}/{name}: cannot write: {exc.strerror}{hint}"
+            ) from exc
 
     def close(self) -> None:
         return None

@@ -1,0 +1,144 @@
+"""Shared test helpers: build revisions, run the real CLI, check the store's invariants."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version, verify_dir
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """Create ``root`` holding ``files`` (relative path -> bytes)."""
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def model_files(seed: int, size: int = 4096, shared: bytes = b"shared-index") -> dict[str, bytes]:
+    """A SavedModel-shaped file set whose weights depend on ``seed``."""
+    block = hashlib.sha256(str(seed).encode()).digest()
+    return {
+        "saved_model.pb": b"graph-" + str(seed).encode(),
+        "variables/variables.index": shared,
+        "variables/variables.data-00000-of-00001": (block * (size // len(block) + 1))[:size],
+    }
+
+
+def manifest_doc(
+    files: dict[str, bytes], model: str = "ranker", version: int = 1
+) -> dict[str, object]:
+    """A manifest document (as JSON data) describing ``files``."""
+    return {
+        "format": 1,
+        "model": model,
+        "version": version,
+        "created": datetime(2026, 11, 1, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "files": [
+            {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+            for p, d in sorted(files.items())
+        ],
+    }
+
+
+def put_revision(
+    bucket_model: Path,
+    version: int,
+    files: dict[str, bytes],
+    *,
+    manifest: bool = True,
+    model: str = "ranker",
+) -> Path:
+    """Lay out a revision straight in a local bucket, as a publisher would."""
+    root = write_tree(bucket_model / str(version), files)
+    if manifest:
+        doc = manifest_doc(files, model, version)
+        (root / MANIFEST_NAME).write_bytes(json.dumps(doc).encode())
+    return root
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``modelsync`` command in a child process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "modelsync", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every path under ``root`` with what it is (bytes digest, link target, dir)."""
+    out: dict[str, str] = {}
+    if not root.exists():
+        return out
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = "-> " + os.readlink(path)
+        elif path.is_dir():
+            out[rel] = "dir"
+        else:
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@dataclass
+class StoreView:
+    active: int | None
+    served: list[int]
+    violations: list[str]
+
+
+def check_invariants(store: Path, model: str) -> StoreView:
+    """DESIGN.md invariant 1: only complete, verified revisions (and ``current``) under
+    ``<store>/<model>/``; ``current`` is a relative link to one of them."""
+    model_dir = store / model
+    violations: list[str] = []
+    served: list[int] = []
+    active: int | None = None
+    if not model_dir.exists():
+        return StoreView(None, [], [])
+    for entry in sorted(os.listdir(model_dir)):
+        path = model_dir / entry
+        if entry == "current":
+            target = os.readlink(path) if path.is_symlink() else None
+            if target is None or parse_version(target) is None:
+                violations.append(f"current is not a relative link to a version: {target!r}")
+            elif not (model_dir / target).is_dir():
+                violations.append(f"current points at missing {target}")
+            else:
+                active = int(target)
+            continue
+        version = parse_version(entry)
+        if version is None or not path.is_dir() or path.is_symlink():
+            violations.append(f"unexpected entry {entry!r} in {model_dir}")
+            continue
+        served.append(version)
+        try:
+            manifest = Manifest.parse((path / MANIFEST_NAME).read_bytes(), str(path))
+        except Exception as exc:
+            violations.append(f"{entry}: manifest unreadable: {exc}")
+            continue
+        problems = verify_dir(path, manifest)
+        violations.extend(f"{entry}: {p}" for p in problems)
+    if served and active is None:
+        violations.append(f"versions {served} served but no valid current")
+    return StoreView(active, served, violations)

@@ -1,0 +1,159 @@
+"""The real command line in child processes: exit codes, bytes on disk, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import check_invariants, model_files, run_cli, snapshot, write_tree
+
+
+def _publish(tmp_path: Path, bucket: Path, version: int, *extra: str) -> str:
+    src = write_tree(tmp_path / f"src{version}", model_files(version))
+    out = run_cli("publish", str(src), f"file://{bucket}", "--version", str(version), *extra)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_three_revision_history_through_the_cli(tmp_path: Path, bucket: Path, store: Path) -> None:
+    """publish → sync three times: bytes on disk, exit codes, retention, status."""
+    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    for version in (1, 2, 3):
+        assert _publish(tmp_path, bucket, version, "--metric", "ndcg@10=0.4") == str(version)
+        out = run_cli("sync", *flags)
+        assert out.returncode == 0, out.stderr
+        for name, data in model_files(version).items():
+            assert (store / "ranker" / "current" / name).read_bytes() == data
+        assert check_invariants(store, "ranker").violations == []
+    again = run_cli("sync", *flags)
+    assert again.returncode == 0
+    status = run_cli("status", "--json", *flags)
+    report = json.loads(status.stdout)["models"][0]
+    assert report["active_version"] == 3
+    assert report["retained"] == [2]
+    assert report["refused"] == {}
+    verify = run_cli("verify", str(store / "ranker" / "3"))
+    assert verify.returncode == 0 and "intact" in verify.stdout
+
+
+def test_sync_logs_json_lines_naming_model_and_version(
+    tmp_path: Path, bucket: Path, store: Path
+) -> None:
+    """Off a terminal every log line is JSON carrying model and version."""
+    _publish(tmp_path, bucket, 1)
+    out = run_cli(
+        "sync", "--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"
+    )
+    events = [json.loads(line) for line in out.stderr.splitlines()]
+    assert {e["event"] for e in events} >= {"downloading", "activated", "committed"}
+    assert all(e["model"] == "ranker" and e["version"] == 1 for e in events)
+
+
+def test_environment_configures_a_sidecar(tmp_path: Path, bucket: Path, store: Path) -> None:
+    """MODELSYNC_* variables alone configure one model."""
+    _publish(tmp_path, bucket, 1)
+    out = run_cli(
+        "sync",
+        env={
+            "MODELSYNC_STORE": str(store),
+            "MODELSYNC_MODEL": "ranker",
+            "MODELSYNC_SOURCE": f"file://{bucket}",
+        },
+    )
+    assert out.returncode == 0, out.stderr
+    assert (store / "ranker" / "current" / "saved_model.pb").read_bytes() == b"graph-1"
+
+
+def test_failed_sync_exits_1_and_keeps_store(tmp_path: Path, bucket: Path, store: Path) -> None:
+    """A corrupt revision makes sync exit 1 with the store byte-identical."""
+    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    _publish(tmp_path, bucket, 1)
+    assert run_cli("sync", *flags).returncode == 0
+    before = snapshot(store / "ranker")
+    _publish(tmp_path, bucket, 2)
+    (bucket / "2" / "saved_model.pb").write_bytes(b"tampered")
+    out = run_cli("sync", *flags)
+    assert out.returncode == 1
+    assert snapshot(store / "ranker") == before
+    status = json.loads(run_cli("status", "--json", *flags).stdout)["models"][0]
+    assert "2" in status["refused"]
+
+
+def test_require_fails_without_any_version(tmp_path: Path, bucket: Path, store: Path) -> None:
+    """--require exits 1 when a model has nothing to serve (init containers)."""
+    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    assert run_cli("sync", *flags).returncode == 0
+    out = run_cli("sync", "--require", *flags)
+    assert out.returncode == 1
+    assert "no active version" in out.stderr
+
+
+def test_publish_refuses_to_overwrite(tmp_path: Path, bucket: Path) -> None:
+    """Publishing an existing complete version exits 1 and changes nothing."""
+    _publish(tmp_path, bucket, 1)
+    before = snapshot(bucket)
+    src = write_tree(tmp_path / "other", model_files(9))
+    out = run_cli("publish", str(src), f"file://{bucket}", "--version", "1")
+    assert out.returncode == 1
+    assert "already exists" in out.stderr
+    assert snapshot(bucket) == before
+
+
+BAD_CONFIGS = {
+    "unknown key": (
+        'store = "{store}"\nfoo = 1\n[[models]]\nname = "m"\nsource = "file:///b"\n',
+        "foo: unknown key",
+    ),
+    "wrong type": (
+        'store = "{store}"\n[[models]]\nname = "m"\nsource = "file:///b"\nkeep = "x"\n',
+        "models[0].keep",
+    ),
+    "missing source": ('store = "{store}"\n[[models]]\nname = "m"\n', "models[0].source"),
+    "bad scheme": (
+        'store = "{store}"\n[[models]]\nname = "m"\nsource = "ftp://x/m"\n',
+        "unsupported source URL",
+    ),
+    "not toml": ("store = \n", "invalid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_with_one_line(tmp_path: Path, store: Path, case: str) -> None:
+    """A bad config exits 2 with one line naming the file and key; nothing is written."""
+    text, expected = BAD_CONFIGS[case]
+    config = tmp_path / "modelsync.toml"
+    config.write_text(text.format(store=store))
+    for command in ("sync", "status"):
+        out = run_cli(command, "--config", str(config))
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert str(config) in lines[0] and expected in lines[0]
+    assert not store.exists()
+
+
+def test_missing_config_file_and_usage_errors_exit_2(tmp_path: Path) -> None:
+    """A config path that does not exist, or a bad flag, exits 2."""
+    out = run_cli("sync", "--config", str(tmp_path / "none.toml"))
+    assert out.returncode == 2 and "cannot read config file" in out.stderr
+    assert run_cli("sync", "--no-such-flag").returncode == 2
+    assert (
+        run_cli(
+            "sync", "--store", "/x", "--model", "m", "--source", "file:///b", "--keep", "many"
+        ).returncode
+        == 2
+    )
+    out = run_cli("publish", str(tmp_path), "file:///b/m", "--metric", "auc")
+    assert out.returncode == 2 and "KEY=VALUE" in out.stderr
+
+
+def test_verify_reports_damage(tmp_path: Path, bucket: Path) -> None:
+    """verify exits 1 naming the damaged file, 0 for an intact revision."""
+    _publish(tmp_path, bucket, 1)
+    assert run_cli("verify", str(bucket / "1")).returncode == 0
+    (bucket / "1" / "saved_model.pb").write_bytes(b"x")
+    out = run_cli("verify", str(bucket / "1"))
+    assert out.returncode == 1
+    assert "saved_model.pb" in out.stderr

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelsync.config import load_config
+from modelsync.errors import ConfigError
+
+GOOD = """
+store = "/models"
+interval = "5m"
+[[models]]
+name = "ranker"
+source = "file:///srv/bucket/ranker"
+keep = 3
+[[models]]
+name = "embedder"
+source = "file:///srv/bucket/embedder"
+max_bytes = "2GiB"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "modelsync.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_file_loads_with_defaults(tmp_path: Path) -> None:
+    """A valid file gives typed values and DESIGN.md defaults."""
+    config = load_config(_write(tmp_path, GOOD))
+    assert config.interval == 300
+    assert config.pass_timeout == 1800
+    assert config.state_path == Path("/models/.modelsync")
+    assert [m.name for m in config.models] == ["ranker", "embedder"]
+    assert config.model("ranker").keep == 3
+    assert config.model("embedder").keep == 2
+    assert config.model("embedder").max_bytes == 2 * 2**30
+
+
+def test_overrides_win_over_the_file(tmp_path: Path) -> None:
+    """Flags and environment values override the file's keys."""
+    config = load_config(
+        _write(tmp_path, GOOD), {"store": "/other", "interval": "30s", "model": "ranker", "keep": 5}
+    )
+    assert config.store == Path("/other")
+    assert config.interval == 30
+    assert config.model("ranker").keep == 5
+    assert config.model("ranker").source == "file:///srv/bucket/ranker"
+
+
+def test_flags_alone_define_one_model() -> None:
+    """A sidecar needs no file: --store, --model and --source suffice."""
+    config = load_config(None, {"store": "/m", "model": "x", "source": "file:///b/x/"})
+    assert [(m.name, m.source) for m in config.models] == [("x", "file:///b/x")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD + "colour = 'blue'\n", "colour: unknown key"),
+        (
+            GOOD.replace("keep = 3", 'keep = "three"'),
+            "models[0].keep: Input should be a valid integer",
+        ),
+        (GOOD.replace("keep = 3", "keep = 0"), "models[0].keep"),
+        (GOOD.replace("keep = 3", "kept = 3"), "models[0].kept: unknown key"),
+        (
+            GOOD.replace('source = "file:///srv/bucket/ranker"\n', ""),
+            "models[0].source: Field required",
+        ),
+        (GOOD.replace("file:///srv", "s3://srv"), "models[0].source: unsupported source URL"),
+        (GOOD.replace("file:///srv", "file://srv"), "absolute path"),
+        (GOOD.replace('"5m"', '"soon"'), "interval"),
+        (GOOD.replace('name = "embedder"', 'name = "ranker"'), "configured twice"),
+        (GOOD.replace('name = "embedder"', 'name = "../etc"'), "models[1].name"),
+        (GOOD.replace('store = "/models"', 'store = "models"'), "absolute path"),
+        (GOOD.replace('store = "/models"\n', ""), "store: missing"),
+        ("store = [", "invalid TOML"),
+        ('store = "/m"\n', "no model configured"),
+    ],
+)
+def test_bad_files_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
+    """Every bad config fails with one line naming the file and the key."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    line = str(info.value)
+    assert "\n" not in line
+    assert line.startswith(str(path))
+    assert message in line
+
+
+def test_missing_file_and_unknown_model(tmp_path: Path) -> None:
+    """A missing file and an unknown --model are configuration errors."""
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="no model named 'nope'"):
+        load_config(_write(tmp_path, GOOD), {"model": "nope"})
+    with pytest.raises(ConfigError, match="need --model"):
+        load_config(None, {"store": "/m", "source": "file:///b"})

@@ -1,0 +1,117 @@
+"""One contract, every backend: what the sync engine relies on from a Source."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelsync.cancel import CancelToken
+from modelsync.config import ModelConfig
+from modelsync.errors import ManifestError, NotFoundError, RefusedError
+from modelsync.manifest import MANIFEST_NAME
+from modelsync.publish import publish
+from modelsync.sources import Sink
+from modelsync.store import Store
+from modelsync.syncer import Outcome, Syncer
+from tests.backends import Backend, LocalBackend
+from tests.helpers import manifest_doc, model_files, write_tree
+
+
+@pytest.fixture(params=["file"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "file":
+        yield LocalBackend(tmp_path / "bucket" / "ranker")
+
+
+def _put_revision(
+    backend: Backend, version: int, files: dict[str, bytes], *, complete: bool = True
+) -> None:
+    for name, data in files.items():
+        backend.put(f"{version}/{name}", data)
+    if complete:
+        backend.put(
+            f"{version}/{MANIFEST_NAME}",
+            json.dumps(manifest_doc(files, "ranker", version)).encode(),
+        )
+
+
+def test_list_versions_ignores_non_versions(backend: Backend) -> None:
+    """Only positive integer prefixes count as versions, ascending."""
+    source = backend.source()
+    assert source.list_versions() == []
+    for key in ("10/a", "2/a", "latest/a", "007/a", "-1/a", "3.5/a", "README"):
+        backend.put(key, b"x")
+    assert source.list_versions() == [2, 10]
+    source.close()
+
+
+def test_read_object_missing_present_and_too_large(backend: Backend) -> None:
+    """read_object returns bytes, None when missing, refuses oversize objects."""
+    source = backend.source()
+    backend.put("1/modelsync-manifest.json", b"{}")
+    assert source.read_object(1, MANIFEST_NAME, 100) == b"{}"
+    assert source.read_object(2, MANIFEST_NAME, 100) is None
+    assert source.read_object(1, "nope", 100) is None
+    with pytest.raises(RefusedError, match="larger than"):
+        source.read_object(1, MANIFEST_NAME, 1)
+    source.close()
+
+
+def test_list_objects_and_fetch(backend: Backend, tmp_path: Path) -> None:
+    """Objects are listed relative to the version and fetched byte for byte."""
+    source = backend.source()
+    files = model_files(4, size=300_000)
+    _put_revision(backend, 4, files)
+    names = {o.name: o.size for o in source.list_objects(4)}
+    assert {k: v for k, v in names.items() if k != MANIFEST_NAME} == {
+        k: len(v) for k, v in files.items()
+    }
+    path = tmp_path / "out"
+    with Sink(path, len(files["variables/variables.data-00000-of-00001"]), "t") as sink:
+        source.fetch(4, "variables/variables.data-00000-of-00001", sink, CancelToken())
+        sink.finish()
+    assert path.read_bytes() == files["variables/variables.data-00000-of-00001"]
+    with pytest.raises(NotFoundError), Sink(tmp_path / "m", None, "t") as missing:
+        source.fetch(4, "missing", missing, CancelToken())
+    source.close()
+
+
+def test_fetch_stops_at_the_declared_size(backend: Backend, tmp_path: Path) -> None:
+    """An object longer than declared is cut off with an error, never written past."""
+    source = backend.source()
+    backend.put("1/big", b"x" * 10_000)
+    with (
+        pytest.raises(RefusedError, match="more than the declared 100 bytes"),
+        Sink(tmp_path / "o", 100, "t") as sink,
+    ):
+        source.fetch(1, "big", sink, CancelToken())
+    assert (tmp_path / "o").stat().st_size <= 100
+    source.close()
+
+
+def test_traversal_names_are_refused(backend: Backend, tmp_path: Path) -> None:
+    """Names that leave the version are refused before any I/O."""
+    source = backend.source()
+    for name in ("../2/x", "/etc/passwd", "a/../../x", "a\\b"):
+        with pytest.raises(ManifestError), Sink(tmp_path / "o", None, "t") as sink:
+            source.fetch(1, name, sink, CancelToken())
+    source.close()
+
+
+def test_upload_then_publish_then_sync(backend: Backend, tmp_path: Path) -> None:
+    """A published revision is complete and syncs; an incomplete one is ignored."""
+    src = write_tree(tmp_path / "src", model_files(1))
+    assert publish(src, backend.url, version=1) == 1
+    _put_revision(backend, 2, model_files(2), complete=False)
+    store = Store(tmp_path / "store", tmp_path / "store" / ".modelsync")
+    syncer = Syncer(store)
+    result = syncer.sync(ModelConfig(name="ranker", source=backend.url), CancelToken())
+    syncer.close()
+    assert result.outcome is Outcome.ACTIVATED
+    assert result.active == 1
+    served = tmp_path / "store" / "ranker" / "current"
+    for name, data in model_files(1).items():
+        assert (served / name).read_bytes() == data

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelsync.cancel import CancelToken
+from modelsync.config import load_config
+from modelsync.status import collect_status
+from modelsync.store import Store
+from modelsync.syncer import Syncer
+from tests.helpers import model_files, put_revision
+
+
+def test_status_reports_active_retained_refused_and_age(store: Path, bucket: Path) -> None:
+    """Status shows the active version, its age, retained and refused versions."""
+    config = load_config(
+        None, {"store": str(store), "model": "ranker", "source": f"file://{bucket}"}
+    )
+    st = Store(config.store, config.state_path)
+    syncer = Syncer(st, wall_clock=lambda: 1_800_000_000.0)
+    for version in (1, 2):
+        put_revision(bucket, version, model_files(version))
+        syncer.sync(config.models[0], CancelToken())
+    put_revision(bucket, 3, model_files(3))
+    (bucket / "3" / "saved_model.pb").write_bytes(b"bad")
+    syncer.sync(config.models[0], CancelToken())
+    syncer.close()
+    report = collect_status(config, st, now=1_800_000_100.0)["models"][0]
+    assert report["active_version"] == 2
+    assert report["retained"] == [1]
+    assert list(report["refused"]) == ["3"]
+    assert report["activated_at"] == "2027-01-15T08:00:00Z"
+    assert report["created"] == "2026-11-01T00:00:00Z"
+    assert report["revision_age_seconds"] > 0
+    assert "manifest says" in report["last_error"]
