@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -259,6 +260,9 @@ def _exit_code(func: Callable[[], Any]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    # google-cloud-storage fetches bucket metadata once per bucket for telemetry; an
+    # idle pass must cost one request, so that fetch is off unless asked for.
+    os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
     sys.exit(
         _exit_code(
             functools.partial(cli.main, args=argv, prog_name="modelsync", standalone_mode=False)

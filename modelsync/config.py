@@ -21,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from modelsync.errors import ConfigError
+from modelsync.errors import ConfigError, ManifestError
+from modelsync.manifest import check_relpath
 from modelsync.sources import SCHEMES
 from modelsync.units import parse_duration, parse_size
 
@@ -43,6 +44,20 @@ class ModelConfig(_Strict):
     keep: int = Field(default=2, ge=1, le=100)
     max_bytes: Size | None = None
     concurrency: int = Field(default=8, ge=1, le=64)
+    # For producers that write no manifest (e.g. a TFX Pusher): a revision is complete
+    # once this object exists and nothing under it changed for ``settle``.
+    complete_marker: str | None = None
+    settle: Duration = 120.0
+
+    @field_validator("complete_marker")
+    @classmethod
+    def _marker_is_a_relative_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_relpath(value, "complete_marker")
+            except ManifestError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("source")
     @classmethod

@@ -17,7 +17,7 @@ from modelsync.cancel import CancelToken
 from modelsync.errors import PublishError
 from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, build_manifest
 from modelsync.retry import RetryPolicy, call_with_retry
-from modelsync.sources import open_source
+from modelsync.sources import Source, open_source
 
 __all__ = ["publish"]
 
@@ -32,6 +32,7 @@ def publish(
     concurrency: int = 8,
     clock: Callable[[], float] = time.time,
     retry: RetryPolicy | None = None,
+    sources: Callable[[str], Source] = open_source,
 ) -> int:
     """Upload ``src`` as ``<url>/<version>/`` and return the version.
 
@@ -46,7 +47,7 @@ def publish(
     log = structlog.get_logger().bind(model=model, version=version)
     policy = retry or RetryPolicy()
     cancel = CancelToken()
-    source = open_source(url.rstrip("/"))
+    source = sources(url.rstrip("/"))
     try:
         existing = call_with_retry(
             lambda: source.read_object(version, MANIFEST_NAME, MAX_MANIFEST_BYTES),

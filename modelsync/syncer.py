@@ -9,6 +9,7 @@ Only ``Syncer.sync`` catches errors: every step raises, the pass records.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shutil
 import time
@@ -24,7 +25,14 @@ from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError, StoreError
 from modelsync.fsutil import atomic_write_bytes
-from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
+from modelsync.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    SIGNATURE_NAME,
+    FileEntry,
+    Manifest,
+    check_relpath,
+)
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import Source, open_source
 from modelsync.state import ModelState
@@ -67,7 +75,8 @@ class PassResult:
 class _Candidate:
     version: int
     manifest: Manifest
-    manifest_bytes: bytes
+    # None for a revision described by a listing (complete_marker mode).
+    manifest_bytes: bytes | None
 
 
 class Syncer:
@@ -80,8 +89,10 @@ class Syncer:
         retry: RetryPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
         progress: ProgressFactory | None = None,
+        sources: Callable[[str], Source] = open_source,
     ) -> None:
         self.store = store
+        self._open_source = sources
         self.retry = retry or RetryPolicy()
         self._wall = wall_clock
         self._progress = progress
@@ -94,7 +105,7 @@ class Syncer:
 
     def _source(self, url: str) -> Source:
         if url not in self._sources:
-            self._sources[url] = open_source(url)
+            self._sources[url] = self._open_source(url)
         return self._sources[url]
 
     # -- the pass --------------------------------------------------------------
@@ -199,6 +210,16 @@ class Syncer:
             if version in state.refused:
                 log.debug("skipping refused version", version=version)
                 continue
+            if model.complete_marker is not None:
+                try:
+                    listed = self._listed_revision(model, source, version, cancel, log)
+                except RefusedError as exc:
+                    ms = self.store.model(model.name)
+                    self._refuse(ms, state, version, str(exc), result, log.bind(version=version))
+                    continue
+                if listed is not None:
+                    return listed
+                continue
             raw = call_with_retry(
                 functools.partial(source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES),
                 self.retry,
@@ -224,6 +245,40 @@ class Syncer:
             return _Candidate(version, manifest, raw)
         return None
 
+    def _listed_revision(
+        self, model: ModelConfig, source: Source, version: int, cancel: CancelToken, log: Log
+    ) -> _Candidate | None:
+        """A revision from a producer that writes no manifest: complete when the marker
+        exists and nothing changed for ``settle``; described by the listing."""
+        assert model.complete_marker is not None
+        objects = call_with_retry(
+            functools.partial(source.list_objects, version),
+            self.retry,
+            cancel,
+            f"{source.url}/{version}: list",
+            log,
+        )
+        names = {o.name for o in objects}
+        if model.complete_marker not in names:
+            log.debug("incomplete version (no marker yet)", version=version)
+            return None
+        newest = max(o.updated for o in objects)
+        age = self._wall() - newest.timestamp()
+        if age < model.settle:
+            log.info(
+                "version not settled yet", version=version, settle_left_s=round(model.settle - age)
+            )
+            return None
+        where = f"{source.url}/{version}"
+        entries = tuple(
+            FileEntry(check_relpath(o.name, where), o.size, "")
+            for o in sorted(objects, key=lambda o: o.name)
+            if o.name not in (MANIFEST_NAME, SIGNATURE_NAME)
+        )
+        manifest = Manifest(model.name, version, newest, entries)
+        _check_max_bytes(model, manifest, where)
+        return _Candidate(version, manifest, None)
+
     def _check_manifest(
         self, model: ModelConfig, source: Source, version: int, raw: bytes
     ) -> Manifest:
@@ -231,11 +286,7 @@ class Syncer:
         manifest = Manifest.parse(raw, where)
         if manifest.version != version:
             raise RefusedError(f"{where}: says version {manifest.version}, stored as {version}")
-        if model.max_bytes is not None and manifest.total_size > model.max_bytes:
-            raise RefusedError(
-                f"{where}: revision is {manifest.total_size} bytes, over max_bytes "
-                f"{model.max_bytes}"
-            )
+        _check_max_bytes(model, manifest, where)
         return manifest
 
     def _download(
@@ -272,7 +323,14 @@ class Syncer:
                 retry=self.retry,
                 on_bytes=on_bytes,
             )
-        atomic_write_bytes(staged / MANIFEST_NAME, candidate.manifest_bytes)
+        raw = candidate.manifest_bytes
+        if raw is None:
+            # Record what was fetched, so the revision verifies and shares files later.
+            files = tuple(
+                FileEntry(e.path, e.size, result.stats.digests[e.path]) for e in manifest.files
+            )
+            raw = dataclasses.replace(manifest, files=files).to_bytes()
+        atomic_write_bytes(staged / MANIFEST_NAME, raw)
         log.info(
             "downloaded and verified",
             fetched_files=result.stats.files_fetched,
@@ -323,6 +381,13 @@ class Syncer:
             ms.save_state(state)
         except StoreError:
             pass  # the original error is what the operator needs to see
+
+
+def _check_max_bytes(model: ModelConfig, manifest: Manifest, where: str) -> None:
+    if model.max_bytes is not None and manifest.total_size > model.max_bytes:
+        raise RefusedError(
+            f"{where}: revision is {manifest.total_size} bytes, over max_bytes {model.max_bytes}"
+        )
 
 
 def _check_space(staged: Path, needed: int, what: str) -> None:

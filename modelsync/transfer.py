@@ -15,7 +15,7 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -36,6 +36,8 @@ class TransferStats:
     files_fetched: int = 0
     files_linked: int = 0
     bytes_linked: int = 0
+    # sha256 of every file fetched, by path (fills in manifests synthesised from a listing).
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def safe_join(root: Path, relpath: str) -> Path:
@@ -52,10 +54,11 @@ class _Counter:
         self._on_bytes = on_bytes
         self.stats = TransferStats()
 
-    def fetched(self, size: int) -> None:
+    def fetched(self, path: str, size: int, digest: str) -> None:
         with self._lock:
             self.stats.files_fetched += 1
             self.stats.bytes_fetched += size
+            self.stats.digests[path] = digest
 
     def linked(self, size: int) -> None:
         with self._lock:
@@ -103,7 +106,7 @@ def download_revision(
                 return
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
-        _fetch_verified(
+        digest = _fetch_verified(
             source,
             manifest.version,
             entry,
@@ -114,7 +117,7 @@ def download_revision(
             log,
             on_bytes,
         )
-        counter.fetched(entry.size)
+        counter.fetched(entry.path, entry.size, digest)
 
     ordered = sorted(manifest.files, key=lambda e: e.size, reverse=True)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
@@ -142,7 +145,9 @@ def _fetch_verified(
     retry: RetryPolicy,
     log: structlog.typing.FilteringBoundLogger,
     on_bytes: Callable[[int], None] | None,
-) -> None:
+) -> str:
+    """Fetch one file into ``dest``; check size, and sha256 unless the entry has none
+    (a listing-derived entry, whose integrity is the storage checksum)."""
     try:
         sink = Sink(dest, entry.size, label, on_bytes)
     except OSError as exc:
@@ -164,6 +169,7 @@ def _fetch_verified(
     if sink.written != entry.size:
         dest.unlink()
         raise RefusedError(f"{label}: got {sink.written} bytes, manifest says {entry.size}")
-    if digest != entry.sha256:
+    if entry.sha256 and digest != entry.sha256:
         dest.unlink()
         raise RefusedError(f"{label}: sha256 {digest[:12]}… does not match the manifest")
+    return digest

@@ -16,14 +16,17 @@ from modelsync.publish import publish
 from modelsync.sources import Sink
 from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
-from tests.backends import Backend, LocalBackend
+from tests.backends import Backend, GcsBackend, LocalBackend
 from tests.helpers import manifest_doc, model_files, write_tree
 
 
-@pytest.fixture(params=["file"])
+@pytest.fixture(params=["file", "gs"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "file":
         yield LocalBackend(tmp_path / "bucket" / "ranker")
+    else:
+        endpoint = request.getfixturevalue("gcs_emulator")
+        yield GcsBackend(endpoint, request.getfixturevalue("gcs_bucket"))
 
 
 def _put_revision(
@@ -104,10 +107,10 @@ def test_traversal_names_are_refused(backend: Backend, tmp_path: Path) -> None:
 def test_upload_then_publish_then_sync(backend: Backend, tmp_path: Path) -> None:
     """A published revision is complete and syncs; an incomplete one is ignored."""
     src = write_tree(tmp_path / "src", model_files(1))
-    assert publish(src, backend.url, version=1) == 1
+    assert publish(src, backend.url, version=1, sources=lambda _url: backend.source()) == 1
     _put_revision(backend, 2, model_files(2), complete=False)
     store = Store(tmp_path / "store", tmp_path / "store" / ".modelsync")
-    syncer = Syncer(store)
+    syncer = Syncer(store, sources=lambda _url: backend.source())
     result = syncer.sync(ModelConfig(name="ranker", source=backend.url), CancelToken())
     syncer.close()
     assert result.outcome is Outcome.ACTIVATED

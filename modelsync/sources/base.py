@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,10 @@ class ObjectInfo:
     size: int
     updated: datetime
     crc32c: str | None = None  # base64 big-endian, as GCS reports it
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
 
 
 class Sink:
@@ -79,15 +83,20 @@ class Sink:
         self._digest = hashlib.sha256()
         self._written = 0
 
-    def adopt(self) -> None:
-        """Account for bytes written to ``path`` out of band (parallel ranged writes)."""
-        self._handle.flush()
+    def adopt(self, extra: Sequence[_Hasher] = ()) -> None:
+        """Account for bytes written to ``path`` out of band (parallel ranged writes),
+        feeding ``extra`` hashers (e.g. a storage checksum) in the same read."""
+        self._handle.seek(0, os.SEEK_END)
         self._digest = hashlib.sha256()
         self._written = 0
         with self.path.open("rb") as handle:
             while chunk := handle.read(1024 * 1024):
                 self._written += len(chunk)
                 self._digest.update(chunk)
+                for hasher in extra:
+                    hasher.update(chunk)
+                if self._on_bytes is not None:
+                    self._on_bytes(len(chunk))
         if self.expected_size is not None and self._written > self.expected_size:
             raise RefusedError(
                 f"{self.label}: source sent more than the declared {self.expected_size} bytes"

@@ -1,0 +1,374 @@
+"""gs:// sources through google-cloud-storage.
+
+The client's own retries are switched off (``retry=None`` on every call) so that
+one policy, modelsync.retry, governs every storage call; this module only
+translates the client's exceptions into modelsync's hierarchy and says which are
+worth retrying.
+
+Credentials are Application Default Credentials (Workload Identity, a service
+account file in GOOGLE_APPLICATION_CREDENTIALS, gcloud user credentials), or
+anonymous when STORAGE_EMULATOR_HOST points at an emulator. They are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import google.auth.exceptions
+import google_crc32c
+import requests
+import structlog
+import urllib3.exceptions
+from google.api_core import exceptions as api_exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import (
+    AccessDeniedError,
+    IntegrityError,
+    ModelsyncError,
+    NotFoundError,
+    RefusedError,
+    SourceError,
+    TransientSourceError,
+)
+from modelsync.manifest import check_relpath, parse_version
+from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources.base import ObjectInfo, Sink
+
+__all__ = ["GcsSettings", "GcsSource"]
+
+T = TypeVar("T")
+_TRANSIENT_EXCEPTIONS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.ReadTimeoutError,
+    http.client.IncompleteRead,
+    ConnectionError,
+    TimeoutError,
+    google.auth.exceptions.TransportError,
+)
+
+
+@dataclass(frozen=True)
+class GcsSettings:
+    """Transfer tuning; the defaults suit model files from a few KB to tens of GB."""
+
+    project: str | None = None
+    # An explicit API endpoint (an emulator, or a proxy in tests); None means Google's.
+    endpoint: str | None = None
+    # Objects at least this large are fetched as parallel byte ranges.
+    range_threshold: int = 64 * 1024 * 1024
+    range_size: int = 16 * 1024 * 1024
+    range_workers: int = 4
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    http_pool_size: int = 64
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def _status_of(exc: BaseException) -> int | None:
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
+        return int(exc.code) if exc.code is not None else None
+    if isinstance(exc, InvalidResponse):
+        status = getattr(exc.response, "status_code", None)
+        return int(status) if status is not None else None
+    return None
+
+
+def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
+    """A modelsync error for a client exception: one line, retryable or not, with a hint."""
+    if isinstance(exc, ModelsyncError):
+        return exc
+    if isinstance(exc, DataCorruption):
+        return IntegrityError(
+            f"{what}: crc32c checksum mismatch: damaged in transit; "
+            "the next pass downloads it again"
+        )
+    if isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
+        return AccessDeniedError(
+            f"{what}: no Google credentials found: use Workload Identity, set "
+            "GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth application-default login`"
+        )
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        return AccessDeniedError(f"{what}: credentials were refused: {type(exc).__name__}")
+    status = _status_of(exc)
+    if status in (401, 403):
+        return AccessDeniedError(
+            f"{what}: access denied (HTTP {status}): grant the service account "
+            f"roles/storage.objectViewer (or storage.objects.get and storage.objects.list) "
+            f"on bucket {bucket}"
+        )
+    if status == 404:
+        return NotFoundError(f"{what}: not found (HTTP 404): check the bucket and prefix")
+    if status is not None and (status == 429 or status == 408 or status >= 500):
+        return TransientSourceError(f"{what}: HTTP {status}")
+    if isinstance(exc, _TRANSIENT_EXCEPTIONS):
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+    if status is not None:
+        return SourceError(f"{what}: HTTP {status}: {_short(exc)}")
+    return SourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+class _CancellableWriter:
+    """A file-like object for the client: checks for a stop before each write."""
+
+    def __init__(self, sink: Sink, cancel: CancelToken) -> None:
+        self._sink = sink
+        self._cancel = cancel
+
+    def write(self, data: bytes) -> int:
+        self._cancel.check()
+        return self._sink.write(data)
+
+
+class _RangeWriter:
+    """Writes one byte range of the destination file in place."""
+
+    def __init__(self, fd: int, offset: int, length: int, cancel: CancelToken, label: str) -> None:
+        self._fd = fd
+        self._offset = offset
+        self._end = offset + length
+        self._cancel = cancel
+        self._label = label
+        self.start = offset
+
+    def write(self, data: bytes) -> int:
+        self._cancel.check()
+        if self._offset + len(data) > self._end:
+            raise RefusedError(f"{self._label}: server sent more than the requested range")
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, self._offset)
+            self._offset += written
+            view = view[written:]
+        return len(data)
+
+    def reset(self) -> None:
+        self._offset = self.start
+
+
+class GcsSource:
+    """``gs://bucket/prefix`` → objects ``prefix/<version>/<name>``."""
+
+    def __init__(self, url: str, settings: GcsSettings | None = None) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.bucket_name = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self.settings = settings or GcsSettings()
+        self._client: storage.Client | None = None
+        self._lock = threading.Lock()
+        self._log = structlog.get_logger().bind(source=url)
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _bucket(self) -> storage.Bucket:
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client.bucket(self.bucket_name)
+
+    def _make_client(self) -> storage.Client:
+        try:
+            if self.settings.endpoint or os.environ.get("STORAGE_EMULATOR_HOST"):
+                # Emulators take no credentials; real GCS never sees this branch.
+                anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+                options = (
+                    {"api_endpoint": self.settings.endpoint} if self.settings.endpoint else None
+                )
+                client = storage.Client(
+                    project=self.settings.project or "modelsync",
+                    credentials=anonymous,
+                    client_options=options,
+                )
+            else:
+                client = storage.Client(project=self.settings.project)
+        except Exception as exc:
+            raise translate(exc, self.url, self.bucket_name) from exc
+        # Parallel downloads need more pooled connections than requests' default 10.
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=self.settings.http_pool_size
+        )
+        client._http.mount("https://", adapter)
+        client._http.mount("http://", adapter)
+        return client
+
+    @property
+    def _timeout(self) -> tuple[float, float]:
+        return (self.settings.connect_timeout, self.settings.read_timeout)
+
+    def _key(self, version: int, name: str = "") -> str:
+        base = f"{self.prefix}/{version}/" if self.prefix else f"{version}/"
+        return base + name
+
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ModelsyncError:
+            raise
+        except Exception as exc:
+            raise translate(exc, what, self.bucket_name) from exc
+
+    # -- the Source protocol ---------------------------------------------------
+
+    def list_versions(self) -> list[int]:
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        with self._translated(f"{self.url}: list"):
+            bucket = self._bucket()
+            pages = bucket.client.list_blobs(
+                bucket, prefix=prefix, delimiter="/", retry=None, timeout=self._timeout
+            )
+            for _ in pages:
+                pass
+            prefixes: set[str] = set(pages.prefixes)
+        versions = (parse_version(p[len(prefix) :].rstrip("/")) for p in prefixes)
+        return sorted(v for v in versions if v is not None)
+
+    def read_object(self, version: int, name: str, limit: int) -> bytes | None:
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        what = f"gs://{self.bucket_name}/{self._key(version, name)}"
+        chunks: list[bytes] = []
+        size = 0
+
+        class _Bounded:
+            def write(self, data: bytes) -> int:
+                nonlocal size
+                size += len(data)
+                if size > limit:
+                    raise RefusedError(f"{what}: larger than {limit} bytes")
+                chunks.append(data)
+                return len(data)
+
+        try:
+            with self._translated(what):
+                self._bucket().blob(self._key(version, name)).download_to_file(
+                    _Bounded(), checksum="crc32c", retry=None, timeout=self._timeout
+                )
+        except NotFoundError:
+            return None
+        return b"".join(chunks)
+
+    def list_objects(self, version: int) -> list[ObjectInfo]:
+        prefix = self._key(version)
+        found = []
+        with self._translated(f"{self.url}/{version}: list"):
+            bucket = self._bucket()
+            for blob in bucket.client.list_blobs(
+                bucket, prefix=prefix, retry=None, timeout=self._timeout
+            ):
+                name = blob.name[len(prefix) :]
+                if not name or name.endswith("/"):
+                    continue
+                found.append(ObjectInfo(name, int(blob.size or 0), blob.updated, blob.crc32c))
+        return found
+
+    def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        key = self._key(version, name)
+        what = f"gs://{self.bucket_name}/{key}"
+        expected = sink.expected_size
+        if expected is not None and expected >= self.settings.range_threshold:
+            self._fetch_ranges(key, what, sink, cancel)
+            return
+        with self._translated(what):
+            self._bucket().blob(key).download_to_file(
+                _CancellableWriter(sink, cancel),
+                checksum="crc32c",
+                retry=None,
+                timeout=self._timeout,
+            )
+
+    def _fetch_ranges(self, key: str, what: str, sink: Sink, cancel: CancelToken) -> None:
+        """Parallel byte ranges written in place, then one pass for crc32c and sha256."""
+        meta = self._bucket().blob(key)
+        with self._translated(what):
+            meta.reload(retry=None, timeout=self._timeout)
+        size = int(meta.size or 0)
+        # Download through a fresh handle: a reloaded blob carries the server's mediaLink,
+        # which would bypass the configured endpoint (a proxy, a private endpoint).
+        blob = self._bucket().blob(key)
+        if sink.expected_size is not None and size != sink.expected_size:
+            raise RefusedError(
+                f"{what}: object is {size} bytes, manifest says {sink.expected_size}"
+            )
+        step = self.settings.range_size
+        ranges = [(start, min(step, size - start)) for start in range(0, size, step)]
+        fd = os.open(sink.path, os.O_WRONLY)
+        local = cancel.child()
+        try:
+            os.ftruncate(fd, size)
+
+            def one(start: int, length: int) -> None:
+                writer = _RangeWriter(fd, start, length, local, what)
+
+                def attempt() -> None:
+                    writer.reset()
+                    with self._translated(f"{what} bytes {start}-{start + length - 1}"):
+                        blob.download_to_file(
+                            writer,
+                            start=start,
+                            end=start + length - 1,
+                            checksum=None,
+                            retry=None,
+                            timeout=self._timeout,
+                        )
+                    if writer._offset != start + length:
+                        raise TransientSourceError(f"{what}: short range at {start}")
+
+                call_with_retry(attempt, self.settings.retry, local, what, self._log)
+
+            with ThreadPoolExecutor(self.settings.range_workers, "range") as pool:
+                futures = [pool.submit(one, start, length) for start, length in ranges]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    local.stop_event.set()
+                    raise
+        except TransientSourceError as exc:
+            # Each range already had its retries; do not start the whole object over.
+            raise SourceError(f"{exc} (gave up after retries)") from exc
+        finally:
+            os.close(fd)
+        crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
+        sink.adopt(extra=[crc])
+        actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
+        if meta.crc32c and actual != meta.crc32c:
+            raise IntegrityError(
+                f"{what}: crc32c checksum mismatch: damaged in transit; "
+                "the next pass downloads it again"
+            )
+
+    def upload(self, version: int, name: str, path: Path) -> None:
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        key = self._key(version, name)
+        with self._translated(f"gs://{self.bucket_name}/{key}"):
+            self._bucket().blob(key).upload_from_filename(
+                str(path), checksum="crc32c", retry=None, timeout=self._timeout
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

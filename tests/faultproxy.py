@@ -1,0 +1,139 @@
+"""A fault-injecting HTTP proxy between the storage client and the emulator.
+
+By seeded probability it answers 503 or 429, resets the connection, truncates the
+body, or delays the answer; it can also flip one byte of chosen objects' bodies.
+Every request is counted, so tests can assert how many a pass costs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+KINDS = ("503", "429", "reset", "truncate", "delay")
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
+
+
+@dataclass
+class FaultPlan:
+    rate: float = 0.0
+    seed: int = 0
+    kinds: tuple[str, ...] = KINDS
+    # Called with the request path: True flips one byte of that response body.
+    flip: Callable[[str], bool] | None = None
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int, plan: FaultPlan | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.plan = plan or FaultPlan()
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str]] = []
+        self.bytes_out = 0
+        self.faults: Counter[str] = Counter()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: object) -> None:
+                return None
+
+            def _handle(self) -> None:
+                proxy._serve(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.faults.clear()
+            self.bytes_out = 0
+
+    def _pick_fault(self) -> str | None:
+        with self.lock:
+            if self.plan.rate and self.plan.rng.random() < self.plan.rate:
+                return self.plan.rng.choice(self.plan.kinds)
+        return None
+
+    def _serve(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        with self.lock:
+            self.requests.append((handler.command, handler.path))
+        fault = self._pick_fault()
+        if fault:
+            with self.lock:
+                self.faults[fault] += 1
+        if fault in ("503", "429", "403"):
+            payload = b'{"error": {"code": %s, "message": "injected"}}' % fault.encode()
+            handler.send_response(int(fault))
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
+        if fault == "reset":
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        if fault == "delay":
+            time.sleep(0.3)
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
+        headers["Host"] = f"127.0.0.1:{self.upstream_port}"
+        upstream.request(handler.command, handler.path, body=body, headers=headers)
+        response = upstream.getresponse()
+        data = response.read()
+        upstream.close()
+        if self.plan.flip is not None and data and self.plan.flip(handler.path):
+            flipped = bytearray(data)
+            flipped[len(flipped) // 2] ^= 0xFF
+            data = bytes(flipped)
+        handler.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in _HOP | {"content-length"}:
+                handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if fault == "truncate" and len(data) > 1:
+            handler.wfile.write(data[: len(data) // 2])
+            handler.close_connection = True
+            handler.wfile.flush()
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        handler.wfile.write(data)
+        with self.lock:
+            self.bytes_out += len(data)
