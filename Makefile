@@ -30,6 +30,12 @@ test: lint typecheck unit
 slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
+# Download benchmark against the GCS emulator: modelsync beside rclone, gcsfs, plain GETs.
+bench: $(STAMP)
+	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m bench.gcs_download
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
