@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit slow demo bench clean
+.PHONY: install test lint typecheck unit slow demo bench bench-daemon clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench.gcs_download
+
+# The daemon's RSS idle and during a 1 GB download, and its idle CPU.
+bench-daemon: $(STAMP)
+	$(BIN)/python -m bench.daemon_resources
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py

@@ -16,15 +16,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from prometheus_client import CollectorRegistry
 
 from modelsync import __version__
 from modelsync.cancel import CancelToken
 from modelsync.config import Config, load_config
+from modelsync.daemon import Daemon
 from modelsync.errors import ConfigError, ManifestError, ModelsyncError
 from modelsync.logs import configure_logging
 from modelsync.manifest import MANIFEST_NAME, Manifest, verify_dir
 from modelsync.progress import terminal_progress
 from modelsync.publish import publish as publish_revision
+from modelsync.sdnotify import Notifier
 from modelsync.status import collect_status
 from modelsync.store import Store
 from modelsync.syncer import Syncer
@@ -235,6 +238,55 @@ def status(
             click.echo(f"  pinned    {entry['pinned']}")
         if entry.get("last_error") or entry.get("error"):
             click.echo(f"  error     {entry.get('last_error') or entry.get('error')}")
+    return 0
+
+
+@cli.command()
+@_config_options
+@click.option("--interval", envvar="MODELSYNC_INTERVAL", help="Poll interval, e.g. 10m.")
+@click.option(
+    "--listen",
+    envvar="MODELSYNC_ADMIN_LISTEN",
+    help="Admin endpoint host:port (default 127.0.0.1:8686).",
+)
+@click.option(
+    "--token", envvar="MODELSYNC_ADMIN_TOKEN", help="Bearer token required by POST /sync."
+)
+def run(
+    config_path: Path | None,
+    store: str | None,
+    state_dir: str | None,
+    model: str | None,
+    source: str | None,
+    keep: int | None,
+    interval: str | None,
+    listen: str | None,
+    token: str | None,
+) -> int:
+    """Run as a daemon: a pass at start, then every interval; SIGHUP reloads."""
+    overrides = {
+        "store": store,
+        "state_dir": state_dir,
+        "model": model,
+        "source": source,
+        "keep": keep,
+        "interval": interval,
+        "listen": listen,
+        "token": token,
+    }
+
+    def load() -> Config:
+        return _selected(_load(config_path, **overrides), model)
+
+    config = load()
+    daemon = Daemon(
+        load,
+        config,
+        registry=CollectorRegistry(),
+        notifier=Notifier(),
+        watch_config=str(config_path) if config_path else None,
+    )
+    daemon.run()
     return 0
 
 

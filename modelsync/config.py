@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,7 +27,7 @@ from modelsync.manifest import check_relpath
 from modelsync.sources import SCHEMES
 from modelsync.units import parse_duration, parse_size
 
-__all__ = ["Config", "ModelConfig", "load_config"]
+__all__ = ["AdminConfig", "Config", "ModelConfig", "load_config"]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -48,6 +49,8 @@ class ModelConfig(_Strict):
     # once this object exists and nothing under it changed for ``settle``.
     complete_marker: str | None = None
     settle: Duration = 120.0
+    # An active revision older than this (by its manifest's creation time) is stale.
+    max_age: Duration | None = None
 
     @field_validator("complete_marker")
     @classmethod
@@ -75,14 +78,32 @@ class ModelConfig(_Strict):
         return value.rstrip("/")
 
 
+class AdminConfig(_Strict):
+    """The daemon's HTTP endpoint: health, readiness, metrics, status, sync trigger."""
+
+    listen: str = Field(default="127.0.0.1:8686", pattern=r"^\[?[0-9A-Za-z.:-]*\]?:[0-9]{1,5}$")
+    # When set, POST /sync needs "Authorization: Bearer <token>".
+    token: SecretStr | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - ":8686" means all
+
+
 class Config(_Strict):
     """The whole configuration of one modelsync process."""
 
     store: Path
     state_dir: Path | None = None
     interval: Duration = 600.0
+    # Each model's next pass is interval ± this fraction, so a fleet does not poll in step.
+    jitter: float = Field(default=0.1, ge=0.0, le=0.5)
     pass_timeout: Duration = 1800.0
+    # Consecutive failed passes of one model after which `run` exits 1; None: never.
+    max_failures: int | None = Field(default=None, ge=1)
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    admin: AdminConfig = AdminConfig()
     models: tuple[ModelConfig, ...] = ()
 
     @model_validator(mode="after")
@@ -149,6 +170,10 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         over.pop("source", None),
         over.pop("keep", None),
     )
+    for key in ("listen", "token"):
+        if key in over:
+            admin = raw.get("admin")
+            raw["admin"] = {**(admin if isinstance(admin, dict) else {}), key: over.pop(key)}
     raw.update(over)
     if source is not None or keep is not None:
         if model_name is None:

@@ -36,6 +36,9 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         activated_at=rfc3339(state.activated_at),
         created=rfc3339(created),
         revision_age_seconds=round(now - created, 3) if created is not None else None,
+        stale=bool(
+            model.max_age is not None and created is not None and now - created > model.max_age
+        ),
         retained=ms.cached_versions(),
         refused={str(v): reason for v, reason in sorted(state.refused.items())},
         pinned=state.pinned,

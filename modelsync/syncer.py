@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -97,6 +98,7 @@ class Syncer:
         self._wall = wall_clock
         self._progress = progress
         self._sources: dict[str, Source] = {}
+        self._sources_lock = threading.Lock()
 
     def close(self) -> None:
         for source in self._sources.values():
@@ -104,9 +106,10 @@ class Syncer:
         self._sources.clear()
 
     def _source(self, url: str) -> Source:
-        if url not in self._sources:
-            self._sources[url] = self._open_source(url)
-        return self._sources[url]
+        with self._sources_lock:
+            if url not in self._sources:
+                self._sources[url] = self._open_source(url)
+            return self._sources[url]
 
     # -- the pass --------------------------------------------------------------
 

@@ -29,6 +29,8 @@ class FaultPlan:
     kinds: tuple[str, ...] = KINDS
     # Called with the request path: True flips one byte of that response body.
     flip: Callable[[str], bool] | None = None
+    # Bytes per second for response bodies (0: unlimited), to make downloads take time.
+    throttle: int = 0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -134,6 +136,16 @@ class FaultProxy:
             handler.wfile.flush()
             handler.connection.shutdown(socket.SHUT_RDWR)
             return
-        handler.wfile.write(data)
+        try:
+            if self.plan.throttle:
+                step = max(1, self.plan.throttle // 20)
+                for start in range(0, len(data), step):
+                    handler.wfile.write(data[start : start + step])
+                    time.sleep(0.05)
+            else:
+                handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+            return
         with self.lock:
             self.bytes_out += len(data)

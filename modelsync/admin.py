@@ -1,0 +1,146 @@
+"""The daemon's admin HTTP endpoint: health, readiness, metrics, status, sync trigger."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from modelsync.errors import ConfigError
+
+__all__ = ["AdminServer", "AdminView"]
+
+
+class AdminView(Protocol):
+    """What the endpoint asks of the daemon."""
+
+    def alive(self) -> bool:
+        """True while the main loop is turning."""
+        ...
+
+    def not_ready(self) -> list[str]:
+        """Why the daemon is not ready (e.g. models without an active version); [] if ready."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The JSON status document (the shape of `modelsync status --json`)."""
+        ...
+
+    def request_sync(self, models: list[str] | None) -> list[str]:
+        """Queue a pass for ``models`` (None: all); return the names queued.
+
+        Raises KeyError for a model that is not configured.
+        """
+        ...
+
+
+class AdminServer:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        view: AdminView,
+        registry: CollectorRegistry,
+        token: str | None,
+    ) -> None:
+        handler = _make_handler(view, registry, token)
+        try:
+            self._server = ThreadingHTTPServer(address, handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"admin.listen: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
+            ) from exc
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="admin", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()  # waits for serve_forever, so only once it runs
+        self._server.server_close()
+
+
+def _make_handler(
+    view: AdminView, registry: CollectorRegistry, token: str | None
+) -> type[BaseHTTPRequestHandler]:
+    log = structlog.get_logger()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "modelsync"
+
+        def log_message(self, *_args: object) -> None:
+            return None
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _json(self, status: int, doc: object) -> None:
+            self._reply(status, (json.dumps(doc, indent=2) + "\n").encode(), "application/json")
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path == "/healthz":
+                alive = view.alive()
+                self._json(
+                    HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE, {"alive": alive}
+                )
+            elif path == "/readyz":
+                missing = view.not_ready()
+                self._json(
+                    HTTPStatus.SERVICE_UNAVAILABLE if missing else HTTPStatus.OK,
+                    {"ready": not missing, "not_ready": missing},
+                )
+            elif path == "/metrics":
+                self._reply(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path == "/status":
+                self._json(HTTPStatus.OK, view.status())
+            elif path == "/sync":
+                self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST /sync"})
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {path}"})
+
+        do_HEAD = do_GET
+
+        def do_POST(self) -> None:
+            url = urlsplit(self.path)
+            if url.path != "/sync":
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {url.path}"})
+                return
+            if token is not None:
+                given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+                if not hmac.compare_digest(given.encode(), token.encode()):
+                    log.warning(
+                        "admin: refused POST /sync without the right token",
+                        client=self.client_address[0],
+                    )
+                    self._json(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong token"})
+                    return
+            models = parse_qs(url.query).get("model") or None
+            try:
+                queued = view.request_sync(models)
+            except KeyError as exc:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no model named {exc.args[0]!r}"})
+                return
+            self._json(HTTPStatus.ACCEPTED, {"queued": queued})
+
+    return Handler

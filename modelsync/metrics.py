@@ -1,0 +1,129 @@
+"""Prometheus metrics of the daemon, on a registry passed in (no global registry)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from modelsync.syncer import PassResult
+
+__all__ = ["Metrics"]
+
+_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class _Freshness(Collector):
+    """modelsync_revision_age_seconds, computed at scrape time from the creation times."""
+
+    def __init__(
+        self, created: dict[str, float], lock: threading.Lock, clock: Callable[[], float]
+    ) -> None:
+        self._created = created
+        self._lock = lock
+        self._clock = clock
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "modelsync_revision_age_seconds",
+            "Now minus the creation time of the active revision (the model's freshness).",
+            labels=["model"],
+        )
+        now = self._clock()
+        with self._lock:
+            for model, created in sorted(self._created.items()):
+                family.add_metric([model], now - created)
+        yield family
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.active_version = Gauge(
+            "modelsync_active_version",
+            "Version behind current (0: none).",
+            ["model"],
+            registry=registry,
+        )
+        self.sync_total = Counter(
+            "modelsync_sync", "Sync passes by outcome.", ["model", "outcome"], registry=registry
+        )
+        self.last_success = Gauge(
+            "modelsync_last_success_timestamp_seconds",
+            "Unix time of the last pass that succeeded.",
+            ["model"],
+            registry=registry,
+        )
+        self.download_bytes = Counter(
+            "modelsync_download_bytes", "Bytes fetched from storage.", ["model"], registry=registry
+        )
+        self.duration = Histogram(
+            "modelsync_sync_duration_seconds",
+            "Duration of sync passes.",
+            ["model"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.rollbacks = Counter(
+            "modelsync_rollbacks",
+            "Revisions the server failed to load, rolled back.",
+            ["model"],
+            registry=registry,
+        )
+        self.rollback_failed = Gauge(
+            "modelsync_rollback_failed",
+            "1 when the previous revision also failed to confirm after a rollback.",
+            ["model"],
+            registry=registry,
+        )
+        self.consecutive_failures = Gauge(
+            "modelsync_consecutive_failures",
+            "Failed passes in a row.",
+            ["model"],
+            registry=registry,
+        )
+        self.stale = Gauge(
+            "modelsync_stale",
+            "1 when the active revision is older than max_age.",
+            ["model"],
+            registry=registry,
+        )
+        self._created: dict[str, float] = {}
+        self._lock = threading.Lock()
+        registry.register(_Freshness(self._created, self._lock, clock))
+
+    def record(self, result: PassResult, created: float | None, failures: int, stale: bool) -> None:
+        """Fold one pass into the metrics."""
+        model = result.model
+        self.sync_total.labels(model, result.outcome.value).inc()
+        self.duration.labels(model).observe(result.duration)
+        self.download_bytes.labels(model).inc(result.stats.bytes_fetched)
+        self.active_version.labels(model).set(result.active or 0)
+        self.consecutive_failures.labels(model).set(failures)
+        self.stale.labels(model).set(1 if stale else 0)
+        if result.ok:
+            self.last_success.labels(model).set_to_current_time()
+        with self._lock:
+            if created is None:
+                self._created.pop(model, None)
+            else:
+                self._created[model] = created
+
+    def forget(self, model: str) -> None:
+        """Stop reporting a model that left the configuration."""
+        with self._lock:
+            self._created.pop(model, None)
+        for metric in (
+            self.active_version,
+            self.last_success,
+            self.consecutive_failures,
+            self.stale,
+            self.rollback_failed,
+        ):
+            with contextlib.suppress(KeyError):
+                metric.remove(model)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from modelsync.admin import AdminServer
+from modelsync.errors import ConfigError
+
+
+class FakeView:
+    def __init__(self) -> None:
+        self.queued: list[list[str] | None] = []
+        self.ready: list[str] = ["m: no active version"]
+
+    def alive(self) -> bool:
+        return True
+
+    def not_ready(self) -> list[str]:
+        return self.ready
+
+    def status(self) -> dict[str, Any]:
+        return {"models": []}
+
+    def request_sync(self, models: list[str] | None) -> list[str]:
+        if models and "nope" in models:
+            raise KeyError("nope")
+        self.queued.append(models)
+        return models or ["m"]
+
+
+def _call(port: int, method: str, path: str, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method=method, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read(), exc.code
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode()
+
+
+def test_routes_and_token() -> None:
+    """Each route answers as specified; POST /sync needs the token when one is set."""
+    view = FakeView()
+    registry = CollectorRegistry()
+    Counter("demo_thing", "x", registry=registry).inc()
+    server = AdminServer(("127.0.0.1", 0), view, registry, token="t0k")
+    server.start()
+    try:
+        port = server.port
+        assert _call(port, "GET", "/healthz") == (200, {"alive": True})
+        assert _call(port, "GET", "/readyz")[0] == 503
+        view.ready = []
+        assert _call(port, "GET", "/readyz") == (200, {"ready": True, "not_ready": []})
+        status, text = _call(port, "GET", "/metrics")
+        assert status == 200 and "demo_thing_total 1.0" in text
+        assert _call(port, "GET", "/status") == (200, {"models": []})
+        assert _call(port, "POST", "/sync")[0] == 401
+        assert _call(port, "POST", "/sync", "t0k") == (202, {"queued": ["m"]})
+        assert _call(port, "POST", "/sync?model=nope", "t0k")[0] == 404
+        assert _call(port, "GET", "/sync")[0] == 405
+        assert _call(port, "GET", "/nowhere")[0] == 404
+        assert view.queued == [None]
+    finally:
+        server.stop()
+
+
+def test_busy_port_is_a_config_error() -> None:
+    """A listen address already in use is reported as a config error naming admin.listen."""
+    first = AdminServer(("127.0.0.1", 0), FakeView(), CollectorRegistry(), None)
+    try:
+        with pytest.raises(ConfigError, match=r"admin\.listen"):
+            AdminServer(("127.0.0.1", first.port), FakeView(), CollectorRegistry(), None)
+    finally:
+        first.stop()

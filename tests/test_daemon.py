@@ -1,0 +1,298 @@
+"""`modelsync run` as a real child process: schedule, endpoint, signals, reloads, systemd."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemonproc import DaemonProcess
+from tests.faultproxy import FaultPlan, FaultProxy
+from tests.helpers import check_invariants, model_files, put_revision, run_cli, snapshot
+
+
+def _activated(version: int, model: str = "ranker") -> Callable[[dict[str, Any]], bool]:
+    return lambda e: (
+        e.get("event") == "committed" and e.get("version") == version and e.get("model") == model
+    )
+
+
+@pytest.fixture
+def procs() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+def test_new_version_becomes_active_and_endpoint_answers(
+    tmp_path: Path, bucket: Path, store: Path, procs: list[DaemonProcess]
+) -> None:
+    """Published revisions become active; /healthz, /readyz, /metrics, /status, POST /sync."""
+    daemon = DaemonProcess(
+        [
+            "--store",
+            str(store),
+            "--model",
+            "ranker",
+            "--source",
+            f"file://{bucket}",
+            "--interval",
+            "1s",
+            "--token",
+            "s3cret",
+        ],
+        tmp_path / "log",
+    )
+    procs.append(daemon)
+    daemon.wait_http()
+    assert daemon.http("GET", "/healthz")[0] == 200
+    status, body = daemon.http("GET", "/readyz")
+    assert status == 503 and "ranker: no active version" in json.loads(body)["not_ready"]
+    put_revision(bucket, 1, model_files(1))
+    daemon.wait_for(_activated(1))
+    assert daemon.http("GET", "/readyz")[0] == 200
+    put_revision(bucket, 2, model_files(2))
+    daemon.wait_for(_activated(2))
+    assert (store / "ranker" / "current" / "saved_model.pb").read_bytes() == b"graph-2"
+    _, metrics = daemon.http("GET", "/metrics")
+    text = metrics.decode()
+    for line in (
+        'modelsync_active_version{model="ranker"} 2.0',
+        'modelsync_sync_total{model="ranker",outcome="activated"} 2.0',
+        'modelsync_last_success_timestamp_seconds{model="ranker"}',
+        'modelsync_revision_age_seconds{model="ranker"}',
+        'modelsync_download_bytes_total{model="ranker"}',
+        'modelsync_sync_duration_seconds_count{model="ranker"}',
+    ):
+        assert line in text, line
+    _, body = daemon.http("GET", "/status")
+    live = json.loads(body)["models"][0]
+    cli = json.loads(
+        run_cli(
+            "status",
+            "--json",
+            "--store",
+            str(store),
+            "--model",
+            "ranker",
+            "--source",
+            f"file://{bucket}",
+        ).stdout
+    )["models"][0]
+    assert live["active_version"] == cli["active_version"] == 2
+    assert set(cli) <= set(live)
+    assert daemon.http("POST", "/sync")[0] == 401
+    assert daemon.http("POST", "/sync", {"Authorization": "Bearer wrong"})[0] == 401
+    status, body = daemon.http("POST", "/sync", {"Authorization": "Bearer s3cret"})
+    assert status == 202 and json.loads(body) == {"queued": ["ranker"]}
+    assert daemon.http("POST", "/sync?model=nope", {"Authorization": "Bearer s3cret"})[0] == 404
+    assert "s3cret" not in daemon.log_path.read_text()
+    assert "tensorflow" not in Path(f"/proc/{daemon.pid}/maps").read_text()
+    assert daemon.stop() == 0
+
+
+def test_sigterm_during_a_large_download_exits_promptly(
+    tmp_path: Path,
+    gcs_emulator: str,
+    gcs_bucket: str,
+    fault_proxy: FaultProxy,
+    procs: list[DaemonProcess],
+) -> None:
+    """SIGTERM mid-download: exit 0 within 5 s, staging removed, store untouched."""
+    from tests.backends import GcsBackend
+    from tests.test_sources_gcs import _files, _publish
+
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    _publish(backend, 1, _files(2, 1000, 1))
+    store = tmp_path / "store"
+    env = {"STORAGE_EMULATOR_HOST": fault_proxy.url}
+    flags = [
+        "--store",
+        str(store),
+        "--model",
+        "ranker",
+        "--source",
+        backend.url,
+        "--interval",
+        "1h",
+    ]
+    daemon = DaemonProcess(flags, tmp_path / "log", env=env)
+    procs.append(daemon)
+    daemon.wait_for(_activated(1))
+    before = snapshot(store / "ranker")
+    _publish(backend, 2, _files(4, 8 * 1024 * 1024, 2))
+    fault_proxy.plan = FaultPlan(throttle=4 * 1024 * 1024)
+    mark = len(daemon.events())
+    daemon.wait_http()
+    daemon.http("POST", "/sync")
+    daemon.wait_for(lambda e: e.get("event") == "downloading" and e.get("version") == 2, after=mark)
+    time.sleep(1.0)
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert snapshot(store / "ranker") == before
+    assert not list((store / ".modelsync" / "staging").rglob("*"))
+    assert any(e.get("event") == "sync cancelled" for e in daemon.events())
+
+
+def test_sighup_reloads_config_and_adds_a_model(tmp_path: Path, procs: list[DaemonProcess]) -> None:
+    """SIGHUP alone (the file is edited where no watcher looks) adds a model."""
+    store = tmp_path / "store"
+    for name in ("a", "b"):
+        put_revision(tmp_path / "bucket" / name, 1, model_files(ord(name)), model=name)
+    real = tmp_path / "elsewhere" / "modelsync.toml"
+    real.parent.mkdir()
+    base = f'store = "{store}"\ninterval = "1h"\n'
+    model = '[[models]]\nname = "{0}"\nsource = "file://{1}/bucket/{0}"\n'
+    real.write_text(base + model.format("a", tmp_path))
+    link = tmp_path / "etc" / "modelsync.toml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    daemon = DaemonProcess(["--config", str(link)], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_for(_activated(1, "a"))
+    real.write_text(base + model.format("a", tmp_path) + model.format("b", tmp_path))
+    time.sleep(1.5)
+    assert not (store / "b").exists()  # no watcher saw that edit
+    daemon.signal(signal.SIGHUP)
+    event = daemon.wait_for(lambda e: e.get("event") == "config reloaded")
+    assert event["trigger"] == "signal" and event["models"] == ["a", "b"]
+    daemon.wait_for(_activated(1, "b"))
+    assert check_invariants(store, "b").violations == []
+
+
+def test_configmap_style_edit_reloads_and_invalid_edit_is_ignored(
+    tmp_path: Path, procs: list[DaemonProcess]
+) -> None:
+    """A ..data symlink swap (Kubernetes ConfigMap) reloads; a bad edit keeps the old config."""
+    store = tmp_path / "store"
+    for name in ("a", "b"):
+        put_revision(tmp_path / "bucket" / name, 1, model_files(ord(name)), model=name)
+    volume = tmp_path / "config"
+    volume.mkdir()
+    base = f'store = "{store}"\ninterval = "1h"\n'
+    model = '[[models]]\nname = "{0}"\nsource = "file://{1}/bucket/{0}"\n'
+
+    def publish_configmap(generation: int, text: str) -> None:
+        data = volume / f"..2026_{generation}"
+        data.mkdir()
+        (data / "modelsync.toml").write_text(text)
+        tmp_link = volume / "..data_tmp"
+        tmp_link.symlink_to(data.name)
+        tmp_link.rename(volume / "..data")
+
+    publish_configmap(1, base + model.format("a", tmp_path))
+    (volume / "modelsync.toml").symlink_to("..data/modelsync.toml")
+    daemon = DaemonProcess(["--config", str(volume / "modelsync.toml")], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_for(_activated(1, "a"))
+    publish_configmap(2, base + model.format("a", tmp_path) + model.format("b", tmp_path))
+    event = daemon.wait_for(lambda e: e.get("event") == "config reloaded")
+    assert event["trigger"] == "file"
+    daemon.wait_for(_activated(1, "b"))
+    publish_configmap(3, base + "keep = 'x'\n")
+    bad = daemon.wait_for(lambda e: e.get("event", "").startswith("config reload failed"))
+    assert "keep: unknown key" in bad["error"]
+    assert daemon.http("GET", "/readyz")[0] == 200
+    publish_configmap(4, base + model.format("b", tmp_path))
+    removed = daemon.wait_for(lambda e: e.get("event", "").startswith("model removed"))
+    assert removed["model"] == "a"
+    assert (store / "a" / "current").is_symlink()  # its files stay
+    assert daemon.stop() == 0
+
+
+def test_systemd_notify_ready_watchdog_stopping(
+    tmp_path: Path, bucket: Path, store: Path, procs: list[DaemonProcess]
+) -> None:
+    """A real unix datagram socket receives READY=1, WATCHDOG=1, STATUS= and STOPPING=1."""
+    put_revision(bucket, 1, model_files(1))
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    daemon = DaemonProcess(
+        [
+            "--store",
+            str(store),
+            "--model",
+            "ranker",
+            "--source",
+            f"file://{bucket}",
+            "--interval",
+            "1h",
+        ],
+        tmp_path / "log",
+        env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000"},
+    )
+    procs.append(daemon)
+    messages: list[str] = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and sum("WATCHDOG=1" in m for m in messages) < 3:
+        messages.append(sock.recv(4096).decode())
+    assert any(m.startswith("READY=1") and "STATUS=ranker: v1 activated" in m for m in messages)
+    assert sum("WATCHDOG=1" in m for m in messages) >= 3
+    daemon.signal(signal.SIGTERM)
+    tail: list[str] = []
+    while "STOPPING=1" not in "".join(tail):
+        tail.append(sock.recv(4096).decode())
+    assert daemon.proc.wait(10) == 0
+    sock.close()
+
+
+def test_max_failures_exits_1(tmp_path: Path, store: Path, procs: list[DaemonProcess]) -> None:
+    """A model failing max_failures passes in a row makes run exit 1 (supervisor restarts)."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{store}"\ninterval = "1h"\nmax_failures = 3\n'
+        f'[[models]]\nname = "m"\nsource = "file://{tmp_path}/missing"\n'
+    )
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
+    procs.append(daemon)
+    assert daemon.proc.wait(60) == 1
+    failures = [e for e in daemon.events() if e.get("event") == "sync failed"]
+    assert len(failures) == 3
+    assert any(e.get("event") == "giving up" for e in daemon.events())
+
+
+def test_a_slow_model_does_not_block_another(
+    tmp_path: Path,
+    gcs_emulator: str,
+    gcs_bucket: str,
+    fault_proxy: FaultProxy,
+    bucket: Path,
+    procs: list[DaemonProcess],
+) -> None:
+    """While one model crawls through a throttled download, another activates promptly."""
+    from tests.backends import GcsBackend
+    from tests.test_sources_gcs import _files, _publish
+
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    _publish(backend, 1, _files(2, 6 * 1024 * 1024, 9))
+    fault_proxy.plan = FaultPlan(throttle=1024 * 1024)
+    store = tmp_path / "store"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{store}"\ninterval = "1h"\n'
+        f'[[models]]\nname = "slow"\nsource = "{backend.url}"\n'
+        f'[[models]]\nname = "ranker"\nsource = "file://{bucket}"\n'
+    )
+    daemon = DaemonProcess(
+        ["--config", str(config)], tmp_path / "log", env={"STORAGE_EMULATOR_HOST": fault_proxy.url}
+    )
+    procs.append(daemon)
+    daemon.wait_for(lambda e: e.get("event") == "downloading" and e.get("model") == "slow")
+    put_revision(bucket, 5, model_files(5))
+    started = time.monotonic()
+    daemon.wait_for(_activated(5, "ranker"))
+    assert time.monotonic() - started < 5
+    assert not (store / "slow" / "current").exists()
+    assert os.readlink(store / "ranker" / "current") == "5"

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from modelsync.metrics import Metrics
+from modelsync.syncer import Outcome, PassResult
+from modelsync.transfer import TransferStats
+
+
+def test_record_and_forget() -> None:
+    """A pass sets gauges and counters; revision age is computed at scrape time."""
+    now = [1000.0]
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, clock=lambda: now[0])
+    result = PassResult(
+        "m", Outcome.ACTIVATED, 7, stats=TransferStats(bytes_fetched=42), duration=0.3
+    )
+    metrics.record(result, created=900.0, failures=0, stale=False)
+    now[0] = 1100.0
+    text = generate_latest(registry).decode()
+    assert 'modelsync_active_version{model="m"} 7.0' in text
+    assert 'modelsync_sync_total{model="m",outcome="activated"} 1.0' in text
+    assert 'modelsync_download_bytes_total{model="m"} 42.0' in text
+    assert 'modelsync_revision_age_seconds{model="m"} 200.0' in text
+    metrics.forget("m")
+    text = generate_latest(registry).decode()
+    assert 'modelsync_revision_age_seconds{model="m"}' not in text
+    assert 'modelsync_active_version{model="m"}' not in text

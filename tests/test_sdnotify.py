@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from modelsync.sdnotify import Notifier
+
+
+def test_messages_reach_a_real_socket(tmp_path: Path) -> None:
+    """READY, STATUS, WATCHDOG and STOPPING arrive as datagrams; watchdog period is read."""
+    path = str(tmp_path / "n.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(2)
+        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "3000000"})
+        assert notifier.enabled and notifier.watchdog_interval == 3.0
+        notifier.ready("ok")
+        notifier.watchdog()
+        notifier.stopping()
+        assert sock.recv(100) == b"READY=1\nSTATUS=ok"
+        assert sock.recv(100) == b"WATCHDOG=1"
+        assert sock.recv(100) == b"STOPPING=1\nSTATUS=stopping"
+
+
+def test_unset_socket_does_nothing_and_dead_socket_never_raises(tmp_path: Path) -> None:
+    """Without NOTIFY_SOCKET nothing is sent; a vanished socket is logged, not raised."""
+    assert Notifier({}).send("READY=1") is False
+    assert Notifier({}).watchdog_interval is None
+    gone = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
+    assert gone.send("READY=1") is False
+    other_pid = Notifier({"NOTIFY_SOCKET": "x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "1"})
+    assert os.getpid() == 1 or other_pid.watchdog_interval is None
