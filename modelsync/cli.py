@@ -290,6 +290,64 @@ def run(
     return 0
 
 
+@cli.command()
+@click.argument("model_name", metavar="MODEL")
+@_config_options
+@click.option(
+    "--to",
+    "to_version",
+    type=click.IntRange(min=1),
+    help="Retained version to go back to (default: the newest older one).",
+)
+def rollback(
+    model_name: str,
+    config_path: Path | None,
+    store: str | None,
+    state_dir: str | None,
+    model: str | None,
+    source: str | None,
+    keep: int | None,
+    to_version: int | None,
+) -> int:
+    """Serve a retained older revision of MODEL and pin it there until `unpin`."""
+    config = _load(
+        config_path, store=store, state_dir=state_dir, model=model, source=source, keep=keep
+    )
+    syncer = Syncer(Store(config.store, config.state_path))
+    deadline = time.monotonic() + config.pass_timeout
+    result = syncer.rollback_to(
+        config.model(model_name), to_version, CancelToken(deadline=deadline)
+    )
+    click.echo(
+        f"{model_name}: serving version {result.active}; pinned (modelsync unpin "
+        f"{model_name} to follow new revisions again)"
+    )
+    return 0
+
+
+@cli.command()
+@click.argument("model_name", metavar="MODEL")
+@_config_options
+def unpin(
+    model_name: str,
+    config_path: Path | None,
+    store: str | None,
+    state_dir: str | None,
+    model: str | None,
+    source: str | None,
+    keep: int | None,
+) -> int:
+    """Let MODEL follow new revisions again after a manual rollback."""
+    config = _load(
+        config_path, store=store, state_dir=state_dir, model=model, source=source, keep=keep
+    )
+    pinned = Syncer(Store(config.store, config.state_path)).unpin(config.model(model_name))
+    click.echo(
+        f"{model_name}: " + (f"unpinned from version {pinned}" if pinned else "was not pinned")
+    )
+    return 0
+
+
 def _exit_code(func: Callable[[], Any]) -> int:
     try:
         result = func()

@@ -6,10 +6,13 @@ in one line, so an operator can fix it without reading a traceback.
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import signal
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,14 +30,97 @@ from modelsync.manifest import check_relpath
 from modelsync.sources import SCHEMES
 from modelsync.units import parse_duration, parse_size
 
-__all__ = ["AdminConfig", "Config", "ModelConfig", "load_config"]
+__all__ = [
+    "AdminConfig",
+    "Config",
+    "ConfirmConfig",
+    "ModelConfig",
+    "NotifyConfig",
+    "ValidateConfig",
+    "load_config",
+]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+
+
+class NotifyConfig(_Strict):
+    """How the serving process is told that ``current`` changed."""
+
+    method: Literal["none", "signal", "http", "exec"] = "none"
+    signal: str = "SIGHUP"
+    pidfile: Path | None = None
+    # A regular expression matched against each process's command line (/proc/*/cmdline).
+    process: str | None = None
+    url: str | None = None
+    http_method: str = Field(default="POST", pattern="^(GET|POST|PUT|PATCH|DELETE)$")
+    # Request body; {model}, {version} and {path} are substituted.
+    body: str | None = None
+    command: tuple[str, ...] | None = None
+    timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotifyConfig:
+        if self.method == "signal":
+            if self.pidfile is None and self.process is None:
+                raise ValueError("method 'signal' needs pidfile or process")
+            if not hasattr(signal, self.signal) or not self.signal.startswith("SIG"):
+                raise ValueError(f"unknown signal {self.signal!r}")
+            if self.process is not None:
+                try:
+                    re.compile(self.process)
+                except re.error as exc:
+                    raise ValueError(f"process is not a regular expression: {exc}") from exc
+        if self.method == "http" and not self.url:
+            raise ValueError("method 'http' needs url")
+        if self.method == "exec" and not self.command:
+            raise ValueError("method 'exec' needs command (an argv list)")
+        return self
+
+
+class ConfirmConfig(_Strict):
+    """How modelsync hears that the server serves the new revision."""
+
+    method: Literal["none", "http", "tfserving", "exec"] = "none"
+    # {model} and {version} are substituted. tfserving: http://host:8501/v1/models/{model}
+    url: str | None = None
+    # http: this JSON field of the answer must equal the version.
+    json_field: str | None = None
+    command: tuple[str, ...] | None = None
+    timeout: Duration = 120.0
+    period: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> ConfirmConfig:
+        if self.method in ("http", "tfserving") and not self.url:
+            raise ValueError(f"method {self.method!r} needs url")
+        if self.method == "exec" and not self.command:
+            raise ValueError("method 'exec' needs command (an argv list)")
+        return self
+
+
+class ValidateConfig(_Strict):
+    """Checks run on a downloaded revision before the server ever sees it."""
+
+    # Load the SavedModel with TensorFlow in a child process (needs the tensorflow extra).
+    tensorflow: bool = False
+    signatures: tuple[str, ...] = ("serving_default",)
+    # {signature: {input name: nested list}}: each signature is called with these inputs.
+    smoke_input: dict[str, dict[str, Any]] | None = None
+    timeout: Duration = 120.0
+
+    @field_validator("tensorflow")
+    @classmethod
+    def _tensorflow_installed(cls, value: bool) -> bool:
+        if value and importlib.util.find_spec("tensorflow") is None:
+            raise ValueError(
+                "needs TensorFlow, which is not installed: pip install 'modelsync[tensorflow]'"
+            )
+        return value
 
 
 class ModelConfig(_Strict):
@@ -51,6 +137,12 @@ class ModelConfig(_Strict):
     settle: Duration = 120.0
     # An active revision older than this (by its manifest's creation time) is stale.
     max_age: Duration | None = None
+    # Minimum manifest metrics, e.g. {"ndcg@10" = 0.30}: a revision missing one or
+    # below it is refused before download.
+    gate: dict[str, float] = Field(default_factory=dict)
+    notify: NotifyConfig = NotifyConfig()
+    confirm: ConfirmConfig = ConfirmConfig()
+    validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
 
     @field_validator("complete_marker")
     @classmethod

@@ -1,6 +1,7 @@
 """One sync pass for one model, as named steps ending in an Outcome.
 
-discover → decide → download → verify → activate → commit
+discover → decide → download → verify → validate → activate → notify → confirm
+→ commit, or on a failed reload: roll back → notify → confirm the previous → refuse
 
 The pass re-derives everything from disk (``current``, the journal in the state
 file), so running it again after a crash finishes or undoes the interrupted one.
@@ -24,7 +25,8 @@ import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
-from modelsync.errors import Cancelled, ModelsyncError, RefusedError, StoreError
+from modelsync.confirm import build_confirmer
+from modelsync.errors import Cancelled, ModelsyncError, RefusedError, ReloadError, StoreError
 from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import (
     MANIFEST_NAME,
@@ -34,11 +36,14 @@ from modelsync.manifest import (
     Manifest,
     check_relpath,
 )
+from modelsync.notify import build_notifier
+from modelsync.reload import ReloadTarget, ServerNotRunning
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import Source, open_source
 from modelsync.state import ModelState
 from modelsync.store import ModelStore, Store
 from modelsync.transfer import TransferStats, download_revision
+from modelsync.validate import validate_revision
 
 __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
 
@@ -52,7 +57,8 @@ _SPACE_MARGIN_RATIO = 0.05
 
 class Outcome(StrEnum):
     UNCHANGED = "unchanged"  # already at the newest acceptable revision (or pinned)
-    ACTIVATED = "activated"  # a newer revision is now active
+    ACTIVATED = "activated"  # a newer revision is now active and confirmed
+    ROLLED_BACK = "rolled_back"  # the server could not load it; the previous is back
     FAILED = "failed"  # the pass failed; the store is as it was
 
 
@@ -69,7 +75,7 @@ class PassResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome is not Outcome.FAILED and not self.refused
+        return self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED) and not self.refused
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class Syncer:
         result: PassResult,
         log: Log,
     ) -> None:
-        self._recover(model, ms, state, log)
+        self._recover(model, ms, state, cancel, result, log)
         active = ms.active_version()
         if state.pinned is not None:
             log.info("pinned; not looking for new revisions", version=active, pinned=state.pinned)
@@ -167,27 +173,33 @@ class Syncer:
         vlog = log.bind(version=candidate.version)
         try:
             staged = self._download(model, ms, source, candidate, cancel, result, vlog)
+            validate_revision(staged, model.validate_, cancel)
         except RefusedError as exc:
             self._refuse(ms, state, candidate.version, str(exc), result, vlog)
             raise
         self._activate(ms, state, candidate.version, staged, active, vlog)
-        self._commit(model, ms, state, vlog)
-        result.outcome = Outcome.ACTIVATED
+        result.outcome = self._finish(model, ms, state, cancel, result, vlog)
 
     # -- steps -----------------------------------------------------------------
 
-    def _recover(self, model: ModelConfig, ms: ModelStore, state: ModelState, log: Log) -> None:
-        """Finish an activation a crash interrupted (its tree is complete and verified)."""
+    def _recover(
+        self,
+        model: ModelConfig,
+        ms: ModelStore,
+        state: ModelState,
+        cancel: CancelToken,
+        result: PassResult,
+        log: Log,
+    ) -> None:
+        """Finish an activation (or rollback) a crash interrupted: its tree is complete
+        and verified, so the server is told and heard again."""
         pending = ms.recover(state)
         if pending is None:
             return
         log.warning(
             "finishing an interrupted activation", version=pending.version, phase=pending.phase
         )
-        if pending.phase == "rolling_back":
-            ms.finish_rollback(state)
-        else:
-            self._commit(model, ms, state, log.bind(version=pending.version))
+        self._finish(model, ms, state, cancel, result, log.bind(version=pending.version))
 
     def _discover(
         self,
@@ -287,6 +299,12 @@ class Syncer:
     ) -> Manifest:
         where = f"{source.url}/{version}/{MANIFEST_NAME}"
         manifest = Manifest.parse(raw, where)
+        for metric, bar in sorted(model.gate.items()):
+            value = manifest.metrics.get(metric)
+            if value is None:
+                raise RefusedError(f"{where}: gate: metric {metric!r} is missing")
+            if value < bar:
+                raise RefusedError(f"{where}: gate: {metric} = {value:g} is below {bar:g}")
         if manifest.version != version:
             raise RefusedError(f"{where}: says version {manifest.version}, stored as {version}")
         _check_max_bytes(model, manifest, where)
@@ -353,6 +371,164 @@ class Syncer:
     ) -> None:
         ms.activate(version, staged, previous, state)
         log.info("activated", previous=previous)
+
+    def _finish(
+        self,
+        model: ModelConfig,
+        ms: ModelStore,
+        state: ModelState,
+        cancel: CancelToken,
+        result: PassResult,
+        log: Log,
+    ) -> Outcome:
+        """notify → confirm → commit, or roll back; for the activation in the journal."""
+        pending = state.pending
+        assert pending is not None
+        if pending.phase == "rolling_back":
+            self._confirm_previous(model, ms, state, cancel, log)
+            ms.finish_rollback(state)
+            return Outcome.ROLLED_BACK
+        target = ReloadTarget(model.name, pending.version, ms.dir / str(pending.version))
+        try:
+            self._reload(model, target, pending.previous is None, cancel, log)
+        except ReloadError as exc:
+            return self._roll_back(model, ms, state, str(exc), cancel, result, log)
+        self._commit(model, ms, state, log)
+        return Outcome.ACTIVATED
+
+    def _reload(
+        self, model: ModelConfig, target: ReloadTarget, first: bool, cancel: CancelToken, log: Log
+    ) -> None:
+        """Tell the server and wait for it to confirm ``target``."""
+        try:
+            build_notifier(model.notify).notify(target)
+        except ServerNotRunning as exc:
+            if not first:
+                raise
+            # The init-container case: the server starts later and loads `current`.
+            log.info(
+                "no server running yet; it will load current when it starts",
+                version=target.version,
+                reason=str(exc),
+            )
+            return
+        build_confirmer(model.confirm).confirm(target, cancel)
+        if model.notify.method != "none" or model.confirm.method != "none":
+            log.info("server confirmed", version=target.version)
+
+    def _roll_back(
+        self,
+        model: ModelConfig,
+        ms: ModelStore,
+        state: ModelState,
+        reason: str,
+        cancel: CancelToken,
+        result: PassResult,
+        log: Log,
+    ) -> Outcome:
+        pending = state.pending
+        assert pending is not None
+        bad = pending.version
+        log.error(
+            "server did not take the revision; rolling back",
+            version=bad,
+            previous=pending.previous,
+            reason=reason,
+        )
+        ms.rollback(state)
+        if pending.previous is None:
+            log.error(
+                "nothing to roll back to: this was the model's first revision; "
+                "the model has no active version",
+                version=bad,
+            )
+        self._confirm_previous(model, ms, state, cancel, log)
+        retire_to = pending.retire_to
+        ms.finish_rollback(state)
+        if retire_to == "quarantine":
+            self._refuse(
+                ms, state, bad, f"server could not load it: {reason}", result, log.bind(version=bad)
+            )
+        result.error = reason
+        return Outcome.ROLLED_BACK
+
+    def _confirm_previous(
+        self, model: ModelConfig, ms: ModelStore, state: ModelState, cancel: CancelToken, log: Log
+    ) -> None:
+        pending = state.pending
+        if pending is None or pending.previous is None:
+            return
+        target = ReloadTarget(model.name, pending.previous, ms.dir / str(pending.previous))
+        try:
+            self._reload(model, target, False, cancel, log)
+            state.rollback_failed = False
+            log.info("rolled back", version=pending.previous, refused=pending.version)
+        except ReloadError as exc:
+            state.rollback_failed = True
+            log.critical(
+                "previous revision failed to confirm after rollback; the store is "
+                "left as it is and the server needs attention",
+                version=pending.previous,
+                reason=str(exc),
+            )
+        ms.save_state(state)
+
+    # -- manual rollback -------------------------------------------------------------
+
+    def rollback_to(
+        self, model: ModelConfig, version: int | None, cancel: CancelToken
+    ) -> PassResult:
+        """Activate a retained older revision by hand and pin the model to it."""
+        log: Log = structlog.get_logger().bind(model=model.name)
+        ms = self.store.model(model.name)
+        result = PassResult(model.name, Outcome.FAILED, None)
+        with ms.lock(cancel):
+            try:
+                state = ms.load_state()
+                self._recover(model, ms, state, cancel, result, log)
+                active = ms.active_version()
+                if active is None:
+                    raise StoreError(f"model {model.name} has no active version")
+                retained = [v for v in ms.cached_versions() if v != active]
+                if version is None:
+                    older = [v for v in retained if v < active]
+                    if not older:
+                        raise StoreError(
+                            f"model {model.name}: no retained revision older than "
+                            f"{active}; retained: {retained}"
+                        )
+                    version = max(older)
+                path = ms.path_of(version)
+                if path is None or version == active:
+                    raise StoreError(
+                        f"model {model.name}: version {version} is not a retained "
+                        f"revision; retained: {retained}"
+                    )
+                result.candidate = version
+                vlog = log.bind(version=version)
+                ms.activate(version, path, active, state, retire_to="cache")
+                result.outcome = self._finish(model, ms, state, cancel, result, vlog)
+                if result.outcome is not Outcome.ACTIVATED:
+                    raise ReloadError(
+                        f"the server did not confirm version {version}; "
+                        f"version {active} was restored"
+                    )
+                state.pinned = version
+                ms.save_state(state)
+                vlog.warning("rolled back by hand; pinned until `modelsync unpin`", previous=active)
+            finally:
+                ms.clean_staging()
+        result.active = _safe_active(ms)
+        return result
+
+    def unpin(self, model: ModelConfig) -> int | None:
+        """Let the model follow new revisions again; return the pin that was removed."""
+        ms = self.store.model(model.name)
+        with ms.lock(CancelToken(deadline=time.monotonic() + 60)):
+            state = ms.load_state()
+            pinned, state.pinned = state.pinned, None
+            ms.save_state(state)
+        return pinned
 
     def _commit(self, model: ModelConfig, ms: ModelStore, state: ModelState, log: Log) -> None:
         removed = ms.commit(state, model.keep, self._wall())

@@ -1,0 +1,42 @@
+"""Run a command to tell the server (model, version and path in its environment)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from modelsync.config import NotifyConfig
+from modelsync.errors import ReloadError
+from modelsync.reload import ReloadTarget
+
+__all__ = ["ExecNotifier", "run_command"]
+
+
+def run_command(argv: tuple[str, ...], target: ReloadTarget, timeout: float) -> None:
+    """Run ``argv``; ReloadError with its last stderr line unless it exits 0 in time."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            env={**os.environ, **target.env()},
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ReloadError(f"command not found: {argv[0]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ReloadError(f"{argv[0]} did not finish within {timeout:g}s; killed") from exc
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        last = lines[-1][:300] if lines else "(no output)"
+        raise ReloadError(f"{argv[0]} exited {done.returncode}: {last}")
+
+
+class ExecNotifier:
+    def __init__(self, config: NotifyConfig) -> None:
+        assert config.command
+        self._config = config
+
+    def notify(self, target: ReloadTarget) -> None:
+        assert self._config.command
+        run_command(self._config.command, target, self._config.timeout)

@@ -1,0 +1,46 @@
+"""Call an HTTP endpoint of the server (e.g. Triton's /v2/repository/models/<m>/load)."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from modelsync.config import NotifyConfig
+from modelsync.errors import ReloadError
+from modelsync.reload import ReloadTarget, ServerNotRunning, render
+
+__all__ = ["HttpNotifier", "http_call"]
+
+
+def http_call(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
+    """Status and body of one request; ServerNotRunning when nothing listens."""
+    if not url.startswith(("http://", "https://")):
+        raise ReloadError(f"{url}: only http:// and https:// URLs can be called")
+    request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - checked
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return int(response.status), bytes(response.read(65536))
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read(65536))
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            raise ServerNotRunning(f"{url}: connection refused") from exc
+        raise ReloadError(f"{url}: {exc.reason}") from exc
+    except (TimeoutError, ConnectionError) as exc:
+        raise ReloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+
+class HttpNotifier:
+    def __init__(self, config: NotifyConfig) -> None:
+        assert config.url is not None
+        self._config = config
+
+    def notify(self, target: ReloadTarget) -> None:
+        url = render(self._config.url or "", target)
+        body = render(self._config.body, target).encode() if self._config.body else None
+        status, answer = http_call(self._config.http_method, url, body, self._config.timeout)
+        if not 200 <= status < 300:
+            text = answer.decode(errors="replace").strip().replace("\n", " ")[:300]
+            raise ReloadError(f"{url} answered HTTP {status}: {text}")

@@ -1,0 +1,68 @@
+"""Signal the serving process, found by pidfile or by command line (shared PID namespace)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+from modelsync.config import NotifyConfig
+from modelsync.errors import ReloadError
+from modelsync.reload import ReloadTarget, ServerNotRunning
+
+__all__ = ["SignalNotifier", "find_processes"]
+
+
+def find_processes(pattern: str, proc: Path = Path("/proc")) -> list[int]:
+    """PIDs whose command line (arguments joined by spaces) matches ``pattern``."""
+    regex = re.compile(pattern)
+    me = os.getpid()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        text = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+        if text and regex.search(text):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+class SignalNotifier:
+    def __init__(self, config: NotifyConfig) -> None:
+        self._signal = signal.Signals[config.signal]
+        self._pidfile = config.pidfile
+        self._process = config.process
+
+    def _pids(self) -> list[int]:
+        if self._pidfile is not None:
+            try:
+                text = self._pidfile.read_text().strip()
+            except FileNotFoundError as exc:
+                raise ServerNotRunning(f"pidfile {self._pidfile} does not exist") from exc
+            except OSError as exc:
+                raise ReloadError(f"cannot read pidfile {self._pidfile}: {exc.strerror}") from exc
+            if not text.isdigit():
+                raise ReloadError(f"pidfile {self._pidfile} holds {text[:40]!r}, not a PID")
+            return [int(text)]
+        assert self._process is not None
+        pids = find_processes(self._process)
+        if not pids:
+            raise ServerNotRunning(f"no process matches {self._process!r}")
+        return pids
+
+    def notify(self, target: ReloadTarget) -> None:
+        for pid in self._pids():
+            try:
+                os.kill(pid, self._signal)
+            except ProcessLookupError as exc:
+                raise ServerNotRunning(f"process {pid} does not exist") from exc
+            except PermissionError as exc:
+                raise ReloadError(
+                    f"not allowed to signal process {pid} (run as the server's user, or share "
+                    "its PID namespace)"
+                ) from exc
