@@ -98,7 +98,14 @@ class _Worker(threading.Thread):
         self.stale = bool(model.max_age is not None and age is not None and age > model.max_age)
         if self.stale:
             log.warning("active revision is stale", age_s=round(age or 0), max_age_s=model.max_age)
-        d.metrics.record(result, created, self.failures, self.stale)
+        ms = d.syncer.store.model(model.name)
+        d.metrics.record(
+            result,
+            created,
+            self.failures,
+            self.stale,
+            rollback_failed=ms.load_state().rollback_failed,
+        )
         self.last = result
         self.passes += 1
         d.events.put(_Event("pass", [model.name]))

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from modelsync.syncer import PassResult
+from modelsync.syncer import Outcome, PassResult
 
 __all__ = ["Metrics"]
 
@@ -97,7 +97,14 @@ class Metrics:
         self._lock = threading.Lock()
         registry.register(_Freshness(self._created, self._lock, clock))
 
-    def record(self, result: PassResult, created: float | None, failures: int, stale: bool) -> None:
+    def record(
+        self,
+        result: PassResult,
+        created: float | None,
+        failures: int,
+        stale: bool,
+        rollback_failed: bool = False,
+    ) -> None:
         """Fold one pass into the metrics."""
         model = result.model
         self.sync_total.labels(model, result.outcome.value).inc()
@@ -106,6 +113,9 @@ class Metrics:
         self.active_version.labels(model).set(result.active or 0)
         self.consecutive_failures.labels(model).set(failures)
         self.stale.labels(model).set(1 if stale else 0)
+        self.rollback_failed.labels(model).set(1 if rollback_failed else 0)
+        if result.outcome is Outcome.ROLLED_BACK:
+            self.rollbacks.labels(model).inc()
         if result.ok:
             self.last_success.labels(model).set_to_current_time()
         with self._lock:

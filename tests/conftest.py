@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelsync.logs import configure_logging
+from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultProxy
 from tests.helpers import REPO
 
@@ -91,6 +92,15 @@ def gcs_bucket(gcs_emulator: str, request: pytest.FixtureRequest) -> Iterator[st
     client.create_bucket(name)
     client.close()
     yield name
+
+
+@pytest.fixture
+def procs() -> Iterator[list[DaemonProcess]]:
+    """Daemon child processes started by a test; stopped at its end."""
+    started: list[DaemonProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()
 
 
 @pytest.fixture

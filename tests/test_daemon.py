@@ -7,11 +7,9 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultPlan, FaultProxy
@@ -22,14 +20,6 @@ def _activated(version: int, model: str = "ranker") -> Callable[[dict[str, Any]]
     return lambda e: (
         e.get("event") == "committed" and e.get("version") == version and e.get("model") == model
     )
-
-
-@pytest.fixture
-def procs() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 def test_new_version_becomes_active_and_endpoint_answers(

@@ -1,0 +1,115 @@
+"""Each confirm method against a real HTTP server or command, with timeouts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from modelsync.cancel import CancelToken
+from modelsync.config import ConfirmConfig
+from modelsync.confirm import build_confirmer
+from modelsync.errors import Cancelled, ReloadError
+from modelsync.reload import ReloadTarget
+from tests.daemonproc import free_port
+from tests.httpstub import http_stub
+
+TARGET = ReloadTarget("ranker", 7, Path("/models/ranker/7"))
+
+
+def _status(*entries: tuple[str, str, str, str]) -> bytes:
+    return json.dumps(
+        {
+            "model_version_status": [
+                {"version": v, "state": s, "status": {"error_code": c, "error_message": m}}
+                for v, s, c, m in entries
+            ]
+        }
+    ).encode()
+
+
+def test_tfserving_waits_for_available() -> None:
+    """LOADING, then AVAILABLE: confirmed after a few polls."""
+    answers = iter(
+        [
+            _status(("6", "AVAILABLE", "OK", "")),
+            _status(("7", "LOADING", "OK", ""), ("6", "AVAILABLE", "OK", "")),
+        ]
+    )
+
+    def answer(m: str, p: str, b: bytes) -> tuple[int, bytes]:
+        return 200, next(answers, _status(("7", "AVAILABLE", "OK", ""), ("6", "END", "OK", "")))
+
+    with http_stub(answer) as (url, seen):
+        config = ConfirmConfig(method="tfserving", url=url + "/v1/models/{model}", period=0.05)
+        build_confirmer(config).confirm(TARGET, CancelToken())
+    assert len(seen) == 3 and seen[0][1] == "/v1/models/ranker"
+
+
+def test_tfserving_error_and_end_fail_at_once() -> None:
+    """An error_code other than OK, or END without AVAILABLE, fails with the server's words."""
+    with http_stub(lambda m, p, b: (200, _status(("7", "END", "UNKNOWN", "Data loss: bad")))) as (
+        url,
+        _,
+    ):
+        config = ConfirmConfig(method="tfserving", url=url, period=0.05, timeout=30)
+        started = time.monotonic()
+        with pytest.raises(ReloadError, match="UNKNOWN: Data loss: bad"):
+            build_confirmer(config).confirm(TARGET, CancelToken())
+        assert time.monotonic() - started < 5
+    with (
+        http_stub(lambda m, p, b: (200, _status(("7", "END", "OK", "")))) as (url, _),
+        pytest.raises(ReloadError, match="without serving it"),
+    ):
+        build_confirmer(ConfirmConfig(method="tfserving", url=url)).confirm(TARGET, CancelToken())
+
+
+def test_dead_server_times_out_and_stop_interrupts() -> None:
+    """Nothing listening: keep asking until the timeout; a stop request ends the wait."""
+    config = ConfirmConfig(
+        method="tfserving", url=f"http://127.0.0.1:{free_port()}/", period=0.05, timeout=0.5
+    )
+    with pytest.raises(ReloadError, match=r"not confirmed within 0\.5s.*connection refused"):
+        build_confirmer(config).confirm(TARGET, CancelToken())
+    token = CancelToken()
+    token.stop_event.set()
+    with pytest.raises(Cancelled):
+        build_confirmer(config.model_copy(update={"timeout": 60})).confirm(TARGET, token)
+
+
+def test_http_json_field_must_equal_the_version() -> None:
+    """2xx alone is not enough when json_field is set: the field must name the version."""
+    answers = iter([(200, b'{"version": 6}'), (503, b"{}")])
+
+    def answer(m: str, p: str, b: bytes) -> tuple[int, bytes]:
+        return next(answers, (200, b'{"version": "7"}'))
+
+    with http_stub(answer) as (url, seen):
+        build_confirmer(
+            ConfirmConfig(method="http", url=url, json_field="version", period=0.05)
+        ).confirm(TARGET, CancelToken())
+    assert len(seen) == 3
+    with (
+        http_stub(lambda m, p, b: (200, b'{"version": 6}')) as (url, _),
+        pytest.raises(ReloadError, match="version is 6"),
+    ):
+        build_confirmer(
+            ConfirmConfig(method="http", url=url, json_field="version", period=0.05, timeout=0.3)
+        ).confirm(TARGET, CancelToken())
+
+
+def test_exec_until_exit_0(tmp_path: Path) -> None:
+    """The command is run until it exits 0; its environment names the revision."""
+    marker = tmp_path / "count"
+    script = (
+        f"import os, pathlib, sys; p = pathlib.Path({str(marker)!r}); "
+        "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+        "sys.exit(0 if n >= 3 and os.environ['MODELSYNC_VERSION'] == '7' else 1)"
+    )
+    build_confirmer(
+        ConfirmConfig(method="exec", command=(sys.executable, "-c", script), period=0.05)
+    ).confirm(TARGET, CancelToken())
+    assert marker.read_text() == "3"
