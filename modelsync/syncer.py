@@ -11,7 +11,6 @@ Only ``Syncer.sync`` catches errors: every step raises, the pass records.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import shutil
 import threading
 import time
@@ -26,19 +25,16 @@ import structlog
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.confirm import build_confirmer
+from modelsync.discover import Candidate, Discovery
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError, ReloadError, StoreError
 from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import (
     MANIFEST_NAME,
-    MAX_MANIFEST_BYTES,
-    SIGNATURE_NAME,
     FileEntry,
-    Manifest,
-    check_relpath,
 )
 from modelsync.notify import build_notifier
 from modelsync.reload import ReloadTarget, ServerNotRunning
-from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.retry import RetryPolicy
 from modelsync.sources import Source, open_source
 from modelsync.state import ModelState
 from modelsync.store import ModelStore, Store
@@ -76,14 +72,6 @@ class PassResult:
     @property
     def ok(self) -> bool:
         return self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED) and not self.refused
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    version: int
-    manifest: Manifest
-    # None for a revision described by a listing (complete_marker mode).
-    manifest_bytes: bytes | None
 
 
 class Syncer:
@@ -160,7 +148,12 @@ class Syncer:
             result.outcome = Outcome.UNCHANGED
             return
         source = self._source(model.source)
-        candidate = self._discover(model, source, active, state, cancel, result, log)
+
+        def refuse(version: int, reason: str) -> None:
+            self._refuse(ms, state, version, reason, result, log.bind(version=version))
+
+        discovery = Discovery(self.retry, self._wall, refuse, log)
+        candidate = discovery.newest(model, source, active, state.refused, cancel)
         if candidate is None:
             result.outcome = Outcome.UNCHANGED
             log.debug("up to date", version=active)
@@ -201,121 +194,12 @@ class Syncer:
         )
         self._finish(model, ms, state, cancel, result, log.bind(version=pending.version))
 
-    def _discover(
-        self,
-        model: ModelConfig,
-        source: Source,
-        active: int | None,
-        state: ModelState,
-        cancel: CancelToken,
-        result: PassResult,
-        log: Log,
-    ) -> _Candidate | None:
-        """The newest complete, acceptable version newer than ``active``, or None.
-
-        Costs one listing when nothing changed; reads a manifest only for versions
-        newer than the active one.
-        """
-        versions = call_with_retry(
-            source.list_versions, self.retry, cancel, f"{source.url}: list", log
-        )
-        for version in sorted(versions, reverse=True):
-            if active is not None and version <= active:
-                return None
-            if version in state.refused:
-                log.debug("skipping refused version", version=version)
-                continue
-            if model.complete_marker is not None:
-                try:
-                    listed = self._listed_revision(model, source, version, cancel, log)
-                except RefusedError as exc:
-                    ms = self.store.model(model.name)
-                    self._refuse(ms, state, version, str(exc), result, log.bind(version=version))
-                    continue
-                if listed is not None:
-                    return listed
-                continue
-            raw = call_with_retry(
-                functools.partial(source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES),
-                self.retry,
-                cancel,
-                f"{source.url}/{version}/{MANIFEST_NAME}",
-                log,
-            )
-            if raw is None:
-                log.debug("incomplete version (no manifest yet)", version=version)
-                continue
-            try:
-                manifest = self._check_manifest(model, source, version, raw)
-            except RefusedError as exc:
-                self._refuse(
-                    self.store.model(model.name),
-                    state,
-                    version,
-                    str(exc),
-                    result,
-                    log.bind(version=version),
-                )
-                continue
-            return _Candidate(version, manifest, raw)
-        return None
-
-    def _listed_revision(
-        self, model: ModelConfig, source: Source, version: int, cancel: CancelToken, log: Log
-    ) -> _Candidate | None:
-        """A revision from a producer that writes no manifest: complete when the marker
-        exists and nothing changed for ``settle``; described by the listing."""
-        assert model.complete_marker is not None
-        objects = call_with_retry(
-            functools.partial(source.list_objects, version),
-            self.retry,
-            cancel,
-            f"{source.url}/{version}: list",
-            log,
-        )
-        names = {o.name for o in objects}
-        if model.complete_marker not in names:
-            log.debug("incomplete version (no marker yet)", version=version)
-            return None
-        newest = max(o.updated for o in objects)
-        age = self._wall() - newest.timestamp()
-        if age < model.settle:
-            log.info(
-                "version not settled yet", version=version, settle_left_s=round(model.settle - age)
-            )
-            return None
-        where = f"{source.url}/{version}"
-        entries = tuple(
-            FileEntry(check_relpath(o.name, where), o.size, "")
-            for o in sorted(objects, key=lambda o: o.name)
-            if o.name not in (MANIFEST_NAME, SIGNATURE_NAME)
-        )
-        manifest = Manifest(model.name, version, newest, entries)
-        _check_max_bytes(model, manifest, where)
-        return _Candidate(version, manifest, None)
-
-    def _check_manifest(
-        self, model: ModelConfig, source: Source, version: int, raw: bytes
-    ) -> Manifest:
-        where = f"{source.url}/{version}/{MANIFEST_NAME}"
-        manifest = Manifest.parse(raw, where)
-        for metric, bar in sorted(model.gate.items()):
-            value = manifest.metrics.get(metric)
-            if value is None:
-                raise RefusedError(f"{where}: gate: metric {metric!r} is missing")
-            if value < bar:
-                raise RefusedError(f"{where}: gate: {metric} = {value:g} is below {bar:g}")
-        if manifest.version != version:
-            raise RefusedError(f"{where}: says version {manifest.version}, stored as {version}")
-        _check_max_bytes(model, manifest, where)
-        return manifest
-
     def _download(
         self,
         model: ModelConfig,
         ms: ModelStore,
         source: Source,
-        candidate: _Candidate,
+        candidate: Candidate,
         cancel: CancelToken,
         result: PassResult,
         log: Log,
@@ -560,13 +444,6 @@ class Syncer:
             ms.save_state(state)
         except StoreError:
             pass  # the original error is what the operator needs to see
-
-
-def _check_max_bytes(model: ModelConfig, manifest: Manifest, where: str) -> None:
-    if model.max_bytes is not None and manifest.total_size > model.max_bytes:
-        raise RefusedError(
-            f"{where}: revision is {manifest.total_size} bytes, over max_bytes {model.max_bytes}"
-        )
 
 
 def _check_space(staged: Path, needed: int, what: str) -> None:

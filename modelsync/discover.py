@@ -1,0 +1,162 @@
+"""Discovery: which revision, if any, a pass should bring in.
+
+The newest complete, acceptable version newer than the active one. Complete means
+its manifest exists (or, for producers without one, its marker exists and nothing
+under it changed for ``settle``); acceptable means not refused before, a valid
+manifest, above the metrics gate and under ``max_bytes``. An idle pass costs one
+listing; manifests are read only for versions newer than the active one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+
+import structlog
+
+from modelsync.cancel import CancelToken
+from modelsync.config import ModelConfig
+from modelsync.errors import RefusedError
+from modelsync.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    SIGNATURE_NAME,
+    FileEntry,
+    Manifest,
+    check_relpath,
+)
+from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources import Source
+
+__all__ = ["Candidate", "Discovery", "check_manifest", "check_max_bytes"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    version: int
+    manifest: Manifest
+    # None for a revision described by a listing (complete_marker mode).
+    manifest_bytes: bytes | None
+
+
+class Discovery:
+    """Finds the candidate of one pass; ``refuse`` records a version refused for good."""
+
+    def __init__(
+        self,
+        retry: RetryPolicy,
+        wall: Callable[[], float],
+        refuse: Callable[[int, str], None],
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self._retry = retry
+        self._wall = wall
+        self._refuse = refuse
+        self._log = log
+
+    def newest(
+        self,
+        model: ModelConfig,
+        source: Source,
+        active: int | None,
+        refused: Container[int],
+        cancel: CancelToken,
+    ) -> Candidate | None:
+        """The newest complete, acceptable version newer than ``active``, or None.
+
+        Costs one listing when nothing changed; reads a manifest only for versions
+        newer than the active one.
+        """
+        versions = call_with_retry(
+            source.list_versions, self._retry, cancel, f"{source.url}: list", self._log
+        )
+        for version in sorted(versions, reverse=True):
+            if active is not None and version <= active:
+                return None
+            if version in refused:
+                self._log.debug("skipping refused version", version=version)
+                continue
+            if model.complete_marker is not None:
+                try:
+                    listed = self._listed_revision(model, source, version, cancel)
+                except RefusedError as exc:
+                    self._refuse(version, str(exc))
+                    continue
+                if listed is not None:
+                    return listed
+                continue
+            raw = call_with_retry(
+                functools.partial(source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES),
+                self._retry,
+                cancel,
+                f"{source.url}/{version}/{MANIFEST_NAME}",
+                self._log,
+            )
+            if raw is None:
+                self._log.debug("incomplete version (no manifest yet)", version=version)
+                continue
+            try:
+                manifest = check_manifest(model, source, version, raw)
+            except RefusedError as exc:
+                self._refuse(version, str(exc))
+                continue
+            return Candidate(version, manifest, raw)
+        return None
+
+    def _listed_revision(
+        self, model: ModelConfig, source: Source, version: int, cancel: CancelToken
+    ) -> Candidate | None:
+        """A revision from a producer that writes no manifest: complete when the marker
+        exists and nothing changed for ``settle``; described by the listing."""
+        assert model.complete_marker is not None
+        objects = call_with_retry(
+            functools.partial(source.list_objects, version),
+            self._retry,
+            cancel,
+            f"{source.url}/{version}: list",
+            self._log,
+        )
+        names = {o.name for o in objects}
+        if model.complete_marker not in names:
+            self._log.debug("incomplete version (no marker yet)", version=version)
+            return None
+        newest = max(o.updated for o in objects)
+        age = self._wall() - newest.timestamp()
+        if age < model.settle:
+            self._log.info(
+                "version not settled yet", version=version, settle_left_s=round(model.settle - age)
+            )
+            return None
+        where = f"{source.url}/{version}"
+        entries = tuple(
+            FileEntry(check_relpath(o.name, where), o.size, "")
+            for o in sorted(objects, key=lambda o: o.name)
+            if o.name not in (MANIFEST_NAME, SIGNATURE_NAME)
+        )
+        manifest = Manifest(model.name, version, newest, entries)
+        check_max_bytes(model, manifest, where)
+        return Candidate(version, manifest, None)
+
+
+def check_manifest(model: ModelConfig, source: Source, version: int, raw: bytes) -> Manifest:
+    """Parse a candidate's manifest and apply the model's gate and limits."""
+    where = f"{source.url}/{version}/{MANIFEST_NAME}"
+    manifest = Manifest.parse(raw, where)
+    for metric, bar in sorted(model.gate.items()):
+        value = manifest.metrics.get(metric)
+        if value is None:
+            raise RefusedError(f"{where}: gate: metric {metric!r} is missing")
+        if value < bar:
+            raise RefusedError(f"{where}: gate: {metric} = {value:g} is below {bar:g}")
+    if manifest.version != version:
+        raise RefusedError(f"{where}: says version {manifest.version}, stored as {version}")
+    check_max_bytes(model, manifest, where)
+    return manifest
+
+
+def check_max_bytes(model: ModelConfig, manifest: Manifest, where: str) -> None:
+    if model.max_bytes is not None and manifest.total_size > model.max_bytes:
+        raise RefusedError(
+            f"{where}: revision is {manifest.total_size} bytes, over max_bytes {model.max_bytes}"
+        )
