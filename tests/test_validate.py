@@ -41,9 +41,7 @@ def test_a_good_model_passes_with_a_smoke_call(models: dict[str, Path]) -> None:
         ("good", ValidateConfig(tensorflow=True, signatures=("predict",)), "missing signature"),
         (
             "good",
-            ValidateConfig(
-                tensorflow=True, smoke_input={"serving_default": {"x": "not a number"}}
-            ),
+            ValidateConfig(tensorflow=True, smoke_input={"serving_default": {"x": "not a number"}}),
             "validation failed",
         ),
     ],
