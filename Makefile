@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit slow demo bench bench-daemon clean
+.PHONY: install test lint typecheck unit slow demo bench bench-daemon docker-steps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ unit: $(STAMP)
 
 # The README's test command: lint, types and the whole default suite.
 test: lint typecheck unit
+
+# The Dockerfile's install steps, run without a Docker engine.
+docker-steps: $(STAMP)
+	$(BIN)/python .ci/dockerfile_steps.py
 
 # Long trials (e.g. 50 kill -9 runs); by hand or nightly.
 slow: $(STAMP)
