@@ -24,10 +24,12 @@ from modelsync.config import Config, load_config
 from modelsync.daemon import Daemon
 from modelsync.errors import ConfigError, ManifestError, ModelsyncError
 from modelsync.logs import configure_logging
-from modelsync.manifest import MANIFEST_NAME, Manifest, verify_dir
+from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, verify_dir
 from modelsync.progress import terminal_progress
 from modelsync.publish import publish as publish_revision
 from modelsync.sdnotify import Notifier
+from modelsync.signing import generate_keypair, load_public_key
+from modelsync.signing import verify as verify_signature
 from modelsync.status import collect_status
 from modelsync.store import Store
 from modelsync.syncer import Syncer
@@ -129,15 +131,25 @@ def cli(log_level: str, log_format: str) -> None:
 @click.option("--version", "version", type=click.IntRange(min=1), help="Default: Unix time now.")
 @click.option("--metric", "metrics", multiple=True, metavar="KEY=NUMBER")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE")
+@click.option(
+    "--sign-key",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Ed25519 private key (PEM): upload a signature of the manifest.",
+)
 def publish(
-    src_dir: Path, url: str, version: int | None, metrics: tuple[str, ...], meta: tuple[str, ...]
+    src_dir: Path,
+    url: str,
+    version: int | None,
+    metrics: tuple[str, ...],
+    meta: tuple[str, ...],
+    sign_key: Path | None,
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     metric_map = _kv(metrics, "--metric", number=True)
     meta_map = _kv(meta, "--meta", number=False)
     load_config(None, {"store": "/", "model": "publish", "source": url})  # validates the URL
     published = publish_revision(
-        src_dir, url, version=version, metrics=metric_map, metadata=meta_map
+        src_dir, url, version=version, metrics=metric_map, metadata=meta_map, sign_key=sign_key
     )
     click.echo(published)
     return 0
@@ -145,14 +157,29 @@ def publish(
 
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
-def verify(directory: Path) -> int:
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Also require a valid signature by one of these Ed25519 keys (PEM).",
+)
+def verify(directory: Path, public_keys: tuple[Path, ...]) -> int:
     """Check a local revision against its manifest (exit 0 intact, 1 not)."""
     manifest_path = directory / MANIFEST_NAME
     try:
-        manifest = Manifest.parse(manifest_path.read_bytes(), str(manifest_path))
+        raw = manifest_path.read_bytes()
     except OSError as exc:
         raise ManifestError(f"{manifest_path}: cannot read: {exc.strerror}") from exc
+    manifest = Manifest.parse(raw, str(manifest_path))
     problems = verify_dir(directory, manifest)
+    if public_keys:
+        keys = [load_public_key(path) for path in public_keys]
+        signature_path = directory / SIGNATURE_NAME
+        if not signature_path.is_file():
+            problems.append(f"{SIGNATURE_NAME}: missing (the revision is unsigned)")
+        elif not verify_signature(keys, raw, signature_path.read_bytes()):
+            problems.append(f"{SIGNATURE_NAME}: does not match any given public key")
     for problem in problems:
         click.echo(f"{directory}: {problem}", err=True)
     if problems:
@@ -345,6 +372,17 @@ def unpin(
     click.echo(
         f"{model_name}: " + (f"unpinned from version {pinned}" if pinned else "was not pinned")
     )
+    return 0
+
+
+@cli.command()
+@click.argument("private_key", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("public_key", type=click.Path(path_type=Path, dir_okay=False))
+def keygen(private_key: Path, public_key: Path) -> int:
+    """Write a new Ed25519 key pair (PEM; the private key mode 0600) for signed publishing."""
+    generate_keypair(private_key, public_key)
+    click.echo(f"private key: {private_key} (keep it secret; for `publish --sign-key`)")
+    click.echo(f"public key:  {public_key} (for verify.public_keys)")
     return 0
 
 

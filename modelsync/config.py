@@ -37,6 +37,7 @@ __all__ = [
     "ModelConfig",
     "NotifyConfig",
     "ValidateConfig",
+    "VerifyConfig",
     "load_config",
 ]
 
@@ -123,6 +124,28 @@ class ValidateConfig(_Strict):
         return value
 
 
+class VerifyConfig(_Strict):
+    """Authenticity: Ed25519 signatures over the manifest, checked before any download."""
+
+    # PEM public keys; any one of them may have signed (several during a rotation).
+    public_keys: tuple[Path, ...] = ()
+    # Refuse revisions without a signature (unsigned ones are otherwise accepted).
+    require_signature: bool = False
+
+    @model_validator(mode="after")
+    def _keys_load(self) -> VerifyConfig:
+        from modelsync.signing import load_public_key
+
+        if self.require_signature and not self.public_keys:
+            raise ValueError("require_signature needs public_keys")
+        for path in self.public_keys:
+            try:
+                load_public_key(path)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return self
+
+
 class ModelConfig(_Strict):
     """One model to keep in sync."""
 
@@ -143,6 +166,7 @@ class ModelConfig(_Strict):
     notify: NotifyConfig = NotifyConfig()
     confirm: ConfirmConfig = ConfirmConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
+    verify: VerifyConfig = VerifyConfig()
 
     @field_validator("complete_marker")
     @classmethod

@@ -27,6 +27,8 @@ from modelsync.manifest import (
     check_relpath,
 )
 from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.signing import load_public_key
+from modelsync.signing import verify as verify_signature
 from modelsync.sources import Source
 
 __all__ = ["Candidate", "Discovery", "check_manifest", "check_max_bytes"]
@@ -38,6 +40,7 @@ class Candidate:
     manifest: Manifest
     # None for a revision described by a listing (complete_marker mode).
     manifest_bytes: bytes | None
+    signature: bytes | None = None
 
 
 class Discovery:
@@ -97,12 +100,41 @@ class Discovery:
                 self._log.debug("incomplete version (no manifest yet)", version=version)
                 continue
             try:
+                signature = self._check_signature(model, source, version, raw, cancel)
                 manifest = check_manifest(model, source, version, raw)
             except RefusedError as exc:
                 self._refuse(version, str(exc))
                 continue
-            return Candidate(version, manifest, raw)
+            return Candidate(version, manifest, raw, signature)
         return None
+
+    def _check_signature(
+        self, model: ModelConfig, source: Source, version: int, raw: bytes, cancel: CancelToken
+    ) -> bytes | None:
+        """The manifest's signature if keys are configured; refuse a bad or missing one."""
+        settings = model.verify
+        if not settings.public_keys:
+            return None
+        where = f"{source.url}/{version}/{SIGNATURE_NAME}"
+        signature = call_with_retry(
+            functools.partial(source.read_object, version, SIGNATURE_NAME, 1024),
+            self._retry,
+            cancel,
+            where,
+            self._log,
+        )
+        if signature is None:
+            if settings.require_signature:
+                raise RefusedError(f"{where}: revision is unsigned (verify.require_signature)")
+            self._log.warning("unsigned revision accepted", version=version)
+            return None
+        keys = [load_public_key(path) for path in settings.public_keys]
+        if not verify_signature(keys, raw, signature):
+            raise RefusedError(
+                f"{where}: signature does not match any configured public key "
+                "(manifest tampered with, or signed by another key)"
+            )
+        return signature
 
     def _listed_revision(
         self, model: ModelConfig, source: Source, version: int, cancel: CancelToken
@@ -110,6 +142,11 @@ class Discovery:
         """A revision from a producer that writes no manifest: complete when the marker
         exists and nothing changed for ``settle``; described by the listing."""
         assert model.complete_marker is not None
+        if model.verify.require_signature:
+            raise RefusedError(
+                f"{source.url}/{version}: a revision without a manifest cannot "
+                "be signed (verify.require_signature)"
+            )
         objects = call_with_retry(
             functools.partial(source.list_objects, version),
             self._retry,

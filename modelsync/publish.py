@@ -15,8 +15,9 @@ import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import PublishError
-from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, build_manifest
+from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, build_manifest
 from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.signing import load_private_key, sign
 from modelsync.sources import Source, open_source
 
 __all__ = ["publish"]
@@ -33,12 +34,15 @@ def publish(
     clock: Callable[[], float] = time.time,
     retry: RetryPolicy | None = None,
     sources: Callable[[str], Source] = open_source,
+    sign_key: Path | None = None,
 ) -> int:
     """Upload ``src`` as ``<url>/<version>/`` and return the version.
 
-    Files go first, the manifest last: a reader never sees a half revision as
-    complete. An existing complete version is never overwritten.
+    Files go first, then the signature (with ``sign_key``), the manifest last: a
+    reader never sees a half revision as complete. An existing complete version is
+    never overwritten.
     """
+    key = load_private_key(sign_key) if sign_key is not None else None
     if not src.is_dir():
         raise PublishError(f"{src}: not a directory")
     now = clock()
@@ -85,6 +89,16 @@ def publish(
         with tempfile.TemporaryDirectory() as tmp:
             manifest_file = Path(tmp) / MANIFEST_NAME
             manifest_file.write_bytes(manifest.to_bytes())
+            if key is not None:
+                signature_file = Path(tmp) / SIGNATURE_NAME
+                signature_file.write_bytes(sign(key, manifest.to_bytes()))
+                call_with_retry(
+                    lambda: source.upload(version, SIGNATURE_NAME, signature_file),
+                    policy,
+                    cancel,
+                    f"{url}/{version}/{SIGNATURE_NAME}",
+                    log,
+                )
             call_with_retry(
                 lambda: source.upload(version, MANIFEST_NAME, manifest_file),
                 policy,

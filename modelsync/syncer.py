@@ -28,10 +28,7 @@ from modelsync.confirm import build_confirmer
 from modelsync.discover import Candidate, Discovery
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError, ReloadError, StoreError
 from modelsync.fsutil import atomic_write_bytes
-from modelsync.manifest import (
-    MANIFEST_NAME,
-    FileEntry,
-)
+from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
 from modelsync.notify import build_notifier
 from modelsync.reload import ReloadTarget, ServerNotRunning
 from modelsync.retry import RetryPolicy
@@ -235,6 +232,8 @@ class Syncer:
                 FileEntry(e.path, e.size, result.stats.digests[e.path]) for e in manifest.files
             )
             raw = dataclasses.replace(manifest, files=files).to_bytes()
+        if candidate.signature is not None:
+            atomic_write_bytes(staged / SIGNATURE_NAME, candidate.signature)
         atomic_write_bytes(staged / MANIFEST_NAME, raw)
         log.info(
             "downloaded and verified",

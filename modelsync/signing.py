@@ -1,0 +1,77 @@
+"""Ed25519 signatures over the exact manifest bytes (the `cryptography` package).
+
+The publisher signs ``modelsync-manifest.json`` with a private key and uploads the
+detached signature ``modelsync-manifest.sig`` (64 raw bytes) before the manifest.
+A reader configured with public keys checks it before downloading any file; since
+the manifest carries every file's sha256, the signature covers every byte.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from modelsync.errors import ConfigError, PublishError
+
+__all__ = ["generate_keypair", "load_private_key", "load_public_key", "sign", "verify"]
+
+
+def generate_keypair(private_path: Path, public_path: Path) -> None:
+    """Write a new key pair as PEM: the private key readable by its owner only."""
+    for path in (private_path, public_path):
+        if path.exists():
+            raise PublishError(f"{path} already exists; refusing to overwrite a key")
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private)
+    public_path.write_bytes(public)
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise PublishError(f"{path}: not a readable, unencrypted PEM private key ({exc})") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise PublishError(f"{path}: not an Ed25519 key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable PEM public key ({exc})") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:
+    return key.sign(data)
+
+
+def verify(keys: Sequence[Ed25519PublicKey], data: bytes, signature: bytes) -> bool:
+    """True if any of ``keys`` (several during a rotation) made ``signature`` over ``data``."""
+    for key in keys:
+        try:
+            key.verify(signature, data)
+            return True
+        except InvalidSignature:
+            continue
+    return False
