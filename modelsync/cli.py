@@ -403,6 +403,12 @@ def _exit_code(func: Callable[[], Any]) -> int:
     except ModelsyncError as exc:
         click.echo(f"modelsync: error: {exc}", err=True)
         return 1
+    except OSError as exc:
+        # Every expected I/O failure is translated where it happens; this is the net
+        # that keeps an unforeseen one to one line and exit 1 too.
+        where = f" {exc.filename}" if exc.filename else ""
+        click.echo(f"modelsync: error:{where} {exc.strerror or exc}", err=True)
+        return 1
     return int(result or 0)
 
 

@@ -89,17 +89,19 @@ class Discovery:
                 if listed is not None:
                     return listed
                 continue
-            raw = call_with_retry(
-                functools.partial(source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES),
-                self._retry,
-                cancel,
-                f"{source.url}/{version}/{MANIFEST_NAME}",
-                self._log,
-            )
-            if raw is None:
-                self._log.debug("incomplete version (no manifest yet)", version=version)
-                continue
             try:
+                raw = call_with_retry(
+                    functools.partial(
+                        source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES
+                    ),
+                    self._retry,
+                    cancel,
+                    f"{source.url}/{version}/{MANIFEST_NAME}",
+                    self._log,
+                )
+                if raw is None:
+                    self._log.debug("incomplete version (no manifest yet)", version=version)
+                    continue
                 signature = self._check_signature(model, source, version, raw, cancel)
                 manifest = check_manifest(model, source, version, raw)
             except RefusedError as exc:

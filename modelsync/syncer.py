@@ -43,7 +43,7 @@ __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
 Log = structlog.typing.FilteringBoundLogger
 # (label, total bytes) -> a context manager whose value takes byte counts.
 ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
-# Free space kept beyond the download itself: 5 % of it, at least 64 MiB.
+# Free space kept beyond the download itself (see _check_space).
 _SPACE_MARGIN_BYTES = 64 * 1024 * 1024
 _SPACE_MARGIN_RATIO = 0.05
 
@@ -446,8 +446,12 @@ class Syncer:
 
 
 def _check_space(staged: Path, needed: int, what: str) -> None:
-    free = shutil.disk_usage(staged).free
-    margin = max(_SPACE_MARGIN_BYTES, int(needed * _SPACE_MARGIN_RATIO))
+    """Refuse to start a download that cannot fit, keeping a margin for the rest of the
+    host: 5 % of the download, and at least 64 MiB (or 5 % of a smaller filesystem)."""
+    usage = shutil.disk_usage(staged)
+    free = usage.free
+    floor = min(_SPACE_MARGIN_BYTES, int(usage.total * _SPACE_MARGIN_RATIO))
+    margin = max(floor, int(needed * _SPACE_MARGIN_RATIO))
     if needed + margin > free:
         raise StoreError(
             f"{what}: needs {needed} bytes plus a {margin}-byte margin, only {free} free "

@@ -6,6 +6,7 @@ contract test suite (tests/test_sources_contract.py) runs against every backend.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -113,7 +114,10 @@ class Sink:
         return self._digest.hexdigest()
 
     def close(self) -> None:
-        self._handle.close()
+        """Close without flushing errors: only an abandoned sink is closed this way, and
+        its file is removed next (a full disk must not turn into a second error)."""
+        with contextlib.suppress(OSError):
+            self._handle.close()
 
     def __enter__(self) -> Sink:
         return self

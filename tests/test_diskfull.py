@@ -1,0 +1,90 @@
+"""Running out of space mid-download: a clear line, staging removed, the active revision
+still served. A small tmpfs is the store where the machine allows mounting one (root);
+otherwise a file-size limit (RLIMIT_FSIZE) in the child enforces the same failure."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import check_invariants, model_files, run_cli, snapshot, write_tree
+
+
+def _try_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True)
+    if os.geteuid() != 0 or not Path("/usr/bin/mount").exists():
+        return False
+    done = subprocess.run(
+        ["/usr/bin/mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+@pytest.fixture(params=["tmpfs", "file-size limit"])
+def small_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, bool]]:
+    """(store path, True if it is an 8 MiB tmpfs; False: use the file-size limit)."""
+    store = tmp_path / f"small-{uuid.uuid4().hex[:6]}"
+    if request.param == "file-size limit":
+        store.mkdir()
+        yield store, False
+        return
+    mounted = _try_tmpfs(store, "8m")
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (not root); the file-size limit case runs")
+    yield store, mounted
+    if mounted:
+        subprocess.run(["/usr/bin/umount", str(store)], check=False)
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, 512 * 1024))
+
+
+def test_disk_full_fails_cleanly_and_keeps_serving(
+    tmp_path: Path, bucket: Path, small_store: tuple[Path, bool]
+) -> None:
+    """A revision that does not fit: exit 1, one line naming the path, staging gone,
+    the active revision intact and still behind current."""
+    store, mounted = small_store
+    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    src = write_tree(tmp_path / "v1", model_files(1))
+    assert run_cli("publish", str(src), f"file://{bucket}", "--version", "1").returncode == 0
+    assert run_cli("sync", *flags).returncode == 0
+    before = snapshot(store / "ranker")
+    # Many one-byte files: the declared size passes the free-space check, but each file
+    # takes a page of the tmpfs; and one 1 MB file passes no file-size limit of 512 KiB.
+    files = {f"variables/shard-{i:05d}": bytes([i % 256]) for i in range(4000)}
+    files["variables/big"] = os.urandom(1024 * 1024)
+    src = write_tree(tmp_path / "v2", files)
+    assert run_cli("publish", str(src), f"file://{bucket}", "--version", "2").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "modelsync", "--log-format", "console", "sync", *flags],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        preexec_fn=None if mounted else _limit_file_size,
+    )
+    assert out.returncode == 1, out.stderr
+    errors = [line for line in out.stderr.splitlines() if "sync failed" in line]
+    assert len(errors) == 1, out.stderr[-3000:]
+    expected = "No space left on device" if mounted else "File too large"
+    assert expected in errors[0] and "cannot write" in errors[0]
+    assert snapshot(store / "ranker") == before
+    assert check_invariants(store, "ranker").violations == []
+    staging = store / ".modelsync" / "staging"
+    assert not staging.exists() or not any(staging.rglob("*"))
+    state = (store / ".modelsync" / "state" / "ranker.json").read_text()
+    assert '"2"' not in state.split('"refused"')[1].split("}")[0]  # not refused: retried later
