@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit slow demo bench bench-daemon docker-steps clean
+.PHONY: install test lint typecheck unit slow demo bench bench-daemon docker-steps reliability reliability-short clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ unit: $(STAMP)
 
 # The README's test command: lint, types and the whole default suite.
 test: lint typecheck unit
+
+# The reliability campaign: kill -9, storage faults, corruption, fuzzing; then invariants.
+reliability: $(STAMP)
+	$(BIN)/python -m bench.reliability
+
+reliability-short: $(STAMP)
+	$(BIN)/python -m bench.reliability --short
 
 # The Dockerfile's install steps, run without a Docker engine.
 docker-steps: $(STAMP)

@@ -43,6 +43,8 @@ class FaultProxy:
         self.plan = plan or FaultPlan()
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
+        # The first KiB of each request body, in the same order (upload metadata).
+        self.bodies: list[bytes] = []
         self.bytes_out = 0
         self.faults: Counter[str] = Counter()
         proxy = self
@@ -78,6 +80,7 @@ class FaultProxy:
     def reset_counts(self) -> None:
         with self.lock:
             self.requests.clear()
+            self.bodies.clear()
             self.faults.clear()
             self.bytes_out = 0
 
@@ -92,6 +95,7 @@ class FaultProxy:
         body = handler.rfile.read(length) if length else b""
         with self.lock:
             self.requests.append((handler.command, handler.path))
+            self.bodies.append(body[:1024])
         fault = self._pick_fault()
         if fault:
             with self.lock:

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelsync.errors import PublishError
+from modelsync.manifest import MANIFEST_NAME
+from modelsync.publish import publish
+from modelsync.signing import generate_keypair
+from modelsync.sources.gcs import GcsSettings, GcsSource
+from tests.backends import GcsBackend
+from tests.faultproxy import FaultProxy
+from tests.helpers import model_files, write_tree
+
+
+def test_manifest_is_uploaded_last_and_signature_before_it(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """Files first, then the signature, the manifest last (seen on the wire)."""
+    generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
+    src = write_tree(tmp_path / "src", model_files(1))
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    version = publish(
+        src,
+        backend.url,
+        version=5,
+        sign_key=tmp_path / "k.pem",
+        sources=lambda url: GcsSource(url, GcsSettings(endpoint=fault_proxy.url)),
+    )
+    assert version == 5
+    uploads = [
+        body
+        for (method, _), body in zip(fault_proxy.requests, fault_proxy.bodies, strict=True)
+        if method == "POST"
+    ]
+    assert len(uploads) == 5  # three files, the signature, the manifest
+    assert b"modelsync-manifest.sig" in uploads[-2]
+    assert MANIFEST_NAME.encode() in uploads[-1]
+
+
+def test_publish_refuses_overwrite_and_bad_input(tmp_path: Path) -> None:
+    """An existing complete version, a missing directory, an empty one: PublishError."""
+    bucket = tmp_path / "bucket" / "m"
+    src = write_tree(tmp_path / "src", model_files(1))
+    assert publish(src, f"file://{bucket}", version=1) == 1
+    with pytest.raises(PublishError, match="already exists"):
+        publish(src, f"file://{bucket}", version=1)
+    with pytest.raises(PublishError, match="not a directory"):
+        publish(tmp_path / "nope", f"file://{bucket}", version=2)
+    assert publish(src, f"file://{bucket}", clock=lambda: 1_800_000_000.5) == 1_800_000_000
