@@ -12,8 +12,9 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from prometheus_client import CollectorRegistry
@@ -36,11 +37,35 @@ from modelsync.syncer import Syncer
 
 __all__ = ["main"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+# Flags and variables that override keys of the configuration file.
+_OVERRIDES = ("store", "state_dir", "model", "source", "keep", "interval", "listen", "token")
 
 
-def _config_options(func: F) -> F:
-    """Flags shared by every command that reads the configuration."""
+@dataclass(frozen=True)
+class ConfigInput:
+    """Where a command's configuration comes from: a file, flags and variables."""
+
+    path: Path | None
+    overrides: dict[str, Any]
+
+    def load(self) -> Config:
+        """The validated configuration, narrowed to --model when one is named."""
+        config = load_config(self.path, self.overrides)
+        model = self.overrides.get("model")
+        if model is None:
+            return config
+        return config.model_copy(update={"models": (config.model(model),)})
+
+
+def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags shared by every command that reads the configuration; the command gets
+    them as one ``config_input`` argument."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
+        overrides = {key: kwargs.pop(key) for key in _OVERRIDES if key in kwargs}
+        return func(*args, config_input=ConfigInput(config_path, overrides), **kwargs)
+
     options = [
         click.option(
             "--config",
@@ -72,19 +97,10 @@ def _config_options(func: F) -> F:
             help="Revisions retained for rollback (with --model).",
         ),
     ]
+    decorated: Callable[..., Any] = wrapper
     for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _load(config_path: Path | None, **overrides: Any) -> Config:
-    return load_config(config_path, overrides)
-
-
-def _selected(config: Config, model: str | None) -> Config:
-    if model is None:
-        return config
-    return config.model_copy(update={"models": (config.model(model),)})
+        decorated = option(decorated)
+    return decorated
 
 
 def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
@@ -198,20 +214,9 @@ def verify(directory: Path, public_keys: tuple[Path, ...]) -> int:
     is_flag=True,
     help="Exit 1 if a model ends with no active version (init containers).",
 )
-def sync(
-    config_path: Path | None,
-    store: str | None,
-    state_dir: str | None,
-    model: str | None,
-    source: str | None,
-    keep: int | None,
-    require: bool,
-) -> int:
+def sync(config_input: ConfigInput, require: bool) -> int:
     """Run one sync pass for every configured model (or --model)."""
-    config = _selected(
-        _load(config_path, store=store, state_dir=state_dir, model=model, source=source, keep=keep),
-        model,
-    )
+    config = config_input.load()
     syncer = Syncer(
         Store(config.store, config.state_path),
         progress=terminal_progress if sys.stderr.isatty() else None,
@@ -233,20 +238,9 @@ def sync(
 @cli.command()
 @_config_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(
-    config_path: Path | None,
-    store: str | None,
-    state_dir: str | None,
-    model: str | None,
-    source: str | None,
-    keep: int | None,
-    as_json: bool,
-) -> int:
+def status(config_input: ConfigInput, as_json: bool) -> int:
     """Show each model's active, retained and refused versions and last error."""
-    config = _selected(
-        _load(config_path, store=store, state_dir=state_dir, model=model, source=source, keep=keep),
-        model,
-    )
+    config = config_input.load()
     report = collect_status(config, Store(config.store, config.state_path), time.time())
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -279,39 +273,15 @@ def status(
 @click.option(
     "--token", envvar="MODELSYNC_ADMIN_TOKEN", help="Bearer token required by POST /sync."
 )
-def run(
-    config_path: Path | None,
-    store: str | None,
-    state_dir: str | None,
-    model: str | None,
-    source: str | None,
-    keep: int | None,
-    interval: str | None,
-    listen: str | None,
-    token: str | None,
-) -> int:
+def run(config_input: ConfigInput) -> int:
     """Run as a daemon: a pass at start, then every interval; SIGHUP reloads."""
-    overrides = {
-        "store": store,
-        "state_dir": state_dir,
-        "model": model,
-        "source": source,
-        "keep": keep,
-        "interval": interval,
-        "listen": listen,
-        "token": token,
-    }
-
-    def load() -> Config:
-        return _selected(_load(config_path, **overrides), model)
-
-    config = load()
+    config = config_input.load()
     daemon = Daemon(
-        load,
+        config_input.load,
         config,
         registry=CollectorRegistry(),
         notifier=Notifier(),
-        watch_config=str(config_path) if config_path else None,
+        watch_config=str(config_input.path) if config_input.path else None,
     )
     daemon.run()
     return 0
@@ -326,20 +296,9 @@ def run(
     type=click.IntRange(min=1),
     help="Retained version to go back to (default: the newest older one).",
 )
-def rollback(
-    model_name: str,
-    config_path: Path | None,
-    store: str | None,
-    state_dir: str | None,
-    model: str | None,
-    source: str | None,
-    keep: int | None,
-    to_version: int | None,
-) -> int:
+def rollback(model_name: str, config_input: ConfigInput, to_version: int | None) -> int:
     """Serve a retained older revision of MODEL and pin it there until `unpin`."""
-    config = _load(
-        config_path, store=store, state_dir=state_dir, model=model, source=source, keep=keep
-    )
+    config = config_input.load()
     syncer = Syncer(Store(config.store, config.state_path))
     deadline = time.monotonic() + config.pass_timeout
     result = syncer.rollback_to(
@@ -355,19 +314,9 @@ def rollback(
 @cli.command()
 @click.argument("model_name", metavar="MODEL")
 @_config_options
-def unpin(
-    model_name: str,
-    config_path: Path | None,
-    store: str | None,
-    state_dir: str | None,
-    model: str | None,
-    source: str | None,
-    keep: int | None,
-) -> int:
+def unpin(model_name: str, config_input: ConfigInput) -> int:
     """Let MODEL follow new revisions again after a manual rollback."""
-    config = _load(
-        config_path, store=store, state_dir=state_dir, model=model, source=source, keep=keep
-    )
+    config = config_input.load()
     pinned = Syncer(Store(config.store, config.state_path)).unpin(config.model(model_name))
     click.echo(
         f"{model_name}: " + (f"unpinned from version {pinned}" if pinned else "was not pinned")
