@@ -37,6 +37,12 @@ class FaultPlan:
         self.rng = random.Random(self.seed)
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hang up on injected faults all the time; that is the point.
+        return None
+
+
 class FaultProxy:
     def __init__(self, upstream_port: int, plan: FaultPlan | None = None) -> None:
         self.upstream_port = upstream_port
@@ -60,7 +66,7 @@ class FaultProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

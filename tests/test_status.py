@@ -32,3 +32,18 @@ def test_status_reports_active_retained_refused_and_age(store: Path, bucket: Pat
     assert report["created"] == "2026-11-01T00:00:00Z"
     assert report["revision_age_seconds"] > 0
     assert "manifest says" in report["last_error"]
+
+
+def test_stale_when_older_than_max_age(store: Path, bucket: Path) -> None:
+    """A revision created longer ago than max_age is reported stale; a fresh one is not."""
+    config = load_config(
+        None, {"store": str(store), "model": "ranker", "source": f"file://{bucket}"}
+    )
+    model = config.models[0].model_copy(update={"max_age": 3600.0})
+    config = config.model_copy(update={"models": (model,)})
+    put_revision(bucket, 1, model_files(1))  # created 2026-11-01T00:00:00Z
+    st = Store(config.store, config.state_path)
+    Syncer(st).sync(model, CancelToken())
+    created = 1_793_491_200.0  # 2026-11-01T00:00:00Z
+    assert collect_status(config, st, now=created + 60)["models"][0]["stale"] is False
+    assert collect_status(config, st, now=created + 7200)["models"][0]["stale"] is True
