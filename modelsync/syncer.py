@@ -16,26 +16,23 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import structlog
 
+from modelsync.activation import Activation
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
-from modelsync.confirm import build_confirmer
 from modelsync.discover import Candidate, Discovery
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError, ReloadError, StoreError
 from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
-from modelsync.notify import build_notifier
-from modelsync.reload import ReloadTarget, ServerNotRunning
+from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Source, open_source
 from modelsync.state import ModelState
 from modelsync.store import ModelStore, Store
-from modelsync.transfer import TransferStats, download_revision
+from modelsync.transfer import download_revision
 from modelsync.validate import validate_revision
 
 __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
@@ -46,29 +43,6 @@ ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], No
 # Free space kept beyond the download itself (see _check_space).
 _SPACE_MARGIN_BYTES = 64 * 1024 * 1024
 _SPACE_MARGIN_RATIO = 0.05
-
-
-class Outcome(StrEnum):
-    UNCHANGED = "unchanged"  # already at the newest acceptable revision (or pinned)
-    ACTIVATED = "activated"  # a newer revision is now active and confirmed
-    ROLLED_BACK = "rolled_back"  # the server could not load it; the previous is back
-    FAILED = "failed"  # the pass failed; the store is as it was
-
-
-@dataclass
-class PassResult:
-    model: str
-    outcome: Outcome
-    active: int | None
-    candidate: int | None = None
-    error: str | None = None
-    refused: list[int] = field(default_factory=list)
-    stats: TransferStats = field(default_factory=TransferStats)
-    duration: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED) and not self.refused
 
 
 class Syncer:
@@ -89,6 +63,7 @@ class Syncer:
         self._wall = wall_clock
         self._progress = progress
         self._sources: dict[str, Source] = {}
+        self._activation = Activation(wall_clock, self._refuse)
         self._sources_lock = threading.Lock()
 
     def close(self) -> None:
@@ -168,7 +143,7 @@ class Syncer:
             self._refuse(ms, state, candidate.version, str(exc), result, vlog)
             raise
         self._activate(ms, state, candidate.version, staged, active, vlog)
-        result.outcome = self._finish(model, ms, state, cancel, result, vlog)
+        result.outcome = self._activation.finish(model, ms, state, cancel, result, vlog)
 
     # -- steps -----------------------------------------------------------------
 
@@ -189,7 +164,7 @@ class Syncer:
         log.warning(
             "finishing an interrupted activation", version=pending.version, phase=pending.phase
         )
-        self._finish(model, ms, state, cancel, result, log.bind(version=pending.version))
+        self._activation.finish(model, ms, state, cancel, result, log.bind(version=pending.version))
 
     def _download(
         self,
@@ -255,107 +230,6 @@ class Syncer:
         ms.activate(version, staged, previous, state)
         log.info("activated", previous=previous)
 
-    def _finish(
-        self,
-        model: ModelConfig,
-        ms: ModelStore,
-        state: ModelState,
-        cancel: CancelToken,
-        result: PassResult,
-        log: Log,
-    ) -> Outcome:
-        """notify → confirm → commit, or roll back; for the activation in the journal."""
-        pending = state.pending
-        assert pending is not None
-        if pending.phase == "rolling_back":
-            self._confirm_previous(model, ms, state, cancel, log)
-            ms.finish_rollback(state)
-            return Outcome.ROLLED_BACK
-        target = ReloadTarget(model.name, pending.version, ms.dir / str(pending.version))
-        try:
-            self._reload(model, target, pending.previous is None, cancel, log)
-        except ReloadError as exc:
-            return self._roll_back(model, ms, state, str(exc), cancel, result, log)
-        self._commit(model, ms, state, log)
-        return Outcome.ACTIVATED
-
-    def _reload(
-        self, model: ModelConfig, target: ReloadTarget, first: bool, cancel: CancelToken, log: Log
-    ) -> None:
-        """Tell the server and wait for it to confirm ``target``."""
-        try:
-            build_notifier(model.notify).notify(target)
-        except ServerNotRunning as exc:
-            if not first:
-                raise
-            # The init-container case: the server starts later and loads `current`.
-            log.info(
-                "no server running yet; it will load current when it starts",
-                version=target.version,
-                reason=str(exc),
-            )
-            return
-        build_confirmer(model.confirm).confirm(target, cancel)
-        if model.notify.method != "none" or model.confirm.method != "none":
-            log.info("server confirmed", version=target.version)
-
-    def _roll_back(
-        self,
-        model: ModelConfig,
-        ms: ModelStore,
-        state: ModelState,
-        reason: str,
-        cancel: CancelToken,
-        result: PassResult,
-        log: Log,
-    ) -> Outcome:
-        pending = state.pending
-        assert pending is not None
-        bad = pending.version
-        log.error(
-            "server did not take the revision; rolling back",
-            version=bad,
-            previous=pending.previous,
-            reason=reason,
-        )
-        ms.rollback(state)
-        if pending.previous is None:
-            log.error(
-                "nothing to roll back to: this was the model's first revision; "
-                "the model has no active version",
-                version=bad,
-            )
-        self._confirm_previous(model, ms, state, cancel, log)
-        retire_to = pending.retire_to
-        ms.finish_rollback(state)
-        if retire_to == "quarantine":
-            self._refuse(
-                ms, state, bad, f"server could not load it: {reason}", result, log.bind(version=bad)
-            )
-        result.error = reason
-        return Outcome.ROLLED_BACK
-
-    def _confirm_previous(
-        self, model: ModelConfig, ms: ModelStore, state: ModelState, cancel: CancelToken, log: Log
-    ) -> None:
-        pending = state.pending
-        if pending is None or pending.previous is None:
-            return
-        target = ReloadTarget(model.name, pending.previous, ms.dir / str(pending.previous))
-        try:
-            self._reload(model, target, False, cancel, log)
-            state.rollback_failed = False
-            log.info("rolled back", version=pending.previous, refused=pending.version)
-        except ReloadError as exc:
-            state.rollback_failed = True
-            log.critical(
-                "previous revision failed to confirm after rollback; the store is "
-                "left as it is and the server needs attention",
-                version=pending.previous,
-                reason=str(exc),
-            )
-        ms.save_state(state)
-
     # -- manual rollback -------------------------------------------------------------
 
     def rollback_to(
@@ -390,7 +264,7 @@ class Syncer:
                 result.candidate = version
                 vlog = log.bind(version=version)
                 ms.activate(version, path, active, state, retire_to="cache")
-                result.outcome = self._finish(model, ms, state, cancel, result, vlog)
+                result.outcome = self._activation.finish(model, ms, state, cancel, result, vlog)
                 if result.outcome is not Outcome.ACTIVATED:
                     raise ReloadError(
                         f"the server did not confirm version {version}; "
@@ -412,12 +286,6 @@ class Syncer:
             pinned, state.pinned = state.pinned, None
             ms.save_state(state)
         return pinned
-
-    def _commit(self, model: ModelConfig, ms: ModelStore, state: ModelState, log: Log) -> None:
-        removed = ms.commit(state, model.keep, self._wall())
-        state.last_error = None
-        ms.save_state(state)
-        log.info("committed", removed=removed, retained=ms.cached_versions())
 
     # -- bookkeeping ------------------------------------------------------------
 
