@@ -1,7 +1,8 @@
 """One sync pass for one model, as named steps ending in an Outcome.
 
-discover → decide → download → verify → validate → activate → notify → confirm
-→ commit, or on a failed reload: roll back → notify → confirm the previous → refuse
+discover → decide (discover.py) → download → verify → validate → activate →
+notify → confirm → commit, or on a failed reload: roll back → notify → confirm the
+previous → refuse (activation.py)
 
 The pass re-derives everything from disk (``current``, the journal in the state
 file), so running it again after a crash finishes or undoes the interrupted one.
