@@ -21,8 +21,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +42,7 @@ from modelsync.syncer import Outcome, Syncer
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.helpers import check_invariants, manifest_doc, run_cli, snapshot, write_tree
+from tests.killtrials import KillTrials
 from tests.properties import (
     CONFIGS,
     MANIFESTS,
@@ -52,7 +51,6 @@ from tests.properties import (
     check_manifest_doc,
     check_object_name,
 )
-from tests.test_crash import _revision_files
 
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
 
@@ -78,41 +76,11 @@ class Campaign:
     # -- kill -9 ---------------------------------------------------------------------
 
     def kills(self, trials: int) -> None:
-        root = self.work / "kills"
-        bucket = root / "bucket" / "ranker"
-        store = root / "store"
-        flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
-
-        def publish(version: int) -> None:
-            src = write_tree(root / "src" / str(version), _revision_files(version))
-            run_cli("publish", str(src), f"file://{bucket}", "--version", str(version))
-            shutil.rmtree(src)
-
-        publish(1)
-        started = time.monotonic()
-        run_cli("sync", *flags)
-        duration = time.monotonic() - started
-        ms = Store(store, store / ".modelsync").model("ranker")
-        for trial in range(trials):
-            old, new = trial + 1, trial + 2
-            publish(new)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "modelsync", "sync", *flags],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(self.rng.uniform(0.0, duration * 1.2))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            where = f"kill trial {trial}"
-            self.check_store(store, where, (old, new))
-            if ms.path_of(old) is None:
-                self.violation(f"{where}: previous good revision {old} is gone")
-            if run_cli("sync", *flags).returncode != 0:
-                self.violation(f"{where}: clean re-run failed")
-            self.check_store(store, f"{where} after re-run", (new,))
+        runner = KillTrials(self.work / "kills", self.rng)
+        for _ in range(trials):
+            _, problems = runner.run()
+            for problem in problems:
+                self.violation(problem)
             self.counts["kill -9 trials"] += 1
 
     # -- faults ----------------------------------------------------------------------
