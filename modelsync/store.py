@@ -61,12 +61,6 @@ class Store:
     def model(self, name: str) -> ModelStore:
         return ModelStore(name, self.root / name, self.state_dir)
 
-    def model_names(self) -> list[str]:
-        """Models that have a directory in the store (configured or not)."""
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name[0] != ".")
-
 
 class ModelStore:
     """One model's part of the store. Every method re-reads the disk."""
@@ -97,10 +91,6 @@ class ModelStore:
         if version is None or not (self.dir / target).is_dir():
             return None
         return version
-
-    def active_path(self) -> Path | None:
-        version = self.active_version()
-        return None if version is None else self.dir / str(version)
 
     def served_versions(self) -> list[int]:
         return _versions_in(self.dir)
