@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.gcs_download import run_measured
 from tests.daemonproc import DaemonProcess
+from tests.helpers import sidecar_flags
 
 MB = 1_000_000
 
@@ -79,12 +80,7 @@ def main() -> None:
         publish(bucket, 1, 1, 1)
         daemon = DaemonProcess(
             [
-                "--store",
-                str(work / "store"),
-                "--model",
-                "ranker",
-                "--source",
-                f"file://{bucket}",
+                *sidecar_flags(work / "store", bucket),
                 "--interval",
                 "1s",
             ],
@@ -131,12 +127,7 @@ def main() -> None:
 
         idle = DaemonProcess(
             [
-                "--store",
-                str(work / "store"),
-                "--model",
-                "ranker",
-                "--source",
-                f"file://{bucket}",
+                *sidecar_flags(work / "store", bucket),
                 "--interval",
                 "10m",
             ],

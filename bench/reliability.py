@@ -41,7 +41,15 @@ from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.helpers import check_invariants, manifest_doc, run_cli, snapshot, write_tree
+from tests.gcs_emulator import start as start_emulator
+from tests.helpers import (
+    check_invariants,
+    manifest_doc,
+    run_cli,
+    sidecar_flags,
+    snapshot,
+    write_tree,
+)
 from tests.killtrials import KillTrials
 from tests.properties import (
     CONFIGS,
@@ -141,7 +149,7 @@ class Campaign:
         root = self.work / "corruption"
         bucket = root / "bucket" / "ranker"
         store = root / "store"
-        flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+        flags = sidecar_flags(store, bucket)
         files = {f"variables/shard-{i:02d}": self.rng.randbytes(20_000) for i in range(5)}
         src = write_tree(root / "src", files)
         run_cli("publish", str(src), f"file://{bucket}", "--version", "1")
@@ -219,8 +227,6 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="modelsync-campaign-"))
     campaign = Campaign(work, random.Random(args.seed))
     started = time.monotonic()
-    from bench.gcs_download import start_emulator
-
     emulator, endpoint = start_emulator()
     try:
         print(

@@ -2,11 +2,7 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +12,7 @@ import pytest
 from modelsync.logs import configure_logging
 from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultProxy
-from tests.helpers import REPO
+from tests.gcs_emulator import start as start_emulator
 
 
 @pytest.fixture(autouse=True)
@@ -40,34 +36,11 @@ def store(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """A real GCS JSON-API server (gcp-storage-emulator) on a free loopback port."""
     os.environ["DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"] = "true"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.gcs_emulator", str(port)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/", timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("gcp-storage-emulator did not start") from None
-            time.sleep(0.1)
+    proc, url = start_emulator()
     yield url
     proc.terminate()
     try:

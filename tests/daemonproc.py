@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,11 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["DaemonProcess", "free_port"]
 
 
 class DaemonProcess:

@@ -11,13 +11,44 @@ from __future__ import annotations
 
 import http.server
 import signal
+import subprocess
 import sys
+import time
 import types
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class _ThreadingServer(http.server.ThreadingHTTPServer):
     request_queue_size = 128
     daemon_threads = True
+
+
+def start(timeout: float = 30) -> tuple[subprocess.Popen[bytes], str]:
+    """Start this launcher as a child on a free loopback port; (process, base URL) once up."""
+    from tests.helpers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.gcs_emulator", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/", timeout=1):
+                return proc, url
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError("gcp-storage-emulator did not start") from None
+            time.sleep(0.1)
 
 
 def main() -> None:

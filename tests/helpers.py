@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,6 +15,20 @@ from pathlib import Path
 from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version, verify_dir
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sidecar_flags(store: Path, source: str | Path, model: str = "ranker") -> list[str]:
+    """--store/--model/--source for one model configured by flags alone (as a sidecar);
+    a Path ``source`` is a local bucket directory."""
+    url = f"file://{source}" if isinstance(source, Path) else source
+    return ["--store", str(store), "--model", model, "--source", url]
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:

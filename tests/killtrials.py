@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from modelsync.store import ModelStore, Store
-from tests.helpers import check_invariants, run_cli, write_tree
+from tests.helpers import check_invariants, run_cli, sidecar_flags, write_tree
 
 FILES = 24
 FILE_SIZE = 1024 * 1024
@@ -42,14 +42,7 @@ class KillTrials:
         self.rng = rng
         self.bucket = root / "bucket" / "ranker"
         self.store = root / "store"
-        self.flags = [
-            "--store",
-            str(self.store),
-            "--model",
-            "ranker",
-            "--source",
-            f"file://{self.bucket}",
-        ]
+        self.flags = sidecar_flags(self.store, self.bucket)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
         self.ms: ModelStore = Store(self.store, self.store / ".modelsync").model("ranker")
         self._publish(self.bucket, 1)
@@ -68,14 +61,7 @@ class KillTrials:
         """Seconds from process start to 'downloaded and verified' and to 'committed',
         measured on a scratch bucket and store with the same kind of revisions."""
         bucket = self.root / "calibration" / "ranker"
-        flags = [
-            "--store",
-            str(self.root / "calibration-store"),
-            "--model",
-            "ranker",
-            "--source",
-            f"file://{bucket}",
-        ]
+        flags = sidecar_flags(self.root / "calibration-store", bucket)
         starts, ends = [], []
         for version in (1, 2, 3):
             self._publish(bucket, version)
@@ -116,8 +102,8 @@ class KillTrials:
         proc.wait()
         where = f"kill trial {self.trials}"
         phase = self._phase(new)
-        problems = [f"{where}: {p}" for p in check_invariants(self.store, "ranker").violations]
         view = check_invariants(self.store, "ranker")
+        problems = [f"{where}: {p}" for p in view.violations]
         if view.active not in (old, new):
             problems.append(f"{where}: active {view.active}, expected {old} or {new}")
         if self.ms.path_of(old) is None:  # invariant 3: the previous good revision stays

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import check_invariants, model_files, run_cli, snapshot, write_tree
+from tests.helpers import (
+    check_invariants,
+    model_files,
+    run_cli,
+    sidecar_flags,
+    snapshot,
+    write_tree,
+)
 
 
 def _publish(tmp_path: Path, bucket: Path, version: int, *extra: str) -> str:
@@ -19,7 +26,7 @@ def _publish(tmp_path: Path, bucket: Path, version: int, *extra: str) -> str:
 
 def test_three_revision_history_through_the_cli(tmp_path: Path, bucket: Path, store: Path) -> None:
     """publish → sync three times: bytes on disk, exit codes, retention, status."""
-    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    flags = sidecar_flags(store, bucket)
     for version in (1, 2, 3):
         assert _publish(tmp_path, bucket, version, "--metric", "ndcg@10=0.4") == str(version)
         out = run_cli("sync", *flags)
@@ -43,9 +50,7 @@ def test_sync_logs_json_lines_naming_model_and_version(
 ) -> None:
     """Off a terminal every log line is JSON carrying model and version."""
     _publish(tmp_path, bucket, 1)
-    out = run_cli(
-        "sync", "--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"
-    )
+    out = run_cli("sync", *sidecar_flags(store, bucket))
     events = [json.loads(line) for line in out.stderr.splitlines()]
     assert {e["event"] for e in events} >= {"downloading", "activated", "committed"}
     assert all(e["model"] == "ranker" and e["version"] == 1 for e in events)
@@ -68,7 +73,7 @@ def test_environment_configures_a_sidecar(tmp_path: Path, bucket: Path, store: P
 
 def test_failed_sync_exits_1_and_keeps_store(tmp_path: Path, bucket: Path, store: Path) -> None:
     """A corrupt revision makes sync exit 1 with the store byte-identical."""
-    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    flags = sidecar_flags(store, bucket)
     _publish(tmp_path, bucket, 1)
     assert run_cli("sync", *flags).returncode == 0
     before = snapshot(store / "ranker")
@@ -83,7 +88,7 @@ def test_failed_sync_exits_1_and_keeps_store(tmp_path: Path, bucket: Path, store
 
 def test_require_fails_without_any_version(tmp_path: Path, bucket: Path, store: Path) -> None:
     """--require exits 1 when a model has nothing to serve (init containers)."""
-    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    flags = sidecar_flags(store, bucket)
     assert run_cli("sync", *flags).returncode == 0
     out = run_cli("sync", "--require", *flags)
     assert out.returncode == 1

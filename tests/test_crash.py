@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from modelsync.store import Store
-from tests.helpers import check_invariants, run_cli, write_tree
+from tests.helpers import check_invariants, run_cli, sidecar_flags, write_tree
 from tests.killtrials import KillTrials, revision_files
 
 
@@ -52,7 +52,7 @@ def test_kill_9_at_every_rename(tmp_path: Path) -> None:
     assert STRACE is not None
     bucket = tmp_path / "bucket" / "ranker"
     store = tmp_path / "store"
-    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    flags = sidecar_flags(store, bucket)
     ms = Store(store, store / ".modelsync").model("ranker")
 
     def publish(version: int) -> None:

@@ -13,7 +13,14 @@ from typing import Any
 
 from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.helpers import check_invariants, model_files, put_revision, run_cli, snapshot
+from tests.helpers import (
+    check_invariants,
+    model_files,
+    put_revision,
+    run_cli,
+    sidecar_flags,
+    snapshot,
+)
 
 
 def _activated(version: int, model: str = "ranker") -> Callable[[dict[str, Any]], bool]:
@@ -28,12 +35,7 @@ def test_new_version_becomes_active_and_endpoint_answers(
     """Published revisions become active; /healthz, /readyz, /metrics, /status, POST /sync."""
     daemon = DaemonProcess(
         [
-            "--store",
-            str(store),
-            "--model",
-            "ranker",
-            "--source",
-            f"file://{bucket}",
+            *sidecar_flags(store, bucket),
             "--interval",
             "1s",
             "--token",
@@ -69,12 +71,7 @@ def test_new_version_becomes_active_and_endpoint_answers(
         run_cli(
             "status",
             "--json",
-            "--store",
-            str(store),
-            "--model",
-            "ranker",
-            "--source",
-            f"file://{bucket}",
+            *sidecar_flags(store, bucket),
         ).stdout
     )["models"][0]
     assert live["active_version"] == cli["active_version"] == 2
@@ -105,12 +102,7 @@ def test_sigterm_during_a_large_download_exits_promptly(
     store = tmp_path / "store"
     env = {"STORAGE_EMULATOR_HOST": fault_proxy.url}
     flags = [
-        "--store",
-        str(store),
-        "--model",
-        "ranker",
-        "--source",
-        backend.url,
+        *sidecar_flags(store, backend.url),
         "--interval",
         "1h",
     ]
@@ -211,12 +203,7 @@ def test_systemd_notify_ready_watchdog_stopping(
     sock.settimeout(10)
     daemon = DaemonProcess(
         [
-            "--store",
-            str(store),
-            "--model",
-            "ranker",
-            "--source",
-            f"file://{bucket}",
+            *sidecar_flags(store, bucket),
             "--interval",
             "1h",
         ],

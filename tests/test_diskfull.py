@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import check_invariants, model_files, run_cli, snapshot, write_tree
+from tests.helpers import (
+    check_invariants,
+    model_files,
+    run_cli,
+    sidecar_flags,
+    snapshot,
+    write_tree,
+)
 
 
 def _try_tmpfs(path: Path, size: str) -> bool:
@@ -57,7 +64,7 @@ def test_disk_full_fails_cleanly_and_keeps_serving(
     """A revision that does not fit: exit 1, one line naming the path, staging gone,
     the active revision intact and still behind current."""
     store, mounted = small_store
-    flags = ["--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    flags = sidecar_flags(store, bucket)
     src = write_tree(tmp_path / "v1", model_files(1))
     assert run_cli("publish", str(src), f"file://{bucket}", "--version", "1").returncode == 0
     assert run_cli("sync", *flags).returncode == 0

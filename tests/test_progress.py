@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import model_files, put_revision
+from tests.helpers import model_files, put_revision, sidecar_flags
 
 
 def test_sync_on_a_terminal_draws_a_progress_bar(tmp_path: Path, bucket: Path) -> None:
@@ -21,12 +21,7 @@ def test_sync_on_a_terminal_draws_a_progress_bar(tmp_path: Path, bucket: Path) -
             "-m",
             "modelsync",
             "sync",
-            "--store",
-            str(tmp_path / "store"),
-            "--model",
-            "ranker",
-            "--source",
-            f"file://{bucket}",
+            *sidecar_flags(tmp_path / "store", bucket),
         ],
         stdin=subprocess.DEVNULL,
         stdout=secondary,
