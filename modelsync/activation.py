@@ -13,12 +13,11 @@ from collections.abc import Callable
 
 import structlog
 
-from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.confirm import build_confirmer
 from modelsync.errors import ReloadError
 from modelsync.notify import build_notifier
-from modelsync.outcome import Outcome, PassResult
+from modelsync.outcome import Outcome, PassContext
 from modelsync.reload import ReloadTarget, ServerNotRunning
 from modelsync.state import ModelState
 from modelsync.store import ModelStore
@@ -26,8 +25,8 @@ from modelsync.store import ModelStore
 __all__ = ["Activation"]
 
 Log = structlog.typing.FilteringBoundLogger
-# Records a version refused for good: (store, state, version, reason, result, log).
-Refuse = Callable[[ModelStore, ModelState, int, str, PassResult, Log], None]
+# Records a version refused for good: (pass, version, reason).
+Refuse = Callable[[PassContext, int, str], None]
 
 
 class Activation:
@@ -35,34 +34,26 @@ class Activation:
         self._wall = wall
         self._refuse = refuse
 
-    def finish(
-        self,
-        model: ModelConfig,
-        ms: ModelStore,
-        state: ModelState,
-        cancel: CancelToken,
-        result: PassResult,
-        log: Log,
-    ) -> Outcome:
+    def finish(self, ctx: PassContext) -> Outcome:
         """notify → confirm → commit, or roll back; for the activation in the journal."""
-        pending = state.pending
+        pending = ctx.state.pending
         assert pending is not None
+        log = ctx.log.bind(version=pending.version)
         if pending.phase == "rolling_back":
-            self._confirm_previous(model, ms, state, cancel, log)
-            ms.finish_rollback(state)
+            self._confirm_previous(ctx)
+            ctx.ms.finish_rollback(ctx.state)
             return Outcome.ROLLED_BACK
-        target = ReloadTarget(model.name, pending.version, ms.dir / str(pending.version))
+        target = ReloadTarget(ctx.model.name, pending.version, ctx.ms.dir / str(pending.version))
         try:
-            self._reload(model, target, pending.previous is None, cancel, log)
+            self._reload(ctx, target, pending.previous is None)
         except ReloadError as exc:
-            return self._roll_back(model, ms, state, str(exc), cancel, result, log)
-        self.commit(model, ms, state, log)
+            return self._roll_back(ctx, str(exc))
+        self.commit(ctx.model, ctx.ms, ctx.state, log)
         return Outcome.ACTIVATED
 
-    def _reload(
-        self, model: ModelConfig, target: ReloadTarget, first: bool, cancel: CancelToken, log: Log
-    ) -> None:
+    def _reload(self, ctx: PassContext, target: ReloadTarget, first: bool) -> None:
         """Tell the server and wait for it to confirm ``target``."""
+        model, log = ctx.model, ctx.log
         try:
             build_notifier(model.notify).notify(target)
         except ServerNotRunning as exc:
@@ -75,20 +66,12 @@ class Activation:
                 reason=str(exc),
             )
             return
-        build_confirmer(model.confirm).confirm(target, cancel)
+        build_confirmer(model.confirm).confirm(target, ctx.cancel)
         if model.notify.method != "none" or model.confirm.method != "none":
             log.info("server confirmed", version=target.version)
 
-    def _roll_back(
-        self,
-        model: ModelConfig,
-        ms: ModelStore,
-        state: ModelState,
-        reason: str,
-        cancel: CancelToken,
-        result: PassResult,
-        log: Log,
-    ) -> Outcome:
+    def _roll_back(self, ctx: PassContext, reason: str) -> Outcome:
+        ms, state, log = ctx.ms, ctx.state, ctx.log
         pending = state.pending
         assert pending is not None
         bad = pending.version
@@ -105,25 +88,22 @@ class Activation:
                 "the model has no active version",
                 version=bad,
             )
-        self._confirm_previous(model, ms, state, cancel, log)
+        self._confirm_previous(ctx)
         retire_to = pending.retire_to
         ms.finish_rollback(state)
         if retire_to == "quarantine":
-            self._refuse(
-                ms, state, bad, f"server could not load it: {reason}", result, log.bind(version=bad)
-            )
-        result.error = reason
+            self._refuse(ctx, bad, f"server could not load it: {reason}")
+        ctx.result.error = reason
         return Outcome.ROLLED_BACK
 
-    def _confirm_previous(
-        self, model: ModelConfig, ms: ModelStore, state: ModelState, cancel: CancelToken, log: Log
-    ) -> None:
+    def _confirm_previous(self, ctx: PassContext) -> None:
+        ms, state, log = ctx.ms, ctx.state, ctx.log
         pending = state.pending
         if pending is None or pending.previous is None:
             return
-        target = ReloadTarget(model.name, pending.previous, ms.dir / str(pending.previous))
+        target = ReloadTarget(ctx.model.name, pending.previous, ms.dir / str(pending.previous))
         try:
-            self._reload(model, target, False, cancel, log)
+            self._reload(ctx, target, False)
             state.rollback_failed = False
             log.info("rolled back", version=pending.previous, refused=pending.version)
         except ReloadError as exc:

@@ -1,13 +1,19 @@
-"""What one pass did: its Outcome and the PassResult the CLI, daemon and metrics read."""
+"""One pass: what it works on (PassContext) and what it did (Outcome, PassResult)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import structlog
+
+from modelsync.cancel import CancelToken
+from modelsync.config import ModelConfig
+from modelsync.state import ModelState
+from modelsync.store import ModelStore
 from modelsync.transfer import TransferStats
 
-__all__ = ["Outcome", "PassResult"]
+__all__ = ["Outcome", "PassContext", "PassResult"]
 
 
 class Outcome(StrEnum):
@@ -31,3 +37,15 @@ class PassResult:
     @property
     def ok(self) -> bool:
         return self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED) and not self.refused
+
+
+@dataclass
+class PassContext:
+    """Everything one pass of one model works on, built once when it takes the lock."""
+
+    model: ModelConfig
+    ms: ModelStore
+    state: ModelState
+    cancel: CancelToken
+    result: PassResult
+    log: structlog.typing.FilteringBoundLogger

@@ -28,10 +28,9 @@ from modelsync.discover import Candidate, Discovery
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError, ReloadError, StoreError
 from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
-from modelsync.outcome import Outcome, PassResult
+from modelsync.outcome import Outcome, PassContext, PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Source, open_source
-from modelsync.state import ModelState
 from modelsync.store import ModelStore, Store
 from modelsync.transfer import download_revision
 from modelsync.validate import validate_revision
@@ -90,8 +89,7 @@ class Syncer:
             self.store.prepare()
             with ms.lock(cancel):
                 try:
-                    state = ms.load_state()
-                    self._run(model, ms, state, cancel, result, log)
+                    self._run(PassContext(model, ms, ms.load_state(), cancel, result, log))
                 finally:
                     ms.clean_staging()
         except Cancelled as exc:
@@ -105,28 +103,19 @@ class Syncer:
         result.duration = time.monotonic() - started
         return result
 
-    def _run(
-        self,
-        model: ModelConfig,
-        ms: ModelStore,
-        state: ModelState,
-        cancel: CancelToken,
-        result: PassResult,
-        log: Log,
-    ) -> None:
-        self._recover(model, ms, state, cancel, result, log)
+    def _run(self, ctx: PassContext) -> None:
+        ms, state, result, log = ctx.ms, ctx.state, ctx.result, ctx.log
+        self._recover(ctx)
         active = ms.active_version()
         if state.pinned is not None:
             log.info("pinned; not looking for new revisions", version=active, pinned=state.pinned)
             result.outcome = Outcome.UNCHANGED
             return
-        source = self._source(model.source)
-
-        def refuse(version: int, reason: str) -> None:
-            self._refuse(ms, state, version, reason, result, log.bind(version=version))
-
-        discovery = Discovery(self.retry, self._wall, refuse, log)
-        candidate = discovery.newest(model, source, active, state.refused, cancel)
+        source = self._source(ctx.model.source)
+        discovery = Discovery(
+            self.retry, self._wall, lambda version, reason: self._refuse(ctx, version, reason), log
+        )
+        candidate = discovery.newest(ctx.model, source, active, state.refused, ctx.cancel)
         if candidate is None:
             result.outcome = Outcome.UNCHANGED
             log.debug("up to date", version=active)
@@ -136,47 +125,32 @@ class Syncer:
                 ms.save_state(state)
             return
         result.candidate = candidate.version
-        vlog = log.bind(version=candidate.version)
         try:
-            staged = self._download(model, ms, source, candidate, cancel, result, vlog)
-            validate_revision(staged, model.validate_, cancel)
+            staged = self._download(ctx, source, candidate)
+            validate_revision(staged, ctx.model.validate_, ctx.cancel)
         except RefusedError as exc:
-            self._refuse(ms, state, candidate.version, str(exc), result, vlog)
+            self._refuse(ctx, candidate.version, str(exc))
             raise
-        self._activate(ms, state, candidate.version, staged, active, vlog)
-        result.outcome = self._activation.finish(model, ms, state, cancel, result, vlog)
+        ms.activate(candidate.version, staged, active, state)
+        log.info("activated", version=candidate.version, previous=active)
+        result.outcome = self._activation.finish(ctx)
 
     # -- steps -----------------------------------------------------------------
 
-    def _recover(
-        self,
-        model: ModelConfig,
-        ms: ModelStore,
-        state: ModelState,
-        cancel: CancelToken,
-        result: PassResult,
-        log: Log,
-    ) -> None:
+    def _recover(self, ctx: PassContext) -> None:
         """Finish an activation (or rollback) a crash interrupted: its tree is complete
         and verified, so the server is told and heard again."""
-        pending = ms.recover(state)
+        pending = ctx.ms.recover(ctx.state)
         if pending is None:
             return
-        log.warning(
+        ctx.log.warning(
             "finishing an interrupted activation", version=pending.version, phase=pending.phase
         )
-        self._activation.finish(model, ms, state, cancel, result, log.bind(version=pending.version))
+        self._activation.finish(ctx)
 
-    def _download(
-        self,
-        model: ModelConfig,
-        ms: ModelStore,
-        source: Source,
-        candidate: Candidate,
-        cancel: CancelToken,
-        result: PassResult,
-        log: Log,
-    ) -> Path:
+    def _download(self, ctx: PassContext, source: Source, candidate: Candidate) -> Path:
+        model, ms, result = ctx.model, ctx.ms, ctx.result
+        log = ctx.log.bind(version=candidate.version)
         manifest = candidate.manifest
         reuse = ms.reuse_index()
         to_fetch = sum(e.size for e in manifest.files if e.sha256 not in reuse)
@@ -197,7 +171,7 @@ class Syncer:
                 staged,
                 reuse,
                 concurrency=model.concurrency,
-                cancel=cancel,
+                cancel=ctx.cancel,
                 retry=self.retry,
                 on_bytes=on_bytes,
             )
@@ -219,18 +193,6 @@ class Syncer:
         )
         return staged
 
-    def _activate(
-        self,
-        ms: ModelStore,
-        state: ModelState,
-        version: int,
-        staged: Path,
-        previous: int | None,
-        log: Log,
-    ) -> None:
-        ms.activate(version, staged, previous, state)
-        log.info("activated", previous=previous)
-
     # -- manual rollback -------------------------------------------------------------
 
     def rollback_to(
@@ -243,7 +205,8 @@ class Syncer:
         with ms.lock(cancel):
             try:
                 state = ms.load_state()
-                self._recover(model, ms, state, cancel, result, log)
+                ctx = PassContext(model, ms, state, cancel, result, log)
+                self._recover(ctx)
                 active = ms.active_version()
                 if active is None:
                     raise StoreError(f"model {model.name} has no active version")
@@ -265,7 +228,7 @@ class Syncer:
                 result.candidate = version
                 vlog = log.bind(version=version)
                 ms.activate(version, path, active, state, retire_to="cache")
-                result.outcome = self._activation.finish(model, ms, state, cancel, result, vlog)
+                result.outcome = self._activation.finish(ctx)
                 if result.outcome is not Outcome.ACTIVATED:
                     raise ReloadError(
                         f"the server did not confirm version {version}; "
@@ -290,20 +253,13 @@ class Syncer:
 
     # -- bookkeeping ------------------------------------------------------------
 
-    def _refuse(
-        self,
-        ms: ModelStore,
-        state: ModelState,
-        version: int,
-        reason: str,
-        result: PassResult,
-        log: Log,
-    ) -> None:
-        state.refused[version] = reason
-        state.last_error, state.last_error_at = reason, self._wall()
-        ms.save_state(state)
-        result.refused.append(version)
-        log.error("revision refused", reason=reason)
+    def _refuse(self, ctx: PassContext, version: int, reason: str) -> None:
+        """Record ``version`` as refused for good, with the reason, and report it."""
+        ctx.state.refused[version] = reason
+        ctx.state.last_error, ctx.state.last_error_at = reason, self._wall()
+        ctx.ms.save_state(ctx.state)
+        ctx.result.refused.append(version)
+        ctx.log.bind(version=version).error("revision refused", reason=reason)
 
     def _record_error(self, ms: ModelStore, error: str) -> None:
         try:
