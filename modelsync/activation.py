@@ -1,30 +1,36 @@
 """The end of a pass: tell the server, hear it back, commit, or roll back.
 
-After a revision is activated (in place, behind ``current``, journalled), the
-server is notified and must confirm; then the previous version retires to the
-cache (commit). If it cannot, the previous version is put back, notified and
-confirmed, and the bad one refused for good (roll back). A crash anywhere in here
-leaves the journal, from which the next pass runs ``finish`` again.
+After a revision is activated (in place, journalled), the server is notified and
+asked until it gives one of three answers (confirm.wait_loaded):
+
+- loaded: the previous version retires to the cache (commit);
+- failed, in the server's own words: the previous version is put back, notified
+  and confirmed, and the bad one refused for good;
+- unknown (timeout, server gone): rolled back the same way, but refused only after
+  ``unknown_attempts`` such rollbacks, so a slow server does not lose a good
+  revision and one that kills the server is not tried for ever.
+
+A model's first revision, activated while no server answers (an init container
+runs before the server starts), stands unconfirmed; every pass begins by asking the
+server about the active revision (``reconfirm``), which confirms it then, tells a
+server that lost it (a restart) again, and clears a failed rollback once the server
+serves the active revision. The verdict is journalled with the rollback, so a crash
+anywhere in here is finished by the next pass's ``finish``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import structlog
-
-from modelsync.config import ModelConfig
-from modelsync.confirm import build_confirmer
-from modelsync.errors import ReloadError
-from modelsync.notify import build_notifier
+from modelsync.confirm import probe_timeout, wait_loaded
+from modelsync.errors import LoadFailed, ReloadError, ServerNotRunning
 from modelsync.outcome import Outcome, PassContext
-from modelsync.reload import ReloadTarget, ServerNotRunning
-from modelsync.state import ModelState
-from modelsync.store import ModelStore
+from modelsync.reload import ProbeState, ReloadTarget
+from modelsync.servers import notifier_for, prober_for
+from modelsync.state import Pending
 
 __all__ = ["Activation"]
 
-Log = structlog.typing.FilteringBoundLogger
 # Records a version refused for good: (pass, version, reason).
 Refuse = Callable[[PassContext, int, str], None]
 
@@ -34,80 +40,121 @@ class Activation:
         self._wall = wall
         self._refuse = refuse
 
+    # -- after an activation ---------------------------------------------------------
+
     def finish(self, ctx: PassContext) -> Outcome:
         """notify → confirm → commit, or roll back; for the activation in the journal."""
         pending = ctx.state.pending
         assert pending is not None
-        log = ctx.log.bind(version=pending.version)
         if pending.phase == "rolling_back":
             self._confirm_previous(ctx)
-            ctx.ms.finish_rollback(ctx.state)
-            return Outcome.ROLLED_BACK
-        target = ReloadTarget(ctx.model.name, pending.version, ctx.ms.dir / str(pending.version))
+            return self._settle(ctx)
+        target = self._target(ctx, pending.version)
+        first = pending.previous is None
         try:
-            self._reload(ctx, target, pending.previous is None)
+            if first and self._unreachable(ctx, target):
+                return self._stand(ctx, "the server does not answer")
+            try:
+                self._reload(ctx, target, unreachable_ends=first)
+            except ServerNotRunning as exc:
+                if not first:
+                    raise
+                return self._stand(ctx, str(exc))
         except ReloadError as exc:
-            return self._roll_back(ctx, str(exc))
-        self.commit(ctx.model, ctx.ms, ctx.state, log)
+            return self._roll_back(ctx, exc)
+        self._commit(ctx, confirmed=True)
         return Outcome.ACTIVATED
 
-    def _reload(self, ctx: PassContext, target: ReloadTarget, first: bool) -> None:
-        """Tell the server and wait for it to confirm ``target``."""
-        model, log = ctx.model, ctx.log
-        try:
-            build_notifier(model.notify).notify(target)
-        except ServerNotRunning as exc:
-            if not first:
-                raise
-            # The init-container case: the server starts later and loads `current`.
-            log.info(
-                "no server running yet; it will load current when it starts",
-                version=target.version,
-                reason=str(exc),
-            )
-            return
-        build_confirmer(model.confirm).confirm(target, ctx.cancel)
-        if model.notify.method != "none" or model.confirm.method != "none":
-            log.info("server confirmed", version=target.version)
+    def _stand(self, ctx: PassContext, why: str) -> Outcome:
+        """The init-container case: no server yet; it loads this revision when it starts,
+        and a later pass confirms it."""
+        ctx.log.info(
+            "no server answers yet; the revision stands and is confirmed once it does",
+            version=ctx.state.pending.version if ctx.state.pending else None,
+            reason=why,
+        )
+        self._commit(ctx, confirmed=False)
+        ctx.result.retry_soon = True
+        return Outcome.ACTIVATED
 
-    def _roll_back(self, ctx: PassContext, reason: str) -> Outcome:
+    def _commit(self, ctx: PassContext, *, confirmed: bool) -> None:
+        state, pending = ctx.state, ctx.state.pending
+        assert pending is not None
+        state.confirmed = confirmed
+        state.unknown.pop(pending.version, None)
+        state.last_error = None
+        if confirmed:
+            state.server_reason = None
+        removed = ctx.ms.commit(state, ctx.model.keep, self._wall())
+        ctx.log.info(
+            "committed",
+            version=pending.version,
+            removed=removed,
+            retained=ctx.ms.cached_versions(),
+            confirmed=confirmed,
+        )
+
+    # -- talking to the server ---------------------------------------------------------
+
+    def _target(self, ctx: PassContext, version: int) -> ReloadTarget:
+        return ReloadTarget(ctx.model.name, version, ctx.ms.dir / str(version))
+
+    def _unreachable(self, ctx: PassContext, target: ReloadTarget) -> bool:
+        prober = prober_for(ctx.model)
+        if prober is None:
+            return False
+        probe = prober.probe(target, probe_timeout(ctx.model.confirm))
+        return probe.state is ProbeState.UNREACHABLE
+
+    def _reload(self, ctx: PassContext, target: ReloadTarget, *, unreachable_ends: bool) -> None:
+        """Tell the server and wait for its verdict on ``target``."""
+        notifier, prober = notifier_for(ctx.model), prober_for(ctx.model)
+        if notifier is not None:
+            notifier.notify(target)
+        if prober is not None:
+            wait_loaded(
+                prober, target, ctx.model.confirm, ctx.cancel, unreachable_ends=unreachable_ends
+            )
+        if notifier is not None or prober is not None:
+            ctx.log.info("server confirmed", version=target.version)
+
+    # -- rolling back ------------------------------------------------------------------
+
+    def _roll_back(self, ctx: PassContext, exc: ReloadError) -> Outcome:
         ms, state, log = ctx.ms, ctx.state, ctx.log
         pending = state.pending
         assert pending is not None
-        bad = pending.version
+        pending.reason = str(exc)
+        pending.verdict = "failed" if isinstance(exc, LoadFailed) else "unknown"
         log.error(
             "server did not take the revision; rolling back",
-            version=bad,
+            version=pending.version,
             previous=pending.previous,
-            reason=reason,
+            reason=pending.reason,
+            verdict=pending.verdict,
         )
         ms.rollback(state)
         if pending.previous is None:
             log.error(
                 "nothing to roll back to: this was the model's first revision; "
                 "the model has no active version",
-                version=bad,
+                version=pending.version,
             )
         self._confirm_previous(ctx)
-        retire_to = pending.retire_to
-        ms.finish_rollback(state)
-        if retire_to == "quarantine":
-            self._refuse(ctx, bad, f"server could not load it: {reason}")
-        ctx.result.error = reason
-        return Outcome.ROLLED_BACK
+        return self._settle(ctx)
 
     def _confirm_previous(self, ctx: PassContext) -> None:
         ms, state, log = ctx.ms, ctx.state, ctx.log
         pending = state.pending
         if pending is None or pending.previous is None:
             return
-        target = ReloadTarget(ctx.model.name, pending.previous, ms.dir / str(pending.previous))
         try:
-            self._reload(ctx, target, False)
+            self._reload(ctx, self._target(ctx, pending.previous), unreachable_ends=False)
             state.rollback_failed = False
             log.info("rolled back", version=pending.previous, refused=pending.version)
         except ReloadError as exc:
             state.rollback_failed = True
+            state.server_reason = str(exc)
             log.critical(
                 "previous revision failed to confirm after rollback; the store is "
                 "left as it is and the server needs attention",
@@ -116,8 +163,96 @@ class Activation:
             )
         ms.save_state(state)
 
-    def commit(self, model: ModelConfig, ms: ModelStore, state: ModelState, log: Log) -> None:
-        removed = ms.commit(state, model.keep, self._wall())
-        state.last_error = None
-        ms.save_state(state)
-        log.info("committed", removed=removed, retained=ms.cached_versions())
+    def _settle(self, ctx: PassContext) -> Outcome:
+        """End a rollback: refuse the revision, or count a rollback without a verdict."""
+        state, model = ctx.state, ctx.model
+        pending = state.pending
+        assert pending is not None
+        state.pending = None
+        version, reason = pending.version, pending.reason
+        ctx.result.error = reason
+        if pending.retire_to != "quarantine":
+            ctx.ms.save_state(state)
+        elif pending.verdict == "unknown":
+            count = state.unknown.get(version, 0) + 1
+            if count >= model.unknown_attempts:
+                state.unknown.pop(version, None)
+                self._refuse(
+                    ctx,
+                    version,
+                    f"no verdict from the server in {count} attempts (it hung, crashed or "
+                    f"did not answer in time): {reason}",
+                )
+            else:
+                state.unknown[version] = count
+                state.last_error, state.last_error_at = reason, self._wall()
+                ctx.ms.save_state(state)
+                ctx.log.warning(
+                    "no verdict from the server; rolled back, will try the revision again",
+                    version=version,
+                    attempt=count,
+                    unknown_attempts=model.unknown_attempts,
+                )
+        else:
+            self._refuse(ctx, version, f"server could not load it: {reason}")
+        return Outcome.ROLLED_BACK
+
+    # -- every pass ------------------------------------------------------------------------
+
+    def reconfirm(self, ctx: PassContext) -> bool:
+        """Ask the server about the active revision (one request); tell it again if it
+        lost it. False when the pass should stop here (its outcome is set)."""
+        ms, state, log = ctx.ms, ctx.state, ctx.log
+        active = ms.active_version()
+        prober = prober_for(ctx.model)
+        if active is None or prober is None:
+            return True
+        target = self._target(ctx, active)
+        probe = prober.probe(target, probe_timeout(ctx.model.confirm))
+        if probe.state is ProbeState.LOADED:
+            self._served(ctx, active)
+            return True
+        if probe.state is ProbeState.UNREACHABLE:
+            log.info(
+                "server not reachable; keeping the active revision, new ones wait for it",
+                version=active,
+                reason=probe.detail,
+            )
+            ctx.result.outcome = Outcome.UNCHANGED
+            ctx.result.retry_soon = True
+            return False
+        if probe.state is ProbeState.LOADING:
+            ctx.result.retry_soon = not state.confirmed
+            return True
+        log.warning(
+            "server does not serve the active revision; telling it again",
+            version=active,
+            server_said=probe.detail,
+        )
+        try:
+            self._reload(ctx, target, unreachable_ends=False)
+        except ReloadError as exc:
+            if not state.confirmed and isinstance(exc, LoadFailed):
+                # It stood without a server, and the server now refuses it.
+                state.pending = Pending(active, None)
+                ctx.result.candidate = active
+                ctx.result.outcome = self._roll_back(ctx, exc)
+                return False
+            state.server_reason = str(exc)
+            ms.save_state(state)
+            raise ReloadError(f"the server does not serve active version {active}: {exc}") from exc
+        self._served(ctx, active)
+        return True
+
+    def _served(self, ctx: PassContext, version: int) -> None:
+        state = ctx.state
+        if state.confirmed and not state.rollback_failed and state.server_reason is None:
+            return
+        ctx.log.info(
+            "server serves the active revision",
+            version=version,
+            was_unconfirmed=not state.confirmed,
+            cleared_rollback_failed=state.rollback_failed,
+        )
+        state.confirmed, state.rollback_failed, state.server_reason = True, False, None
+        ctx.ms.save_state(state)

@@ -25,7 +25,7 @@ from modelsync.config import Config, load_config
 from modelsync.daemon import Daemon
 from modelsync.errors import ConfigError, ManifestError, ModelsyncError
 from modelsync.logs import configure_logging
-from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, verify_dir
+from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, extra_files, verify_dir
 from modelsync.progress import terminal_progress
 from modelsync.publish import publish as publish_revision
 from modelsync.sdnotify import Notifier
@@ -78,7 +78,7 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--state-dir",
             envvar="MODELSYNC_STATE_DIR",
-            help="State directory (default <store>/.modelsync).",
+            help="State directory (default .modelsync-<store name> beside the store).",
         ),
         click.option(
             "--model",
@@ -163,7 +163,7 @@ def publish(
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     metric_map = _kv(metrics, "--metric", number=True)
     meta_map = _kv(meta, "--meta", number=False)
-    load_config(None, {"store": "/", "model": "publish", "source": url})  # validates the URL
+    load_config(None, {"store": "/url-check", "model": "publish", "source": url})  # checks URL
     published = publish_revision(
         src_dir, url, version=version, metrics=metric_map, metadata=meta_map, sign_key=sign_key
     )
@@ -180,8 +180,12 @@ def publish(
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Also require a valid signature by one of these Ed25519 keys (PEM).",
 )
-def verify(directory: Path, public_keys: tuple[Path, ...]) -> int:
-    """Check a local revision against its manifest (exit 0 intact, 1 not)."""
+@click.option("--strict", is_flag=True, help="Files not in the manifest are an error too (exit 1).")
+def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
+    """Check a local revision against its manifest (exit 0 intact, 1 damaged).
+
+    Files a server wrote into the revision (Triton's __pycache__) are listed but
+    are not damage, unless --strict."""
     manifest_path = directory / MANIFEST_NAME
     try:
         raw = manifest_path.read_bytes()
@@ -189,6 +193,7 @@ def verify(directory: Path, public_keys: tuple[Path, ...]) -> int:
         raise ManifestError(f"{manifest_path}: cannot read: {exc.strerror}") from exc
     manifest = Manifest.parse(raw, str(manifest_path))
     problems = verify_dir(directory, manifest)
+    extra = extra_files(directory, manifest)
     if public_keys:
         keys = [load_public_key(path) for path in public_keys]
         signature_path = directory / SIGNATURE_NAME
@@ -198,11 +203,15 @@ def verify(directory: Path, public_keys: tuple[Path, ...]) -> int:
             problems.append(f"{SIGNATURE_NAME}: does not match any given public key")
     for problem in problems:
         click.echo(f"{directory}: {problem}", err=True)
-    if problems:
+    for rel in extra:
+        click.echo(f"{directory}: {rel}: not in the manifest (written after download?)", err=True)
+    if problems or (strict and extra):
         return 1
     click.echo(
         f"{directory}: version {manifest.version} intact "
-        f"({len(manifest.files)} files, {manifest.total_size} bytes)"
+        f"({len(manifest.files)} files, {manifest.total_size} bytes"
+        + (f"; {len(extra)} extra files" if extra else "")
+        + ")"
     )
     return 0
 
@@ -217,10 +226,9 @@ def verify(directory: Path, public_keys: tuple[Path, ...]) -> int:
 def sync(config_input: ConfigInput, require: bool) -> int:
     """Run one sync pass for every configured model (or --model)."""
     config = config_input.load()
-    syncer = Syncer(
-        Store(config.store, config.state_path),
-        progress=terminal_progress if sys.stderr.isatty() else None,
-    )
+    store = Store(config.store, config.state_path)
+    store.prepare()
+    syncer = Syncer(store, progress=terminal_progress if sys.stderr.isatty() else None)
     failed = False
     try:
         for entry in config.models:
@@ -251,8 +259,16 @@ def status(config_input: ConfigInput, as_json: bool) -> int:
             f" (activated {entry.get('activated_at') or '-'},"
             f" created {entry.get('created') or '-'})"
         )
-        click.echo(f"  source    {entry['source']}")
+        click.echo(f"  source    {entry['source']} (server: {entry['server']})")
         click.echo(f"  retained  {entry.get('retained') or '-'}")
+        if entry.get("rollback_failed"):
+            click.echo("  ROLLBACK FAILED: the previous revision did not confirm; see server")
+        elif entry.get("active_version") and entry.get("confirmed") is False:
+            click.echo("  unconfirmed: the server has not confirmed the active revision yet")
+        if entry.get("server_reason"):
+            click.echo(f"  server    {entry['server_reason']}")
+        for version, count in (entry.get("unknown_outcomes") or {}).items():
+            click.echo(f"  no verdict {version}: {count} rollback(s) without the server's verdict")
         for version, reason in (entry.get("refused") or {}).items():
             click.echo(f"  refused   {version}: {reason}")
         if entry.get("pinned") is not None:

@@ -26,8 +26,9 @@ from pydantic import (
 )
 
 from modelsync.errors import ConfigError, ManifestError
-from modelsync.manifest import check_relpath
+from modelsync.manifest import check_relpath, parse_version
 from modelsync.sources import SCHEMES
+from modelsync.store import CURRENT, Layout
 from modelsync.units import parse_duration, parse_size
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "NotifyConfig",
     "ValidateConfig",
     "VerifyConfig",
+    "default_state_dir",
     "load_config",
 ]
 
@@ -52,7 +54,8 @@ class _Strict(BaseModel):
 class NotifyConfig(_Strict):
     """How the serving process is told that ``current`` changed."""
 
-    method: Literal["none", "signal", "http", "exec"] = "none"
+    # None: the server preset's own way (none for the custom preset).
+    method: Literal["server", "none", "signal", "http", "exec"] | None = None
     signal: str = "SIGHUP"
     pidfile: Path | None = None
     # A regular expression matched against each process's command line (/proc/*/cmdline).
@@ -86,11 +89,15 @@ class NotifyConfig(_Strict):
 class ConfirmConfig(_Strict):
     """How modelsync hears that the server serves the new revision."""
 
-    method: Literal["none", "http", "tfserving", "exec"] = "none"
+    # None: the server preset's own way (none for the custom preset).
+    method: Literal["server", "none", "http", "tfserving", "exec"] | None = None
     # {model} and {version} are substituted. tfserving: http://host:8501/v1/models/{model}
     url: str | None = None
     # http: this JSON field of the answer must equal the version.
     json_field: str | None = None
+    # http: answers with these statuses mean the server could not load the version
+    # (any other non-2xx means "not yet").
+    fail_status: tuple[int, ...] = ()
     command: tuple[str, ...] | None = None
     timeout: Duration = 120.0
     period: Duration = 1.0
@@ -112,6 +119,9 @@ class ValidateConfig(_Strict):
     signatures: tuple[str, ...] = ("serving_default",)
     # {signature: {input name: nested list}}: each signature is called with these inputs.
     smoke_input: dict[str, dict[str, Any]] | None = None
+    # Your own loader: run on the staged revision (MODELSYNC_PATH, _MODEL, _VERSION in
+    # its environment) before any server sees it; a non-zero exit refuses the revision.
+    exec_: tuple[str, ...] | None = Field(default=None, alias="exec", min_length=1)
     timeout: Duration = 120.0
 
     @field_validator("tensorflow")
@@ -167,6 +177,73 @@ class ModelConfig(_Strict):
     confirm: ConfirmConfig = ConfirmConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
     verify: VerifyConfig = VerifyConfig()
+    # The server beside modelsync (modelsync/servers/): how it is told, asked, and
+    # what layout it needs. server_url: its HTTP endpoint (default: its usual port).
+    server: str = "custom"
+    server_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    server_options: dict[str, Any] = Field(default_factory=dict)
+    # <store>/<model>/current; None: as the server preset wants (custom: yes).
+    current_link: bool | None = None
+    # Files a revision carries that the server reads at <store>/<model>/ (Triton's
+    # config.pbtxt); None: the preset's.
+    model_files: tuple[str, ...] | None = None
+    # A revision the server gave no verdict on (timeout, unreachable) is rolled back
+    # and tried again; after this many such attempts it is refused.
+    unknown_attempts: int = Field(default=2, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _server_preset(self) -> ModelConfig:
+        from modelsync.servers import PRESETS, get_preset
+
+        if self.server not in PRESETS:
+            raise ValueError(
+                f"server: unknown server {self.server!r}; one of " + ", ".join(sorted(PRESETS))
+            )
+        try:
+            get_preset(self.server).options(self.server_options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            raise ValueError(f"server_options.{key}: {msg}") from exc
+        if self.server == "custom" and "server" in (self.notify.method, self.confirm.method):
+            raise ValueError("method 'server' needs a server preset (server = \"triton\", ...)")
+        for name in self.model_files or ():
+            try:
+                check_relpath(name, "model_files")
+            except ManifestError as exc:
+                raise ValueError(str(exc)) from exc
+            if "/" in name or parse_version(name) is not None or name == CURRENT:
+                raise ValueError(f"model_files: {name!r} must be a plain file name")
+        return self
+
+    # -- what the server preset decides unless set here ------------------------
+
+    @property
+    def confirm_timeout(self) -> float:
+        return self.confirm.timeout
+
+    @property
+    def notify_method(self) -> str:
+        if self.notify.method is not None:
+            return self.notify.method
+        return "none" if self.server == "custom" else "server"
+
+    @property
+    def confirm_method(self) -> str:
+        if self.confirm.method is not None:
+            return self.confirm.method
+        return "none" if self.server == "custom" else "server"
+
+    @property
+    def layout(self) -> Layout:
+        """What the server needs in <store>/<model>/ (modelsync.store)."""
+        from modelsync.servers import get_preset
+
+        preset = get_preset(self.server)
+        link = self.current_link if self.current_link is not None else preset.current_link
+        files = self.model_files if self.model_files is not None else preset.model_files
+        return Layout(link_current=link, model_files=files, exclusive=preset.exclusive)
 
     @field_validator("complete_marker")
     @classmethod
@@ -232,17 +309,32 @@ class Config(_Strict):
             raise ValueError(f"model {dupes[0]!r} is configured twice")
         if self.interval <= 0 or self.pass_timeout <= 0:
             raise ValueError("interval and pass_timeout must be positive")
+        if self.store.parent == self.store:
+            raise ValueError("store cannot be the root directory: use e.g. /data/models")
+        if self.state_dir is not None and (
+            self.state_dir.is_relative_to(self.store) or self.store.is_relative_to(self.state_dir)
+        ):
+            raise ValueError(
+                f"state_dir {self.state_dir} overlaps the served tree {self.store}, which "
+                f"servers scan: put it beside it, e.g. {default_state_dir(self.store)}"
+            )
         return self
 
     @property
     def state_path(self) -> Path:
-        return self.state_dir if self.state_dir is not None else self.store / ".modelsync"
+        return self.state_dir if self.state_dir is not None else default_state_dir(self.store)
 
     def model(self, name: str) -> ModelConfig:
         for model in self.models:
             if model.name == name:
                 return model
         raise ConfigError(f"no model named {name!r} in the configuration")
+
+
+def default_state_dir(store: Path) -> Path:
+    """Beside the served tree, never in it: servers that scan ``store`` must not see it,
+    and it must share the filesystem so that renames into ``store`` are atomic."""
+    return store.parent / f".modelsync-{store.name}"
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:

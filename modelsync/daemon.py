@@ -67,6 +67,9 @@ class _Worker(threading.Thread):
         self.wake = threading.Event()
         self.stop_event = threading.Event()
         self.failures = 0
+        # Passes in a row that asked to be retried soon without failing (the server
+        # has not confirmed yet, or is not reachable): they back off like failures.
+        self.waiting = 0
         self.passes = 0
         self.last: PassResult | None = None
         self.stale = False
@@ -77,7 +80,7 @@ class _Worker(threading.Thread):
             self._one_pass()
             if self.stop_event.is_set():
                 return
-            self.wake.wait(self.daemon_ref.next_delay(self.failures))
+            self.wake.wait(self.daemon_ref.next_delay(max(self.failures, self.waiting)))
 
     def _one_pass(self) -> None:
         d = self.daemon_ref
@@ -87,24 +90,26 @@ class _Worker(threading.Thread):
         if self.stop_event.is_set() and result.outcome is Outcome.FAILED:
             return  # abandoned on purpose: not a failure of the model
         log = structlog.get_logger().bind(model=model.name, version=result.active)
-        if result.ok:
+        ms = d.syncer.store.model(model.name, model.layout)
+        state = ms.load_state()
+        if result.ok and not state.rollback_failed:
             if self.failures:
                 log.info("recovered", after_failures=self.failures)
             self.failures = 0
-        else:
+        elif not result.ok:
             self.failures += 1
+        self.waiting = self.waiting + 1 if result.retry_soon else 0
         created = self._created(result.active)
         age = None if created is None else d.wall() - created
         self.stale = bool(model.max_age is not None and age is not None and age > model.max_age)
         if self.stale:
             log.warning("active revision is stale", age_s=round(age or 0), max_age_s=model.max_age)
-        ms = d.syncer.store.model(model.name)
         d.metrics.record(
             result,
             created,
             self.failures,
             self.stale,
-            rollback_failed=ms.load_state().rollback_failed,
+            rollback_failed=state.rollback_failed,
         )
         self.last = result
         self.passes += 1
@@ -123,7 +128,8 @@ class _Worker(threading.Thread):
     def _created(self, version: int | None) -> float | None:
         if version is None:
             return None
-        manifest = self.daemon_ref.syncer.store.model(self.model.name).manifest_of(version)
+        ms = self.daemon_ref.syncer.store.model(self.model.name, self.model.layout)
+        manifest = ms.manifest_of(version)
         return manifest.created.timestamp() if manifest else None
 
 
@@ -176,11 +182,14 @@ class Daemon:
     def not_ready(self) -> list[str]:
         reasons = []
         for model in self.config.models:
-            ms = self.syncer.store.model(model.name)
+            ms = self.syncer.store.model(model.name, model.layout)
+            state = ms.load_state()
             if ms.active_version() is None:
                 reasons.append(f"{model.name}: no active version")
-            elif ms.load_state().rollback_failed:
+            elif state.rollback_failed:
                 reasons.append(f"{model.name}: previous version failed to confirm after rollback")
+            elif state.server_reason is not None:
+                reasons.append(f"{model.name}: the server does not serve the active version")
         return reasons
 
     def status(self) -> dict[str, Any]:

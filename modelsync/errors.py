@@ -12,6 +12,9 @@ ModelsyncError                 base: one clear line; ``retryable`` says whether 
 ├── StoreError                 the local store cannot be written (disk full, damaged layout)
 ├── PublishError               a publish that would overwrite or cannot proceed
 ├── ReloadError                the serving process did not take the revision (notify/confirm)
+│   ├── LoadFailed             the server said it could not load it (its own words kept)
+│   └── LoadUnknown            no verdict: timed out, or the server could not be reached
+│       └── ServerNotRunning   nothing listens / no process to tell
 └── Cancelled                  stop requested or the pass deadline passed
 """
 
@@ -22,12 +25,15 @@ __all__ = [
     "Cancelled",
     "ConfigError",
     "IntegrityError",
+    "LoadFailed",
+    "LoadUnknown",
     "ManifestError",
     "ModelsyncError",
     "NotFoundError",
     "PublishError",
     "RefusedError",
     "ReloadError",
+    "ServerNotRunning",
     "SourceError",
     "StoreError",
     "TransientSourceError",
@@ -85,6 +91,19 @@ class PublishError(ModelsyncError):
 
 class ReloadError(ModelsyncError):
     """The serving process did not confirm the revision."""
+
+
+class LoadFailed(ReloadError):
+    """The server answered that it could not load the revision: roll back and refuse it."""
+
+
+class LoadUnknown(ReloadError):
+    """No verdict from the server (timeout, unreachable): roll back, refuse only after
+    this happened ``unknown_attempts`` times."""
+
+
+class ServerNotRunning(LoadUnknown):
+    """There is no serving process to tell (yet): nothing listens, no such process."""
 
 
 class Cancelled(ModelsyncError):

@@ -29,6 +29,7 @@ __all__ = [
     "Manifest",
     "build_manifest",
     "check_relpath",
+    "extra_files",
     "hash_file",
     "parse_version",
     "verify_dir",
@@ -264,11 +265,12 @@ def build_manifest(
     return Manifest.parse(manifest.to_bytes(), str(root))
 
 
-def verify_dir(root: Path, manifest: Manifest) -> list[str]:
+def verify_dir(root: Path, manifest: Manifest, *, extra_ok: bool = False) -> list[str]:
     """Problems found comparing ``root`` with ``manifest``; an empty list means intact.
 
-    Files present on disk but absent from the manifest count as problems: they are
-    unverified bytes the server would load.
+    Files present on disk but absent from the manifest count as problems (they are
+    unverified bytes the server would load) unless ``extra_ok``: a served revision
+    may hold files its server wrote (see ``extra_files``).
     """
     problems: list[str] = []
     for entry in manifest.files:
@@ -281,9 +283,17 @@ def verify_dir(root: Path, manifest: Manifest) -> list[str]:
             problems.append(f"{entry.path}: size {size}, manifest says {entry.size}")
         elif digest != entry.sha256:
             problems.append(f"{entry.path}: sha256 does not match the manifest")
-    listed = {entry.path for entry in manifest.files} | RESERVED_NAMES
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if (path.is_file() or path.is_symlink()) and rel not in listed:
-            problems.append(f"{rel}: not in the manifest")
+    if not extra_ok:
+        problems.extend(f"{rel}: not in the manifest" for rel in extra_files(root, manifest))
     return problems
+
+
+def extra_files(root: Path, manifest: Manifest) -> list[str]:
+    """Files under ``root`` that ``manifest`` does not list (e.g. a server's caches)."""
+    listed = {entry.path for entry in manifest.files} | RESERVED_NAMES
+    return [
+        rel
+        for path in sorted(root.rglob("*"))
+        if (path.is_file() or path.is_symlink())
+        and (rel := path.relative_to(root).as_posix()) not in listed
+    ]

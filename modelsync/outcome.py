@@ -33,6 +33,9 @@ class PassResult:
     refused: list[int] = field(default_factory=list)
     stats: TransferStats = field(default_factory=TransferStats)
     duration: float = 0.0
+    # Ask again soon (not a failure): the server has not confirmed the active
+    # revision yet, or could not be reached.
+    retry_soon: bool = False
 
     @property
     def ok(self) -> bool:

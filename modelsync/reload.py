@@ -1,26 +1,31 @@
 """The seam between modelsync and the serving process: tell it, then hear it back.
 
-Notifiers (modelsync/notify/) tell the server that ``current`` changed; confirmers
-(modelsync/confirm/) wait until it serves the version. Both raise ReloadError with
-the server's own reason; a notifier raises ServerNotRunning when there is no
-server to tell (no process, connection refused), which the first activation of a
-model tolerates: the server loads ``current`` when it starts.
+Notifiers (modelsync/notify/) tell the server that the revision changed; probers
+(modelsync/confirm/ and the server presets in modelsync/servers/) ask it, once,
+what it does with a version. ``confirm.wait_loaded`` turns repeated probes into one
+of three outcomes: loaded (returns), failed (LoadFailed: the server said so, with
+its own words), unknown (LoadUnknown: timeout, unreachable).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from modelsync.cancel import CancelToken
-from modelsync.errors import ReloadError
+from modelsync.errors import ReloadError, ServerNotRunning
 
-__all__ = ["Confirmer", "Notifier", "ReloadTarget", "ServerNotRunning", "render"]
-
-
-class ServerNotRunning(ReloadError):
-    """There is no serving process to tell (yet)."""
+__all__ = [
+    "Notifier",
+    "Probe",
+    "ProbeState",
+    "Prober",
+    "ReloadTarget",
+    "ServerNotRunning",
+    "render",
+    "server_words",
+]
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,54 @@ def render(template: str, target: ReloadTarget) -> str:
         ) from exc
 
 
+def server_words(body: bytes, limit: int = 400) -> str:
+    """The part of a server's error answer a person needs, on one line.
+
+    JSON answers keep their ``error``/``detail``/``reason`` field; text answers
+    (MLServer sends a Python traceback) keep their last line, which names the error.
+    """
+    import json
+
+    text = body.decode(errors="replace").strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        for key in ("error", "detail", "reason", "message"):
+            if isinstance(doc.get(key), str) and doc[key].strip():
+                text = doc[key].strip()
+                break
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # Triton's reasons put the error first and a traceback after it; tracebacks
+    # put it last.
+    if lines and lines[0].startswith("Traceback"):
+        lines = lines[-1:]
+    return " ".join(lines)[:limit]
+
+
+class ProbeState(StrEnum):
+    LOADED = "loaded"  # the server serves this version
+    LOADING = "loading"  # it is working on it: ask again
+    ABSENT = "absent"  # it answers but does not have this version (not yet, or lost it)
+    FAILED = "failed"  # it said it cannot load this version
+    UNREACHABLE = "unreachable"  # nothing answers
+
+
+@dataclass(frozen=True)
+class Probe:
+    state: ProbeState
+    detail: str = ""
+
+
 class Notifier(Protocol):
     def notify(self, target: ReloadTarget) -> None:
-        """Tell the server; raise ServerNotRunning or ReloadError."""
+        """Tell the server; raise ServerNotRunning, LoadFailed (the server refused it
+        outright, e.g. a synchronous load API) or ReloadError."""
         ...
 
 
-class Confirmer(Protocol):
-    def confirm(self, target: ReloadTarget, cancel: CancelToken) -> None:
-        """Return once the server serves ``target``; raise ReloadError on failure or timeout."""
+class Prober(Protocol):
+    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+        """Ask the server once, within ``timeout`` seconds, what it does with ``target``."""
         ...

@@ -30,7 +30,11 @@ class Pending:
     phase: Phase = "activating"
     # "quarantine" for a revision the server refused; "cache" for a manual rollback.
     retire_to: Literal["quarantine", "cache"] = "quarantine"
+    # Why it is rolled back, and whether the server said so ("failed") or gave no
+    # verdict ("unknown"): journalled so that a rollback finished after a crash
+    # still refuses (or counts) the revision.
     reason: str = ""
+    verdict: Literal["failed", "unknown", ""] = ""
 
 
 @dataclass
@@ -42,6 +46,13 @@ class ModelState:
     last_error: str | None = None
     last_error_at: float | None = None
     rollback_failed: bool = False
+    # False while the active revision stands without the server having confirmed it
+    # (activated when no server answered: an init container); each pass asks again.
+    confirmed: bool = True
+    # Rollbacks without a verdict per version; at unknown_attempts it is refused.
+    unknown: dict[int, int] = field(default_factory=dict)
+    # What the server last said about a failure (its own words).
+    server_reason: str | None = None
     pending: Pending | None = None
 
     @classmethod
@@ -56,9 +67,11 @@ class ModelState:
         try:
             pending = doc.pop("pending", None)
             refused = {int(k): str(v) for k, v in doc.pop("refused", {}).items()}
+            unknown = {int(k): int(v) for k, v in doc.pop("unknown", {}).items()}
             known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
             return cls(
                 refused=refused,
+                unknown=unknown,
                 pending=Pending(**pending) if pending else None,
                 **known,
             )
@@ -68,5 +81,6 @@ class ModelState:
     def save(self, path: Path) -> None:
         doc = asdict(self)
         doc["refused"] = {str(k): v for k, v in sorted(self.refused.items())}
+        doc["unknown"] = {str(k): v for k, v in sorted(self.unknown.items())}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())

@@ -20,8 +20,8 @@ def rfc3339(timestamp: float | None) -> str | None:
 
 def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]:
     """A JSON-ready description of one model's local state."""
-    ms = store.model(model.name)
-    report: dict[str, Any] = {"name": model.name, "source": model.source}
+    ms = store.model(model.name, model.layout)
+    report: dict[str, Any] = {"name": model.name, "source": model.source, "server": model.server}
     try:
         state = ms.load_state()
         active = ms.active_version()
@@ -46,6 +46,11 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         last_error=state.last_error,
         last_error_at=rfc3339(state.last_error_at),
         pending=state.pending.version if state.pending else None,
+        # False while the active revision stands without the server's confirmation.
+        confirmed=state.confirmed,
+        rollback_failed=state.rollback_failed,
+        server_reason=state.server_reason,
+        unknown_outcomes={str(v): n for v, n in sorted(state.unknown.items())},
     )
     return report
 

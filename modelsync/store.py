@@ -3,8 +3,12 @@
 Layout (DESIGN.md):
 
     <store>/<model>/<version>/            what the server should serve now
-    <store>/<model>/current -> <version>  relative symlink, swapped by rename
+    <store>/<model>/config.pbtxt          model-level files the server reads (Layout)
+    <store>/<model>/current -> <version>  relative symlink, swapped by rename; for
+                                          servers that scan the tree it lives at
+                                          <state>/active/<model> instead
     <state>/revisions/<model>/<version>/  retained older revisions (rollback targets)
+    <state>/model-files/<model>/          the model-level files before an activation
     <state>/staging/<model>/...           downloads in progress; wiped at every pass
     <state>/quarantine/<model>/<version>/ revisions the server refused, for inspection
     <state>/state/<model>.json            refused versions, pin, journal (state.py)
@@ -23,19 +27,34 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import ManifestError, StoreError
-from modelsync.fsutil import move_dir, remove_tree, store_error, swap_symlink
+from modelsync.errors import ConfigError, ManifestError, StoreError
+from modelsync.fsutil import fsync_dir, move_dir, remove_tree, store_error, swap_symlink
 from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version
 from modelsync.state import ModelState, Pending
 
-__all__ = ["CURRENT", "ModelStore", "Store"]
+__all__ = ["CURRENT", "LEGACY_STATE", "Layout", "ModelStore", "Store"]
 
 CURRENT = "current"
+# Where modelsync 0.1 kept its state by default: inside the served tree.
+LEGACY_STATE = ".modelsync"
 # Refused revisions kept for inspection; older ones are deleted.
 QUARANTINE_KEEP = 2
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What one model's server needs to find in ``<store>/<model>/``."""
+
+    # <store>/<model>/current for servers that load it; elsewhere it would be scanned.
+    link_current: bool = True
+    # Files a revision carries that the server reads from <store>/<model>/.
+    model_files: tuple[str, ...] = ()
+    # Only the version being served is in the directory, even during an activation.
+    exclusive: bool = False
 
 
 class Store:
@@ -46,29 +65,67 @@ class Store:
         self.state_dir = state_dir
 
     def prepare(self) -> None:
-        """Create both directories and check that renames between them are atomic."""
-        for path in (self.root, self.state_dir):
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise store_error("create", path, exc) from exc
+        """Create both directories, move a 0.1 state directory out of the served tree,
+        and check that renames between them are atomic (ConfigError when not)."""
+        hint = (
+            f"set state_dir to a writable directory on the filesystem of store {self.root}, "
+            f"outside it (for a volume mounted at {self.root}: mount it one level up, e.g. "
+            f'at /data, with store = "/data/{self.root.name}")'
+        )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise store_error("create", self.root, exc) from exc
+        self._move_legacy_state(hint)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create state_dir {self.state_dir}: {exc.strerror}; {hint}"
+            ) from exc
         if self.root.stat().st_dev != self.state_dir.stat().st_dev:
-            raise StoreError(
-                f"state_dir {self.state_dir} is on another filesystem than store {self.root}; "
-                "renames between them would not be atomic"
+            raise ConfigError(
+                f"state_dir {self.state_dir} is on another filesystem than store {self.root}, "
+                f"so renames between them would not be atomic; {hint}"
             )
 
-    def model(self, name: str) -> ModelStore:
-        return ModelStore(name, self.root / name, self.state_dir)
+    def _move_legacy_state(self, hint: str) -> None:
+        legacy = self.root / LEGACY_STATE
+        if legacy == self.state_dir or not legacy.is_dir():
+            return
+        if self.state_dir.exists() and any(self.state_dir.iterdir()):
+            raise ConfigError(
+                f"{legacy}: a modelsync 0.1 state directory inside the served tree, while "
+                f"{self.state_dir} is in use; remove {legacy} (servers scan it)"
+            )
+        try:
+            self.state_dir.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.state_dir.rmdir()
+            legacy.rename(self.state_dir)
+            fsync_dir(self.root)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot move the 0.1 state directory {legacy} to {self.state_dir}: "
+                f"{exc.strerror}; {hint}"
+            ) from exc
+
+    def model(self, name: str, layout: Layout | None = None) -> ModelStore:
+        return ModelStore(name, self.root / name, self.state_dir, layout or Layout())
 
 
 class ModelStore:
     """One model's part of the store. Every method re-reads the disk."""
 
-    def __init__(self, name: str, directory: Path, state_dir: Path) -> None:
+    def __init__(self, name: str, directory: Path, state_dir: Path, layout: Layout) -> None:
         self.name = name
         self.dir = directory
-        self.current = directory / CURRENT
+        self.layout = layout
+        in_tree, in_state = directory / CURRENT, state_dir / "active" / name
+        self.current, self._other_current = (
+            (in_tree, in_state) if layout.link_current else (in_state, in_tree)
+        )
+        self.model_files_backup = state_dir / "model-files" / name
         self.cache_dir = state_dir / "revisions" / name
         self.staging_root = state_dir / "staging" / name
         self.quarantine_dir = state_dir / "quarantine" / name
@@ -164,6 +221,16 @@ class ModelStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def align_layout(self) -> None:
+        """Keep the pointer to the active version where this layout wants it (the
+        server preset or current_link changed since the last pass)."""
+        if not self._other_current.is_symlink():
+            return
+        if not self.current.is_symlink():
+            self.current.parent.mkdir(parents=True, exist_ok=True)
+            swap_symlink(self.current, os.readlink(self._other_current), self.tmp)
+        remove_tree(self._other_current, self.trash)
+
     def clean_staging(self) -> None:
         """Remove leftovers of interrupted downloads, removals and link swaps.
 
@@ -201,6 +268,7 @@ class ModelStore:
         The journal entry is written first, so a crash at any point after it is
         finished (or undone) by ``recover``.
         """
+        self._backup_model_files()
         state.pending = Pending(
             version, previous, "activating", "cache" if retire_to == "cache" else "quarantine"
         )
@@ -208,6 +276,12 @@ class ModelStore:
         target = self.dir / str(version)
         if tree != target:
             move_dir(tree, target)
+        # A cached copy of the version now served (a revision downloaded again after
+        # a manual rollback) would otherwise sit in the cache beside it.
+        remove_tree(self.cache_dir / str(version), self.trash)
+        self._place_model_files(version)
+        if self.layout.exclusive and previous is not None and previous != version:
+            self._retire(previous)
         self._point_current(version)
         self._hide_newer_than(version)
 
@@ -216,9 +290,7 @@ class ModelStore:
         pending = state.pending
         assert pending is not None
         if pending.previous is not None and pending.previous != pending.version:
-            served = self.dir / str(pending.previous)
-            if served.is_dir():
-                move_dir(served, self.cache_dir / str(pending.previous))
+            self._retire(pending.previous)
         state.pending = None
         state.activated_at = now
         state.last_success_at = now
@@ -242,6 +314,7 @@ class ModelStore:
             self._point_current(previous)
         elif self.current.is_symlink():
             remove_tree(self.current, self.trash)
+        self._restore_model_files()
         bad = self.dir / str(pending.version)
         if bad.is_dir() and pending.version != previous:
             if pending.retire_to == "cache":
@@ -251,10 +324,6 @@ class ModelStore:
                 remove_tree(dest, self.trash)
                 move_dir(bad, dest)
                 self._trim(self.quarantine_dir, QUARANTINE_KEEP)
-
-    def finish_rollback(self, state: ModelState) -> None:
-        state.pending = None
-        self.save_state(state)
 
     def recover(self, state: ModelState) -> Pending | None:
         """Bring the disk in line with an interrupted activation; return it if it must
@@ -270,6 +339,9 @@ class ModelStore:
             state.pending = None
             self.save_state(state)
             return None
+        self._place_model_files(pending.version)
+        if self.layout.exclusive and pending.previous not in (None, pending.version):
+            self._retire(pending.previous)
         self._point_current(pending.version)
         self._hide_newer_than(pending.version)
         return pending
@@ -282,7 +354,59 @@ class ModelStore:
 
     def _point_current(self, version: int) -> None:
         if self.active_version() != version or os.readlink(self.current) != str(version):
+            self.current.parent.mkdir(parents=True, exist_ok=True)
             swap_symlink(self.current, str(version), self.tmp)
+
+    def _retire(self, version: int | None) -> None:
+        """Move a served version to the cache (replacing a stale cached copy)."""
+        served = self.dir / str(version)
+        if version is None or not served.is_dir():
+            return
+        dest = self.cache_dir / str(version)
+        remove_tree(dest, self.trash)
+        move_dir(served, dest)
+
+    def _backup_model_files(self) -> None:
+        """Keep the model-level files as they are before an activation, for rollback."""
+        if not self.layout.model_files:
+            return
+        remove_tree(self.model_files_backup, self.trash)
+        for name in self.layout.model_files:
+            placed = self.dir / name
+            if placed.is_file() and not placed.is_symlink():
+                self._install(placed, self.model_files_backup / name)
+
+    def _place_model_files(self, version: int) -> None:
+        """Put the model-level files a revision carries where the server reads them."""
+        for name in self.layout.model_files:
+            carried = self.dir / str(version) / name
+            if carried.is_file() and not carried.is_symlink():
+                self._install(carried, self.dir / name)
+
+    def _restore_model_files(self) -> None:
+        for name in self.layout.model_files:
+            saved = self.model_files_backup / name
+            if saved.is_file():
+                self._install(saved, self.dir / name)
+            else:
+                remove_tree(self.dir / name, self.trash)
+
+    def _install(self, source: Path, dest: Path) -> None:
+        """Copy ``source`` to ``dest`` in one rename, through the state directory so that
+        no temporary name ever appears in the served tree."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / f"{dest.name}-{uuid.uuid4().hex[:8]}"
+        try:
+            shutil.copyfile(source, tmp)
+            with tmp.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp.replace(dest)
+            fsync_dir(dest.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise store_error("install", dest, exc) from exc
 
     def _hide_newer_than(self, version: int) -> None:
         """Move served versions newer than ``version`` to the cache.

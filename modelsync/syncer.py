@@ -1,8 +1,8 @@
 """One sync pass for one model, as named steps ending in an Outcome.
 
-discover → decide (discover.py) → download → verify → validate → activate →
-notify → confirm → commit, or on a failed reload: roll back → notify → confirm the
-previous → refuse (activation.py)
+re-confirm the active revision → discover → decide (discover.py) → download →
+verify → validate → activate → notify → confirm → commit, or on a failed reload:
+roll back → notify → confirm the previous → refuse or count (activation.py)
 
 The pass re-derives everything from disk (``current``, the journal in the state
 file), so running it again after a crash finishes or undoes the interrupted one.
@@ -82,7 +82,7 @@ class Syncer:
     def sync(self, model: ModelConfig, cancel: CancelToken) -> PassResult:
         """One pass for ``model``. Never raises for a sync failure: see the result."""
         log: Log = structlog.get_logger().bind(model=model.name)
-        ms = self.store.model(model.name)
+        ms = self.store.model(model.name, model.layout)
         started = time.monotonic()
         result = PassResult(model.name, Outcome.FAILED, None)
         try:
@@ -105,7 +105,10 @@ class Syncer:
 
     def _run(self, ctx: PassContext) -> None:
         ms, state, result, log = ctx.ms, ctx.state, ctx.result, ctx.log
+        ms.align_layout()
         self._recover(ctx)
+        if not self._activation.reconfirm(ctx):
+            return
         active = ms.active_version()
         if state.pinned is not None:
             log.info("pinned; not looking for new revisions", version=active, pinned=state.pinned)
@@ -119,7 +122,7 @@ class Syncer:
         if candidate is None:
             result.outcome = Outcome.UNCHANGED
             log.debug("up to date", version=active)
-            if not result.refused:
+            if not result.refused and not state.rollback_failed:
                 state.last_error = None
                 state.last_success_at = self._wall()
                 ms.save_state(state)
@@ -127,7 +130,7 @@ class Syncer:
         result.candidate = candidate.version
         try:
             staged = self._download(ctx, source, candidate)
-            validate_revision(staged, ctx.model.validate_, ctx.cancel)
+            validate_revision(staged, ctx.model, candidate.version, ctx.cancel)
         except RefusedError as exc:
             self._refuse(ctx, candidate.version, str(exc))
             raise
@@ -200,7 +203,7 @@ class Syncer:
     ) -> PassResult:
         """Activate a retained older revision by hand and pin the model to it."""
         log: Log = structlog.get_logger().bind(model=model.name)
-        ms = self.store.model(model.name)
+        ms = self.store.model(model.name, model.layout)
         result = PassResult(model.name, Outcome.FAILED, None)
         with ms.lock(cancel):
             try:
@@ -244,7 +247,7 @@ class Syncer:
 
     def unpin(self, model: ModelConfig) -> int | None:
         """Let the model follow new revisions again; return the pin that was removed."""
-        ms = self.store.model(model.name)
+        ms = self.store.model(model.name, model.layout)
         with ms.lock(CancelToken(deadline=time.monotonic() + 60)):
             state = ms.load_state()
             pinned, state.pinned = state.pinned, None

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from modelsync.config import default_state_dir
 from modelsync.store import ModelStore, Store
 from tests.helpers import check_invariants, run_cli, sidecar_flags, write_tree
 
@@ -44,7 +45,7 @@ class KillTrials:
         self.store = root / "store"
         self.flags = sidecar_flags(self.store, self.bucket)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
-        self.ms: ModelStore = Store(self.store, self.store / ".modelsync").model("ranker")
+        self.ms: ModelStore = Store(self.store, default_state_dir(self.store)).model("ranker")
         self._publish(self.bucket, 1)
         if run_cli("sync", *self.flags).returncode != 0:
             raise RuntimeError("the first sync failed")

@@ -32,7 +32,7 @@ def test_good_file_loads_with_defaults(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, GOOD))
     assert config.interval == 300
     assert config.pass_timeout == 1800
-    assert config.state_path == Path("/models/.modelsync")
+    assert config.state_path == Path("/.modelsync-models")  # beside the store, not in it
     assert [m.name for m in config.models] == ["ranker", "embedder"]
     assert config.model("ranker").keep == 3
     assert config.model("embedder").keep == 2

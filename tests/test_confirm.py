@@ -1,4 +1,4 @@
-"""Each confirm method against a real HTTP server or command, with timeouts."""
+"""Each confirm method against a real HTTP server or command: three outcomes, timeouts."""
 
 from __future__ import annotations
 
@@ -11,13 +11,20 @@ import pytest
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ConfirmConfig
-from modelsync.confirm import build_confirmer
-from modelsync.errors import Cancelled, ReloadError
+from modelsync.confirm import build_prober, wait_loaded
+from modelsync.errors import Cancelled, LoadFailed, LoadUnknown
 from modelsync.reload import ReloadTarget
 from tests.daemonproc import free_port
 from tests.httpstub import http_stub
 
 TARGET = ReloadTarget("ranker", 7, Path("/models/ranker/7"))
+
+
+def confirm(config: ConfirmConfig, token: CancelToken | None = None, **kwargs: bool) -> None:
+    """Wait for the verdict on TARGET with the prober of ``config``."""
+    prober = build_prober(config)
+    assert prober is not None
+    wait_loaded(prober, TARGET, config, token or CancelToken(), **kwargs)
 
 
 def _status(*entries: tuple[str, str, str, str]) -> bytes:
@@ -45,7 +52,7 @@ def test_tfserving_waits_for_available() -> None:
 
     with http_stub(answer) as (url, seen):
         config = ConfirmConfig(method="tfserving", url=url + "/v1/models/{model}", period=0.05)
-        build_confirmer(config).confirm(TARGET, CancelToken())
+        confirm(config)
     assert len(seen) == 3 and seen[0][1] == "/v1/models/ranker"
 
 
@@ -57,14 +64,14 @@ def test_tfserving_error_and_end_fail_at_once() -> None:
     ):
         config = ConfirmConfig(method="tfserving", url=url, period=0.05, timeout=30)
         started = time.monotonic()
-        with pytest.raises(ReloadError, match="UNKNOWN: Data loss: bad"):
-            build_confirmer(config).confirm(TARGET, CancelToken())
+        with pytest.raises(LoadFailed, match="UNKNOWN: Data loss: bad"):
+            confirm(config)
         assert time.monotonic() - started < 5
     with (
         http_stub(lambda m, p, b: (200, _status(("7", "END", "OK", "")))) as (url, _),
-        pytest.raises(ReloadError, match="without serving it"),
+        pytest.raises(LoadFailed, match="ended without serving"),
     ):
-        build_confirmer(ConfirmConfig(method="tfserving", url=url)).confirm(TARGET, CancelToken())
+        confirm(ConfirmConfig(method="tfserving", url=url))
 
 
 def test_dead_server_times_out_and_stop_interrupts() -> None:
@@ -72,12 +79,12 @@ def test_dead_server_times_out_and_stop_interrupts() -> None:
     config = ConfirmConfig(
         method="tfserving", url=f"http://127.0.0.1:{free_port()}/", period=0.05, timeout=0.5
     )
-    with pytest.raises(ReloadError, match=r"not confirmed within 0\.5s.*connection refused"):
-        build_confirmer(config).confirm(TARGET, CancelToken())
+    with pytest.raises(LoadUnknown, match=r"not confirmed within 0\.5s.*connection refused"):
+        confirm(config)
     token = CancelToken()
     token.stop_event.set()
     with pytest.raises(Cancelled):
-        build_confirmer(config.model_copy(update={"timeout": 60})).confirm(TARGET, token)
+        confirm(config.model_copy(update={"timeout": 60}), token)
 
 
 def test_http_json_field_must_equal_the_version() -> None:
@@ -88,17 +95,15 @@ def test_http_json_field_must_equal_the_version() -> None:
         return next(answers, (200, b'{"version": "7"}'))
 
     with http_stub(answer) as (url, seen):
-        build_confirmer(
-            ConfirmConfig(method="http", url=url, json_field="version", period=0.05)
-        ).confirm(TARGET, CancelToken())
+        confirm(ConfirmConfig(method="http", url=url, json_field="version", period=0.05))
     assert len(seen) == 3
     with (
         http_stub(lambda m, p, b: (200, b'{"version": 6}')) as (url, _),
-        pytest.raises(ReloadError, match="version is 6"),
+        pytest.raises(LoadUnknown, match="version is 6"),
     ):
-        build_confirmer(
+        confirm(
             ConfirmConfig(method="http", url=url, json_field="version", period=0.05, timeout=0.3)
-        ).confirm(TARGET, CancelToken())
+        )
 
 
 def test_exec_until_exit_0(tmp_path: Path) -> None:
@@ -109,7 +114,26 @@ def test_exec_until_exit_0(tmp_path: Path) -> None:
         "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
         "sys.exit(0 if n >= 3 and os.environ['MODELSYNC_VERSION'] == '7' else 1)"
     )
-    build_confirmer(
-        ConfirmConfig(method="exec", command=(sys.executable, "-c", script), period=0.05)
-    ).confirm(TARGET, CancelToken())
+    confirm(ConfirmConfig(method="exec", command=(sys.executable, "-c", script), period=0.05))
     assert marker.read_text() == "3"
+
+
+def test_exec_exit_3_is_the_servers_verdict() -> None:
+    """Exit 3 means the server could not load it: fails at once with the command's words."""
+    script = "import sys; sys.stderr.write('model.onnx: bad opset\\n'); sys.exit(3)"
+    started = time.monotonic()
+    with pytest.raises(LoadFailed, match="bad opset"):
+        confirm(ConfirmConfig(method="exec", command=(sys.executable, "-c", script), timeout=30))
+    assert time.monotonic() - started < 5
+
+
+def test_http_keeps_the_servers_words_and_fails_fast_on_fail_status() -> None:
+    """A non-2xx answer's body is kept in the reason; a fail_status answer fails at once."""
+    body = b'{"error": "load failed for model \'ranker\': version 7: bad weights"}'
+    with http_stub(lambda m, p, b: (400, body)) as (url, _):
+        with pytest.raises(LoadUnknown, match=r"HTTP 400: load failed .* bad weights"):
+            confirm(ConfirmConfig(method="http", url=url, period=0.05, timeout=0.3))
+        started = time.monotonic()
+        with pytest.raises(LoadFailed, match="bad weights"):
+            confirm(ConfirmConfig(method="http", url=url, fail_status=(400,), timeout=30))
+        assert time.monotonic() - started < 5

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from modelsync.config import default_state_dir
 from modelsync.store import Store
 from tests.helpers import check_invariants, run_cli, sidecar_flags, write_tree
 from tests.killtrials import KillTrials, revision_files
@@ -53,7 +54,7 @@ def test_kill_9_at_every_rename(tmp_path: Path) -> None:
     bucket = tmp_path / "bucket" / "ranker"
     store = tmp_path / "store"
     flags = sidecar_flags(store, bucket)
-    ms = Store(store, store / ".modelsync").model("ranker")
+    ms = Store(store, default_state_dir(store)).model("ranker")
 
     def publish(version: int) -> None:
         src = write_tree(tmp_path / "src" / str(version), revision_files(version))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelsync.config import default_state_dir
 from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.helpers import (
@@ -122,7 +123,7 @@ def test_sigterm_during_a_large_download_exits_promptly(
     assert daemon.proc.wait(10) == 0
     assert time.monotonic() - started < 5
     assert snapshot(store / "ranker") == before
-    assert not list((store / ".modelsync" / "staging").rglob("*"))
+    assert not list((default_state_dir(store) / "staging").rglob("*"))
     assert any(e.get("event") == "sync cancelled" for e in daemon.events())
 
 

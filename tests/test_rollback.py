@@ -1,9 +1,11 @@
 """Rollback paths with a scripted server: first activation, nothing to go back to, a
-previous revision that also fails, the metrics gate, and the daemon's view of it all."""
+previous revision that also fails, verdicts versus timeouts, the metrics gate, and the
+daemon's view of it all."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from modelsync.cancel import CancelToken
@@ -14,11 +16,19 @@ from tests.daemonproc import DaemonProcess
 from tests.helpers import check_invariants, manifest_doc, model_files, put_revision, snapshot
 from tests.httpstub import http_stub
 
+# The scripted server's way of saying "I could not load it".
+FAILED = (500, b'{"error": "load failed: bad weights"}')
+
 
 def _model(bucket: Path, confirm_url: str | None, **extra: object) -> ModelConfig:
     confirm = (
         ConfirmConfig(
-            method="http", url=confirm_url, json_field="version", period=0.05, timeout=0.5
+            method="http",
+            url=confirm_url + "/{version}",
+            json_field="version",
+            period=0.05,
+            timeout=0.5,
+            fail_status=(500,),
         )
         if confirm_url
         else ConfirmConfig()
@@ -43,7 +53,7 @@ def test_first_revision_refused_leaves_no_active_version(tmp_path: Path, bucket:
     """The server is up but cannot load the first revision: nothing to roll back to."""
     put_revision(bucket, 1, model_files(1))
     store = tmp_path / "store"
-    with http_stub(lambda m, p, b: (200, b'{"version": 0}')) as (url, _):
+    with http_stub(lambda m, p, b: FAILED) as (url, _):
         result = Syncer(Store(store, store / ".modelsync")).sync(_model(bucket, url), CancelToken())
     assert result.outcome is Outcome.ROLLED_BACK
     assert result.refused == [1]
@@ -52,21 +62,28 @@ def test_first_revision_refused_leaves_no_active_version(tmp_path: Path, bucket:
 
 
 def test_failed_reload_restores_exactly_and_refuses(tmp_path: Path, bucket: Path) -> None:
-    """v2 not confirmed: the served tree is byte-identical to before; v2 refused for good."""
+    """The server fails v2: the served tree is byte-identical to before; v2 refused for good
+    with the server's words, at once (not at the timeout)."""
     store = tmp_path / "store"
-    serving = {"version": 1}
-    with http_stub(lambda m, p, b: (200, json.dumps(serving).encode())) as (url, _):
+    failing: set[int] = set()
+
+    def answer(m: str, p: str, b: bytes) -> tuple[int, bytes]:
+        version = int(p.rsplit("/", 1)[1])
+        return FAILED if version in failing else (200, json.dumps({"version": version}).encode())
+
+    with http_stub(answer) as (url, _):
         syncer = Syncer(Store(store, store / ".modelsync"))
         put_revision(bucket, 1, model_files(1))
         assert syncer.sync(_model(bucket, url), CancelToken()).outcome is Outcome.ACTIVATED
         before = snapshot(store / "ranker")
         put_revision(bucket, 2, model_files(2))
+        failing.add(2)
         result = syncer.sync(_model(bucket, url), CancelToken())
         assert result.outcome is Outcome.ROLLED_BACK and result.refused == [2]
+        assert "bad weights" in (result.error or "")
         assert snapshot(store / "ranker") == before
         assert syncer.sync(_model(bucket, url), CancelToken()).outcome is Outcome.UNCHANGED
         put_revision(bucket, 3, model_files(3))
-        serving["version"] = 3
         assert syncer.sync(_model(bucket, url), CancelToken()).active == 3
 
 
@@ -90,26 +107,62 @@ def test_gate_refuses_without_downloading(tmp_path: Path, bucket: Path) -> None:
     assert "below 0.3" in state.refused[2] and "missing" in state.refused[3]
 
 
-def test_daemon_reports_a_rollback_that_also_failed(
+def test_timeouts_roll_back_and_refuse_only_after_unknown_attempts(
+    tmp_path: Path, bucket: Path
+) -> None:
+    """No verdict (the server never reaches v2): rolled back and tried again, not refused;
+    refused on the unknown_attempts-th time, with the count in the state until then."""
+    store = tmp_path / "store"
+    with http_stub(lambda m, p, b: (200, b'{"version": 1}')) as (url, _):
+        syncer = Syncer(Store(store, store / ".modelsync"))
+        model = _model(bucket, url, unknown_attempts=2)
+        put_revision(bucket, 1, model_files(1))
+        assert syncer.sync(model, CancelToken()).outcome is Outcome.ACTIVATED
+        before = snapshot(store / "ranker")
+        put_revision(bucket, 2, model_files(2))
+        first = syncer.sync(model, CancelToken())
+        assert (first.outcome, first.refused) == (Outcome.ROLLED_BACK, [])
+        assert "not confirmed within 0.5s" in (first.error or "")
+        assert snapshot(store / "ranker") == before
+        state = Store(store, store / ".modelsync").model("ranker").load_state()
+        assert state.unknown == {2: 1} and 2 not in state.refused
+        second = syncer.sync(model, CancelToken())
+        assert (second.outcome, second.refused) == (Outcome.ROLLED_BACK, [2])
+        state = Store(store, store / ".modelsync").model("ranker").load_state()
+        assert "no verdict from the server in 2 attempts" in state.refused[2]
+        assert state.unknown == {}
+        assert syncer.sync(model, CancelToken()).outcome is Outcome.UNCHANGED
+
+
+def test_daemon_reports_a_rollback_that_also_failed_and_clears_it(
     tmp_path: Path, bucket: Path, procs: list[DaemonProcess]
 ) -> None:
-    """Previous revision fails to confirm too: loud log, metric, /readyz 503; store kept."""
+    """Previous revision fails to confirm too: loud log, metric, /readyz 503, status says
+    so; once the server serves the active revision again, all of it clears."""
     store = tmp_path / "store"
-    serving = {"version": 1}
-    with http_stub(lambda m, p, b: (200, json.dumps(serving).encode())) as (url, _):
+    broken = {"on": False}
+
+    def answer(m: str, p: str, b: bytes) -> tuple[int, bytes]:
+        version = int(p.rsplit("/", 1)[1])
+        if version == 2 or broken["on"]:
+            broken["on"] = True  # v2 breaks the server: v1 does not come back either
+            return 200, b'{"version": 99}'
+        return 200, json.dumps({"version": version}).encode()
+
+    with http_stub(answer) as (url, _):
         config = tmp_path / "c.toml"
         config.write_text(
             f'store = "{store}"\ninterval = "1h"\n[[models]]\nname = "ranker"\n'
-            f'source = "file://{bucket}"\n[models.confirm]\nmethod = "http"\n'
-            f'url = "{url}"\njson_field = "version"\ntimeout = "1s"\n'
-            'period = "0.1s"\n'
+            f'source = "file://{bucket}"\nunknown_attempts = 1\n'
+            f'[models.confirm]\nmethod = "http"\nurl = "{url}/{{version}}"\n'
+            'json_field = "version"\ntimeout = "1s"\nperiod = "0.1s"\n'
         )
         put_revision(bucket, 1, model_files(1))
         daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
         procs.append(daemon)
         daemon.wait_for(lambda e: e.get("event") == "committed")
-        serving["version"] = 99  # the server breaks: neither v2 nor v1 will confirm
         put_revision(bucket, 2, model_files(2))
+        daemon.http("POST", "/sync")
         daemon.wait_for(lambda e: e.get("event", "").startswith("previous revision failed"))
         assert daemon.http("GET", "/readyz")[0] == 503
         metrics = daemon.http("GET", "/metrics")[1].decode()
@@ -118,3 +171,18 @@ def test_daemon_reports_a_rollback_that_also_failed(
         assert (store / "ranker" / "current").resolve().name == "1"
         critical = [e for e in daemon.events() if e.get("level") == "critical"]
         assert critical and critical[0]["version"] == 1
+        status = json.loads(daemon.http("GET", "/status")[1])["models"][0]
+        assert status["rollback_failed"] is True and "version is 99" in status["server_reason"]
+        assert not any(e.get("event") == "recovered" for e in daemon.events())
+
+        mark = len(daemon.events())
+        broken["on"] = False  # the server serves v1 again
+        daemon.wait_for(lambda e: e.get("event") == "server serves the active revision", 30, mark)
+        assert daemon.http("GET", "/readyz")[0] == 200
+        cleared = 'modelsync_rollback_failed{model="ranker"} 0.0'
+        deadline = time.monotonic() + 10  # the metric is set when the pass ends
+        while cleared not in daemon.http("GET", "/metrics")[1].decode():
+            assert time.monotonic() < deadline, "modelsync_rollback_failed stayed 1"
+            time.sleep(0.1)
+        status = json.loads(daemon.http("GET", "/status")[1])["models"][0]
+        assert status["rollback_failed"] is False and status["server_reason"] is None

@@ -20,6 +20,10 @@ from tests.tfmodels import build_models, corrupt_copy
 pytestmark = pytest.mark.tensorflow
 
 
+def _model(config: ValidateConfig) -> ModelConfig:
+    return ModelConfig(name="ranker", source="file:///bucket/ranker", validate=config)
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tf")
@@ -31,7 +35,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_a_good_model_passes_with_a_smoke_call(models: dict[str, Path]) -> None:
     """Loads, has serving_default, and answers the smoke input."""
     config = ValidateConfig(tensorflow=True, smoke_input={"serving_default": {"x": [[1.0], [2.0]]}})
-    validate_revision(models["good"], config, CancelToken())
+    validate_revision(models["good"], _model(config), 1, CancelToken())
 
 
 @pytest.mark.parametrize(
@@ -51,14 +55,14 @@ def test_bad_models_are_refused(
 ) -> None:
     """Corrupted variables, a missing signature, a smoke call that fails: refused."""
     with pytest.raises(RefusedError, match=message):
-        validate_revision(models[case], config, CancelToken())
+        validate_revision(models[case], _model(config), 1, CancelToken())
 
 
 def test_time_limit_is_a_failure_not_a_refusal(models: dict[str, Path]) -> None:
     """A check that runs out of time fails the pass without refusing the revision."""
     with pytest.raises(ModelsyncError, match="did not finish") as info:
         validate_revision(
-            models["good"], ValidateConfig(tensorflow=True, timeout=0.2), CancelToken()
+            models["good"], _model(ValidateConfig(tensorflow=True, timeout=0.2)), 1, CancelToken()
         )
     assert not isinstance(info.value, RefusedError)
 

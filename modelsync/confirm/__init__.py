@@ -1,58 +1,80 @@
-"""Confirmers: wait until the server reports the version healthy (http, tfserving, exec)."""
+"""Confirming: ask the server until it has an answer about a version.
+
+Each method is a Prober (one question, one answer: modelsync.reload.Probe);
+``wait_loaded`` asks every ``period`` and turns the answers into one of three
+outcomes: loaded (returns), failed (LoadFailed, the server's own words), unknown
+(LoadUnknown: the timeout passed while it was loading, absent or unreachable).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ConfirmConfig
-from modelsync.errors import ReloadError
-from modelsync.reload import Confirmer, ReloadTarget
+from modelsync.errors import LoadFailed, LoadUnknown, ServerNotRunning
+from modelsync.reload import Probe, Prober, ProbeState, ReloadTarget
 
-__all__ = ["NoConfirm", "build_confirmer", "poll"]
-
-
-class NoConfirm:
-    """Trust the notify step (or a server that is not watched)."""
-
-    def confirm(self, target: ReloadTarget, cancel: CancelToken) -> None:
-        return None
+__all__ = ["build_prober", "probe_timeout", "wait_loaded"]
 
 
-class Pending(Exception):
-    """Not yet: the server has not reached the version; ask again after the period."""
+def probe_timeout(config: ConfirmConfig) -> float:
+    """How long one question may take: a few periods, within 1-10 s."""
+    return min(10.0, max(1.0, config.period * 5))
 
 
-def poll(check: Callable[[], None], config: ConfirmConfig, cancel: CancelToken, what: str) -> None:
-    """Call ``check`` every ``period`` until it returns, raises ReloadError, or times out.
+def wait_loaded(
+    prober: Prober,
+    target: ReloadTarget,
+    config: ConfirmConfig,
+    cancel: CancelToken,
+    *,
+    unreachable_ends: bool = False,
+) -> None:
+    """Return once the server serves ``target``; raise LoadFailed or LoadUnknown.
 
-    ``check`` raises Pending (with the latest answer) to be asked again.
+    ``unreachable_ends``: a server that cannot be reached at all raises
+    ServerNotRunning at once instead of being waited for (the caller decides what
+    no server means).
     """
     deadline = time.monotonic() + config.timeout
     while True:
-        try:
-            check()
+        left = deadline - time.monotonic()
+        probe = prober.probe(target, max(0.5, min(probe_timeout(config), left)))
+        if probe.state is ProbeState.LOADED:
             return
-        except Pending as exc:
-            last = str(exc)
+        if probe.state is ProbeState.FAILED:
+            raise LoadFailed(f"server failed to load version {target.version}: {probe.detail}")
+        if probe.state is ProbeState.UNREACHABLE and unreachable_ends:
+            raise ServerNotRunning(probe.detail)
         left = deadline - time.monotonic()
         if left <= 0:
-            raise ReloadError(f"{what}: not confirmed within {config.timeout:g}s; last: {last}")
+            raise LoadUnknown(
+                f"version {target.version} not confirmed within {config.timeout:g}s; "
+                f"last: {_describe(probe)}"
+            )
         cancel.wait(min(config.period, left))
 
 
-def build_confirmer(config: ConfirmConfig) -> Confirmer:
+def _describe(probe: Probe) -> str:
+    return f"{probe.state.value}: {probe.detail}" if probe.detail else probe.state.value
+
+
+def build_prober(config: ConfirmConfig) -> Prober | None:
+    """The prober of an explicit confirm method; None for ``none``.
+
+    ``server`` (a preset's own) is built by the preset, not here.
+    """
     if config.method == "http":
-        from modelsync.confirm.http import HttpConfirmer
+        from modelsync.confirm.http import HttpProber
 
-        return HttpConfirmer(config)
+        return HttpProber(config)
     if config.method == "tfserving":
-        from modelsync.confirm.tfserving import TfServingConfirmer
+        from modelsync.confirm.tfserving import TfServingProber
 
-        return TfServingConfirmer(config)
+        return TfServingProber(config.url or "")
     if config.method == "exec":
-        from modelsync.confirm.exec import ExecConfirmer
+        from modelsync.confirm.exec import ExecProber
 
-        return ExecConfirmer(config)
-    return NoConfirm()
+        return ExecProber(config)
+    return None

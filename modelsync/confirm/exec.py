@@ -1,30 +1,32 @@
-"""Confirm by running a command until it exits 0 (model, version, path in its environment)."""
+"""Confirm by running a command (model, version, path in its environment).
+
+Exit 0: the server serves the version. Exit 3: the server could not load it (the
+command's last stderr line is kept as the reason). Anything else: not yet.
+"""
 
 from __future__ import annotations
 
-from modelsync.cancel import CancelToken
 from modelsync.config import ConfirmConfig
-from modelsync.confirm import Pending, poll
 from modelsync.errors import ReloadError
-from modelsync.notify.exec import run_command
-from modelsync.reload import ReloadTarget
+from modelsync.notify.exec import CommandFailed, run_command
+from modelsync.reload import Probe, ProbeState, ReloadTarget
 
-__all__ = ["ExecConfirmer"]
+__all__ = ["FAILED_EXIT", "ExecProber"]
+
+FAILED_EXIT = 3
 
 
-class ExecConfirmer:
+class ExecProber:
     def __init__(self, config: ConfirmConfig) -> None:
         assert config.command
-        self._config = config
+        self._command = config.command
 
-    def confirm(self, target: ReloadTarget, cancel: CancelToken) -> None:
-        command = self._config.command
-        assert command
-
-        def check() -> None:
-            try:
-                run_command(command, target, max(1.0, self._config.timeout))
-            except ReloadError as exc:
-                raise Pending(str(exc)) from exc
-
-        poll(check, self._config, cancel, command[0])
+    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+        try:
+            run_command(self._command, target, timeout)
+        except CommandFailed as exc:
+            state = ProbeState.FAILED if exc.returncode == FAILED_EXIT else ProbeState.LOADING
+            return Probe(state, str(exc))
+        except ReloadError as exc:  # could not run it (yet): not a verdict
+            return Probe(ProbeState.LOADING, str(exc))
+        return Probe(ProbeState.LOADED)

@@ -1,41 +1,44 @@
-"""Confirm through an HTTP endpoint that answers 2xx (optionally naming the version)."""
+"""Confirm through an HTTP endpoint that answers 2xx (optionally naming the version).
+
+Any other answer means "not yet", except the statuses listed in ``fail_status``,
+which mean the server could not load it; the server's own words are kept either way.
+"""
 
 from __future__ import annotations
 
 import json
 
-from modelsync.cancel import CancelToken
 from modelsync.config import ConfirmConfig
-from modelsync.confirm import Pending, poll
-from modelsync.errors import ReloadError
+from modelsync.errors import ReloadError, ServerNotRunning
 from modelsync.notify.http import http_call
-from modelsync.reload import ReloadTarget, render
+from modelsync.reload import Probe, ProbeState, ReloadTarget, render, server_words
 
-__all__ = ["HttpConfirmer"]
+__all__ = ["HttpProber"]
 
 
-class HttpConfirmer:
+class HttpProber:
     def __init__(self, config: ConfirmConfig) -> None:
         self._config = config
 
-    def confirm(self, target: ReloadTarget, cancel: CancelToken) -> None:
+    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
         url = render(self._config.url or "", target)
+        try:
+            status, body = http_call("GET", url, None, timeout)
+        except ServerNotRunning as exc:
+            return Probe(ProbeState.UNREACHABLE, str(exc))
+        except ReloadError as exc:
+            return Probe(ProbeState.LOADING, str(exc))
+        if status in self._config.fail_status:
+            return Probe(ProbeState.FAILED, f"HTTP {status}: {server_words(body)}")
+        if not 200 <= status < 300:
+            return Probe(ProbeState.LOADING, f"HTTP {status}: {server_words(body)}")
         field = self._config.json_field
-
-        def check() -> None:
-            try:
-                status, body = http_call("GET", url, None, max(1.0, self._config.period * 5))
-            except ReloadError as exc:
-                raise Pending(str(exc)) from exc
-            if not 200 <= status < 300:
-                raise Pending(f"HTTP {status}")
-            if field is None:
-                return
-            try:
-                value = json.loads(body).get(field)
-            except (ValueError, AttributeError) as exc:
-                raise Pending(f"answer is not a JSON object with {field!r}") from exc
-            if str(value) != str(target.version):
-                raise Pending(f"{field} is {value!r}")
-
-        poll(check, self._config, cancel, url)
+        if field is None:
+            return Probe(ProbeState.LOADED)
+        try:
+            value = json.loads(body).get(field)
+        except (ValueError, AttributeError):
+            return Probe(ProbeState.LOADING, f"answer is not a JSON object with {field!r}")
+        if str(value) != str(target.version):
+            return Probe(ProbeState.ABSENT, f"{field} is {value!r}")
+        return Probe(ProbeState.LOADED)

@@ -10,14 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelsync.cancel import CancelToken
-from modelsync.config import ConfirmConfig
-from modelsync.confirm import Pending, poll
-from modelsync.errors import ReloadError
+from modelsync.errors import ReloadError, ServerNotRunning
 from modelsync.notify.http import http_call
-from modelsync.reload import ReloadTarget, render
+from modelsync.reload import Probe, ProbeState, ReloadTarget, render
 
-__all__ = ["TfServingConfirmer", "version_status"]
+__all__ = ["TfServingProber", "version_status"]
 
 
 def version_status(doc: Any, version: int) -> dict[str, Any] | None:
@@ -29,37 +26,33 @@ def version_status(doc: Any, version: int) -> dict[str, Any] | None:
     return None
 
 
-class TfServingConfirmer:
-    def __init__(self, config: ConfirmConfig) -> None:
-        self._config = config
+class TfServingProber:
+    def __init__(self, url_template: str) -> None:
+        self._url = url_template
 
-    def confirm(self, target: ReloadTarget, cancel: CancelToken) -> None:
-        url = render(self._config.url or "", target)
-
-        def check() -> None:
-            try:
-                status, body = http_call("GET", url, None, max(1.0, self._config.period * 5))
-            except ReloadError as exc:
-                raise Pending(str(exc)) from exc
-            try:
-                doc = json.loads(body)
-            except ValueError as exc:
-                raise Pending(f"HTTP {status}, not JSON") from exc
-            entry = version_status(doc, target.version)
-            if entry is None:
-                raise Pending(f"HTTP {status}, version {target.version} not listed yet")
-            state = entry.get("state")
-            detail = entry.get("status") or {}
-            code = detail.get("error_code", "OK") if isinstance(detail, dict) else "OK"
-            if code not in ("OK", 0, None, ""):
-                message = detail.get("error_message", "") if isinstance(detail, dict) else ""
-                raise ReloadError(
-                    f"server failed to load version {target.version}: {code}: {message}"[:500]
-                )
-            if state == "AVAILABLE":
-                return
-            if state == "END":
-                raise ReloadError(f"server ended version {target.version} without serving it")
-            raise Pending(f"state {state}")
-
-        poll(check, self._config, cancel, url)
+    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+        url = render(self._url, target)
+        try:
+            status, body = http_call("GET", url, None, timeout)
+        except ServerNotRunning as exc:
+            return Probe(ProbeState.UNREACHABLE, str(exc))
+        except ReloadError as exc:
+            return Probe(ProbeState.LOADING, str(exc))
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return Probe(ProbeState.LOADING, f"HTTP {status}, not JSON")
+        entry = version_status(doc, target.version)
+        if entry is None:
+            return Probe(ProbeState.ABSENT, f"HTTP {status}, version {target.version} not listed")
+        state = entry.get("state")
+        detail = entry.get("status") or {}
+        code = detail.get("error_code", "OK") if isinstance(detail, dict) else "OK"
+        if code not in ("OK", 0, None, ""):
+            message = detail.get("error_message", "") if isinstance(detail, dict) else ""
+            return Probe(ProbeState.FAILED, f"{code}: {message}"[:500])
+        if state == "AVAILABLE":
+            return Probe(ProbeState.LOADED)
+        if state == "END":
+            return Probe(ProbeState.FAILED, f"version {target.version} ended without serving")
+        return Probe(ProbeState.LOADING, f"state {state}")

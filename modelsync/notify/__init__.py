@@ -1,4 +1,7 @@
-"""Notifiers: signal, http, exec (and none, for servers that watch the directory)."""
+"""Notifiers: signal, http, exec (and none, for servers that watch the directory).
+
+Server presets bring their own (modelsync/servers/); see servers.notifier_for.
+"""
 
 from __future__ import annotations
 
@@ -28,4 +31,6 @@ def build_notifier(config: NotifyConfig) -> Notifier:
         from modelsync.notify.exec import ExecNotifier
 
         return ExecNotifier(config)
+    if config.method == "server":
+        raise ValueError("method 'server' is built by the server preset (servers.notifier_for)")
     return NoNotify()

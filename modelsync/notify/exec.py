@@ -9,7 +9,15 @@ from modelsync.config import NotifyConfig
 from modelsync.errors import ReloadError
 from modelsync.reload import ReloadTarget
 
-__all__ = ["ExecNotifier", "run_command"]
+__all__ = ["CommandFailed", "ExecNotifier", "run_command"]
+
+
+class CommandFailed(ReloadError):
+    """The command ran and exited non-zero."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.returncode = returncode
 
 
 def run_command(argv: tuple[str, ...], target: ReloadTarget, timeout: float) -> None:
@@ -29,7 +37,7 @@ def run_command(argv: tuple[str, ...], target: ReloadTarget, timeout: float) -> 
     if done.returncode != 0:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         last = lines[-1][:300] if lines else "(no output)"
-        raise ReloadError(f"{argv[0]} exited {done.returncode}: {last}")
+        raise CommandFailed(f"{argv[0]} exited {done.returncode}: {last}", done.returncode)
 
 
 class ExecNotifier:

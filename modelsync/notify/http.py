@@ -6,14 +6,15 @@ import urllib.error
 import urllib.request
 
 from modelsync.config import NotifyConfig
-from modelsync.errors import ReloadError
-from modelsync.reload import ReloadTarget, ServerNotRunning, render
+from modelsync.errors import LoadUnknown, ReloadError, ServerNotRunning
+from modelsync.reload import ReloadTarget, render, server_words
 
 __all__ = ["HttpNotifier", "http_call"]
 
 
 def http_call(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
-    """Status and body of one request; ServerNotRunning when nothing listens."""
+    """Status and body of one request; ServerNotRunning when nothing listens, LoadUnknown
+    when the server did not answer in time or hung up."""
     if not url.startswith(("http://", "https://")):
         raise ReloadError(f"{url}: only http:// and https:// URLs can be called")
     request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - checked
@@ -27,9 +28,9 @@ def http_call(method: str, url: str, body: bytes | None, timeout: float) -> tupl
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ConnectionRefusedError):
             raise ServerNotRunning(f"{url}: connection refused") from exc
-        raise ReloadError(f"{url}: {exc.reason}") from exc
-    except (TimeoutError, ConnectionError) as exc:
-        raise ReloadError(f"{url}: {type(exc).__name__}: {exc}") from exc
+        raise LoadUnknown(f"{url}: {exc.reason}") from exc
+    except (TimeoutError, ConnectionError, OSError) as exc:
+        raise LoadUnknown(f"{url}: {type(exc).__name__}: {exc}") from exc
 
 
 class HttpNotifier:
@@ -42,5 +43,4 @@ class HttpNotifier:
         body = render(self._config.body, target).encode() if self._config.body else None
         status, answer = http_call(self._config.http_method, url, body, self._config.timeout)
         if not 200 <= status < 300:
-            text = answer.decode(errors="replace").strip().replace("\n", " ")[:300]
-            raise ReloadError(f"{url} answered HTTP {status}: {text}")
+            raise ReloadError(f"{url} answered HTTP {status}: {server_words(answer)}")

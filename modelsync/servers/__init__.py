@@ -1,0 +1,59 @@
+"""Server presets: how modelsync works with one kind of model server.
+
+A preset is one module here that owns everything about its server: its options
+(``[models.server_options]``), its default URL, the store layout the server needs
+(a ``current`` link or not, model-level files such as Triton's ``config.pbtxt``),
+how it is told about a new revision, how it is asked what it did with one, and the
+checks a revision must pass before that server sees it. Adding a server touches its
+module, the table below and the docs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from modelsync.servers.base import ServerPreset
+
+if TYPE_CHECKING:
+    from modelsync.config import ModelConfig
+    from modelsync.reload import Notifier, Prober
+
+__all__ = ["PRESETS", "ServerPreset", "get_preset", "notifier_for", "prober_for"]
+
+# name -> module holding ``PRESET``; imported only when a model uses it.
+PRESETS = {
+    "custom": "modelsync.servers.custom",
+    "tfserving": "modelsync.servers.tfserving",
+    "triton": "modelsync.servers.triton",
+    "mlserver": "modelsync.servers.mlserver",
+    "kserve": "modelsync.servers.kserve",
+}
+
+
+def get_preset(name: str) -> ServerPreset:
+    """The preset called ``name``; KeyError for an unknown one."""
+    module = importlib.import_module(PRESETS[name])
+    preset: ServerPreset = module.PRESET
+    return preset
+
+
+def notifier_for(model: ModelConfig) -> Notifier | None:
+    """How this model's server is told: [models.notify], else its preset's way."""
+    method = model.notify_method
+    if method == "server":
+        return get_preset(model.server).notifier(model)
+    if method == "none":
+        return None
+    from modelsync.notify import build_notifier
+
+    return build_notifier(model.notify)
+
+
+def prober_for(model: ModelConfig) -> Prober | None:
+    """How this model's server is asked: [models.confirm], else its preset's way."""
+    if model.confirm_method == "server":
+        return get_preset(model.server).prober(model)
+    from modelsync.confirm import build_prober
+
+    return build_prober(model.confirm)

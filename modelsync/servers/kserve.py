@@ -1,0 +1,52 @@
+"""KServe's Python model server (``kserve.ModelServer``) with a model repository.
+
+Start the server with a ``kserve.ModelRepository`` subclass whose ``load(name)``
+loads the version directory in ``<store>/<name>`` (docs/servers.md has one), and
+``models_dir`` = ``<store>``. modelsync calls ``POST /v2/repository/models/<m>/load``,
+which answers when the load is over (KServe answers 503 with the error when it
+failed), then ``GET /v2/models/<m>/ready``. KServe has no versions of its own, so
+only the revision being served is in ``<store>/<model>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelsync.reload import Notifier, Probe, Prober, ReloadTarget
+from modelsync.servers.base import NoOptions, PresetModel
+from modelsync.servers.v2 import RepositoryLoad, ready_probe
+
+__all__ = ["PRESET"]
+
+
+class ReadyProber:
+    def __init__(self, base_url: str) -> None:
+        self._base = base_url
+
+    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+        return ready_probe(self._base, target.model, None, timeout)
+
+
+class KServe:
+    name = "kserve"
+    default_url = "http://127.0.0.1:8080"
+    current_link = False
+    model_files: tuple[str, ...] = ()
+    exclusive = True
+
+    def options(self, raw: Mapping[str, Any]) -> NoOptions:
+        return NoOptions.model_validate(raw)
+
+    def notifier(self, model: PresetModel) -> Notifier | None:
+        return RepositoryLoad("KServe", model.server_url or self.default_url, model.confirm_timeout)
+
+    def prober(self, model: PresetModel) -> Prober:
+        return ReadyProber(model.server_url or self.default_url)
+
+    def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
+        return None
+
+
+PRESET = KServe()

@@ -1,0 +1,101 @@
+"""Seldon MLServer, through its model repository API (the V2 repository extension).
+
+Point MLServer's ``model_repository_root`` at ``<store>``. Each revision carries its
+``model-settings.json`` (MLServer loads every one it finds, from the folder it sits
+in), which must name the model; its ``parameters.version``, when set, must be the
+revision's version. modelsync calls ``POST /v2/repository/models/<m>/load``, which
+answers when the load is over, with MLServer's error when it failed; then asks
+``/v2/models/<m>/versions/<v>/ready`` (or ``/v2/models/<m>/ready`` for settings
+without a version).
+
+Only the revision being served is in ``<store>/<model>`` (the previous one waits in
+the state directory): MLServer's load takes every settings file of the model it
+finds and would keep an older version loaded beside the new one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelsync.errors import RefusedError
+from modelsync.reload import Notifier, Probe, Prober, ReloadTarget
+from modelsync.servers.base import NoOptions, PresetModel
+from modelsync.servers.v2 import RepositoryLoad, ready_probe
+
+__all__ = ["PRESET", "SETTINGS_FILE"]
+
+SETTINGS_FILE = "model-settings.json"
+
+
+def _settings(path: Path) -> dict[str, Any]:
+    file = path / SETTINGS_FILE
+    try:
+        doc = json.loads(file.read_bytes())
+    except FileNotFoundError:
+        raise RefusedError(
+            f"{file}: missing; MLServer loads a revision through its {SETTINGS_FILE}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise RefusedError(f"{file}: not readable JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise RefusedError(f"{file}: not a JSON object")
+    return doc
+
+
+def settings_version(path: Path) -> str | None:
+    """``parameters.version`` of the revision at ``path`` (None when it sets none)."""
+    try:
+        params = _settings(path).get("parameters")
+    except RefusedError:
+        return None
+    version = params.get("version") if isinstance(params, dict) else None
+    return str(version) if version is not None else None
+
+
+class SettingsProber:
+    def __init__(self, base_url: str) -> None:
+        self._base = base_url
+
+    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+        versioned = settings_version(target.path) is not None
+        return ready_probe(self._base, target.model, target.version if versioned else None, timeout)
+
+
+class MlServer:
+    name = "mlserver"
+    default_url = "http://127.0.0.1:8080"
+    current_link = False
+    model_files: tuple[str, ...] = ()
+    exclusive = True
+
+    def options(self, raw: Mapping[str, Any]) -> NoOptions:
+        return NoOptions.model_validate(raw)
+
+    def notifier(self, model: PresetModel) -> Notifier | None:
+        return RepositoryLoad(
+            "MLServer", model.server_url or self.default_url, model.confirm_timeout
+        )
+
+    def prober(self, model: PresetModel) -> Prober:
+        return SettingsProber(model.server_url or self.default_url)
+
+    def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
+        doc = _settings(path)
+        file = path / SETTINGS_FILE
+        if doc.get("name") != model.name:
+            raise RefusedError(
+                f"{file}: name is {doc.get('name')!r}, must be {model.name!r} "
+                "(without it MLServer names the model after the version directory)"
+            )
+        params = doc.get("parameters")
+        named = params.get("version") if isinstance(params, dict) else None
+        if named is not None and str(named) != str(version):
+            raise RefusedError(
+                f"{file}: parameters.version is {named!r}, but this is version {version}"
+            )
+
+
+PRESET = MlServer()

@@ -1,0 +1,110 @@
+"""NVIDIA Triton Inference Server, through its model repository extension.
+
+Point ``--model-repository`` at ``<store>``. A revision may carry ``config.pbtxt``;
+it is put at ``<store>/<model>/config.pbtxt`` with the version (Triton reads it
+there) and put back on rollback.
+
+- ``mode = "explicit"`` (``--model-control-mode=explicit``, the default here):
+  modelsync calls ``POST /v2/repository/models/<m>/load``, which answers when the
+  load is over, with Triton's error when it failed.
+- ``mode = "poll"`` (``--model-control-mode=poll``): Triton finds the version itself.
+
+Either way the verdict is read from ``POST /v2/repository/index``: the version's
+state (READY, LOADING, UNAVAILABLE) and Triton's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from modelsync.errors import RefusedError, ReloadError, ServerNotRunning
+from modelsync.notify.http import http_call
+from modelsync.reload import Notifier, Probe, Prober, ProbeState, ReloadTarget, server_words
+from modelsync.servers.base import PresetModel
+from modelsync.servers.v2 import RepositoryLoad
+
+__all__ = ["PRESET"]
+
+CONFIG_FILE = "config.pbtxt"
+# Triton marks a version it unloaded on purpose UNAVAILABLE with this reason.
+_UNLOADED = "unloaded"
+
+
+class TritonOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["explicit", "poll"] = "explicit"
+
+
+class IndexProber:
+    def __init__(self, base_url: str) -> None:
+        self._url = base_url.rstrip("/") + "/v2/repository/index"
+
+    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+        try:
+            status, body = http_call("POST", self._url, b"{}", timeout)
+        except ServerNotRunning as exc:
+            return Probe(ProbeState.UNREACHABLE, str(exc))
+        except ReloadError as exc:
+            return Probe(ProbeState.LOADING, str(exc))
+        if not 200 <= status < 300:
+            return Probe(ProbeState.LOADING, f"HTTP {status}: {server_words(body)}")
+        try:
+            entries = json.loads(body)
+        except ValueError:
+            return Probe(ProbeState.LOADING, "index answer is not JSON")
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or entry.get("name") != target.model:
+                continue
+            if str(entry.get("version")) != str(target.version):
+                continue
+            state = str(entry.get("state", ""))
+            reason = str(entry.get("reason") or "")
+            if state == "READY":
+                return Probe(ProbeState.LOADED)
+            if state == "UNAVAILABLE" and reason and reason != _UNLOADED:
+                return Probe(ProbeState.FAILED, server_words(reason.encode()))
+            if state in ("LOADING", "UNLOADING"):
+                return Probe(ProbeState.LOADING, state)
+            return Probe(ProbeState.ABSENT, f"{state} {reason}".strip())
+        return Probe(ProbeState.ABSENT, f"version {target.version} not in the repository index")
+
+
+class Triton:
+    name = "triton"
+    default_url = "http://127.0.0.1:8000"
+    current_link = False
+    model_files = (CONFIG_FILE,)
+    exclusive = False
+
+    def options(self, raw: Mapping[str, Any]) -> TritonOptions:
+        return TritonOptions.model_validate(raw)
+
+    def notifier(self, model: PresetModel) -> Notifier | None:
+        if self.options(model.server_options).mode == "poll":
+            return None
+        return RepositoryLoad("Triton", model.server_url or self.default_url, model.confirm_timeout)
+
+    def prober(self, model: PresetModel) -> Prober:
+        return IndexProber(model.server_url or self.default_url)
+
+    def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
+        """A config.pbtxt that names another model would be refused by Triton."""
+        config = path / CONFIG_FILE
+        if not config.is_file():
+            return
+        text = config.read_text(errors="replace")
+        named = re.search(r'^\s*name\s*:\s*"([^"]*)"', text, re.MULTILINE)
+        if named and named.group(1) != model.name:
+            raise RefusedError(
+                f"{config}: names model {named.group(1)!r}, but it is served as {model.name!r}"
+            )
+
+
+PRESET = Triton()
