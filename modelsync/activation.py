@@ -221,16 +221,17 @@ class Activation:
             ctx.result.outcome = Outcome.UNCHANGED
             ctx.result.retry_soon = True
             return False
-        if probe.state is ProbeState.LOADING:
-            ctx.result.retry_soon = not state.confirmed
-            return True
-        log.warning(
-            "server does not serve the active revision; telling it again",
-            version=active,
-            server_said=probe.detail,
-        )
         try:
-            self._reload(ctx, target, unreachable_ends=False)
+            if probe.state is ProbeState.LOADING:
+                # Busy with it (a server loading its repository at start): wait for it.
+                wait_loaded(prober, target, ctx.model.confirm, ctx.cancel)
+            else:
+                log.warning(
+                    "server does not serve the active revision; telling it again",
+                    version=active,
+                    server_said=probe.detail,
+                )
+                self._reload(ctx, target, unreachable_ends=False)
         except ReloadError as exc:
             if not state.confirmed and isinstance(exc, LoadFailed):
                 # It stood without a server, and the server now refuses it.

@@ -192,7 +192,7 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
     except OSError as exc:
         raise ManifestError(f"{manifest_path}: cannot read: {exc.strerror}") from exc
     manifest = Manifest.parse(raw, str(manifest_path))
-    problems = verify_dir(directory, manifest)
+    problems = verify_dir(directory, manifest, extra_ok=True)
     extra = extra_files(directory, manifest)
     if public_keys:
         keys = [load_public_key(path) for path in public_keys]

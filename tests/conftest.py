@@ -14,6 +14,8 @@ from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultProxy
 from tests.gcs_emulator import start as start_emulator
 
+SERVER_FIGURES = pytest.StashKey[dict[str, dict[str, object]]]()
+
 
 @pytest.fixture(autouse=True)
 def _quiet_logs() -> Iterator[io.StringIO]:
@@ -82,3 +84,29 @@ def fault_proxy(gcs_emulator: str) -> Iterator[FaultProxy]:
     proxy = FaultProxy(int(gcs_emulator.rsplit(":", 1)[1])).start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def server_figures(request: pytest.FixtureRequest) -> dict[str, dict[str, object]]:
+    """Swap, rollback and restart times and request counts per real server; printed at
+    the end of the run (the figures the servers suite reports)."""
+    figures: dict[str, dict[str, object]] = {}
+    request.config.stash[SERVER_FIGURES] = figures
+    return figures
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    figures = terminalreporter.config.stash.get(SERVER_FIGURES, None)
+    if not figures:
+        return
+    terminalreporter.section("real servers")
+    terminalreporter.write_line(
+        f"{'server':<20} {'swap s':>7} {'rollback s':>10} {'restart s':>9} "
+        f"{'requests':>9} {'failed':>6}"
+    )
+    for name, row in sorted(figures.items()):
+        terminalreporter.write_line(
+            f"{name:<20} {row.get('swap_s', 0):>7.2f} {row.get('rollback_s', 0):>10.2f} "
+            f"{row.get('restart_to_serving_s', 0):>9.2f} {row.get('requests', 0):>9} "
+            f"{row.get('failed_requests', 0):>6}"
+        )

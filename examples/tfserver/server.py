@@ -3,7 +3,9 @@
     python -m examples.tfserver.server --store /models --model ranker --port 8501 \\
         --pidfile /run/tfserver.pid
 
-- Loads <store>/<model>/current with TensorFlow at start and on SIGHUP.
+- Loads <store>/<model>/current with TensorFlow at start and on SIGHUP; or, with
+  --poll SECONDS, behaves like TensorFlow Serving itself (the tfserving preset): it
+  polls <store>/<model> and serves the highest version directory there.
 - Serves a subset of TensorFlow Serving's REST API:
     GET  /v1/models/<model>           {"model_version_status": [{"version", "state", "status"}]}
     POST /v1/models/<model>:predict   {"instances": [[1.0], ...]} -> {"predictions": [...]}
@@ -33,8 +35,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 class ModelHolder:
     """The serving revision, swapped whole; and every version's status."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, poll: bool = False) -> None:
         self.model_dir = model_dir
+        self.poll = poll
         self.lock = threading.Lock()
         self.version: int | None = None
         self.function: Any = None
@@ -43,14 +46,12 @@ class ModelHolder:
     def reload(self) -> None:
         import tensorflow as tf
 
-        current = self.model_dir / "current"
-        try:
-            version = int(os.readlink(current))
-        except (OSError, ValueError):
-            log("no current revision to load")
+        version = self._wanted()
+        if version is None or version == self.version:
             return
-        if version == self.version:
-            return
+        failed = self.statuses.get(version, {}).get("status", {}).get("error_code", "OK")
+        if self.poll and failed != "OK":
+            return  # like TF Serving: a version that failed is not tried again
         with self.lock:
             self.statuses[version] = _status(version, "LOADING")
         try:
@@ -69,6 +70,20 @@ class ModelHolder:
             if old is not None:
                 self.statuses[old] = _status(old, "END")
         log(f"serving version {version}")
+
+    def _wanted(self) -> int | None:
+        if self.poll:
+            try:
+                names = os.listdir(self.model_dir)
+            except OSError:
+                return None
+            found = [int(n) for n in names if n.isdigit() and (self.model_dir / n).is_dir()]
+            return max(found, default=None)
+        try:
+            return int(os.readlink(self.model_dir / "current"))
+        except (OSError, ValueError):
+            log("no current revision to load")
+            return None
 
     def predict(self, instances: list[Any]) -> tuple[int | None, list[Any]]:
         import tensorflow as tf
@@ -140,8 +155,11 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--pidfile", type=Path)
+    parser.add_argument(
+        "--poll", type=float, default=0.0, help="Seconds between scans of the model directory."
+    )
     args = parser.parse_args()
-    holder = ModelHolder(args.store / args.model)
+    holder = ModelHolder(args.store / args.model, poll=args.poll > 0)
     reload_wanted = threading.Event()
 
     def on_hup(_signum: int, _frame: types.FrameType | None) -> None:
@@ -161,7 +179,7 @@ def main() -> None:
     log(f"listening on 127.0.0.1:{args.port}")
     try:
         while True:
-            if reload_wanted.wait(1.0):
+            if reload_wanted.wait(args.poll or 1.0) or args.poll:
                 reload_wanted.clear()
                 holder.reload()
     except KeyboardInterrupt:

@@ -1,0 +1,76 @@
+"""The kserve preset against KServe's ModelServer with the repository of the recipe
+(examples/servers/kserve/app.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_tree
+from tests.realservers import (
+    RECIPES,
+    ServerProcess,
+    Story,
+    free_port,
+    http_json,
+    recipe,
+    server_python,
+)
+
+pytestmark = pytest.mark.servers
+
+
+def test_kserve(tmp_path: Path, server_figures: dict[str, dict[str, object]]) -> None:
+    """v1 before KServe exists, v2 swapped, a broken v3 rolled back on KServe's own
+    error under a client's load with no failed request, restart on the store."""
+    python = server_python("kserve")
+    store, bucket, port = tmp_path / "data" / "models", tmp_path / "bucket" / "add", free_port()
+    config = recipe(
+        "kserve",
+        tmp_path,
+        {
+            '"/data/models"': f'"{store}"',
+            '"gs://my-bucket/models/add"': f'"file://{bucket}"',
+            '"http://127.0.0.1:8080"': f'"http://127.0.0.1:{port}"',
+        },
+    )
+
+    def revision(version: int, k: float, broken: bool) -> Path:
+        weights = b"{not json" if broken else json.dumps({"k": k}).encode()
+        return write_tree(tmp_path / "src" / str(version), {"weights.json": weights})
+
+    def server() -> ServerProcess:
+        return ServerProcess(
+            [
+                str(python),
+                str(RECIPES / "kserve" / "app.py"),
+                "--models_dir",
+                str(store),
+                "--http_port",
+                str(port),
+            ],
+            f"http://127.0.0.1:{port}/v2/health/live",
+            tmp_path / "kserve.log",
+        )
+
+    def predict() -> float:
+        url = f"http://127.0.0.1:{port}/v1/models/add:predict"
+        status, answer = http_json("POST", url, {"instances": [0.0]})
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {answer}")
+        return float(answer["predictions"][0])
+
+    story = Story(
+        name="kserve",
+        model="add",
+        config=config,
+        store=store,
+        bucket=bucket,
+        revision=revision,
+        server=server,
+        predict=predict,
+        reason_words="JSONDecodeError",
+    )
+    server_figures[story.name] = story.run()
