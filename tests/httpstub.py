@@ -12,9 +12,10 @@ Reply = tuple[int, bytes]
 
 @contextmanager
 def http_stub(
-    answer: Callable[[str, str, bytes], Reply],
+    answer: Callable[[str, str, bytes], Reply], port: int = 0
 ) -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
-    """Yield (base URL, recorded requests); ``answer(method, path, body)`` gives the reply."""
+    """Yield (base URL, recorded requests); ``answer(method, path, body)`` gives the reply.
+    ``port``: listen there (a server that comes up where a client already looks)."""
     seen: list[tuple[str, str, bytes]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -33,7 +34,8 @@ def http_stub(
 
         do_GET = do_POST = do_PUT = _any
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

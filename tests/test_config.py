@@ -79,6 +79,32 @@ def test_flags_alone_define_one_model() -> None:
         (GOOD.replace('store = "/models"\n', ""), "store: missing"),
         ("store = [", "invalid TOML"),
         ('store = "/m"\n', "no model configured"),
+        (
+            GOOD.replace("keep = 3", 'keep = 3\nserver = "torchserve"'),
+            "unknown server 'torchserve'",
+        ),
+        (
+            GOOD.replace("keep = 3", 'keep = 3\nserver = "triton"\nserver_options = {mode = "x"}'),
+            "server_options.mode: Input should be 'explicit' or 'poll'",
+        ),
+        (
+            GOOD.replace("keep = 3", 'keep = 3\nserver = "mlserver"\nserver_options = {a = 1}'),
+            "server_options.a: unknown key",
+        ),
+        (
+            GOOD.replace("keep = 3", 'keep = 3\nserver_url = "127.0.0.1:8000"'),
+            "models[0].server_url",
+        ),
+        (
+            GOOD.replace("keep = 3", 'keep = 3\nmodel_files = ["../x"]'),
+            "model_files",
+        ),
+        (GOOD.replace("keep = 3", "keep = 3\nunknown_attempts = 0"), "unknown_attempts"),
+        (
+            GOOD.replace('store = "/models"', 'store = "/models"\nstate_dir = "/models/.state"'),
+            "overlaps the served tree /models",
+        ),
+        (GOOD.replace('store = "/models"', 'store = "/"'), "store cannot be the root"),
     ],
 )
 def test_bad_files_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from modelsync.config import default_state_dir
 from tests.helpers import (
     check_invariants,
     model_files,
@@ -26,7 +27,7 @@ from tests.helpers import (
 
 
 def _try_tmpfs(path: Path, size: str) -> bool:
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or not Path("/usr/bin/mount").exists():
         return False
     done = subprocess.run(
@@ -39,18 +40,22 @@ def _try_tmpfs(path: Path, size: str) -> bool:
 
 @pytest.fixture(params=["tmpfs", "file-size limit"])
 def small_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, bool]]:
-    """(store path, True if it is an 8 MiB tmpfs; False: use the file-size limit)."""
-    store = tmp_path / f"small-{uuid.uuid4().hex[:6]}"
+    """(store path, True if it is on an 8 MiB tmpfs; False: use the file-size limit).
+
+    The volume is mounted one level above the store, as docs/servers.md tells users,
+    so that the state directory beside the store shares its filesystem."""
+    volume = tmp_path / f"small-{uuid.uuid4().hex[:6]}"
+    volume.mkdir()
+    store = volume / "models"
     if request.param == "file-size limit":
-        store.mkdir()
         yield store, False
         return
-    mounted = _try_tmpfs(store, "8m")
+    mounted = _try_tmpfs(volume, "8m")
     if not mounted:
         pytest.skip("cannot mount a tmpfs here (not root); the file-size limit case runs")
     yield store, mounted
     if mounted:
-        subprocess.run(["/usr/bin/umount", str(store)], check=False)
+        subprocess.run(["/usr/bin/umount", str(volume)], check=False)
 
 
 def _limit_file_size() -> None:
@@ -91,7 +96,7 @@ def test_disk_full_fails_cleanly_and_keeps_serving(
     assert expected in errors[0] and "cannot write" in errors[0]
     assert snapshot(store / "ranker") == before
     assert check_invariants(store, "ranker").violations == []
-    staging = store / ".modelsync" / "staging"
+    staging = default_state_dir(store) / "staging"
     assert not staging.exists() or not any(staging.rglob("*"))
-    state = (store / ".modelsync" / "state" / "ranker.json").read_text()
+    state = (default_state_dir(store) / "state" / "ranker.json").read_text()
     assert '"2"' not in state.split('"refused"')[1].split("}")[0]  # not refused: retried later

@@ -18,7 +18,8 @@ DUMP = """
 import sys, joblib, numpy as np
 from sklearn.dummy import DummyRegressor
 k = float(sys.argv[2])
-joblib.dump(DummyRegressor(strategy="constant", constant=k).fit(np.zeros((2, 1)), [k, k]), sys.argv[1])
+model = DummyRegressor(strategy="constant", constant=k).fit(np.zeros((2, 1)), [k, k])
+joblib.dump(model, sys.argv[1])
 """
 
 
