@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit slow demo bench bench-daemon docker-steps reliability reliability-short clean
+.PHONY: install test lint typecheck unit slow demo bench bench-daemon docker-steps reliability reliability-short servers servers-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-# The README's test command: lint, types and the whole default suite.
-test: lint typecheck unit
+# The README's test command: lint, types, the whole suite and the real-server suite.
+test: lint typecheck unit servers-test
 
 # The reliability campaign: kill -9, storage faults, corruption, fuzzing; then invariants.
 reliability: $(STAMP)
@@ -36,6 +36,26 @@ reliability-short: $(STAMP)
 # The Dockerfile's install steps, run without a Docker engine.
 docker-steps: $(STAMP)
 	$(BIN)/python .ci/dockerfile_steps.py
+
+# The real model servers, each in its own virtual environment (their pins conflict
+# with each other and with TensorFlow): installed once, reused by every run.
+SERVERS := .venv-servers
+SERVER_PKGS_triton   := nvidia-pytriton==0.7.0
+# MLServer's workers crash-loop with uvloop 0.23.
+SERVER_PKGS_mlserver := mlserver==1.7.1 mlserver-sklearn==1.7.1 'uvloop<0.22'
+SERVER_PKGS_kserve   := kserve==0.21.0
+
+$(SERVERS)/%/.installed:
+	rm -rf $(SERVERS)/$*
+	$(PYTHON) -m venv $(SERVERS)/$*
+	$(SERVERS)/$*/bin/pip install --quiet --disable-pip-version-check $(SERVER_PKGS_$*)
+	touch $@
+
+servers: $(SERVERS)/triton/.installed $(SERVERS)/mlserver/.installed $(SERVERS)/kserve/.installed
+
+# modelsync against Triton (explicit and poll), MLServer, KServe and TF Serving's shape.
+servers-test: $(STAMP) servers
+	$(BIN)/pytest -q -m servers
 
 # Long trials (e.g. 50 kill -9 runs); by hand or nightly.
 slow: $(STAMP)
@@ -55,4 +75,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-run
+	rm -rf $(VENV) $(SERVERS) .pytest_cache .mypy_cache .ruff_cache demo-run

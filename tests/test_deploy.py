@@ -146,7 +146,9 @@ def test_kubernetes_manifests_match_the_api_schemas() -> None:
 
 def test_pod_shape(tmp_path: Path) -> None:
     """A one-shot sync --require first, modelsync as a native sidecar with probes, TF Serving
-    reading the shared emptyDir; the ConfigMap's config is valid modelsync config."""
+    reading the shared emptyDir; the ConfigMap's config is valid modelsync config whose
+    store lies inside the volume with its state directory beside it, on the same volume,
+    and the server reads the store, not the state."""
     deployment = next(d for d in _documents() if d["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     init, sidecar = pod["initContainers"]
@@ -155,11 +157,22 @@ def test_pod_shape(tmp_path: Path) -> None:
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {"name": "models", "emptyDir": {"sizeLimit": "20Gi"}} in pod["volumes"]
-    server = pod["containers"][0]
-    assert "--model_base_path=/models/ranker" in server["args"]
     configmap = next(d for d in _documents() if d["kind"] == "ConfigMap")
     from modelsync.config import load_config
 
     path = tmp_path / "modelsync.toml"
     path.write_text(configmap["data"]["modelsync.toml"])
-    assert load_config(path).models[0].confirm.method == "tfserving"
+    config = load_config(path)
+    model = config.models[0]
+    assert (model.server, model.confirm_method, model.notify_method) == (
+        "tfserving",
+        "server",
+        "server",
+    )
+    server = pod["containers"][0]
+    for container in (init, sidecar, server):
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
+        volume = Path(mount["mountPath"])
+        assert config.store.parent == volume, container["name"]
+        assert config.state_path.parent == volume, container["name"]
+    assert f"--model_base_path={config.store / model.name}" in server["args"]
