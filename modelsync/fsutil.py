@@ -19,6 +19,7 @@ from modelsync.errors import StoreError
 __all__ = [
     "atomic_write_bytes",
     "fsync_dir",
+    "install_copy",
     "move_dir",
     "remove_tree",
     "store_error",
@@ -120,3 +121,21 @@ def remove_tree(path: Path, trash: Path) -> None:
             fsync_dir(path.parent)
     except OSError as exc:
         raise store_error("remove", path, exc) from exc
+
+
+def install_copy(source: Path, dest: Path, tmp_dir: Path) -> None:
+    """Copy ``source`` to ``dest`` in one rename, the copy made in ``tmp_dir`` (same
+    filesystem) so that no temporary name ever appears beside ``dest``."""
+    tmp = tmp_dir / f"{dest.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, tmp)
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(dest)
+        fsync_dir(dest.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise store_error("install", dest, exc) from exc

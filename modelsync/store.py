@@ -34,6 +34,7 @@ from modelsync.cancel import CancelToken
 from modelsync.errors import ConfigError, ManifestError, StoreError
 from modelsync.fsutil import fsync_dir, move_dir, remove_tree, store_error, swap_symlink
 from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version
+from modelsync.modelfiles import ModelFiles
 from modelsync.state import ModelState, Pending
 
 __all__ = ["CURRENT", "LEGACY_STATE", "Layout", "ModelStore", "Store"]
@@ -125,7 +126,6 @@ class ModelStore:
         self.current, self._other_current = (
             (in_tree, in_state) if layout.link_current else (in_state, in_tree)
         )
-        self.model_files_backup = state_dir / "model-files" / name
         self.cache_dir = state_dir / "revisions" / name
         self.staging_root = state_dir / "staging" / name
         self.quarantine_dir = state_dir / "quarantine" / name
@@ -133,6 +133,9 @@ class ModelStore:
         self.lock_path = state_dir / "locks" / f"{name}.lock"
         self.trash = state_dir / "trash" / name
         self.tmp = state_dir / "tmp" / name
+        self.model_files = ModelFiles(
+            directory, layout.model_files, state_dir / "model-files" / name, self.tmp, self.trash
+        )
 
     # -- reading -------------------------------------------------------------
 
@@ -268,7 +271,7 @@ class ModelStore:
         The journal entry is written first, so a crash at any point after it is
         finished (or undone) by ``recover``.
         """
-        self._backup_model_files()
+        self.model_files.backup()
         state.pending = Pending(
             version, previous, "activating", "cache" if retire_to == "cache" else "quarantine"
         )
@@ -279,7 +282,7 @@ class ModelStore:
         # A cached copy of the version now served (a revision downloaded again after
         # a manual rollback) would otherwise sit in the cache beside it.
         remove_tree(self.cache_dir / str(version), self.trash)
-        self._place_model_files(version)
+        self.model_files.place(version)
         if self.layout.exclusive and previous is not None and previous != version:
             self._retire(previous)
         self._point_current(version)
@@ -314,7 +317,7 @@ class ModelStore:
             self._point_current(previous)
         elif self.current.is_symlink():
             remove_tree(self.current, self.trash)
-        self._restore_model_files()
+        self.model_files.restore()
         bad = self.dir / str(pending.version)
         if bad.is_dir() and pending.version != previous:
             if pending.retire_to == "cache":
@@ -339,7 +342,7 @@ class ModelStore:
             state.pending = None
             self.save_state(state)
             return None
-        self._place_model_files(pending.version)
+        self.model_files.place(pending.version)
         if self.layout.exclusive and pending.previous not in (None, pending.version):
             self._retire(pending.previous)
         self._point_current(pending.version)
@@ -365,48 +368,6 @@ class ModelStore:
         dest = self.cache_dir / str(version)
         remove_tree(dest, self.trash)
         move_dir(served, dest)
-
-    def _backup_model_files(self) -> None:
-        """Keep the model-level files as they are before an activation, for rollback."""
-        if not self.layout.model_files:
-            return
-        remove_tree(self.model_files_backup, self.trash)
-        for name in self.layout.model_files:
-            placed = self.dir / name
-            if placed.is_file() and not placed.is_symlink():
-                self._install(placed, self.model_files_backup / name)
-
-    def _place_model_files(self, version: int) -> None:
-        """Put the model-level files a revision carries where the server reads them."""
-        for name in self.layout.model_files:
-            carried = self.dir / str(version) / name
-            if carried.is_file() and not carried.is_symlink():
-                self._install(carried, self.dir / name)
-
-    def _restore_model_files(self) -> None:
-        for name in self.layout.model_files:
-            saved = self.model_files_backup / name
-            if saved.is_file():
-                self._install(saved, self.dir / name)
-            else:
-                remove_tree(self.dir / name, self.trash)
-
-    def _install(self, source: Path, dest: Path) -> None:
-        """Copy ``source`` to ``dest`` in one rename, through the state directory so that
-        no temporary name ever appears in the served tree."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp / f"{dest.name}-{uuid.uuid4().hex[:8]}"
-        try:
-            shutil.copyfile(source, tmp)
-            with tmp.open("rb+") as handle:
-                os.fsync(handle.fileno())
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp.replace(dest)
-            fsync_dir(dest.parent)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise store_error("install", dest, exc) from exc
 
     def _hide_newer_than(self, version: int) -> None:
         """Move served versions newer than ``version`` to the cache.

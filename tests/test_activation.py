@@ -14,6 +14,7 @@ from pathlib import Path
 
 from modelsync.config import default_state_dir
 from modelsync.store import Store
+from tests.daemonproc import DaemonProcess
 from tests.helpers import free_port, model_files, put_revision, run_cli
 from tests.httpstub import http_stub
 
@@ -154,3 +155,23 @@ def test_a_rollback_cut_by_sigterm_still_refuses_the_revision(tmp_path: Path, bu
         assert (store / "ranker" / "current").resolve().name == "1"
         again = run_cli("sync", "--config", str(config))
         assert again.returncode == 0 and "downloading" not in again.stderr, again.stderr
+
+
+def test_the_daemon_confirms_a_standing_revision_once_the_server_answers(
+    tmp_path: Path, bucket: Path, procs: list[DaemonProcess]
+) -> None:
+    """The sidecar after an init container: interval 1 h, no server yet; when the server
+    comes up the daemon confirms within seconds (it asks again soon, not in an hour)."""
+    store, port = tmp_path / "data" / "models", free_port()
+    config = _config(tmp_path, store, bucket, f"http://127.0.0.1:{port}")
+    config.write_text(config.read_text().replace("[[models]]", 'interval = "1h"\n[[models]]'))
+    put_revision(bucket, 1, model_files(1))
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "daemon.log")
+    procs.append(daemon)
+    daemon.wait_for(lambda e: e.get("event", "").startswith("no server answers yet"))
+    assert daemon.http("GET", "/readyz")[0] == 200  # it has an active revision
+    started = time.monotonic()
+    with http_stub(lambda m, p, b: (200, b'{"version": 1}'), port=port):
+        daemon.wait_for(lambda e: e.get("event") == "server serves the active revision", 60)
+    assert time.monotonic() - started < 30
+    assert _state(store)["confirmed"] is True
