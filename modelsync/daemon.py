@@ -29,6 +29,7 @@ from modelsync.config import Config, ModelConfig
 from modelsync.errors import ConfigError, ModelsyncError
 from modelsync.metrics import Metrics
 from modelsync.sdnotify import Notifier
+from modelsync.sources import Source, open_source
 from modelsync.status import collect_status
 from modelsync.store import Store
 from modelsync.syncer import Outcome, PassResult, Syncer
@@ -44,6 +45,8 @@ _ALIVE_WITHIN = 30.0
 _LOOP_TICK = 5.0
 # Workers get this long to abandon their pass and clean staging on stop.
 _STOP_GRACE = 4.0
+# A pass still running this long after its deadline is stuck: /healthz fails.
+_STUCK_AFTER = 60.0
 
 
 class DaemonFailed(ModelsyncError):
@@ -73,11 +76,25 @@ class _Worker(threading.Thread):
         self.passes = 0
         self.last: PassResult | None = None
         self.stale = False
+        # When the running pass started (monotonic), None between passes: a pass far
+        # past its deadline is a stuck worker, which /healthz reports.
+        self.pass_started: float | None = None
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             self.wake.clear()
-            self._one_pass()
+            self.pass_started = time.monotonic()
+            try:
+                self._one_pass()
+            except Exception:
+                # The pass itself never raises (Syncer.sync); this is the bookkeeping
+                # around it. The worker lives on and counts the failure.
+                self.failures += 1
+                structlog.get_logger().bind(model=self.model.name).exception(
+                    "model worker error; counted as a failed pass"
+                )
+            finally:
+                self.pass_started = None
             if self.stop_event.is_set():
                 return
             self.wake.wait(self.daemon_ref.next_delay(max(self.failures, self.waiting)))
@@ -146,15 +163,19 @@ class Daemon:
         watch_config: str | None = None,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        sources: Callable[[str], Source] = open_source,
     ) -> None:
         self._load = load
         self.config = config
         self.wall = wall
         self._rng = rng or random.Random()  # noqa: S311 - schedule jitter, not secrets
         self.events: queue.Queue[_Event] = queue.Queue()
+        self._registry = registry
         self.metrics = Metrics(registry, wall)
         self.notifier = notifier
-        self.syncer = Syncer(Store(config.store, config.state_path), wall_clock=wall)
+        self.syncer = Syncer(
+            Store(config.store, config.state_path), wall_clock=wall, sources=sources
+        )
         self._workers: dict[str, _Worker] = {}
         self._watch_config = watch_config
         self._watcher = Watcher()
@@ -164,6 +185,14 @@ class Daemon:
         self._ready_sent = False
         self._stopping = threading.Event()
         self._log = structlog.get_logger()
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        return self._registry
+
+    def worker(self, name: str) -> _Worker | None:
+        """The thread running ``name``'s passes (None when it has none)."""
+        return self._workers.get(name)
 
     # -- scheduling --------------------------------------------------------------
 
@@ -177,7 +206,15 @@ class Daemon:
     # -- the AdminView protocol ---------------------------------------------------
 
     def alive(self) -> bool:
-        return time.monotonic() - self._heartbeat < _ALIVE_WITHIN
+        """The main loop turns and no worker is stuck far past its pass deadline."""
+        now = time.monotonic()
+        if now - self._heartbeat >= _ALIVE_WITHIN:
+            return False
+        limit = self.config.pass_timeout + _STUCK_AFTER
+        return not any(
+            w.pass_started is not None and now - w.pass_started > limit
+            for w in list(self._workers.values())
+        )
 
     def not_ready(self) -> list[str]:
         reasons = []
@@ -254,6 +291,7 @@ class Daemon:
             except queue.Empty:
                 event = None
             self._heartbeat = time.monotonic()
+            self._supervise()
             if event is None:
                 continue
             if event.kind == "stop":
@@ -271,6 +309,17 @@ class Daemon:
                         worker.wake.set()
             elif event.kind == "pass":
                 self._after_pass()
+
+    def _supervise(self) -> None:
+        """Restart a model worker whose thread ended (it never should)."""
+        for name, worker in list(self._workers.items()):
+            if worker.is_alive() or worker.stop_event.is_set():
+                continue
+            self._log.error("model worker ended; restarting it", model=name)
+            failures = worker.failures
+            self._stop_worker(name)
+            self._start_worker(worker.model)
+            self._workers[name].failures = failures
 
     def _after_pass(self) -> None:
         summary = "; ".join(

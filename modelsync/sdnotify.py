@@ -36,9 +36,12 @@ class Notifier:
         if not self._address:
             return False
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Non-blocking: a supervisor whose socket queue is full must not freeze the
+            # main loop (SIGTERM handling included); the datagram is dropped instead.
+            kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            with socket.socket(socket.AF_UNIX, kind) as sock:
                 sock.connect(self._address)
-                sock.sendall("\n".join(lines).encode())
+                sock.send("\n".join(lines).encode())
             return True
         except OSError as exc:
             if not self._warned:

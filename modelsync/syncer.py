@@ -99,6 +99,13 @@ class Syncer:
             result.outcome, result.error = Outcome.FAILED, str(exc)
             log.error("sync failed", version=result.candidate, error=str(exc))
             self._record_error(ms, str(exc))
+        except Exception as exc:
+            # A bug or an input nobody foresaw: this pass fails (counted, retried with
+            # backoff), the worker and every other model go on.
+            result.outcome = Outcome.FAILED
+            result.error = f"unexpected {type(exc).__name__}: {exc}"[:500]
+            log.exception("pass crashed; counted as failed", version=result.candidate)
+            self._record_error(ms, result.error)
         result.active = _safe_active(ms)
         result.duration = time.monotonic() - started
         return result
@@ -269,8 +276,8 @@ class Syncer:
             state = ms.load_state()
             state.last_error, state.last_error_at = error, self._wall()
             ms.save_state(state)
-        except StoreError:
-            pass  # the original error is what the operator needs to see
+        except Exception:  # noqa: S110 - the original error is what the operator needs
+            pass
 
 
 def _check_space(staged: Path, needed: int, what: str) -> None:

@@ -1,0 +1,111 @@
+"""A model worker survives anything a pass throws, and a worker that ends anyway is
+restarted: failures are injected through the daemon's source seam, in process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from modelsync.config import Config, ModelConfig
+from modelsync.daemon import Daemon
+from modelsync.sdnotify import Notifier
+from modelsync.sources import Source
+from modelsync.sources.local import LocalSource
+from tests.helpers import free_port, model_files, put_revision
+
+
+class FlakySource(LocalSource):
+    """A file:// source whose listings raise ``fault`` while ``faults`` lasts."""
+
+    def __init__(self, url: str, faults: list[BaseException]) -> None:
+        super().__init__(url)
+        self.faults = faults
+
+    def list_versions(self) -> list[int]:
+        if self.faults:
+            raise self.faults.pop(0)
+        return super().list_versions()
+
+
+def _sample(registry: CollectorRegistry, outcome: str) -> float:
+    value = registry.get_sample_value(
+        "modelsync_sync_total", {"model": "ranker", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+@pytest.fixture
+def run_daemon(tmp_path: Path) -> Iterator[Callable[[Config, list[BaseException]], Daemon]]:
+    started: list[tuple[Daemon, threading.Thread]] = []
+
+    def start(config: Config, faults: list[BaseException]) -> Daemon:
+        def sources(url: str) -> Source:
+            return FlakySource(url, faults)
+
+        daemon = Daemon(
+            lambda: config,
+            config,
+            registry=CollectorRegistry(),
+            notifier=Notifier(),
+            sources=sources,
+        )
+        thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False})
+        thread.start()
+        started.append((daemon, thread))
+        return daemon
+
+    yield start
+    for daemon, thread in started:
+        daemon.request_stop()
+        thread.join(20)
+
+
+def _config(tmp_path: Path, bucket: Path) -> Config:
+    return Config(
+        store=tmp_path / "data" / "models",
+        interval=3600,
+        admin={"listen": f"127.0.0.1:{free_port()}"},  # type: ignore[arg-type]
+        models=(ModelConfig(name="ranker", source=f"file://{bucket}"),),
+    )
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_an_unexpected_exception_fails_one_pass_and_the_model_syncs_after(
+    tmp_path: Path, bucket: Path, run_daemon: Callable[[Config, list[BaseException]], Daemon]
+) -> None:
+    """A RuntimeError out of the storage client: the pass is counted as failed (metrics,
+    state), the worker lives, and the retry with backoff activates the revision."""
+    put_revision(bucket, 1, model_files(1))
+    daemon = run_daemon(_config(tmp_path, bucket), [RuntimeError("client bug")])
+    registry = daemon.metrics_registry
+    _wait(lambda: _sample(registry, "activated") == 1)
+    assert _sample(registry, "failed") == 1
+    worker = daemon.worker("ranker")
+    assert worker is not None and worker.is_alive() and worker.failures == 0
+    assert daemon.alive()
+
+
+# The thread is meant to die here; pytest reports that as a warning.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_thread_that_ends_is_restarted(
+    tmp_path: Path, bucket: Path, run_daemon: Callable[[Config, list[BaseException]], Daemon]
+) -> None:
+    """Even what no handler catches (SystemExit in the thread) does not leave the model
+    unsynced: the main loop restarts the worker, which then activates the revision."""
+    put_revision(bucket, 1, model_files(1))
+    daemon = run_daemon(_config(tmp_path, bucket), [SystemExit(3)])
+    registry = daemon.metrics_registry
+    _wait(lambda: _sample(registry, "activated") == 1, timeout=30)
+    worker = daemon.worker("ranker")
+    assert worker is not None and worker.is_alive()
