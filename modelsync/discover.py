@@ -190,6 +190,11 @@ def check_manifest(model: ModelConfig, source: Source, version: int, raw: bytes)
             raise RefusedError(f"{where}: gate: {metric} = {value:g} is below {bar:g}")
     if manifest.version != version:
         raise RefusedError(f"{where}: says version {manifest.version}, stored as {version}")
+    if manifest.model != model.name:
+        # Signed or not: a revision of another model is never served as this one.
+        raise RefusedError(
+            f"{where}: is a revision of model {manifest.model!r}, not {model.name!r}"
+        )
     check_max_bytes(model, manifest, where)
     return manifest
 

@@ -45,6 +45,9 @@ MAX_PATH_LEN = 1024
 MAX_METADATA_DEPTH = 16
 # TensorFlow Serving stores versions as int64.
 MAX_VERSION = 2**63 - 1
+# What a file (off_t) and a file name (NAME_MAX) can be on Linux filesystems.
+MAX_FILE_SIZE = 2**63 - 1
+MAX_NAME_BYTES = 255
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^[1-9][0-9]{0,18}$")
 _CHUNK = 1024 * 1024
@@ -68,6 +71,10 @@ def check_relpath(path: object, where: str = "manifest", *, reserved_ok: bool = 
         raise ManifestError(f"{where}: file path must be a non-empty string, got {path!r}")
     if len(path) > MAX_PATH_LEN:
         raise ManifestError(f"{where}: file path longer than {MAX_PATH_LEN} characters")
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError(f"{where}: file path {path!r} is not valid Unicode") from None
     if "\\" in path or "\x00" in path:
         raise ManifestError(f"{where}: file path {path!r} contains a backslash or NUL")
     if path.startswith("/"):
@@ -75,6 +82,10 @@ def check_relpath(path: object, where: str = "manifest", *, reserved_ok: bool = 
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise ManifestError(f"{where}: file path {path!r} has an empty, '.' or '..' part")
+    if any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise ManifestError(
+            f"{where}: file path {path!r} has a part longer than {MAX_NAME_BYTES} bytes"
+        )
     if path in RESERVED_NAMES and not reserved_ok:
         raise ManifestError(f"{where}: file path {path!r} is reserved for modelsync")
     return path
@@ -168,6 +179,12 @@ def _parse_time(value: object, where: str) -> datetime:
         raise ManifestError(f"{where}: 'created' {value!r} is not RFC 3339") from exc
     if parsed.tzinfo is None:
         raise ManifestError(f"{where}: 'created' {value!r} lacks a time zone")
+    try:
+        parsed.astimezone(UTC).timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ManifestError(f"{where}: 'created' {value!r} is out of range") from None
+    if not 1970 <= parsed.astimezone(UTC).year <= 9998:
+        raise ManifestError(f"{where}: 'created' {value!r} is out of range")
     return parsed
 
 
@@ -189,6 +206,8 @@ def _parse_files(value: object, where: str) -> tuple[FileEntry, ...]:
         size = item["size"]
         if type(size) is not int or size < 0:
             raise ManifestError(f"{at}: size must be a non-negative integer, got {size!r}")
+        if size > MAX_FILE_SIZE:
+            raise ManifestError(f"{at}: size is larger than a file can be ({MAX_FILE_SIZE})")
         digest = item["sha256"]
         if not isinstance(digest, str) or not _SHA256.match(digest):
             raise ManifestError(f"{at}: sha256 must be 64 lowercase hex digits")
@@ -214,12 +233,19 @@ def _parse_metrics(value: object, where: str) -> dict[str, float]:
     return metrics
 
 
-def _depth(value: object) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+def _depth(value: object, limit: int = MAX_METADATA_DEPTH) -> int:
+    """Nesting depth of ``value``, counted without recursion and only up to ``limit + 1``
+    (a hostile document can be nested far deeper than Python's stack)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((v, depth) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def hash_file(path: Path) -> tuple[int, str]:

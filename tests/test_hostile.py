@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 
 from modelsync.cancel import CancelToken
@@ -16,7 +18,14 @@ from modelsync.config import ModelConfig
 from modelsync.manifest import MANIFEST_NAME
 from modelsync.store import Store
 from modelsync.syncer import Syncer
-from tests.helpers import manifest_doc
+from tests.helpers import (
+    check_invariants,
+    manifest_doc,
+    model_files,
+    put_revision,
+    run_cli,
+    sidecar_flags,
+)
 from tests.properties import (
     CONFIGS,
     JSON,
@@ -78,3 +87,45 @@ def test_symlinks_out_of_a_local_source_are_refused(tmp_path: Path) -> None:
     copied = [p for p in store.rglob("*") if p.is_file() and p.name == "saved_model.pb"]
     assert copied == []
     assert not os.path.exists(store / "ranker" / "current")
+
+
+def _nested(depth: int) -> dict[str, object]:
+    doc: dict[str, object] = {}
+    for _ in range(depth):
+        doc = {"x": doc}
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "words"),
+    [
+        ("metadata nested 400 deep", lambda d: d.update(metadata=_nested(400)), "nested deeper"),
+        ("size of 10^400", lambda d: d["files"][0].update(size=10**400), "larger than a file"),
+        ("size of 2^63", lambda d: d["files"][0].update(size=2**63), "larger than a file"),
+        ("lone surrogate", lambda d: d["files"][0].update(path="\ud800x"), "not valid Unicode"),
+        ("300-byte name", lambda d: d["files"][0].update(path="a" * 300), "longer than 255"),
+        ("created at year 1", lambda d: d.update(created="0001-01-01T00:00:00+14:00"), "range"),
+        ("another model's revision", lambda d: d.update(model="sandbox"), "model 'sandbox'"),
+    ],
+)
+def test_hostile_manifests_are_refused_in_one_line(
+    tmp_path: Path, bucket: Path, case: str, edit: Callable[[dict[str, Any]], None], words: str
+) -> None:
+    """Issue 11 finding 1 (and 3, 11, 21): each is refused with one line naming it, exit 1,
+    no traceback; the next run skips it (exit 0) and the store keeps the active revision."""
+    store = tmp_path / "data" / "models"
+    put_revision(bucket, 1, model_files(1))
+    assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    files = model_files(2)
+    put_revision(bucket, 2, files, manifest=False)
+    doc = manifest_doc(files, version=2)
+    edit(doc)
+    (bucket / "2" / "modelsync-manifest.json").write_text(json.dumps(doc))
+    out = run_cli("sync", *sidecar_flags(store, bucket))
+    assert out.returncode == 1, case
+    assert "Traceback" not in out.stderr, out.stderr
+    refused = [line for line in out.stderr.splitlines() if "revision refused" in line]
+    assert len(refused) == 1 and words in refused[0], out.stderr
+    again = run_cli("sync", *sidecar_flags(store, bucket))
+    assert again.returncode == 0, again.stderr
+    assert check_invariants(store, "ranker").active == 1
