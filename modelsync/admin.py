@@ -127,8 +127,10 @@ def _make_handler(
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {url.path}"})
                 return
             if token is not None:
-                given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-                if not hmac.compare_digest(given.encode(), token.encode()):
+                scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+                if scheme != "Bearer" or not hmac.compare_digest(
+                    given.strip().encode(), token.encode()
+                ):
                     log.warning(
                         "admin: refused POST /sync without the right token",
                         client=self.client_address[0],

@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
@@ -72,7 +73,7 @@ class NotifyConfig(_Strict):
         if self.method == "signal":
             if self.pidfile is None and self.process is None:
                 raise ValueError("method 'signal' needs pidfile or process")
-            if not hasattr(signal, self.signal) or not self.signal.startswith("SIG"):
+            if self.signal not in signal.Signals.__members__:
                 raise ValueError(f"unknown signal {self.signal!r}")
             if self.process is not None:
                 try:
@@ -258,6 +259,8 @@ class ModelConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
+        if any(c in unquote(value) for c in "\x00\r\n"):
+            raise ValueError(f"source {value!r} contains a NUL or line break")
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in SCHEMES:
             raise ValueError(
@@ -277,6 +280,14 @@ class AdminConfig(_Strict):
     listen: str = Field(default="127.0.0.1:8686", pattern=r"^\[?[0-9A-Za-z.:-]*\]?:[0-9]{1,5}$")
     # When set, POST /sync needs "Authorization: Bearer <token>".
     token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} is not between 1 and 65535")
+        return value
 
     @property
     def address(self) -> tuple[str, int]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -311,6 +312,14 @@ def verify_dir(root: Path, manifest: Manifest, *, extra_ok: bool = False) -> lis
             problems.append(f"{entry.path}: sha256 does not match the manifest")
     if not extra_ok:
         problems.extend(f"{rel}: not in the manifest" for rel in extra_files(root, manifest))
+    listed = {entry.path for entry in manifest.files}
+    for path in sorted(root.rglob("*")):
+        mode = path.lstat().st_mode
+        rel = path.relative_to(root).as_posix()
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)) and rel not in listed:
+            # A FIFO, device, socket or link has no bytes to verify and can hang or
+            # redirect a reader: never part of an intact revision.
+            problems.append(f"{rel}: not a regular file")
     return problems
 
 

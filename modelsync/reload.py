@@ -9,10 +9,13 @@ its own words), unknown (LoadUnknown: timeout, unreachable).
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from modelsync.errors import ReloadError, ServerNotRunning
 
@@ -23,6 +26,9 @@ __all__ = [
     "Prober",
     "ReloadTarget",
     "ServerNotRunning",
+    "child_env",
+    "parse_json",
+    "redact_url",
     "render",
     "server_words",
 ]
@@ -52,8 +58,38 @@ def render(template: str, target: ReloadTarget) -> str:
         )
     except (KeyError, IndexError, ValueError) as exc:
         raise ReloadError(
-            f"template {template!r}: only {{model}}, {{version}}, {{path}} may be used ({exc})"
+            f"template {redact_url(template)!r}: only {{model}}, {{version}}, {{path}} may be "
+            f"used ({exc})"
         ) from exc
+
+
+# Never handed to the commands modelsync runs (notify, confirm and validate exec).
+_SECRET_VARIABLES = frozenset({"MODELSYNC_ADMIN_TOKEN"})
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a command modelsync runs: its own, less its secrets, plus ``extra``."""
+    return {
+        **{k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES},
+        **extra,
+    }
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user:password part, for logs, errors and status."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def parse_json(body: bytes | str) -> Any:
+    """JSON from a server or a file, or ValueError, also for documents nested beyond
+    what the parser can take (RecursionError)."""
+    try:
+        return json.loads(body)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def server_words(body: bytes, limit: int = 400) -> str:
@@ -62,11 +98,9 @@ def server_words(body: bytes, limit: int = 400) -> str:
     JSON answers keep their ``error``/``detail``/``reason`` field; text answers
     (MLServer sends a Python traceback) keep their last line, which names the error.
     """
-    import json
-
     text = body.decode(errors="replace").strip()
     try:
-        doc = json.loads(text)
+        doc = parse_json(text)
     except ValueError:
         doc = None
     if isinstance(doc, dict):

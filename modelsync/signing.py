@@ -26,6 +26,8 @@ __all__ = ["generate_keypair", "load_private_key", "load_public_key", "sign", "v
 
 def generate_keypair(private_path: Path, public_path: Path) -> None:
     """Write a new key pair as PEM: the private key readable by its owner only."""
+    if private_path.resolve() == public_path.resolve():
+        raise PublishError(f"{private_path}: the private and the public key need two files")
     for path in (private_path, public_path):
         if path.exists():
             raise PublishError(f"{path} already exists; refusing to overwrite a key")
@@ -39,7 +41,9 @@ def generate_keypair(private_path: Path, public_path: Path) -> None:
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(private)
-    public_path.write_bytes(public)
+    fd = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(public)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = ["parse_duration", "parse_size"]
@@ -22,6 +23,11 @@ _SIZE_UNITS = {
 }
 
 
+# The longest duration accepted anywhere (an interval, a timeout): 366 days.
+MAX_DURATION = 366 * 86400.0
+MAX_DURATION_TEXT = "366d"
+
+
 def parse_duration(value: object) -> float:
     """Seconds from a number or a string such as "90s", "10m", "1h30m", "7d"."""
     if isinstance(value, bool):
@@ -39,8 +45,11 @@ def parse_duration(value: object) -> float:
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
     else:
         raise ValueError("a duration must be a number of seconds or a string like '10m'")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite, non-negative number of seconds")
+    if seconds > MAX_DURATION:
+        # Longer waits overflow the clocks and timers they end up in.
+        raise ValueError(f"a duration cannot be longer than {MAX_DURATION_TEXT}")
     return seconds
 
 

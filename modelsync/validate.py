@@ -11,7 +11,6 @@ be busy) and is tried again.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError
-from modelsync.reload import ReloadTarget
+from modelsync.reload import ReloadTarget, child_env
 from modelsync.servers import get_preset
 
 __all__ = ["validate_revision"]
@@ -31,7 +30,7 @@ def validate_revision(path: Path, model: ModelConfig, version: int, cancel: Canc
     get_preset(model.server).check_revision(model, version, path)
     config = model.validate_
     if config.exec_:
-        env = {**os.environ, **ReloadTarget(model.name, version, path).env()}
+        env = child_env(ReloadTarget(model.name, version, path).env())
         _run(config.exec_, env, config.timeout, cancel, f"validate.exec {config.exec_[0]}")
     if config.tensorflow:
         argv = [sys.executable, "-m", "modelsync.tfcheck", str(path)]
@@ -39,7 +38,7 @@ def validate_revision(path: Path, model: ModelConfig, version: int, cancel: Canc
             argv += ["--signature", signature]
         if config.smoke_input:
             argv += ["--smoke-input", json.dumps(config.smoke_input)]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+        env = child_env({"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
         _run(argv, env, config.timeout, cancel, "TensorFlow validation")
 
 

@@ -12,10 +12,13 @@ Reply = tuple[int, bytes]
 
 @contextmanager
 def http_stub(
-    answer: Callable[[str, str, bytes], Reply], port: int = 0
+    answer: Callable[[str, str, bytes], Reply],
+    port: int = 0,
+    record_headers: list[str] | None = None,
 ) -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
     """Yield (base URL, recorded requests); ``answer(method, path, body)`` gives the reply.
-    ``port``: listen there (a server that comes up where a client already looks)."""
+    ``port``: listen there (a server that comes up where a client already looks);
+    ``record_headers`` receives each request's Authorization header."""
     seen: list[tuple[str, str, bytes]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -25,6 +28,8 @@ def http_stub(
         def _any(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             seen.append((self.command, self.path, body))
+            if record_headers is not None:
+                record_headers.append(self.headers.get("Authorization", ""))
             status, payload = answer(self.command, self.path, body)
             self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))

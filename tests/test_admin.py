@@ -33,8 +33,10 @@ class FakeView:
         return models or ["m"]
 
 
-def _call(port: int, method: str, path: str, token: str | None = None) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def _call(
+    port: int, method: str, path: str, token: str | None = None, scheme: str = "Bearer "
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"{scheme}{token}"} if token else {}
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}", method=method, headers=headers
     )
@@ -67,6 +69,8 @@ def test_routes_and_token() -> None:
         assert status == 200 and "demo_thing_total 1.0" in text
         assert _call(port, "GET", "/status") == (200, {"models": []})
         assert _call(port, "POST", "/sync")[0] == 401
+        assert _call(port, "POST", "/sync", "t0k", scheme="")[0] == 401  # Bearer required
+        assert _call(port, "POST", "/sync", "t0k", scheme="Basic ")[0] == 401
         assert _call(port, "POST", "/sync", "t0k") == (202, {"queued": ["m"]})
         assert _call(port, "POST", "/sync?model=nope", "t0k")[0] == 404
         assert _call(port, "GET", "/sync")[0] == 405

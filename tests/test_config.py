@@ -105,6 +105,18 @@ def test_flags_alone_define_one_model() -> None:
             "overlaps the served tree /models",
         ),
         (GOOD.replace('store = "/models"', 'store = "/"'), "store cannot be the root"),
+        (GOOD.replace('"5m"', '"nan"'), "interval"),
+        (GOOD.replace('"5m"', "inf"), "finite"),
+        (GOOD.replace('"5m"', '"365000d"'), "longer than 366d"),
+        (GOOD + '[admin]\nlisten = ":99999"\n', "port 99999 is not between 1 and 65535"),
+        (GOOD.replace("file:///srv", "file:///s%00rv"), "contains a NUL"),
+        (
+            GOOD.replace(
+                "keep = 3",
+                'keep = 3\nnotify = {method = "signal", pidfile = "/p", signal = "SIG_BLOCK"}',
+            ),
+            "unknown signal 'SIG_BLOCK'",
+        ),
     ],
 )
 def test_bad_files_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:

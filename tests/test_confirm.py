@@ -137,3 +137,20 @@ def test_http_keeps_the_servers_words_and_fails_fast_on_fail_status() -> None:
         with pytest.raises(LoadFailed, match="bad weights"):
             confirm(ConfirmConfig(method="http", url=url, fail_status=(400,), timeout=30))
         assert time.monotonic() - started < 5
+
+
+def test_a_server_answering_absurdly_nested_json_is_not_a_crash() -> None:
+    """JSON nested beyond the parser's limit is "not JSON" (issue 11 finding 5): the
+    confirm ends as unknown at its timeout, it does not raise RecursionError."""
+    body = b"[" * 200_000 + b"]" * 200_000
+    with http_stub(lambda m, p, b: (200, body)) as (url, _):
+        for method in ("http", "tfserving"):
+            config = ConfirmConfig(
+                method=method,
+                url=url,
+                json_field="v" if method == "http" else None,
+                period=0.05,
+                timeout=0.3,
+            )
+            with pytest.raises(LoadUnknown):
+                confirm(config)

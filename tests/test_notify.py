@@ -147,3 +147,36 @@ def test_config_requires_what_each_method_needs() -> None:
         with pytest.raises(ValidationError):
             NotifyConfig.model_validate(bad)
     assert signal.Signals["SIGUSR1"]
+
+
+def test_credentials_in_a_url_become_a_header_and_never_show() -> None:
+    """user:password@ in notify.url is sent as Basic auth, and errors show the URL
+    without it (issue 11 finding 13)."""
+    import base64
+
+    headers: list[str] = []
+
+    def answer(m: str, p: str, b: bytes) -> tuple[int, bytes]:
+        return 500, b'{"error": "nope"}'
+
+    with http_stub(answer, record_headers=headers) as (url, _):
+        secret_url = url.replace("http://", "http://ops:s3cr%40t@") + "/reload"
+        with pytest.raises(ReloadError) as info:
+            build_notifier(NotifyConfig(method="http", url=secret_url)).notify(TARGET)
+    assert "s3cr" not in str(info.value) and "ops" not in str(info.value)
+    assert "***@127.0.0.1" in str(info.value)
+    assert headers == ["Basic " + base64.b64encode(b"ops:s3cr@t").decode()]
+
+
+def test_commands_never_see_the_admin_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin token in modelsync's environment is not handed to exec children."""
+    monkeypatch.setenv("MODELSYNC_ADMIN_TOKEN", "t0k")
+    out = tmp_path / "env"
+    script = f"import os, pathlib; pathlib.Path({str(out)!r}).write_text(repr(dict(os.environ)))"
+    build_notifier(NotifyConfig(method="exec", command=(sys.executable, "-c", script))).notify(
+        TARGET
+    )
+    seen = out.read_text()
+    assert "MODELSYNC_VERSION" in seen and "t0k" not in seen

@@ -131,3 +131,11 @@ def test_bad_public_key_path_is_a_config_error(tmp_path: Path) -> None:
         out = run_cli("sync", "--config", str(config))
         assert out.returncode == 2
         assert "models[0].verify" in out.stderr and str(key) in out.stderr
+
+
+def test_keygen_refuses_one_file_for_both_keys(tmp_path: Path) -> None:
+    """`keygen K K` would overwrite the private key with the public one: refused, nothing
+    written (issue 11 finding 27)."""
+    out = run_cli("keygen", str(tmp_path / "k"), str(tmp_path / "k"))
+    assert out.returncode == 1 and "two files" in out.stderr
+    assert not (tmp_path / "k").exists()

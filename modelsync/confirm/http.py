@@ -6,12 +6,17 @@ which mean the server could not load it; the server's own words are kept either 
 
 from __future__ import annotations
 
-import json
-
 from modelsync.config import ConfirmConfig
 from modelsync.errors import ReloadError, ServerNotRunning
 from modelsync.notify.http import http_call
-from modelsync.reload import Probe, ProbeState, ReloadTarget, render, server_words
+from modelsync.reload import (
+    Probe,
+    ProbeState,
+    ReloadTarget,
+    parse_json,
+    render,
+    server_words,
+)
 
 __all__ = ["HttpProber"]
 
@@ -36,7 +41,7 @@ class HttpProber:
         if field is None:
             return Probe(ProbeState.LOADED)
         try:
-            value = json.loads(body).get(field)
+            value = parse_json(body).get(field)
         except (ValueError, AttributeError):
             return Probe(ProbeState.LOADING, f"answer is not a JSON object with {field!r}")
         if str(value) != str(target.version):

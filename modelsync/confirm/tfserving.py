@@ -7,12 +7,11 @@ AVAILABLE; an error_code other than OK, or END without ever being available, fai
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from modelsync.errors import ReloadError, ServerNotRunning
 from modelsync.notify.http import http_call
-from modelsync.reload import Probe, ProbeState, ReloadTarget, render
+from modelsync.reload import Probe, ProbeState, ReloadTarget, parse_json, render
 
 __all__ = ["TfServingProber", "version_status"]
 
@@ -39,7 +38,7 @@ class TfServingProber:
         except ReloadError as exc:
             return Probe(ProbeState.LOADING, str(exc))
         try:
-            doc = json.loads(body)
+            doc = parse_json(body)
         except ValueError:
             return Probe(ProbeState.LOADING, f"HTTP {status}, not JSON")
         entry = version_status(doc, target.version)

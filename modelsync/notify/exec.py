@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 from modelsync.config import NotifyConfig
 from modelsync.errors import ReloadError
-from modelsync.reload import ReloadTarget
+from modelsync.reload import ReloadTarget, child_env
 
 __all__ = ["CommandFailed", "ExecNotifier", "run_command"]
 
@@ -25,7 +24,7 @@ def run_command(argv: tuple[str, ...], target: ReloadTarget, timeout: float) -> 
     try:
         done = subprocess.run(
             list(argv),
-            env={**os.environ, **target.env()},
+            env=child_env(target.env()),
             capture_output=True,
             timeout=timeout,
             check=False,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import urllib.error
 import urllib.request
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from modelsync.config import NotifyConfig
 from modelsync.errors import LoadUnknown, ReloadError, ServerNotRunning
-from modelsync.reload import ReloadTarget, render, server_words
+from modelsync.reload import ReloadTarget, redact_url, render, server_words
 
 __all__ = ["HttpNotifier", "http_call"]
 
@@ -15,9 +17,19 @@ __all__ = ["HttpNotifier", "http_call"]
 def http_call(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
     """Status and body of one request; ServerNotRunning when nothing listens, LoadUnknown
     when the server did not answer in time or hung up."""
+    shown = redact_url(url)
     if not url.startswith(("http://", "https://")):
-        raise ReloadError(f"{url}: only http:// and https:// URLs can be called")
+        raise ReloadError(f"{shown}: only http:// and https:// URLs can be called")
+    parts = urlsplit(url)
+    auth = None
+    if "@" in parts.netloc:
+        # user:password@ goes into a header; it never reaches a log, the state or status.
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        url = urlunsplit(parts._replace(netloc=hostport))
+        auth = base64.b64encode(unquote(userinfo).encode()).decode()
     request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - checked
+    if auth is not None:
+        request.add_header("Authorization", f"Basic {auth}")
     if body is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -27,10 +39,10 @@ def http_call(method: str, url: str, body: bytes | None, timeout: float) -> tupl
         return int(exc.code), bytes(exc.read(65536))
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ConnectionRefusedError):
-            raise ServerNotRunning(f"{url}: connection refused") from exc
-        raise LoadUnknown(f"{url}: {exc.reason}") from exc
+            raise ServerNotRunning(f"{shown}: connection refused") from exc
+        raise LoadUnknown(f"{shown}: {exc.reason}") from exc
     except (TimeoutError, ConnectionError, OSError) as exc:
-        raise LoadUnknown(f"{url}: {type(exc).__name__}: {exc}") from exc
+        raise LoadUnknown(f"{shown}: {type(exc).__name__}: {exc}") from exc
 
 
 class HttpNotifier:
@@ -43,4 +55,4 @@ class HttpNotifier:
         body = render(self._config.body, target).encode() if self._config.body else None
         status, answer = http_call(self._config.http_method, url, body, self._config.timeout)
         if not 200 <= status < 300:
-            raise ReloadError(f"{url} answered HTTP {status}: {server_words(answer)}")
+            raise ReloadError(f"{redact_url(url)} answered HTTP {status}: {server_words(answer)}")

@@ -15,13 +15,12 @@ finds and would keep an older version loaded beside the new one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from modelsync.errors import RefusedError
-from modelsync.reload import Notifier, Probe, Prober, ReloadTarget
+from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
 from modelsync.servers.base import NoOptions, PresetModel
 from modelsync.servers.v2 import RepositoryLoad, ready_probe
 
@@ -33,7 +32,7 @@ SETTINGS_FILE = "model-settings.json"
 def _settings(path: Path) -> dict[str, Any]:
     file = path / SETTINGS_FILE
     try:
-        doc = json.loads(file.read_bytes())
+        doc = parse_json(file.read_bytes())
     except FileNotFoundError:
         raise RefusedError(
             f"{file}: missing; MLServer loads a revision through its {SETTINGS_FILE}"

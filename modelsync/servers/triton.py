@@ -15,7 +15,6 @@ state (READY, LOADING, UNAVAILABLE) and Triton's reason.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +24,15 @@ from pydantic import BaseModel, ConfigDict
 
 from modelsync.errors import RefusedError, ReloadError, ServerNotRunning
 from modelsync.notify.http import http_call
-from modelsync.reload import Notifier, Probe, Prober, ProbeState, ReloadTarget, server_words
+from modelsync.reload import (
+    Notifier,
+    Probe,
+    Prober,
+    ProbeState,
+    ReloadTarget,
+    parse_json,
+    server_words,
+)
 from modelsync.servers.base import PresetModel
 from modelsync.servers.v2 import RepositoryLoad
 
@@ -56,7 +63,7 @@ class IndexProber:
         if not 200 <= status < 300:
             return Probe(ProbeState.LOADING, f"HTTP {status}: {server_words(body)}")
         try:
-            entries = json.loads(body)
+            entries = parse_json(body)
         except ValueError:
             return Probe(ProbeState.LOADING, "index answer is not JSON")
         for entry in entries if isinstance(entries, list) else []:
