@@ -150,18 +150,20 @@ class Activation:
             return
         try:
             self._reload(ctx, self._target(ctx, pending.previous), unreachable_ends=False)
-            state.rollback_failed = False
-            log.info("rolled back", version=pending.previous, refused=pending.version)
         except ReloadError as exc:
             state.rollback_failed = True
             state.server_reason = str(exc)
+            ms.save_state(state)  # before the log line: readiness reads the state
             log.critical(
                 "previous revision failed to confirm after rollback; the store is "
                 "left as it is and the server needs attention",
                 version=pending.previous,
                 reason=str(exc),
             )
+            return
+        state.rollback_failed = False
         ms.save_state(state)
+        log.info("rolled back", version=pending.previous, refused=pending.version)
 
     def _settle(self, ctx: PassContext) -> Outcome:
         """End a rollback: refuse the revision, or count a rollback without a verdict."""

@@ -35,6 +35,8 @@ class Pending:
     # still refuses (or counts) the revision.
     reason: str = ""
     verdict: Literal["failed", "unknown", ""] = ""
+    # sha256 of the activated tree's manifest: recovery activates that tree only.
+    manifest_sha256: str = ""
 
 
 @dataclass

@@ -22,6 +22,7 @@ moves to ``revisions/``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import ConfigError, ManifestError, StoreError
+from modelsync.foreign import evict_foreign, manifest_digest, move_aside, tree_is
 from modelsync.fsutil import fsync_dir, move_dir, remove_tree, store_error, swap_symlink
 from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version
 from modelsync.modelfiles import ModelFiles
@@ -127,6 +129,7 @@ class ModelStore:
             (in_tree, in_state) if layout.link_current else (in_state, in_tree)
         )
         self.cache_dir = state_dir / "revisions" / name
+        self.foreign_dir = state_dir / "foreign" / name
         self.staging_root = state_dir / "staging" / name
         self.quarantine_dir = state_dir / "quarantine" / name
         self.state_path = state_dir / "state" / f"{name}.json"
@@ -143,9 +146,11 @@ class ModelStore:
         """The version ``current`` points at, or None when there is none (or it dangles)."""
         try:
             target = os.readlink(self.current)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                return None  # not a link (a file or directory put there): no active version
             raise store_error("read link", self.current, exc) from exc
         version = parse_version(target)
         if version is None or not (self.dir / target).is_dir():
@@ -224,6 +229,10 @@ class ModelStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def evict_foreign(self) -> list[Path]:
+        """Move entries modelsync did not put in the served tree aside (foreign.py)."""
+        return evict_foreign(self.dir, self.current, self.foreign_dir)
+
     def align_layout(self) -> None:
         """Keep the pointer to the active version where this layout wants it (the
         server preset or current_link changed since the last pass)."""
@@ -273,12 +282,22 @@ class ModelStore:
         """
         self.model_files.backup()
         state.pending = Pending(
-            version, previous, "activating", "cache" if retire_to == "cache" else "quarantine"
+            version,
+            previous,
+            "activating",
+            "cache" if retire_to == "cache" else "quarantine",
+            manifest_sha256=manifest_digest(tree),
         )
         self.save_state(state)
         target = self.dir / str(version)
         if tree != target:
-            move_dir(tree, target)
+            if tree_is(target, version, state.pending.manifest_sha256):
+                remove_tree(tree, self.trash)  # the same verified revision is in place
+            else:
+                if target.exists() or target.is_symlink():
+                    # Not ours (a leftover, a link): never served, never merged with ours.
+                    move_aside(target, self.foreign_dir)
+                move_dir(tree, target)
         # A cached copy of the version now served (a revision downloaded again after
         # a manual rollback) would otherwise sit in the cache beside it.
         remove_tree(self.cache_dir / str(version), self.trash)
@@ -337,8 +356,14 @@ class ModelStore:
         if pending.phase == "rolling_back":
             self.rollback(state)
             return pending
-        if not (self.dir / str(pending.version)).is_dir():
-            # Killed before the tree was moved in: nothing visible changed.
+        tree = self.dir / str(pending.version)
+        if not tree_is(tree, pending.version, pending.manifest_sha256):
+            # Killed before the tree was moved in (nothing visible changed), or what is
+            # there is not the tree that was verified: it is never activated.
+            if tree.exists() or tree.is_symlink():
+                move_aside(tree, self.foreign_dir)
+            if self.current.is_symlink() and os.readlink(self.current) == str(pending.version):
+                self._point_to_previous(pending.previous)
             state.pending = None
             self.save_state(state)
             return None
@@ -359,6 +384,17 @@ class ModelStore:
         if self.active_version() != version or os.readlink(self.current) != str(version):
             self.current.parent.mkdir(parents=True, exist_ok=True)
             swap_symlink(self.current, str(version), self.tmp)
+
+    def _point_to_previous(self, previous: int | None) -> None:
+        """Undo a pointer swap to a tree that turned out not to be the verified one."""
+        source = self.path_of(previous) if previous is not None else None
+        if previous is not None and source is not None:
+            if source.parent != self.dir:
+                move_dir(source, self.dir / str(previous))
+            self._point_current(previous)
+        else:
+            remove_tree(self.current, self.trash)
+        self.model_files.restore()
 
     def _retire(self, version: int | None) -> None:
         """Move a served version to the cache (replacing a stale cached copy)."""

@@ -113,6 +113,8 @@ class Syncer:
     def _run(self, ctx: PassContext) -> None:
         ms, state, result, log = ctx.ms, ctx.state, ctx.result, ctx.log
         ms.align_layout()
+        for moved in ms.evict_foreign():
+            log.warning("moved a foreign entry out of the served tree", moved_to=str(moved))
         self._recover(ctx)
         if not self._activation.reconfirm(ctx):
             return

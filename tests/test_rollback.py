@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from modelsync.cancel import CancelToken
@@ -34,6 +35,13 @@ def _model(bucket: Path, confirm_url: str | None, **extra: object) -> ModelConfi
         else ConfirmConfig()
     )
     return ModelConfig(name="ranker", source=f"file://{bucket}", confirm=confirm, **extra)  # type: ignore[arg-type]
+
+
+def _eventually(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.1)
 
 
 def test_first_activation_stands_without_a_server(tmp_path: Path, bucket: Path) -> None:
@@ -165,9 +173,14 @@ def test_daemon_reports_a_rollback_that_also_failed_and_clears_it(
         daemon.http("POST", "/sync")
         daemon.wait_for(lambda e: e.get("event", "").startswith("previous revision failed"))
         assert daemon.http("GET", "/readyz")[0] == 503
+        _eventually(  # the metrics are set when the pass ends
+            lambda: (
+                'modelsync_rollback_failed{model="ranker"} 1.0'
+                in daemon.http("GET", "/metrics")[1].decode()
+            )
+        )
         metrics = daemon.http("GET", "/metrics")[1].decode()
         assert 'modelsync_rollbacks_total{model="ranker"} 1.0' in metrics
-        assert 'modelsync_rollback_failed{model="ranker"} 1.0' in metrics
         assert (store / "ranker" / "current").resolve().name == "1"
         critical = [e for e in daemon.events() if e.get("level") == "critical"]
         assert critical and critical[0]["version"] == 1
@@ -179,10 +192,11 @@ def test_daemon_reports_a_rollback_that_also_failed_and_clears_it(
         broken["on"] = False  # the server serves v1 again
         daemon.wait_for(lambda e: e.get("event") == "server serves the active revision", 30, mark)
         assert daemon.http("GET", "/readyz")[0] == 200
-        cleared = 'modelsync_rollback_failed{model="ranker"} 0.0'
-        deadline = time.monotonic() + 10  # the metric is set when the pass ends
-        while cleared not in daemon.http("GET", "/metrics")[1].decode():
-            assert time.monotonic() < deadline, "modelsync_rollback_failed stayed 1"
-            time.sleep(0.1)
+        _eventually(
+            lambda: (
+                'modelsync_rollback_failed{model="ranker"} 0.0'
+                in daemon.http("GET", "/metrics")[1].decode()
+            )
+        )
         status = json.loads(daemon.http("GET", "/status")[1])["models"][0]
         assert status["rollback_failed"] is False and status["server_reason"] is None
