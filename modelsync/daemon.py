@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from modelsync.admin import AdminServer
 from modelsync.cancel import CancelToken
 from modelsync.config import Config, ModelConfig
-from modelsync.errors import ConfigError, ModelsyncError
+from modelsync.errors import ConfigError, ModelsyncError, StoreError
 from modelsync.metrics import Metrics
 from modelsync.sdnotify import Notifier
 from modelsync.sources import Source, open_source
@@ -108,8 +108,11 @@ class _Worker(threading.Thread):
             return  # abandoned on purpose: not a failure of the model
         log = structlog.get_logger().bind(model=model.name, version=result.active)
         ms = d.syncer.store.model(model.name, model.layout)
-        state = ms.load_state()
-        if result.ok and not state.rollback_failed:
+        try:
+            rollback_failed = ms.load_state().rollback_failed
+        except StoreError:
+            rollback_failed = False  # the pass failed on it already and says so
+        if result.ok and not rollback_failed:
             if self.failures:
                 log.info("recovered", after_failures=self.failures)
             self.failures = 0
@@ -126,7 +129,7 @@ class _Worker(threading.Thread):
             created,
             self.failures,
             self.stale,
-            rollback_failed=state.rollback_failed,
+            rollback_failed=rollback_failed,
         )
         self.last = result
         self.passes += 1
@@ -220,7 +223,11 @@ class Daemon:
         reasons = []
         for model in self.config.models:
             ms = self.syncer.store.model(model.name, model.layout)
-            state = ms.load_state()
+            try:
+                state = ms.load_state()
+            except StoreError as exc:
+                reasons.append(f"{model.name}: {exc}")
+                continue
             if ms.active_version() is None:
                 reasons.append(f"{model.name}: no active version")
             elif state.rollback_failed:

@@ -13,8 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import TypeAdapter, ValidationError
+
 from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes
+from modelsync.manifest import MAX_VERSION
 
 __all__ = ["ModelState", "Pending"]
 
@@ -64,21 +67,22 @@ class ModelState:
             doc: dict[str, Any] = json.loads(path.read_bytes())
         except FileNotFoundError:
             return cls()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise StoreError(f"{path}: unreadable state file ({exc}); move it aside") from exc
         try:
-            pending = doc.pop("pending", None)
-            refused = {int(k): str(v) for k, v in doc.pop("refused", {}).items()}
-            unknown = {int(k): int(v) for k, v in doc.pop("unknown", {}).items()}
-            known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
-            return cls(
-                refused=refused,
-                unknown=unknown,
-                pending=Pending(**pending) if pending else None,
-                **known,
+            # As strict as the configuration: a value of the wrong type or range (a
+            # version "../../outside") never reaches a path or a comparison.
+            state = _ADAPTER.validate_python(_with_int_keys(doc))
+        except (ValidationError, ValueError, TypeError, AttributeError) as exc:
+            first = exc.errors()[0] if isinstance(exc, ValidationError) else None
+            what = (
+                f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else str(exc)
             )
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise StoreError(f"{path}: malformed state file ({exc}); move it aside") from exc
+            raise StoreError(f"{path}: malformed state file ({what}); move it aside") from None
+        for version in [*state.refused, *state.unknown, state.pinned, *_pending(state)]:
+            if version is not None and not 0 < version <= MAX_VERSION:
+                raise StoreError(f"{path}: malformed state file (version {version}); move it aside")
+        return state
 
     def save(self, path: Path) -> None:
         doc = asdict(self)
@@ -86,3 +90,24 @@ class ModelState:
         doc["unknown"] = {str(k): v for k, v in sorted(self.unknown.items())}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _with_int_keys(doc: Any) -> Any:
+    """JSON object keys are strings; the version-keyed maps want ints (strictly parsed)."""
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    doc = {k: v for k, v in doc.items() if k in ModelState.__dataclass_fields__}
+    for key in ("refused", "unknown"):
+        value = doc.get(key, {})
+        if not isinstance(value, dict) or not all(k.isdigit() for k in value):
+            raise ValueError(f"{key}: not a map of versions")
+        doc[key] = {int(k): v for k, v in value.items()}
+    return doc
+
+
+def _pending(state: ModelState) -> list[int | None]:
+    pending = state.pending
+    return [pending.version, pending.previous] if pending is not None else []
+
+
+_ADAPTER = TypeAdapter(ModelState)

@@ -46,6 +46,19 @@ CURRENT = "current"
 LEGACY_STATE = ".modelsync"
 # Refused revisions kept for inspection; older ones are deleted.
 QUARANTINE_KEEP = 2
+# The directories modelsync keeps under state_dir (none of them may be a link).
+_STATE_PARTS = (
+    "active",
+    "foreign",
+    "locks",
+    "model-files",
+    "quarantine",
+    "revisions",
+    "staging",
+    "state",
+    "tmp",
+    "trash",
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,13 @@ class Store:
             raise ConfigError(
                 f"cannot create state_dir {self.state_dir}: {exc.strerror}; {hint}"
             ) from exc
+        for part in _STATE_PARTS:
+            if (self.state_dir / part).is_symlink():
+                # Following it would write (or delete) wherever it points.
+                raise StoreError(
+                    f"{self.state_dir / part} is a symbolic link; modelsync never follows "
+                    "links in its state directory: remove it"
+                )
         if self.root.stat().st_dev != self.state_dir.stat().st_dev:
             raise ConfigError(
                 f"state_dir {self.state_dir} is on another filesystem than store {self.root}, "
@@ -251,6 +271,9 @@ class ModelStore:
         """
         for path in (self.staging_root, self.trash, self.tmp):
             try:
+                if path.is_symlink():
+                    path.unlink()  # the link only, never what it points at
+                    continue
                 shutil.rmtree(path)
             except FileNotFoundError:
                 pass

@@ -180,3 +180,21 @@ def test_commands_never_see_the_admin_token(
     )
     seen = out.read_text()
     assert "MODELSYNC_VERSION" in seen and "t0k" not in seen
+
+
+def test_a_pattern_matching_two_processes_signals_neither(tmp_path: Path) -> None:
+    """Two processes match (a server and a look-alike): nothing is signalled, the error
+    names both (issue 11 finding 15)."""
+    tag = f"modelsync-test-server-{time.monotonic_ns()}"
+    first, second = _catcher(tag), _catcher(tag + "-backup")
+    try:
+        with pytest.raises(ReloadError, match="matches 2 processes"):
+            build_notifier(NotifyConfig(method="signal", process=tag)).notify(TARGET)
+        time.sleep(0.3)
+        assert first.poll() is None and second.poll() is None  # neither got SIGHUP
+    finally:
+        for proc in (first, second):
+            proc.kill()
+            proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()

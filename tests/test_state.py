@@ -1,29 +1,90 @@
+"""The state file is read as strictly as the configuration, and a bad one fails passes
+(counted, max_failures applies) until it is repaired (issue 11 findings 6 and 16)."""
+
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
+from modelsync.config import default_state_dir
 from modelsync.errors import StoreError
 from modelsync.state import ModelState, Pending
+from tests.daemonproc import DaemonProcess
+from tests.helpers import check_invariants, model_files, put_revision, run_cli, sidecar_flags
 
 
-def test_state_round_trip(tmp_path: Path) -> None:
-    """Refused versions, pin and journal survive a save and load."""
-    path = tmp_path / "s" / "m.json"
-    state = ModelState(refused={7: "bad"}, pinned=3, pending=Pending(8, 7, "rolling_back"))
-    state.save(path)
-    loaded = ModelState.load(path)
-    assert loaded == state
-    assert ModelState.load(tmp_path / "none.json") == ModelState()
-
-
-def test_damaged_state_file_is_a_clear_error(tmp_path: Path) -> None:
-    """A corrupt state file says which file and what to do."""
-    path = tmp_path / "m.json"
-    path.write_text("{not json")
-    with pytest.raises(StoreError, match="move it aside"):
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"pending": {"version": "../../outside", "previous": 1}}', "valid integer"),
+        ('{"pending": {"version": 3, "previous": null, "phase": "boom"}}', "pending.phase"),
+        ('{"refused": {"x": "y"}}', "not a map of versions"),
+        ('{"pinned": -4}', "version -4"),
+        ('{"pending": {"version": 1', "unreadable"),
+        ("[" * 100_000, "unreadable"),
+    ],
+)
+def test_bad_state_files_are_one_line_errors(tmp_path: Path, text: str, words: str) -> None:
+    """Wrong types, ranges and shapes name the key; nothing is trusted half-way."""
+    path = tmp_path / "ranker.json"
+    path.write_text(text)
+    with pytest.raises(StoreError, match=words) as info:
         ModelState.load(path)
-    path.write_text('{"pending": {"nope": 1}}')
-    with pytest.raises(StoreError, match="malformed"):
-        ModelState.load(path)
+    assert "\n" not in str(info.value) and "move it aside" in str(info.value)
+
+
+def test_state_round_trips(tmp_path: Path) -> None:
+    """What is saved loads back equal, journal included."""
+    state = ModelState(refused={3: "bad"}, unknown={4: 1}, pending=Pending(5, 4, "rolling_back"))
+    state.save(tmp_path / "s.json")
+    assert ModelState.load(tmp_path / "s.json") == state
+
+
+def test_a_truncated_state_file_fails_passes_until_repaired(
+    tmp_path: Path, bucket: Path, procs: list[DaemonProcess]
+) -> None:
+    """The daemon keeps running, counts the failures (max_failures fires), and a one-shot
+    sync after the repair works again."""
+    store = tmp_path / "data" / "models"
+    put_revision(bucket, 1, model_files(1))
+    assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    state_file = default_state_dir(store) / "state" / "ranker.json"
+    state_file.write_text(state_file.read_text()[:20])
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{store}"\nmax_failures = 2\n[[models]]\nname = "ranker"\n'
+        f'source = "file://{bucket}"\n'
+    )
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_for(lambda e: e.get("event") == "giving up", 60)
+    assert daemon.proc.wait(10) == 1
+    failed = [e for e in daemon.events() if e.get("event") == "sync failed"]
+    assert len(failed) == 2 and "unreadable state file" in failed[0]["error"]
+    os.remove(state_file)  # the repair: move it aside
+    put_revision(bucket, 2, model_files(2))
+    out = run_cli("sync", *sidecar_flags(store, bucket))
+    assert out.returncode == 0, out.stderr
+    assert check_invariants(store, "ranker").active == 2
+
+
+def test_a_link_in_the_state_directory_is_never_followed(tmp_path: Path, bucket: Path) -> None:
+    """<state_dir>/staging planted as a link to a directory elsewhere: the pass refuses
+    to go on and the directory it points at is untouched (issue 11 finding 17)."""
+    store = tmp_path / "data" / "models"
+    put_revision(bucket, 1, model_files(1))
+    assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    victim = tmp_path / "victim" / "ranker"
+    victim.mkdir(parents=True)
+    (victim / "precious").write_text("keep me")
+    staging = default_state_dir(store) / "staging"
+    if staging.exists():
+        staging.rmdir()
+    staging.symlink_to(victim.parent)
+    out = run_cli("sync", *sidecar_flags(store, bucket))
+    assert out.returncode == 1 and "is a symbolic link" in out.stderr
+    assert (victim / "precious").read_text() == "keep me"
+    assert json.loads(run_cli("status", "--json", *sidecar_flags(store, bucket)).stdout)

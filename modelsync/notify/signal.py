@@ -53,6 +53,12 @@ class SignalNotifier:
         pids = find_processes(self._process)
         if not pids:
             raise ServerNotRunning(f"no process matches {self._process!r}")
+        if len(pids) > 1:
+            # Signalling every match once hit an unrelated process with a similar name.
+            raise ReloadError(
+                f"process pattern {self._process!r} matches {len(pids)} processes "
+                f"({', '.join(map(str, pids[:5]))}); make it match the server's only"
+            )
         return pids
 
     def notify(self, target: ReloadTarget) -> None:
