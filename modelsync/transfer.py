@@ -1,9 +1,9 @@
 """Download one revision into staging: parallel, bounded, verified, deduplicated.
 
 Files whose sha256 is already on local disk (in a retained revision) are hard-linked
-instead of fetched. Every fetched file is bounded to its declared size while it
-streams and checked against its sha256 when complete; the first failure cancels
-the remaining downloads.
+instead of fetched, once their bytes are checked again. Every fetched file is
+bounded to its declared size while it streams and checked against its sha256 when
+complete; the first failure cancels the remaining downloads.
 """
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ from pathlib import Path
 import structlog
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import RefusedError
+from modelsync.errors import IntegrityError, RefusedError
 from modelsync.fsutil import store_error
-from modelsync.manifest import FileEntry, Manifest
+from modelsync.manifest import FileEntry, Manifest, hash_file
 from modelsync.retry import RetryPolicy, call_with_retry
-from modelsync.sources.base import Sink, Source
+from modelsync.sources.base import OversizeError, Sink, Source
 
 __all__ = ["TransferStats", "download_revision", "safe_join"]
+
+# Fetches of a file whose bytes differ from the manifest before deciding (see
+# _fetch_verified): two equal wrong results refuse, all different fail the pass.
+_CONTENT_ATTEMPTS = 3
 
 
 @dataclass
@@ -100,10 +104,14 @@ def download_revision(
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             existing = reuse.get(entry.sha256)
-            if existing is not None:
+            # A retained file may have been changed on disk since it was verified (a
+            # server can write where it reads): its bytes are checked before reuse.
+            if existing is not None and hash_file(existing) == (entry.size, entry.sha256):
                 _link_or_copy(existing, dest)
                 counter.linked(entry.size)
                 return
+            if existing is not None:
+                log.warning("a retained file changed on disk; fetching it", file=str(existing))
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
         digest = _fetch_verified(
@@ -147,7 +155,43 @@ def _fetch_verified(
     on_bytes: Callable[[int], None] | None,
 ) -> str:
     """Fetch one file into ``dest``; check size, and sha256 unless the entry has none
-    (a listing-derived entry, whose integrity is the storage checksum)."""
+    (a listing-derived entry, whose integrity is the storage checksum).
+
+    Bytes that differ from the manifest are fetched again: the revision is refused
+    only when two fetches bring the same wrong bytes (the stored object is wrong);
+    different wrong bytes each time are damage in transit (IntegrityError: the pass
+    fails and is retried, the revision is not refused).
+    """
+    outcomes: set[str] = set()
+    for _ in range(_CONTENT_ATTEMPTS):
+        digest, problem = _fetch_once(
+            source, version, entry, dest, label, cancel, retry, log, on_bytes
+        )
+        if problem is None:
+            return digest
+        if problem in outcomes:
+            raise RefusedError(problem)
+        outcomes.add(problem)
+        log.warning("bytes differ from the manifest; fetching again", file=label, problem=problem)
+    raise IntegrityError(
+        f"{label}: bytes differed from the manifest on {_CONTENT_ATTEMPTS} fetches, "
+        "differently each time (damaged in transit); the pass will be retried"
+    )
+
+
+def _fetch_once(
+    source: Source,
+    version: int,
+    entry: FileEntry,
+    dest: Path,
+    label: str,
+    cancel: CancelToken,
+    retry: RetryPolicy,
+    log: structlog.typing.FilteringBoundLogger,
+    on_bytes: Callable[[int], None] | None,
+) -> tuple[str, str | None]:
+    """(sha256, None) for a file that matches its entry; ('', what was wrong) otherwise,
+    with ``dest`` removed."""
     try:
         sink = Sink(dest, entry.size, label, on_bytes)
     except OSError as exc:
@@ -161,6 +205,11 @@ def _fetch_verified(
 
         call_with_retry(attempt, retry, cancel, label, log)
         digest = sink.finish()
+    except OversizeError as exc:
+        sink.close()
+        with contextlib.suppress(OSError):
+            dest.unlink()
+        return "", f"{exc} (sha256 of what arrived {exc.received[:12]}…)"
     except BaseException:
         sink.close()
         with contextlib.suppress(OSError):
@@ -168,8 +217,8 @@ def _fetch_verified(
         raise
     if sink.written != entry.size:
         dest.unlink()
-        raise RefusedError(f"{label}: got {sink.written} bytes, manifest says {entry.size}")
+        return "", f"{label}: got {sink.written} bytes, manifest says {entry.size}"
     if entry.sha256 and digest != entry.sha256:
         dest.unlink()
-        raise RefusedError(f"{label}: sha256 {digest[:12]}… does not match the manifest")
-    return digest
+        return "", f"{label}: sha256 {digest[:12]}… does not match the manifest"
+    return digest, None

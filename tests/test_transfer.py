@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import Cancelled, RefusedError
+from modelsync.errors import Cancelled, IntegrityError, RefusedError
 from modelsync.manifest import FileEntry, Manifest
 from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
+from modelsync.sources.base import Sink
+from modelsync.sources.local import LocalSource
 from modelsync.transfer import download_revision, safe_join
 from tests.helpers import manifest_doc, model_files, put_revision
 
@@ -121,3 +123,75 @@ def test_safe_join_refuses_escapes(tmp_path: Path) -> None:
     with pytest.raises(RefusedError, match="outside the staging"):
         safe_join(tmp_path / "staging", "link/x")
     assert FileEntry("a", 1, "0" * 64).size == 1
+
+
+class DamagingSource(LocalSource):
+    """A file:// source whose first ``times`` reads of each file arrive damaged in a
+    different way each time, as a flaky network without storage checksums would."""
+
+    def __init__(self, url: str, times: int, how: str) -> None:
+        super().__init__(url)
+        self.left: dict[str, int] = {}
+        self.times, self.how = times, how
+
+    def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
+        left = self.left.setdefault(name, self.times)
+        if left == 0:
+            return super().fetch(version, name, sink, cancel)
+        self.left[name] = left - 1
+        data = (self._object_path(version, name)).read_bytes()
+        damaged = data + b"!" * (5 + left) if self.how == "extra" else bytes([left]) + data[1:]
+        sink.write(damaged)
+        return None
+
+
+@pytest.mark.parametrize("how", ["extra", "flipped"])
+def test_damage_in_transit_is_fetched_again_not_refused(
+    bucket: Path, tmp_path: Path, how: str
+) -> None:
+    """Wrong bytes once: fetched again and verified. Wrong bytes, different every time:
+    IntegrityError (the pass fails and is retried), never a refusal (finding 20)."""
+    files = model_files(1)
+    put_revision(bucket, 1, files)
+
+    def download(times: int) -> None:
+        staging = tmp_path / f"staging-{times}"
+        staging.mkdir()
+        download_revision(
+            DamagingSource(f"file://{bucket}", times, how),
+            _manifest(files),
+            staging,
+            {},
+            concurrency=2,
+            cancel=CancelToken(),
+            retry=RetryPolicy(),
+        )
+
+    download(1)
+    with pytest.raises(IntegrityError, match="differently each time") as info:
+        download(5)
+    assert not isinstance(info.value, RefusedError)
+
+
+def test_a_retained_file_changed_on_disk_is_not_reused(bucket: Path, tmp_path: Path) -> None:
+    """Same size, other bytes (a server wrote into the retained copy): fetched, not linked
+    (finding 8)."""
+    files = model_files(1)
+    put_revision(bucket, 1, files)
+    retained = tmp_path / "retained.bin"
+    original = files["variables/variables.index"]
+    retained.write_bytes(bytes(len(original)))
+    digest = hashlib.sha256(original).hexdigest()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    stats = download_revision(
+        open_source(f"file://{bucket}"),
+        _manifest(files),
+        staging,
+        {digest: retained},
+        concurrency=2,
+        cancel=CancelToken(),
+        retry=RetryPolicy(),
+    )
+    assert (stats.files_linked, stats.files_fetched) == (0, 3)
+    assert (staging / "variables/variables.index").read_bytes() == original

@@ -19,7 +19,7 @@ from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
 from modelsync.fsutil import store_error
 
-__all__ = ["ObjectInfo", "Sink", "Source"]
+__all__ = ["ObjectInfo", "OversizeError", "Sink", "Source"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,15 @@ class ObjectInfo:
 
 class _Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
+
+
+class OversizeError(RefusedError):
+    """More bytes arrived than the manifest declares (transit damage, or the object).
+    ``received`` is the sha256 of what arrived, to tell the same bytes from others."""
+
+    def __init__(self, message: str, received: str) -> None:
+        super().__init__(message)
+        self.received = received
 
 
 class Sink:
@@ -64,8 +73,11 @@ class Sink:
 
     def write(self, data: bytes) -> int:
         if self.expected_size is not None and self._written + len(data) > self.expected_size:
-            raise RefusedError(
-                f"{self.label}: source sent more than the declared {self.expected_size} bytes"
+            received = self._digest.copy()
+            received.update(data)
+            raise OversizeError(
+                f"{self.label}: source sent more than the declared {self.expected_size} bytes",
+                received.hexdigest(),
             )
         try:
             self._handle.write(data)
@@ -99,8 +111,9 @@ class Sink:
                 if self._on_bytes is not None:
                     self._on_bytes(len(chunk))
         if self.expected_size is not None and self._written > self.expected_size:
-            raise RefusedError(
-                f"{self.label}: source sent more than the declared {self.expected_size} bytes"
+            raise OversizeError(
+                f"{self.label}: source sent more than the declared {self.expected_size} bytes",
+                self._digest.hexdigest(),
             )
 
     def finish(self) -> str:
