@@ -17,6 +17,36 @@ from modelsync.errors import ConfigError
 
 __all__ = ["AdminServer", "AdminView"]
 
+# Connections served at once; more are closed at once, so a flood of (idle)
+# connections cannot take the threads the model workers and the watcher need.
+MAX_CONNECTIONS = 32
+# A connection that sends nothing for this long is closed.
+IDLE_TIMEOUT = 5.0
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
 
 class AdminView(Protocol):
     """What the endpoint asks of the daemon."""
@@ -51,7 +81,7 @@ class AdminServer:
     ) -> None:
         handler = _make_handler(view, registry, token)
         try:
-            self._server = ThreadingHTTPServer(address, handler)
+            self._server = _BoundedServer(address, handler)
         except OSError as exc:
             raise ConfigError(
                 f"admin.listen: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
@@ -81,6 +111,7 @@ def _make_handler(
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "modelsync"
+        timeout = IDLE_TIMEOUT
 
         def log_message(self, *_args: object) -> None:
             return None

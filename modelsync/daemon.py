@@ -47,6 +47,8 @@ _LOOP_TICK = 5.0
 _STOP_GRACE = 4.0
 # A pass still running this long after its deadline is stuck: /healthz fails.
 _STUCK_AFTER = 60.0
+# The least time between the end of one pass of a model and the start of the next.
+_MIN_PASS_GAP = 2.0
 
 
 class DaemonFailed(ModelsyncError):
@@ -81,7 +83,13 @@ class _Worker(threading.Thread):
         self.pass_started: float | None = None
 
     def run(self) -> None:
+        ended = -_MIN_PASS_GAP
         while not self.stop_event.is_set():
+            # Triggers (POST /sync, file events) that come faster than this coalesce
+            # into one pass: a flood of them costs a listing every few seconds at most.
+            gap = _MIN_PASS_GAP - (time.monotonic() - ended)
+            if gap > 0 and self.stop_event.wait(gap):
+                return
             self.wake.clear()
             self.pass_started = time.monotonic()
             try:
@@ -95,6 +103,7 @@ class _Worker(threading.Thread):
                 )
             finally:
                 self.pass_started = None
+                ended = time.monotonic()
             if self.stop_event.is_set():
                 return
             self.wake.wait(self.daemon_ref.next_delay(max(self.failures, self.waiting)))

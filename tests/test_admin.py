@@ -88,3 +88,36 @@ def test_busy_port_is_a_config_error() -> None:
             AdminServer(("127.0.0.1", first.port), FakeView(), CollectorRegistry(), None)
     finally:
         first.stop()
+
+
+def test_idle_connections_cannot_take_every_thread() -> None:
+    """100 idle connections: the server holds at most MAX_CONNECTIONS threads, drops the
+    idle ones after IDLE_TIMEOUT, and answers /healthz again (issue 11 finding 7)."""
+    import socket
+    import threading
+    import time
+
+    from modelsync.admin import IDLE_TIMEOUT, MAX_CONNECTIONS
+
+    server = AdminServer(("127.0.0.1", 0), FakeView(), CollectorRegistry(), token=None)
+    server.start()
+    before = threading.active_count()
+    sockets = []
+    try:
+        for _ in range(100):
+            sockets.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        time.sleep(0.5)
+        assert threading.active_count() - before <= MAX_CONNECTIONS
+        deadline = time.monotonic() + IDLE_TIMEOUT + 5
+        while True:
+            try:
+                if _call(server.port, "GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "healthz never answered"
+            time.sleep(0.2)
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()

@@ -274,3 +274,25 @@ def test_a_slow_model_does_not_block_another(
     assert time.monotonic() - started < 5
     assert not (store / "slow" / "current").exists()
     assert os.readlink(store / "ranker" / "current") == "5"
+
+
+def test_a_flood_of_sync_requests_costs_a_few_passes(
+    tmp_path: Path, bucket: Path, store: Path, procs: list[DaemonProcess]
+) -> None:
+    """300 POST /sync in a second coalesce: a handful of passes, not hundreds (issue 11
+    finding 25)."""
+    put_revision(bucket, 1, model_files(1))
+    daemon = DaemonProcess([*sidecar_flags(store, bucket), "--interval", "1h"], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_http()
+    daemon.wait_for(lambda e: e.get("event") == "first pass done; ready")
+    for _ in range(300):
+        assert daemon.http("POST", "/sync")[0] == 202
+    time.sleep(4)
+    metrics = daemon.http("GET", "/metrics")[1].decode()
+    counts = [
+        float(row.rsplit(" ", 1)[1])
+        for row in metrics.splitlines()
+        if row.startswith("modelsync_sync_total{")
+    ]
+    assert counts and sum(counts) <= 4, metrics
