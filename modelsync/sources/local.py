@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from modelsync.cancel import CancelToken
@@ -19,6 +21,9 @@ from modelsync.sources.base import ObjectInfo, Sink
 __all__ = ["LocalSource"]
 
 _CHUNK = 1024 * 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Non-blocking so that opening a FIFO returns at once (it is then refused by fstat).
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class LocalSource:
@@ -56,10 +61,41 @@ class LocalSource:
         versions = (parse_version(n) for n in names)
         return sorted(v for v in versions if v is not None)
 
-    def read_object(self, version: int, name: str, limit: int) -> bytes | None:
-        path = self._object_path(version, name)
+    def _open(self, version: int, name: str) -> BinaryIO:
+        """Open the object without following any link, as a regular file.
+
+        Every component is opened relative to its parent with O_NOFOLLOW, and the
+        leaf is checked on the opened descriptor: a file swapped for a link (or a
+        FIFO, which would block the read) between a check and the open is never read.
+        """
+        label = f"{self.url}/{version}/{name}"
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        parts = name.split("/")
+        fd = os.open(self._version_dir(version), _DIR_FLAGS)
         try:
-            with path.open("rb") as handle:
+            for part in parts[:-1]:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            leaf = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RefusedError(
+                    f"{label}: is a link; a file:// source's links are not followed"
+                ) from None
+            raise
+        finally:
+            os.close(fd)
+        mode = os.fstat(leaf).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(leaf)
+            raise RefusedError(f"{label}: not a regular file")
+        os.set_blocking(leaf, True)
+        return os.fdopen(leaf, "rb")
+
+    def read_object(self, version: int, name: str, limit: int) -> bytes | None:
+        try:
+            with self._open(version, name) as handle:
                 data = handle.read(limit + 1)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
@@ -85,9 +121,8 @@ class LocalSource:
         return found
 
     def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
-        path = self._object_path(version, name)
         try:
-            handle = path.open("rb")
+            handle = self._open(version, name)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise NotFoundError(f"{self.url}/{version}/{name}: object does not exist") from exc
         except OSError as exc:
