@@ -260,20 +260,20 @@ def test_a_slow_model_does_not_block_another(
     config = tmp_path / "c.toml"
     config.write_text(
         f'store = "{store}"\ninterval = "1h"\n'
-        f'[[models]]\nname = "slow"\nsource = "{backend.url}"\n'
-        f'[[models]]\nname = "ranker"\nsource = "file://{bucket}"\n'
+        f'[[models]]\nname = "ranker"\nsource = "{backend.url}"\n'
+        f'[[models]]\nname = "fast"\nsource = "file://{bucket}"\n'
     )
     daemon = DaemonProcess(
         ["--config", str(config)], tmp_path / "log", env={"STORAGE_EMULATOR_HOST": fault_proxy.url}
     )
     procs.append(daemon)
-    daemon.wait_for(lambda e: e.get("event") == "downloading" and e.get("model") == "slow")
-    put_revision(bucket, 5, model_files(5))
+    daemon.wait_for(lambda e: e.get("event") == "downloading" and e.get("model") == "ranker")
+    put_revision(bucket, 5, model_files(5), model="fast")
     started = time.monotonic()
-    daemon.wait_for(_activated(5, "ranker"))
+    daemon.wait_for(_activated(5, "fast"))
     assert time.monotonic() - started < 5
-    assert not (store / "slow" / "current").exists()
-    assert os.readlink(store / "ranker" / "current") == "5"
+    assert not (store / "ranker" / "current").exists()
+    assert os.readlink(store / "fast" / "current") == "5"
 
 
 def test_a_flood_of_sync_requests_costs_a_few_passes(
