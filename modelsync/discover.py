@@ -72,7 +72,11 @@ class Discovery:
         newer than the active one.
         """
         versions = call_with_retry(
-            source.list_versions, self._retry, cancel, f"{source.url}: list", self._log
+            functools.partial(source.list_versions, cancel=cancel),
+            self._retry,
+            cancel,
+            f"{source.url}: list",
+            self._log,
         )
         for version in sorted(versions, reverse=True):
             if active is not None and version <= active:
@@ -92,7 +96,7 @@ class Discovery:
             try:
                 raw = call_with_retry(
                     functools.partial(
-                        source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES
+                        source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES, cancel
                     ),
                     self._retry,
                     cancel,
@@ -119,7 +123,7 @@ class Discovery:
             return None
         where = f"{source.url}/{version}/{SIGNATURE_NAME}"
         signature = call_with_retry(
-            functools.partial(source.read_object, version, SIGNATURE_NAME, 1024),
+            functools.partial(source.read_object, version, SIGNATURE_NAME, 1024, cancel),
             self._retry,
             cancel,
             where,
@@ -150,7 +154,7 @@ class Discovery:
                 "be signed (verify.require_signature)"
             )
         objects = call_with_retry(
-            functools.partial(source.list_objects, version),
+            functools.partial(source.list_objects, version, cancel),
             self._retry,
             cancel,
             f"{source.url}/{version}: list",

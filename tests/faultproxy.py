@@ -31,6 +31,8 @@ class FaultPlan:
     flip: Callable[[str], bool] | None = None
     # Bytes per second for response bodies (0: unlimited), to make downloads take time.
     throttle: int = 0
+    # Called with the request path: True throttles that response (default: all).
+    slow: Callable[[str], bool] | None = None
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -147,7 +149,7 @@ class FaultProxy:
             handler.connection.shutdown(socket.SHUT_RDWR)
             return
         try:
-            if self.plan.throttle:
+            if self.plan.throttle and (self.plan.slow is None or self.plan.slow(handler.path)):
                 step = max(1, self.plan.throttle // 20)
                 for start in range(0, len(data), step):
                     handler.wfile.write(data[start : start + step])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -236,3 +237,33 @@ def test_cli_publish_and_sync_against_the_emulator(
         assert (tmp_path / "store" / "ranker" / "7" / name).read_bytes() == data
     assert "token" not in out.stderr.lower() or "[redacted]" in out.stderr
     assert os.readlink(tmp_path / "store" / "ranker" / "current") == "7"
+
+
+@pytest.mark.parametrize("stage", ["listing", "manifest", "media"])
+def test_a_dripping_server_cannot_hold_a_pass_past_its_deadline(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str, fault_proxy: FaultProxy, stage: str
+) -> None:
+    """Issue 11: a server that sends 20 bytes a second (far inside any read timeout)
+    during the listing, the manifest or the media: the pass ends at its 1 s deadline,
+    cancelled, the store untouched (the smallest of these bodies takes 4 s to drip)."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    _publish(backend, 1, _files(2, 64 * 1024, 7))
+    slow = {"listing": "delimiter", "manifest": "manifest", "media": "shard-"}[stage]
+    fault_proxy.plan = FaultPlan(throttle=20, slow=lambda path: slow in path)
+    syncer = Syncer(
+        Store(tmp_path / "store", tmp_path / ".state"),
+        retry=FAST_RETRY,
+        sources=_through(fault_proxy),
+    )
+    started = time.monotonic()
+    try:
+        result = syncer.sync(
+            ModelConfig(name="ranker", source=backend.url),
+            CancelToken(deadline=time.monotonic() + 1),
+        )
+    finally:
+        syncer.close()
+    elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.FAILED and "deadline" in (result.error or ""), result.error
+    assert elapsed < 3, elapsed
+    assert not (tmp_path / "store" / "ranker" / "current").exists()

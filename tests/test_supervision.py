@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from modelsync.cancel import CancelToken
 from modelsync.config import Config, ModelConfig
 from modelsync.daemon import Daemon
 from modelsync.sdnotify import Notifier
@@ -26,10 +27,10 @@ class FlakySource(LocalSource):
         super().__init__(url)
         self.faults = faults
 
-    def list_versions(self) -> list[int]:
+    def list_versions(self, cancel: CancelToken | None = None) -> list[int]:
         if self.faults:
             raise self.faults.pop(0)
-        return super().list_versions()
+        return super().list_versions(cancel)
 
 
 def _sample(registry: CollectorRegistry, outcome: str) -> float:

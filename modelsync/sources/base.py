@@ -144,21 +144,24 @@ class Source(Protocol):
 
     url: str
 
-    def list_versions(self) -> list[int]:
+    def list_versions(self, cancel: CancelToken | None = None) -> list[int]:
         """Every version number present, complete or not, ascending; [] if none.
 
-        Raises NotFoundError when the bucket (or the source directory) is missing.
+        Raises NotFoundError when the bucket (or the source directory) is missing, and
+        Cancelled once ``cancel`` fires (a network backend cuts a read in flight).
         """
         ...
 
-    def read_object(self, version: int, name: str, limit: int) -> bytes | None:
+    def read_object(
+        self, version: int, name: str, limit: int, cancel: CancelToken | None = None
+    ) -> bytes | None:
         """The whole object, or None when it does not exist.
 
         Raises RefusedError when it is larger than ``limit`` bytes.
         """
         ...
 
-    def list_objects(self, version: int) -> list[ObjectInfo]:
+    def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
         """Every object under the version, names relative to it; [] if none."""
         ...
 

@@ -47,6 +47,7 @@ from modelsync.errors import (
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources.base import ObjectInfo, Sink
+from modelsync.sources.deadline import ConnectionTracker
 
 __all__ = ["GcsSettings", "GcsSource"]
 
@@ -192,6 +193,7 @@ class GcsSource:
         self.settings = settings or GcsSettings()
         self._client: storage.Client | None = None
         self._lock = threading.Lock()
+        self._connections = ConnectionTracker()
         self._log = structlog.get_logger().bind(source=url)
 
     # -- plumbing --------------------------------------------------------------
@@ -220,7 +222,9 @@ class GcsSource:
         except Exception as exc:
             raise translate(exc, self.url, self.bucket_name) from exc
         # Parallel downloads need more pooled connections than requests' default 10.
-        adapter = requests.adapters.HTTPAdapter(
+        # Its pools report which connection each thread reads from, so that a pass's
+        # deadline can cut a read that a dripping server stretches (deadline.py).
+        adapter = self._connections.adapter(
             pool_connections=4, pool_maxsize=self.settings.http_pool_size
         )
         client._http.mount("https://", adapter)
@@ -246,9 +250,9 @@ class GcsSource:
 
     # -- the Source protocol ---------------------------------------------------
 
-    def list_versions(self) -> list[int]:
+    def list_versions(self, cancel: CancelToken | None = None) -> list[int]:
         prefix = f"{self.prefix}/" if self.prefix else ""
-        with self._translated(f"{self.url}: list"):
+        with self._connections.deadline(cancel), self._translated(f"{self.url}: list"):
             bucket = self._bucket()
             pages = bucket.client.list_blobs(
                 bucket, prefix=prefix, delimiter="/", retry=None, timeout=self._timeout
@@ -259,7 +263,9 @@ class GcsSource:
         versions = (parse_version(p[len(prefix) :].rstrip("/")) for p in prefixes)
         return sorted(v for v in versions if v is not None)
 
-    def read_object(self, version: int, name: str, limit: int) -> bytes | None:
+    def read_object(
+        self, version: int, name: str, limit: int, cancel: CancelToken | None = None
+    ) -> bytes | None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
         what = f"gs://{self.bucket_name}/{self._key(version, name)}"
         chunks: list[bytes] = []
@@ -275,7 +281,7 @@ class GcsSource:
                 return len(data)
 
         try:
-            with self._translated(what):
+            with self._connections.deadline(cancel), self._translated(what):
                 self._bucket().blob(self._key(version, name)).download_to_file(
                     _Bounded(), checksum="crc32c", retry=None, timeout=self._timeout
                 )
@@ -283,10 +289,10 @@ class GcsSource:
             return None
         return b"".join(chunks)
 
-    def list_objects(self, version: int) -> list[ObjectInfo]:
+    def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
         prefix = self._key(version)
         found = []
-        with self._translated(f"{self.url}/{version}: list"):
+        with self._connections.deadline(cancel), self._translated(f"{self.url}/{version}: list"):
             bucket = self._bucket()
             for blob in bucket.client.list_blobs(
                 bucket, prefix=prefix, retry=None, timeout=self._timeout
@@ -305,7 +311,8 @@ class GcsSource:
         if expected is not None and expected >= self.settings.range_threshold:
             self._fetch_ranges(key, what, sink, cancel)
             return
-        self._stream_get(key, what, _CancellableWriter(sink, cancel), None)
+        with self._connections.deadline(cancel):
+            self._stream_get(key, what, _CancellableWriter(sink, cancel), None)
 
     def _stream_get(
         self, key: str, what: str, writer: _Writer, byte_range: tuple[int, int] | None
@@ -371,7 +378,8 @@ class GcsSource:
                 def attempt() -> None:
                     writer.reset()
                     span = (start, start + length - 1)
-                    self._stream_get(key, f"{what} bytes {span[0]}-{span[1]}", writer, span)
+                    with self._connections.deadline(local):
+                        self._stream_get(key, f"{what} bytes {span[0]}-{span[1]}", writer, span)
                     if writer._offset != start + length:
                         raise TransientSourceError(f"{what}: short range at {start}")
 

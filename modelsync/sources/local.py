@@ -51,7 +51,7 @@ class LocalSource:
             raise RefusedError(f"{self.url}/{version}/{name}: links outside the revision")
         return path
 
-    def list_versions(self) -> list[int]:
+    def list_versions(self, cancel: CancelToken | None = None) -> list[int]:
         try:
             names = os.listdir(self.root)
         except FileNotFoundError as exc:
@@ -93,7 +93,9 @@ class LocalSource:
         os.set_blocking(leaf, True)
         return os.fdopen(leaf, "rb")
 
-    def read_object(self, version: int, name: str, limit: int) -> bytes | None:
+    def read_object(
+        self, version: int, name: str, limit: int, cancel: CancelToken | None = None
+    ) -> bytes | None:
         try:
             with self._open(version, name) as handle:
                 data = handle.read(limit + 1)
@@ -105,7 +107,7 @@ class LocalSource:
             raise RefusedError(f"{self.url}/{version}/{name}: larger than {limit} bytes")
         return data
 
-    def list_objects(self, version: int) -> list[ObjectInfo]:
+    def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
         base = self._version_dir(version)
         if not base.is_dir():
             return []

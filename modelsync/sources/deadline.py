@@ -1,0 +1,108 @@
+"""A hard deadline for HTTP requests that a slow server could stretch forever.
+
+A read timeout bounds each wait for bytes, not a request: a server that sends one
+byte every two seconds never trips it, and a pass would outlive its deadline by
+hours. The adapter here remembers which pooled connection each thread is using;
+``deadline(cancel)`` watches the pass's token from a helper thread and, when it
+fires (stop requested or pass_timeout), shuts that connection's socket down, so the
+blocked read returns at once and the call raises Cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from modelsync.cancel import CancelToken
+
+__all__ = ["ConnectionTracker"]
+
+# How often the watcher looks at the token (the deadline is met within this).
+_WATCH_PERIOD = 0.2
+
+
+class ConnectionTracker:
+    """Which connection each thread is using, and a way to cut it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_use: dict[int, set[Any]] = {}
+
+    def adapter(self, **kwargs: Any) -> HTTPAdapter:
+        """A requests adapter whose pools report the connections they hand out."""
+        return _TrackingAdapter(self, **kwargs)
+
+    def taken(self, conn: Any) -> None:
+        with self._lock:
+            self._in_use.setdefault(threading.get_ident(), set()).add(conn)
+
+    def released(self, conn: Any) -> None:
+        with self._lock:
+            for conns in self._in_use.values():
+                conns.discard(conn)
+
+    def abort(self, thread_id: int) -> None:
+        """Shut down the sockets ``thread_id`` is reading from."""
+        with self._lock:
+            conns = list(self._in_use.get(thread_id, ()))
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    @contextlib.contextmanager
+    def deadline(self, cancel: CancelToken | None) -> Iterator[None]:
+        """Bound the requests made inside by ``cancel``: Cancelled once it fires."""
+        if cancel is None:
+            yield
+            return
+        me, done = threading.get_ident(), threading.Event()
+
+        def watch() -> None:
+            while not done.wait(_WATCH_PERIOD):
+                if cancel.cancelled():
+                    self.abort(me)
+                    return
+
+        threading.Thread(target=watch, name="deadline", daemon=True).start()
+        try:
+            yield
+        except Exception:
+            cancel.check()  # a read cut by the watcher is the token's doing: Cancelled
+            raise
+        finally:
+            done.set()
+
+
+def _tracked(base: type[HTTPConnectionPool], tracker: ConnectionTracker) -> type[Any]:
+    class Tracked(base):  # type: ignore[valid-type,misc]
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            conn = super()._get_conn(timeout)
+            tracker.taken(conn)
+            return conn
+
+        def _put_conn(self, conn: Any) -> None:
+            tracker.released(conn)
+            super()._put_conn(conn)
+
+    return Tracked
+
+
+class _TrackingAdapter(HTTPAdapter):
+    def __init__(self, tracker: ConnectionTracker, **kwargs: Any) -> None:
+        self._tracker = tracker
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _tracked(HTTPConnectionPool, self._tracker),
+            "https": _tracked(HTTPSConnectionPool, self._tracker),
+        }
