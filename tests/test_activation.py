@@ -175,3 +175,31 @@ def test_the_daemon_confirms_a_standing_revision_once_the_server_answers(
         daemon.wait_for(lambda e: e.get("event") == "server serves the active revision", 60)
     assert time.monotonic() - started < 30
     assert _state(store)["confirmed"] is True
+
+
+def test_something_squatting_the_servers_port_gets_nothing_refused(
+    tmp_path: Path, bucket: Path
+) -> None:
+    """Issue 11 finding 14: while a stranger answers on the confirm port (the server is
+    down), no pass activates anything and no revision is ever refused; once the real
+    server is back, the new revision goes in."""
+    store, port = tmp_path / "data" / "models", free_port()
+    config = _config(tmp_path, store, bucket, f"http://127.0.0.1:{port}")
+    config.write_text(config.read_text().replace('timeout = "20s"', 'timeout = "2s"'))
+    with http_stub(lambda m, p, b: (200, json.dumps({"version": 1}).encode()), port=port):
+        put_revision(bucket, 1, model_files(1))
+        assert run_cli("sync", "--config", str(config)).returncode == 0
+    put_revision(bucket, 2, model_files(2))
+    with http_stub(lambda m, p, b: (200, b"<html>hello</html>"), port=port):
+        for _ in range(3):
+            assert run_cli("sync", "--config", str(config)).returncode == 1
+    assert _state(store)["refused"] == {} and _state(store)["unknown"] == {}
+
+    def server(m: str, p: str, b: bytes) -> tuple[int, bytes]:
+        version = int(p.rsplit("/", 1)[1])
+        return 200, json.dumps({"version": version}).encode()
+
+    with http_stub(server, port=port):
+        out = run_cli("sync", "--config", str(config))
+        assert out.returncode == 0, out.stderr
+    assert (store / "ranker" / "current").resolve().name == "2"
