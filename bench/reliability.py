@@ -8,7 +8,10 @@ With a fixed seed it runs, and counts:
   - fault syncs: gs:// syncs through the fault proxy with 30 % of requests faulted;
   - corruption trials: one object of a new revision damaged (byte flipped, truncated,
     extended) in the bucket;
-  - fuzzed inputs: hypothesis-generated manifests, object names and config files.
+  - fuzzed inputs: hypothesis-generated manifests, object names and config files;
+  - the red team's trials (bench/attacks.py): hostile manifests, leftovers in the
+    served tree, files swapped for links mid-read, servers dripping bytes past a
+    pass's deadline, exceptions thrown into passes.
 After every trial it checks DESIGN.md's invariants on disk (only complete, verified
 revisions under <store>/<model>/, current valid, the previous good revision kept,
 the store unchanged by a failed sync) and ends with the number of violations.
@@ -32,6 +35,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.strategies import SearchStrategy
 
+from bench.attacks import Attacks
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.logs import configure_logging
@@ -222,6 +226,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261123)
     args = parser.parse_args()
     kills, syncs, corrupt, fuzz = (10, 5, 20, 200) if args.short else (100, 30, 200, 3000)
+    hostile, swaps, drips = (16, 200, 6) if args.short else (100, 2000, 30)
     configure_logging("error", "json")
     os.environ["DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"] = "true"
     work = Path(tempfile.mkdtemp(prefix="modelsync-campaign-"))
@@ -238,6 +243,12 @@ def main() -> int:
         campaign.faults(syncs, endpoint)
         campaign.corruption(corrupt)
         campaign.fuzz(fuzz, args.seed)
+        attacks = Attacks(campaign, work, campaign.rng)
+        attacks.hostile_manifests(hostile)
+        attacks.leftovers(hostile)
+        attacks.link_swaps(swaps)
+        attacks.drips(drips, endpoint)
+        attacks.exceptions(hostile)
     finally:
         emulator.terminate()
         emulator.wait()
