@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from modelsync.syncer import Outcome, Syncer
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.helpers import manifest_doc, put_revision, run_cli, sidecar_flags, snapshot
+from tests.linkswap import swapping_with_link
 
 __all__ = ["Attacks"]
 
@@ -81,7 +81,9 @@ class Attacks:
         self.c, self.work, self.rng = campaign, work, rng
 
     def _files(self, seed: int) -> dict[str, bytes]:
-        return {f"variables/shard-{i}": self.rng.randbytes(4096) + bytes([seed % 256]) for i in range(3)}
+        return {
+            f"variables/shard-{i}": self.rng.randbytes(4096) + bytes([seed % 256]) for i in range(3)
+        }
 
     def hostile_manifests(self, trials: int) -> None:
         root = self.work / "hostile"
@@ -145,21 +147,8 @@ class Attacks:
         secret.write_bytes(b"S" * 4096)
         real = revision / "weights.bin"
         real.write_bytes(b"w" * 4096)
-        halt = threading.Event()
-
-        def swapper() -> None:
-            link, plain = revision / ".link", revision / ".plain"
-            while not halt.is_set():
-                link.unlink(missing_ok=True)
-                link.symlink_to(secret)
-                link.replace(real)
-                plain.write_bytes(b"w" * 4096)
-                plain.replace(real)
-
-        thread = threading.Thread(target=swapper, daemon=True)
-        thread.start()
         source = LocalSource(f"file://{revision.parent}")
-        try:
+        with swapping_with_link(real, secret, b"w" * 4096):
             for trial in range(trials):
                 dest = root / f"out-{trial}"
                 sink = Sink(dest, 4096, "weights.bin", None)
@@ -173,9 +162,6 @@ class Attacks:
                 if dest.read_bytes() != b"w" * 4096:
                     self.c.violation(f"link swap {trial}: read something else than the file")
                 self.c.counts["reads raced by a link swap (served the file)"] += 1
-        finally:
-            halt.set()
-            thread.join(5)
 
     def drips(self, trials: int, endpoint: str) -> None:
         backend = GcsBackend(endpoint, "campaign")

@@ -114,7 +114,7 @@ def download_revision(
                 log.warning("a retained file changed on disk; fetching it", file=str(existing))
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
-        digest = _fetch_verified(
+        fetch = _Fetch(
             source,
             manifest.version,
             entry,
@@ -125,6 +125,7 @@ def download_revision(
             log,
             on_bytes,
         )
+        digest = fetch.verified()
         counter.fetched(entry.path, entry.size, digest)
 
     ordered = sorted(manifest.files, key=lambda e: e.size, reverse=True)
@@ -143,82 +144,73 @@ def download_revision(
     return counter.stats
 
 
-def _fetch_verified(
-    source: Source,
-    version: int,
-    entry: FileEntry,
-    dest: Path,
-    label: str,
-    cancel: CancelToken,
-    retry: RetryPolicy,
-    log: structlog.typing.FilteringBoundLogger,
-    on_bytes: Callable[[int], None] | None,
-) -> str:
-    """Fetch one file into ``dest``; check size, and sha256 unless the entry has none
-    (a listing-derived entry, whose integrity is the storage checksum).
+@dataclass(frozen=True)
+class _Fetch:
+    """One file of a revision to fetch into ``dest`` and verify."""
 
-    Bytes that differ from the manifest are fetched again: the revision is refused
-    only when two fetches bring the same wrong bytes (the stored object is wrong);
-    different wrong bytes each time are damage in transit (IntegrityError: the pass
-    fails and is retried, the revision is not refused).
-    """
-    outcomes: set[str] = set()
-    for _ in range(_CONTENT_ATTEMPTS):
-        digest, problem = _fetch_once(
-            source, version, entry, dest, label, cancel, retry, log, on_bytes
+    source: Source
+    version: int
+    entry: FileEntry
+    dest: Path
+    label: str
+    cancel: CancelToken
+    retry: RetryPolicy
+    log: structlog.typing.FilteringBoundLogger
+    on_bytes: Callable[[int], None] | None
+
+    def verified(self) -> str:
+        """Fetch, check size, and sha256 unless the entry has none (a listing-derived
+        entry, whose integrity is the storage checksum); return the sha256.
+
+        Bytes that differ from the manifest are fetched again: the revision is refused
+        only when two fetches bring the same wrong bytes (the stored object is wrong);
+        different wrong bytes each time are damage in transit (IntegrityError: the
+        pass fails and is retried, the revision is not refused).
+        """
+        outcomes: set[str] = set()
+        for _ in range(_CONTENT_ATTEMPTS):
+            digest, problem = self._once()
+            if problem is None:
+                return digest
+            if problem in outcomes:
+                raise RefusedError(problem)
+            outcomes.add(problem)
+            self.log.warning(
+                "bytes differ from the manifest; fetching again", file=self.label, problem=problem
+            )
+        raise IntegrityError(
+            f"{self.label}: bytes differed from the manifest on {_CONTENT_ATTEMPTS} fetches, "
+            "differently each time (damaged in transit); the pass will be retried"
         )
-        if problem is None:
-            return digest
-        if problem in outcomes:
-            raise RefusedError(problem)
-        outcomes.add(problem)
-        log.warning("bytes differ from the manifest; fetching again", file=label, problem=problem)
-    raise IntegrityError(
-        f"{label}: bytes differed from the manifest on {_CONTENT_ATTEMPTS} fetches, "
-        "differently each time (damaged in transit); the pass will be retried"
-    )
 
+    def _once(self) -> tuple[str, str | None]:
+        """(sha256, None) for a file that matches its entry; ('', what was wrong)
+        otherwise, with ``dest`` removed."""
+        entry, dest, label = self.entry, self.dest, self.label
+        try:
+            sink = Sink(dest, entry.size, label, self.on_bytes)
+        except OSError as exc:
+            raise store_error("write", dest, exc) from exc
+        try:
 
-def _fetch_once(
-    source: Source,
-    version: int,
-    entry: FileEntry,
-    dest: Path,
-    label: str,
-    cancel: CancelToken,
-    retry: RetryPolicy,
-    log: structlog.typing.FilteringBoundLogger,
-    on_bytes: Callable[[int], None] | None,
-) -> tuple[str, str | None]:
-    """(sha256, None) for a file that matches its entry; ('', what was wrong) otherwise,
-    with ``dest`` removed."""
-    try:
-        sink = Sink(dest, entry.size, label, on_bytes)
-    except OSError as exc:
-        raise store_error("write", dest, exc) from exc
-    try:
+            def attempt() -> None:
+                if sink.written:
+                    sink.reset()
+                self.source.fetch(self.version, entry.path, sink, self.cancel)
 
-        def attempt() -> None:
-            if sink.written:
-                sink.reset()
-            source.fetch(version, entry.path, sink, cancel)
-
-        call_with_retry(attempt, retry, cancel, label, log)
-        digest = sink.finish()
-    except OversizeError as exc:
-        sink.close()
-        with contextlib.suppress(OSError):
+            call_with_retry(attempt, self.retry, self.cancel, label, self.log)
+            digest = sink.finish()
+        except BaseException as exc:
+            sink.close()
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            if isinstance(exc, OversizeError):
+                return "", f"{exc} (sha256 of what arrived {exc.received[:12]}…)"
+            raise
+        if sink.written != entry.size:
             dest.unlink()
-        return "", f"{exc} (sha256 of what arrived {exc.received[:12]}…)"
-    except BaseException:
-        sink.close()
-        with contextlib.suppress(OSError):
+            return "", f"{label}: got {sink.written} bytes, manifest says {entry.size}"
+        if entry.sha256 and digest != entry.sha256:
             dest.unlink()
-        raise
-    if sink.written != entry.size:
-        dest.unlink()
-        return "", f"{label}: got {sink.written} bytes, manifest says {entry.size}"
-    if entry.sha256 and digest != entry.sha256:
-        dest.unlink()
-        return "", f"{label}: sha256 {digest[:12]}… does not match the manifest"
-    return digest, None
+            return "", f"{label}: sha256 {digest[:12]}… does not match the manifest"
+        return digest, None

@@ -33,11 +33,14 @@ RECIPES = REPO / "examples" / "servers"
 __all__ = [
     "Client",
     "ServerProcess",
+    "Setup",
     "Story",
     "free_port",
     "http_json",
+    "post_json",
     "recipe",
     "server_python",
+    "setup",
 ]
 
 
@@ -63,6 +66,38 @@ def http_json(method: str, url: str, doc: Any = None, timeout: float = 10) -> tu
         return status, json.loads(body)
     except ValueError:
         return status, body.decode(errors="replace")
+
+
+def post_json(url: str, doc: Any) -> Any:
+    """The JSON answer of a POST that must succeed (a client's request)."""
+    status, answer = http_json("POST", url, doc)
+    if status != 200:
+        raise RuntimeError(f"HTTP {status}: {answer}")
+    return answer
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where one story runs: the served tree, the bucket, the server's port, the config."""
+
+    store: Path
+    bucket: Path
+    port: int
+    config: Path
+
+
+def setup(
+    server: str, model: str, tmp: Path, default_url: str, extra: dict[str, str] | None = None
+) -> Setup:
+    """The recipe of ``server`` pointed at a store, a file:// bucket and a free port."""
+    store, bucket, port = tmp / "data" / "models", tmp / "bucket" / model, free_port()
+    replace = {
+        '"/data/models"': f'"{store}"',
+        f'"gs://my-bucket/models/{model}"': f'"file://{bucket}"',
+        f'"{default_url}"': f'"http://127.0.0.1:{port}"',
+        **(extra or {}),
+    }
+    return Setup(store, bucket, port, recipe(server, tmp, replace))
 
 
 def recipe(server: str, tmp: Path, replace: dict[str, str], name: str = "modelsync.toml") -> Path:

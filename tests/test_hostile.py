@@ -136,10 +136,9 @@ def test_a_file_swapped_for_a_link_while_being_read_is_never_served(tmp_path: Pa
     """Issue 11 finding 4: a thread swaps a revision's file for a link to a local secret
     as fast as it can while modelsync reads it (complete_marker mode, no sha256); no
     read ever returns the secret. A FIFO in a revision is refused, not waited on."""
-    import threading
-
     from modelsync.sources.base import Sink
     from modelsync.sources.local import LocalSource
+    from tests.linkswap import swapping_with_link
 
     secret = tmp_path / "secret"
     secret.write_bytes(b"S" * 4096)
@@ -147,22 +146,9 @@ def test_a_file_swapped_for_a_link_while_being_read_is_never_served(tmp_path: Pa
     revision.mkdir(parents=True)
     real = revision / "weights.bin"
     real.write_bytes(b"w" * 4096)
-    halt = threading.Event()
-
-    def swapper() -> None:
-        link, plain = revision / ".link", revision / ".plain"
-        while not halt.is_set():
-            link.unlink(missing_ok=True)
-            link.symlink_to(secret)
-            link.replace(real)
-            plain.write_bytes(b"w" * 4096)
-            plain.replace(real)
-
     source = LocalSource(f"file://{revision.parent}")
-    thread = threading.Thread(target=swapper, daemon=True)
-    thread.start()
     served, refused = 0, 0
-    try:
+    with swapping_with_link(real, secret, b"w" * 4096):
         for attempt in range(400):
             dest = tmp_path / f"out-{attempt}"
             sink = Sink(dest, 4096, "weights.bin", None)
@@ -175,9 +161,6 @@ def test_a_file_swapped_for_a_link_while_being_read_is_never_served(tmp_path: Pa
                 continue
             assert dest.read_bytes() == b"w" * 4096
             served += 1
-    finally:
-        halt.set()
-        thread.join(5)
     assert served and refused  # both sides of the race were hit
     os.mkfifo(revision / "pipe")
     sink = Sink(tmp_path / "fifo-out", 10, "pipe", None)

@@ -9,15 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import write_tree
-from tests.realservers import (
-    RECIPES,
-    ServerProcess,
-    Story,
-    free_port,
-    http_json,
-    recipe,
-    server_python,
-)
+from tests.realservers import RECIPES, ServerProcess, Story, post_json, server_python, setup
 
 pytestmark = pytest.mark.servers
 
@@ -26,16 +18,8 @@ def test_kserve(tmp_path: Path, server_figures: dict[str, dict[str, object]]) ->
     """v1 before KServe exists, v2 swapped, a broken v3 rolled back on KServe's own
     error under a client's load with no failed request, restart on the store."""
     python = server_python("kserve")
-    store, bucket, port = tmp_path / "data" / "models", tmp_path / "bucket" / "add", free_port()
-    config = recipe(
-        "kserve",
-        tmp_path,
-        {
-            '"/data/models"': f'"{store}"',
-            '"gs://my-bucket/models/add"': f'"file://{bucket}"',
-            '"http://127.0.0.1:8080"': f'"http://127.0.0.1:{port}"',
-        },
-    )
+    at = setup("kserve", "add", tmp_path, "http://127.0.0.1:8080")
+    store, port = at.store, at.port
 
     def revision(version: int, k: float, broken: bool) -> Path:
         weights = b"{not json" if broken else json.dumps({"k": k}).encode()
@@ -57,17 +41,14 @@ def test_kserve(tmp_path: Path, server_figures: dict[str, dict[str, object]]) ->
 
     def predict() -> float:
         url = f"http://127.0.0.1:{port}/v1/models/add:predict"
-        status, answer = http_json("POST", url, {"instances": [0.0]})
-        if status != 200:
-            raise RuntimeError(f"HTTP {status}: {answer}")
-        return float(answer["predictions"][0])
+        return float(post_json(url, {"instances": [0.0]})["predictions"][0])
 
     story = Story(
         name="kserve",
         model="add",
-        config=config,
+        config=at.config,
         store=store,
-        bucket=bucket,
+        bucket=at.bucket,
         revision=revision,
         server=server,
         predict=predict,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import write_tree
-from tests.realservers import ServerProcess, Story, free_port, http_json, recipe, server_python
+from tests.realservers import ServerProcess, Story, free_port, post_json, server_python, setup
 
 pytestmark = pytest.mark.servers
 
@@ -27,16 +27,8 @@ def test_mlserver(tmp_path: Path, server_figures: dict[str, dict[str, object]]) 
     """v1 before MLServer exists, v2 (settings without a version) swapped, a broken v3
     rolled back on MLServer's own error under a client's load, restart on the store."""
     python = server_python("mlserver")
-    store, bucket, port = tmp_path / "data" / "models", tmp_path / "bucket" / "iris", free_port()
-    config = recipe(
-        "mlserver",
-        tmp_path,
-        {
-            '"/data/models"': f'"{store}"',
-            '"gs://my-bucket/models/iris"': f'"file://{bucket}"',
-            '"http://127.0.0.1:8080"': f'"http://127.0.0.1:{port}"',
-        },
-    )
+    at = setup("mlserver", "iris", tmp_path, "http://127.0.0.1:8080")
+    store, port = at.store, at.port
 
     def revision(version: int, k: float, broken: bool) -> Path:
         root = tmp_path / "src" / str(version)
@@ -69,17 +61,15 @@ def test_mlserver(tmp_path: Path, server_figures: dict[str, dict[str, object]]) 
 
     def predict() -> float:
         doc = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP64", "data": [0.0]}]}
-        status, answer = http_json("POST", f"http://127.0.0.1:{port}/v2/models/iris/infer", doc)
-        if status != 200:
-            raise RuntimeError(f"HTTP {status}: {answer}")
+        answer = post_json(f"http://127.0.0.1:{port}/v2/models/iris/infer", doc)
         return float(answer["outputs"][0]["data"][0])
 
     story = Story(
         name="mlserver",
         model="iris",
-        config=config,
+        config=at.config,
         store=store,
-        bucket=bucket,
+        bucket=at.bucket,
         revision=revision,
         server=server,
         predict=predict,

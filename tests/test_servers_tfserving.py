@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
-from tests.realservers import ServerProcess, Story, free_port, http_json, recipe
+from tests.realservers import ServerProcess, Story, post_json, setup
 from tests.tfmodels import build_models, corrupt_copy
 
 pytestmark = [pytest.mark.servers, pytest.mark.tensorflow]
@@ -30,16 +30,8 @@ def test_tfserving(
 ) -> None:
     """v1 before the server exists, v2 swapped, a corrupt v3 rolled back on the server's
     own status error under a client's load with no failed request, restart."""
-    store, bucket, port = tmp_path / "data" / "models", tmp_path / "bucket" / "ranker", free_port()
-    config = recipe(
-        "tfserving",
-        tmp_path,
-        {
-            '"/data/models"': f'"{store}"',
-            '"gs://my-bucket/models/ranker"': f'"file://{bucket}"',
-            '"http://127.0.0.1:8501"': f'"http://127.0.0.1:{port}"',
-        },
-    )
+    at = setup("tfserving", "ranker", tmp_path, "http://127.0.0.1:8501")
+    store, port = at.store, at.port
 
     def revision(version: int, k: float, broken: bool) -> Path:
         dest = tmp_path / "src" / str(version)
@@ -69,17 +61,14 @@ def test_tfserving(
 
     def predict() -> float:
         url = f"http://127.0.0.1:{port}/v1/models/ranker:predict"
-        status, answer = http_json("POST", url, {"instances": [[1.0]]})
-        if status != 200:
-            raise RuntimeError(f"HTTP {status}: {answer}")
-        return float(answer["predictions"][0][0])
+        return float(post_json(url, {"instances": [[1.0]]})["predictions"][0][0])
 
     story = Story(
         name="tfserving (example)",
         model="ranker",
-        config=config,
+        config=at.config,
         store=store,
-        bucket=bucket,
+        bucket=at.bucket,
         revision=revision,
         server=server,
         predict=predict,

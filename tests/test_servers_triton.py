@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_cli, write_tree
-from tests.realservers import ServerProcess, Story, free_port, http_json, recipe, server_python
+from tests.realservers import ServerProcess, Story, post_json, server_python, setup
 
 pytestmark = pytest.mark.servers
 
@@ -60,17 +60,14 @@ def triton_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _story(tmp_path: Path, home: Path, mode: str) -> Story:
-    store, bucket, port = tmp_path / "data" / "models", tmp_path / "bucket" / "add", free_port()
-    config = recipe(
+    at = setup(
         "triton",
+        "add",
         tmp_path,
-        {
-            '"/data/models"': f'"{store}"',
-            '"gs://my-bucket/models/add"': f'"file://{bucket}"',
-            '"http://127.0.0.1:8000"': f'"http://127.0.0.1:{port}"',
-            'mode = "explicit"': f'mode = "{mode}"',
-        },
+        "http://127.0.0.1:8000",
+        {'mode = "explicit"': f'mode = "{mode}"'},
     )
+    store, port = at.store, at.port
     venv_bin = server_python("triton").parent
 
     def revision(version: int, k: float, broken: bool) -> Path:
@@ -102,17 +99,15 @@ def _story(tmp_path: Path, home: Path, mode: str) -> Story:
 
     def predict() -> float:
         doc = {"inputs": [{"name": "X", "shape": [1], "datatype": "FP32", "data": [0.0]}]}
-        status, answer = http_json("POST", f"http://127.0.0.1:{port}/v2/models/add/infer", doc)
-        if status != 200:
-            raise RuntimeError(f"HTTP {status}: {answer}")
+        answer = post_json(f"http://127.0.0.1:{port}/v2/models/add/infer", doc)
         return float(answer["outputs"][0]["data"][0])
 
     return Story(
         name=f"triton ({mode})",
         model="add",
-        config=config,
+        config=at.config,
         store=store,
-        bucket=bucket,
+        bucket=at.bucket,
         revision=revision,
         server=server,
         predict=predict,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from modelsync.reload import Notifier, Prober
 
-__all__ = ["NoOptions", "PresetModel", "ServerPreset"]
+__all__ = ["NoOptions", "PresetDefaults", "PresetModel", "ServerPreset"]
 
 
 class NoOptions(BaseModel):
@@ -56,10 +56,29 @@ class ServerPreset(Protocol):
         """How the server is told; None when it watches the directory itself."""
         ...
 
-    def prober(self, model: PresetModel) -> Prober:
-        """How the server is asked, once, what it does with a version."""
+    def prober(self, model: PresetModel) -> Prober | None:
+        """How the server is asked, once, what it does with a version (None: the
+        preset has no way of its own; [models.confirm] decides)."""
         ...
 
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
         """Raise RefusedError if this server cannot be given the staged revision."""
         ...
+
+
+class PresetDefaults:
+    """What a preset has unless it says otherwise: no options, nothing to tell the
+    server (it watches the directory), no rule of its own for revisions."""
+
+    current_link = False
+    model_files: tuple[str, ...] = ()
+    exclusive = False
+
+    def options(self, raw: Mapping[str, Any]) -> BaseModel:
+        return NoOptions.model_validate(raw)
+
+    def notifier(self, model: PresetModel) -> Notifier | None:
+        return None
+
+    def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
+        return None

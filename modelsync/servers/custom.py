@@ -5,33 +5,18 @@ The server loads <store>/<model>/current, which this preset keeps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-from modelsync.reload import Notifier, Prober
-from modelsync.servers.base import NoOptions, PresetModel
+from modelsync.reload import Prober
+from modelsync.servers.base import PresetDefaults, PresetModel
 
 __all__ = ["PRESET"]
 
 
-class CustomServer:
+class CustomServer(PresetDefaults):
     name = "custom"
     default_url = ""
     current_link = True
-    model_files: tuple[str, ...] = ()
-    exclusive = False
 
-    def options(self, raw: Mapping[str, Any]) -> NoOptions:
-        return NoOptions.model_validate(raw)
-
-    def notifier(self, model: PresetModel) -> Notifier | None:
-        return None
-
-    def prober(self, model: PresetModel) -> Prober:
-        raise NotImplementedError("the custom preset confirms through [models.confirm] only")
-
-    def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
+    def prober(self, model: PresetModel) -> Prober | None:
         return None
 
 

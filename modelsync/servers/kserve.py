@@ -10,12 +10,8 @@ only the revision being served is in ``<store>/<model>``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget
-from modelsync.servers.base import NoOptions, PresetModel
+from modelsync.servers.base import PresetDefaults, PresetModel
 from modelsync.servers.v2 import RepositoryLoad, ready_probe
 
 __all__ = ["PRESET"]
@@ -29,24 +25,16 @@ class ReadyProber:
         return ready_probe(self._base, target.model, None, timeout)
 
 
-class KServe:
+class KServe(PresetDefaults):
     name = "kserve"
     default_url = "http://127.0.0.1:8080"
-    current_link = False
-    model_files: tuple[str, ...] = ()
     exclusive = True
-
-    def options(self, raw: Mapping[str, Any]) -> NoOptions:
-        return NoOptions.model_validate(raw)
 
     def notifier(self, model: PresetModel) -> Notifier | None:
         return RepositoryLoad("KServe", model.server_url or self.default_url, model.confirm_timeout)
 
     def prober(self, model: PresetModel) -> Prober:
         return ReadyProber(model.server_url or self.default_url)
-
-    def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
-        return None
 
 
 PRESET = KServe()

@@ -15,13 +15,12 @@ finds and would keep an older version loaded beside the new one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from modelsync.errors import RefusedError
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
-from modelsync.servers.base import NoOptions, PresetModel
+from modelsync.servers.base import PresetDefaults, PresetModel
 from modelsync.servers.v2 import RepositoryLoad, ready_probe
 
 __all__ = ["PRESET", "SETTINGS_FILE"]
@@ -63,15 +62,10 @@ class SettingsProber:
         return ready_probe(self._base, target.model, target.version if versioned else None, timeout)
 
 
-class MlServer:
+class MlServer(PresetDefaults):
     name = "mlserver"
     default_url = "http://127.0.0.1:8080"
-    current_link = False
-    model_files: tuple[str, ...] = ()
     exclusive = True
-
-    def options(self, raw: Mapping[str, Any]) -> NoOptions:
-        return NoOptions.model_validate(raw)
 
     def notifier(self, model: PresetModel) -> Notifier | None:
         return RepositoryLoad(

@@ -7,39 +7,24 @@ Point ``--model_base_path`` at ``<store>/<model>`` (or a model config file at
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from modelsync.confirm.tfserving import TfServingProber
-from modelsync.reload import Notifier, Prober
-from modelsync.servers.base import NoOptions, PresetModel
+from modelsync.reload import Prober
+from modelsync.servers.base import PresetDefaults, PresetModel
 
 __all__ = ["PRESET"]
 
 
-class TfServing:
+class TfServing(PresetDefaults):
     name = "tfserving"
     default_url = "http://127.0.0.1:8501"
-    current_link = False
-    model_files: tuple[str, ...] = ()
-    exclusive = False
-
-    def options(self, raw: Mapping[str, Any]) -> NoOptions:
-        return NoOptions.model_validate(raw)
-
-    def notifier(self, model: PresetModel) -> Notifier | None:
-        return None
 
     def prober(self, model: PresetModel) -> Prober:
         base = (model.server_url or self.default_url).rstrip("/")
         # The model name is fixed here; braces in it must not look like a template.
         name = quote(model.name, safe="").replace("{", "{{").replace("}", "}}")
         return TfServingProber(f"{base}/v1/models/{name}")
-
-    def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
-        return None
 
 
 PRESET = TfServing()

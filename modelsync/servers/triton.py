@@ -33,7 +33,7 @@ from modelsync.reload import (
     parse_json,
     server_words,
 )
-from modelsync.servers.base import PresetModel
+from modelsync.servers.base import PresetDefaults, PresetModel
 from modelsync.servers.v2 import RepositoryLoad
 
 __all__ = ["PRESET"]
@@ -83,12 +83,10 @@ class IndexProber:
         return Probe(ProbeState.ABSENT, f"version {target.version} not in the repository index")
 
 
-class Triton:
+class Triton(PresetDefaults):
     name = "triton"
     default_url = "http://127.0.0.1:8000"
-    current_link = False
     model_files = (CONFIG_FILE,)
-    exclusive = False
 
     def options(self, raw: Mapping[str, Any]) -> TritonOptions:
         return TritonOptions.model_validate(raw)
