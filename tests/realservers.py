@@ -204,9 +204,7 @@ class Story:
 
     name: str
     model: str
-    config: Path
-    store: Path
-    bucket: Path
+    at: Setup
     revision: Callable[[int, float, bool], Path]
     server: Callable[[], ServerProcess]
     predict: Callable[[], float]
@@ -215,6 +213,18 @@ class Story:
     # Entries besides version directories the server may find in <store>/<model>.
     model_files: tuple[str, ...] = ()
     figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.at.config
+
+    @property
+    def store(self) -> Path:
+        return self.at.store
+
+    @property
+    def bucket(self) -> Path:
+        return self.at.bucket
 
     def publish(self, version: int, k: float, broken: bool = False) -> None:
         src = self.revision(version, k, broken)

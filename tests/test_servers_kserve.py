@@ -46,9 +46,7 @@ def test_kserve(tmp_path: Path, server_figures: dict[str, dict[str, object]]) ->
     story = Story(
         name="kserve",
         model="add",
-        config=at.config,
-        store=store,
-        bucket=at.bucket,
+        at=at,
         revision=revision,
         server=server,
         predict=predict,

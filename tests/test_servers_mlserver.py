@@ -67,9 +67,7 @@ def test_mlserver(tmp_path: Path, server_figures: dict[str, dict[str, object]]) 
     story = Story(
         name="mlserver",
         model="iris",
-        config=at.config,
-        store=store,
-        bucket=at.bucket,
+        at=at,
         revision=revision,
         server=server,
         predict=predict,

@@ -66,9 +66,7 @@ def test_tfserving(
     story = Story(
         name="tfserving (example)",
         model="ranker",
-        config=at.config,
-        store=store,
-        bucket=at.bucket,
+        at=at,
         revision=revision,
         server=server,
         predict=predict,

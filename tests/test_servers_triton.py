@@ -105,9 +105,7 @@ def _story(tmp_path: Path, home: Path, mode: str) -> Story:
     return Story(
         name=f"triton ({mode})",
         model="add",
-        config=at.config,
-        store=store,
-        bucket=at.bucket,
+        at=at,
         revision=revision,
         server=server,
         predict=predict,
