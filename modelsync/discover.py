@@ -29,9 +29,13 @@ from modelsync.manifest import (
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.signing import load_public_key
 from modelsync.signing import verify as verify_signature
-from modelsync.sources import Source
+from modelsync.sources import ObjectInfo, Source
 
 __all__ = ["Candidate", "Discovery", "check_manifest", "check_max_bytes"]
+
+# How long a revision without a manifest is watched for changes once its times say
+# it settled (at most ``settle``).
+_RECHECK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,21 @@ class Discovery:
                 "version not settled yet", version=version, settle_left_s=round(model.settle - age)
             )
             return None
+        # Times come from the producer, which may keep old ones (cp -p, rsync -a): the
+        # listing must also stay the same while modelsync watches it for a moment.
+        recheck = min(model.settle, _RECHECK_S)
+        if recheck > 0:
+            cancel.wait(recheck)
+            again = call_with_retry(
+                functools.partial(source.list_objects, version, cancel),
+                self._retry,
+                cancel,
+                f"{source.url}/{version}: list",
+                self._log,
+            )
+            if _fingerprint(again) != _fingerprint(objects):
+                self._log.info("version still changing; not settled", version=version)
+                return None
         where = f"{source.url}/{version}"
         entries = tuple(
             FileEntry(check_relpath(o.name, where), o.size, "")
@@ -180,6 +199,10 @@ class Discovery:
         manifest = Manifest(model.name, version, newest, entries)
         check_max_bytes(model, manifest, where)
         return Candidate(version, manifest, None)
+
+
+def _fingerprint(objects: list[ObjectInfo]) -> list[tuple[str, int, float, str | None]]:
+    return sorted((o.name, o.size, o.updated.timestamp(), o.crc32c) for o in objects)
 
 
 def check_manifest(model: ModelConfig, source: Source, version: int, raw: bytes) -> Manifest:

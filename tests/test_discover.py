@@ -49,3 +49,42 @@ def test_invalid_candidates_are_reported_and_passed_over(bucket: Path) -> None:
     assert "missing" in refused[1] and "not valid JSON" in refused[2]
     assert "below 0.9" in refused[3]
     assert _discover(bucket, None, {2, 3}) == (1, {})
+
+
+def test_a_producer_keeping_old_times_is_not_taken_mid_copy(tmp_path: Path) -> None:
+    """Issue 11 finding 9: files copied with their old modification times (cp -p) while
+    modelsync looks: the marker and times say settled, but the listing still changes,
+    so nothing is activated; once the copy is over, the whole revision is."""
+    import os
+    import threading
+    import time
+
+    from modelsync.cancel import CancelToken
+    from modelsync.config import ModelConfig
+    from modelsync.store import Store
+    from modelsync.syncer import Outcome, Syncer
+
+    bucket = tmp_path / "bucket" / "ranker"
+    revision = bucket / "1"
+    revision.mkdir(parents=True)
+    old = time.time() - 3600
+
+    def copy(name: str, data: bytes) -> None:
+        (revision / name).write_bytes(data)
+        os.utime(revision / name, (old, old))
+
+    copy("saved_model.pb", b"graph")
+    copy("_SUCCESS", b"")
+    model = ModelConfig(
+        name="ranker", source=f"file://{bucket}", complete_marker="_SUCCESS", settle=30
+    )
+    late = threading.Timer(1.0, copy, ("variables.data", b"weights that come later"))
+    late.start()
+    syncer = Syncer(Store(tmp_path / "store", tmp_path / ".state"))
+    first = syncer.sync(model, CancelToken())
+    late.join()
+    assert (first.outcome, first.active) == (Outcome.UNCHANGED, None)
+    second = syncer.sync(model, CancelToken())
+    assert (second.outcome, second.active) == (Outcome.ACTIVATED, 1)
+    served = tmp_path / "store" / "ranker" / "current"
+    assert (served / "variables.data").read_bytes() == b"weights that come later"
