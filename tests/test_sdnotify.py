@@ -31,3 +31,19 @@ def test_unset_socket_does_nothing_and_dead_socket_never_raises(tmp_path: Path) 
     assert gone.send("READY=1") is False
     other_pid = Notifier({"NOTIFY_SOCKET": "x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "1"})
     assert os.getpid() == 1 or other_pid.watchdog_interval is None
+
+
+def test_a_supervisor_that_stops_reading_never_blocks_us(tmp_path: Path) -> None:
+    """Issue 11 (finding 28): the supervisor's socket queue is full and nobody reads it;
+    each send returns at once (dropped) instead of blocking the main loop."""
+    import socket
+    import time
+
+    path = str(tmp_path / "full.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        notifier = Notifier({"NOTIFY_SOCKET": path})
+        started = time.monotonic()
+        results = [notifier.send("WATCHDOG=1") for _ in range(200)]
+        assert time.monotonic() - started < 2
+        assert results[0] is True and results[-1] is False  # the queue filled up
