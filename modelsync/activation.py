@@ -175,15 +175,6 @@ class Activation:
         ctx.result.error = reason
         if pending.retire_to != "quarantine":
             ctx.ms.save_state(state)
-        elif pending.verdict == "unknown" and state.rollback_failed:
-            # The previous revision gets no verdict either: the server (or whatever
-            # answers on its port) is what fails, not this revision; it is not counted.
-            state.last_error, state.last_error_at = reason, self._wall()
-            ctx.ms.save_state(state)
-            ctx.log.warning(
-                "no verdict on either revision; the revision is not held against",
-                version=version,
-            )
         elif pending.verdict == "unknown":
             count = state.unknown.get(version, 0) + 1
             if count >= model.unknown_attempts:

@@ -304,6 +304,8 @@ class Config(_Strict):
     # Each model's next pass is interval ± this fraction, so a fleet does not poll in step.
     jitter: float = Field(default=0.1, ge=0.0, le=0.5)
     pass_timeout: Duration = 1800.0
+    # Passes of different models run at once by `run` (one pass per model at a time).
+    parallel_passes: int = Field(default=8, ge=1, le=256)
     # Consecutive failed passes of one model after which `run` exits 1; None: never.
     max_failures: int | None = Field(default=None, ge=1)
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")

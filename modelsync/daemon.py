@@ -1,14 +1,15 @@
-"""`modelsync run`: the sync pass on a schedule, one worker thread per model.
+"""`modelsync run`: the sync pass on a schedule, for every model.
 
 The main loop owns everything that is not a pass: signals, config reloads, the
 systemd handshake and the admin endpoint's requests all arrive as events on one
 queue; the loop's sleep is a blocking wait on it, so nothing waits for a poll.
-Each model's worker sleeps on its own wake event: one model's slow download never
-delays another's schedule.
+Passes run on a bounded pool (schedule.py, ``parallel_passes``): thousands of models
+cost a few threads, and stop and reload stay prompt.
 """
 
 from __future__ import annotations
 
+import functools
 import queue
 import random
 import signal
@@ -28,11 +29,12 @@ from modelsync.cancel import CancelToken
 from modelsync.config import Config, ModelConfig
 from modelsync.errors import ConfigError, ModelsyncError, StoreError
 from modelsync.metrics import Metrics
+from modelsync.schedule import ModelSlot, Scheduler
 from modelsync.sdnotify import Notifier
 from modelsync.sources import Source, open_source
 from modelsync.status import collect_status
 from modelsync.store import Store
-from modelsync.syncer import Outcome, PassResult, Syncer
+from modelsync.syncer import Outcome, Syncer
 from modelsync.watch import Watcher
 
 __all__ = ["Daemon", "DaemonFailed"]
@@ -47,8 +49,6 @@ _LOOP_TICK = 5.0
 _STOP_GRACE = 4.0
 # A pass still running this long after its deadline is stuck: /healthz fails.
 _STUCK_AFTER = 60.0
-# The least time between the end of one pass of a model and the start of the next.
-_MIN_PASS_GAP = 2.0
 
 
 class DaemonFailed(ModelsyncError):
@@ -60,106 +60,6 @@ class _Event:
     kind: str  # "stop" | "reload" | "sync" | "fatal" | "pass"
     models: list[str] | None = None
     message: str = ""
-
-
-class _Worker(threading.Thread):
-    """Runs one model's passes: at start, then every interval, sooner after a failure."""
-
-    def __init__(self, daemon: Daemon, model: ModelConfig) -> None:
-        super().__init__(name=f"model-{model.name}", daemon=True)
-        self.daemon_ref = daemon
-        self.model = model
-        self.wake = threading.Event()
-        self.stop_event = threading.Event()
-        self.failures = 0
-        # Passes in a row that asked to be retried soon without failing (the server
-        # has not confirmed yet, or is not reachable): they back off like failures.
-        self.waiting = 0
-        self.passes = 0
-        self.last: PassResult | None = None
-        self.stale = False
-        # When the running pass started (monotonic), None between passes: a pass far
-        # past its deadline is a stuck worker, which /healthz reports.
-        self.pass_started: float | None = None
-
-    def run(self) -> None:
-        ended = -_MIN_PASS_GAP
-        while not self.stop_event.is_set():
-            # Triggers (POST /sync, file events) that come faster than this coalesce
-            # into one pass: a flood of them costs a listing every few seconds at most.
-            gap = _MIN_PASS_GAP - (time.monotonic() - ended)
-            if gap > 0 and self.stop_event.wait(gap):
-                return
-            self.wake.clear()
-            self.pass_started = time.monotonic()
-            try:
-                self._one_pass()
-            except Exception:
-                # The pass itself never raises (Syncer.sync); this is the bookkeeping
-                # around it. The worker lives on and counts the failure.
-                self.failures += 1
-                structlog.get_logger().bind(model=self.model.name).exception(
-                    "model worker error; counted as a failed pass"
-                )
-            finally:
-                self.pass_started = None
-                ended = time.monotonic()
-            if self.stop_event.is_set():
-                return
-            self.wake.wait(self.daemon_ref.next_delay(max(self.failures, self.waiting)))
-
-    def _one_pass(self) -> None:
-        d = self.daemon_ref
-        model = self.model
-        cancel = CancelToken(self.stop_event, time.monotonic() + d.config.pass_timeout)
-        result = d.syncer.sync(model, cancel)
-        if self.stop_event.is_set() and result.outcome is Outcome.FAILED:
-            return  # abandoned on purpose: not a failure of the model
-        log = structlog.get_logger().bind(model=model.name, version=result.active)
-        ms = d.syncer.store.model(model.name, model.layout)
-        try:
-            rollback_failed = ms.load_state().rollback_failed
-        except StoreError:
-            rollback_failed = False  # the pass failed on it already and says so
-        if result.ok and not rollback_failed:
-            if self.failures:
-                log.info("recovered", after_failures=self.failures)
-            self.failures = 0
-        elif not result.ok:
-            self.failures += 1
-        self.waiting = self.waiting + 1 if result.retry_soon else 0
-        created = self._created(result.active)
-        age = None if created is None else d.wall() - created
-        self.stale = bool(model.max_age is not None and age is not None and age > model.max_age)
-        if self.stale:
-            log.warning("active revision is stale", age_s=round(age or 0), max_age_s=model.max_age)
-        d.metrics.record(
-            result,
-            created,
-            self.failures,
-            self.stale,
-            rollback_failed=rollback_failed,
-        )
-        self.last = result
-        self.passes += 1
-        d.events.put(_Event("pass", [model.name]))
-        if d.config.max_failures is not None and self.failures >= d.config.max_failures:
-            d.events.put(
-                _Event(
-                    "fatal",
-                    message=(
-                        f"model {model.name} failed {self.failures} passes in a row "
-                        f"(max_failures); last error: {result.error}"
-                    ),
-                )
-            )
-
-    def _created(self, version: int | None) -> float | None:
-        if version is None:
-            return None
-        ms = self.daemon_ref.syncer.store.model(self.model.name, self.model.layout)
-        manifest = ms.manifest_of(version)
-        return manifest.created.timestamp() if manifest else None
 
 
 class Daemon:
@@ -188,7 +88,7 @@ class Daemon:
         self.syncer = Syncer(
             Store(config.store, config.state_path), wall_clock=wall, sources=sources
         )
-        self._workers: dict[str, _Worker] = {}
+        self._scheduler = Scheduler(self._run_pass, config.parallel_passes)
         self._watch_config = watch_config
         self._watcher = Watcher()
         token = config.admin.token.get_secret_value() if config.admin.token else None
@@ -202,9 +102,9 @@ class Daemon:
     def metrics_registry(self) -> CollectorRegistry:
         return self._registry
 
-    def worker(self, name: str) -> _Worker | None:
-        """The thread running ``name``'s passes (None when it has none)."""
-        return self._workers.get(name)
+    def worker(self, name: str) -> ModelSlot | None:
+        """``name``'s schedule and pass counts (None when it is not configured)."""
+        return self._scheduler.get(name)
 
     # -- scheduling --------------------------------------------------------------
 
@@ -215,6 +115,66 @@ class Daemon:
             return base * self._rng.uniform(0.8, 1.2)
         return interval * (1 + self._rng.uniform(-self.config.jitter, self.config.jitter))
 
+    # -- one pass of one model (on a scheduler's runner) ------------------------------
+
+    def _run_pass(self, slot: ModelSlot) -> float:
+        """One pass of ``slot``'s model and its bookkeeping; the delay until the next."""
+        slot.pass_started = time.monotonic()
+        try:
+            self._one_pass(slot)
+        except Exception:
+            # The pass itself never raises (Syncer.sync); this is the bookkeeping
+            # around it. The model goes on, the failure counted.
+            slot.failures += 1
+            self._log.bind(model=slot.model.name).exception(
+                "model pass bookkeeping failed; counted as a failed pass"
+            )
+        finally:
+            slot.pass_started = None
+        return self.next_delay(max(slot.failures, slot.waiting))
+
+    def _one_pass(self, slot: ModelSlot) -> None:
+        model = slot.model
+        cancel = CancelToken(slot.stop_event, time.monotonic() + self.config.pass_timeout)
+        result = self.syncer.sync(model, cancel)
+        if slot.stop_event.is_set() and result.outcome is Outcome.FAILED:
+            return  # abandoned on purpose: not a failure of the model
+        log = structlog.get_logger().bind(model=model.name, version=result.active)
+        ms = self.syncer.store.model(model.name, model.layout)
+        try:
+            rollback_failed = ms.load_state().rollback_failed
+        except StoreError:
+            rollback_failed = False  # the pass failed on it already and says so
+        if result.ok and not rollback_failed:
+            if slot.failures:
+                log.info("recovered", after_failures=slot.failures)
+            slot.failures = 0
+        elif not result.ok:
+            slot.failures += 1
+        slot.waiting = slot.waiting + 1 if result.retry_soon else 0
+        manifest = ms.manifest_of(result.active) if result.active is not None else None
+        created = manifest.created.timestamp() if manifest else None
+        age = None if created is None else self.wall() - created
+        slot.stale = bool(model.max_age is not None and age is not None and age > model.max_age)
+        if slot.stale:
+            log.warning("active revision is stale", age_s=round(age or 0), max_age_s=model.max_age)
+        self.metrics.record(
+            result, created, slot.failures, slot.stale, rollback_failed=rollback_failed
+        )
+        slot.last = result
+        slot.passes += 1
+        self.events.put(_Event("pass", [model.name]))
+        if self.config.max_failures is not None and slot.failures >= self.config.max_failures:
+            self.events.put(
+                _Event(
+                    "fatal",
+                    message=(
+                        f"model {model.name} failed {slot.failures} passes in a row "
+                        f"(max_failures); last error: {result.error}"
+                    ),
+                )
+            )
+
     # -- the AdminView protocol ---------------------------------------------------
 
     def alive(self) -> bool:
@@ -223,9 +183,9 @@ class Daemon:
         if now - self._heartbeat >= _ALIVE_WITHIN:
             return False
         limit = self.config.pass_timeout + _STUCK_AFTER
-        return not any(
-            w.pass_started is not None and now - w.pass_started > limit
-            for w in list(self._workers.values())
+        return self._scheduler.alive() and not any(
+            s.pass_started is not None and now - s.pass_started > limit
+            for s in self._scheduler.slots()
         )
 
     def not_ready(self) -> list[str]:
@@ -248,10 +208,10 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         report = collect_status(self.config, self.syncer.store, self.wall())
         for entry in report["models"]:
-            worker = self._workers.get(entry["name"])
-            if worker is not None:
-                entry["last_outcome"] = worker.last.outcome.value if worker.last else None
-                entry["consecutive_failures"] = worker.failures
+            slot = self._scheduler.get(entry["name"])
+            if slot is not None:
+                entry["last_outcome"] = slot.last.outcome.value if slot.last else None
+                entry["consecutive_failures"] = slot.failures
         return report
 
     def request_sync(self, models: list[str] | None) -> list[str]:
@@ -286,6 +246,7 @@ class Daemon:
         keepalive.start()
         for model in self.config.models:
             self._start_worker(model)
+        self._scheduler.start()
         self._log.info(
             "daemon started",
             models=[m.name for m in self.config.models],
@@ -320,30 +281,24 @@ class Daemon:
                 self._reload(event.message)
             elif event.kind == "sync":
                 for name in event.models or []:
-                    worker = self._workers.get(name)
-                    if worker is not None:
-                        worker.wake.set()
+                    self._scheduler.trigger(name)
             elif event.kind == "pass":
                 self._after_pass()
 
     def _supervise(self) -> None:
-        """Restart a model worker whose thread ended (it never should)."""
-        for name, worker in list(self._workers.items()):
-            if worker.is_alive() or worker.stop_event.is_set():
-                continue
-            self._log.error("model worker ended; restarting it", model=name)
-            failures = worker.failures
-            self._stop_worker(name)
-            self._start_worker(worker.model)
-            self._workers[name].failures = failures
+        """Restart the scheduler thread if it ended (it never should)."""
+        if not self._scheduler.alive() and not self._stopping.is_set():
+            self._log.error("scheduler thread ended; restarting it")
+            self._scheduler.start()
 
     def _after_pass(self) -> None:
+        slots = sorted(self._scheduler.slots(), key=lambda s: s.model.name)
         summary = "; ".join(
-            f"{name}: v{w.last.active if w.last and w.last.active else '-'}"
-            f" {w.last.outcome.value if w.last else 'pending'}"
-            for name, w in sorted(self._workers.items())
-        )
-        if not self._ready_sent and all(w.passes for w in self._workers.values()):
+            f"{s.model.name}: v{s.last.active if s.last and s.last.active else '-'}"
+            f" {s.last.outcome.value if s.last else 'pending'}"
+            for s in slots[:20]
+        ) + (f"; and {len(slots) - 20} more" if len(slots) > 20 else "")
+        if not self._ready_sent and all(s.passes for s in slots):
             self._ready_sent = True
             self.notifier.ready(summary)
             self._log.info("first pass done; ready", status=summary)
@@ -373,21 +328,19 @@ class Daemon:
     # -- workers and reloads ------------------------------------------------------------
 
     def _start_worker(self, model: ModelConfig) -> None:
-        worker = _Worker(self, model)
-        self._workers[model.name] = worker
-        worker.start()
+        self._scheduler.add(ModelSlot(model))
         if model.source.startswith("file://"):
             from pathlib import Path
 
             root = Path(unquote(urlsplit(model.source).path))
-            self._watcher.watch_tree(model.name, root, worker.wake.set)
+            self._watcher.watch_tree(
+                model.name, root, functools.partial(self._scheduler.trigger, model.name)
+            )
 
     def _stop_worker(self, name: str) -> None:
-        worker = self._workers.pop(name)
-        worker.stop_event.set()
-        worker.wake.set()
+        # No wait: the pass in flight, if any, sees its stop event and ends by itself.
+        self._scheduler.remove(name)
         self._watcher.unwatch(name)
-        worker.join(_STOP_GRACE)
         self.metrics.forget(name)
 
     def _reload(self, trigger: str) -> None:
@@ -423,19 +376,16 @@ class Daemon:
                     self._stop_worker(name)
                     self._start_worker(model)
                 else:
-                    self._workers[name].model = model
-            self._workers[name].wake.set()
+                    slot = self._scheduler.get(name)
+                    if slot is not None:
+                        slot.model = model
+            self._scheduler.trigger(name)
         self._log.info("config reloaded", models=sorted(fresh), trigger=trigger)
 
     def _shutdown(self) -> None:
         self._stopping.set()
         self.notifier.stopping()
-        for worker in self._workers.values():
-            worker.stop_event.set()
-            worker.wake.set()
-        deadline = time.monotonic() + _STOP_GRACE
-        for worker in self._workers.values():
-            worker.join(max(0.0, deadline - time.monotonic()))
+        self._scheduler.stop(_STOP_GRACE)
         self._watcher.stop()
         self.admin.stop()
         self.syncer.close()

@@ -14,7 +14,11 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-__all__ = ["Debouncer", "Watcher"]
+__all__ = ["MAX_SOURCE_WATCHES", "Debouncer", "Watcher"]
+
+# watchdog runs a thread per watched tree: past this many file:// sources, the rest
+# are polled only (events only make a pass come sooner; polling finds everything).
+MAX_SOURCE_WATCHES = 32
 
 
 class Debouncer:
@@ -62,6 +66,7 @@ class Watcher:
         self._observer.daemon = True
         self._debouncers: list[Debouncer] = []
         self._watches: dict[str, object] = {}
+        self._capped = False
         self._log = structlog.get_logger()
 
     def start(self) -> None:
@@ -91,6 +96,14 @@ class Watcher:
         self, key: str, root: Path, on_change: Callable[[], None], delay: float = 1.0
     ) -> None:
         """Call ``on_change`` after changes anywhere under ``root`` (a file:// source)."""
+        if len(self._watches) >= MAX_SOURCE_WATCHES and key not in self._watches:
+            if not self._capped:
+                self._capped = True
+                self._log.info(
+                    "more file:// sources than watches; the others are polled only",
+                    watches=MAX_SOURCE_WATCHES,
+                )
+            return
         if key in self._watches or not root.is_dir():
             if not root.is_dir():
                 self._log.warning("source directory missing; polling only", path=str(root))

@@ -1,0 +1,146 @@
+"""When each model's next pass runs, on a bounded number of threads.
+
+One thread per model stopped scaling at a few thousand models (seconds to stop,
+minutes to reload, thousands of threads). Here each model is a ``ModelSlot`` (its
+schedule and the counts the daemon reports, no thread); one scheduler thread hands
+due slots to a fixed pool of pass runners. A slot never runs twice at once;
+triggers (POST /sync, file events) move its next pass forward but never closer than
+``MIN_PASS_GAP`` to the end of the previous one, so a flood of them coalesces.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from modelsync.config import ModelConfig
+from modelsync.outcome import PassResult
+
+__all__ = ["MIN_PASS_GAP", "ModelSlot", "Scheduler"]
+
+# The least time between the end of one pass of a model and the start of the next.
+MIN_PASS_GAP = 2.0
+# The scheduler looks at the slots at least this often.
+_TICK = 1.0
+# Next pass of a model whose pass ended without saying when (it raised).
+_AFTER_CRASH = 2.0
+
+
+class ModelSlot:
+    """One model's schedule, and what the daemon reports of its passes."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        self.model = model
+        # Set when the model leaves the configuration or the daemon stops: its pass
+        # in flight is abandoned.
+        self.stop_event = threading.Event()
+        self.failures = 0
+        # Passes in a row that asked to be retried soon without failing (the server
+        # has not confirmed yet, or is not reachable): they back off like failures.
+        self.waiting = 0
+        self.passes = 0
+        self.last: PassResult | None = None
+        self.stale = False
+        # When the running pass started (monotonic), None between passes: a pass far
+        # past its deadline is stuck, which /healthz reports.
+        self.pass_started: float | None = None
+        self.due = 0.0
+        self.ended = -MIN_PASS_GAP
+        self.running = False
+
+
+class Scheduler:
+    """Runs ``run_pass(slot)`` for each due slot on ``threads`` runners; ``run_pass``
+    returns the delay until that model's next pass."""
+
+    def __init__(self, run_pass: Callable[[ModelSlot], float], threads: int) -> None:
+        self._run_pass = run_pass
+        self._cond = threading.Condition()
+        self._slots: dict[str, ModelSlot] = {}
+        self._stopping = False
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pass")
+        self._thread: threading.Thread | None = None
+
+    # -- the slots ---------------------------------------------------------------------
+
+    def add(self, slot: ModelSlot) -> None:
+        with self._cond:
+            self._slots[slot.model.name] = slot
+            self._cond.notify()
+
+    def remove(self, name: str) -> ModelSlot | None:
+        """Forget ``name``; its pass in flight, if any, is told to stop."""
+        with self._cond:
+            slot = self._slots.pop(name, None)
+        if slot is not None:
+            slot.stop_event.set()
+        return slot
+
+    def get(self, name: str) -> ModelSlot | None:
+        with self._cond:
+            return self._slots.get(name)
+
+    def slots(self) -> list[ModelSlot]:
+        with self._cond:
+            return list(self._slots.values())
+
+    def trigger(self, name: str) -> None:
+        """Run ``name``'s next pass as soon as the minimum gap allows."""
+        with self._cond:
+            slot = self._slots.get(name)
+            if slot is not None:
+                slot.due = min(slot.due, max(time.monotonic(), slot.ended + MIN_PASS_GAP))
+                self._cond.notify()
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start (or, after it ended, restart) the scheduler thread."""
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                waits = [_TICK]
+                for slot in self._slots.values():
+                    if slot.running:
+                        continue
+                    if slot.due <= now:
+                        slot.running = True
+                        self._pool.submit(self._run, slot)
+                    else:
+                        waits.append(slot.due - now)
+                self._cond.wait(min(waits))
+
+    def _run(self, slot: ModelSlot) -> None:
+        delay = _AFTER_CRASH
+        try:
+            delay = self._run_pass(slot)
+        finally:
+            with self._cond:
+                slot.running = False
+                slot.ended = time.monotonic()
+                slot.due = slot.ended + max(delay, MIN_PASS_GAP)
+                self._cond.notify()
+
+    def stop(self, grace: float) -> None:
+        """Stop scheduling, tell every pass in flight to stop, wait up to ``grace``."""
+        with self._cond:
+            self._stopping = True
+            slots = list(self._slots.values())
+            self._cond.notify()
+        for slot in slots:
+            slot.stop_event.set()
+        deadline = time.monotonic() + grace
+        if self._thread is not None:
+            self._thread.join(grace)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        while any(s.running for s in slots) and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -1,0 +1,43 @@
+"""Thousands of models cost a few threads, and stop and reload stay prompt (issue 11
+finding 19): a real `modelsync run` with 3,000 models."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from tests.daemonproc import DaemonProcess
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def test_three_thousand_models(tmp_path: Path, procs: list[DaemonProcess]) -> None:
+    """All 3,000 get their first pass; the daemon holds a bounded number of threads;
+    SIGHUP reloads within seconds; SIGTERM stops it in under 5 s."""
+    models = []
+    for index in range(3000):
+        source = tmp_path / "bucket" / f"m{index}"
+        source.mkdir(parents=True)
+        models.append(f'[[models]]\nname = "m{index}"\nsource = "file://{source}"\n')
+    config = tmp_path / "c.toml"
+    config.write_text(f'store = "{tmp_path / "data" / "models"}"\n' + "".join(models))
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_for(lambda e: e.get("event") == "first pass done; ready", timeout=240)
+    assert _threads(daemon.pid) < 60
+    mark = len(daemon.events())
+    started = time.monotonic()
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(lambda e: e.get("event") == "config reloaded", timeout=60, after=mark)
+    assert time.monotonic() - started < 10
+    assert _threads(daemon.pid) < 60
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0
+    assert time.monotonic() - started < 5
