@@ -60,6 +60,8 @@ class Scheduler:
         self._cond = threading.Condition()
         self._slots: dict[str, ModelSlot] = {}
         self._stopping = False
+        # Passes executing right now (queued ones are cancelled at stop, not waited for).
+        self._executing = 0
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pass")
         self._thread: threading.Thread | None = None
 
@@ -121,10 +123,13 @@ class Scheduler:
 
     def _run(self, slot: ModelSlot) -> None:
         delay = _AFTER_CRASH
+        with self._cond:
+            self._executing += 1
         try:
             delay = self._run_pass(slot)
         finally:
             with self._cond:
+                self._executing -= 1
                 slot.running = False
                 slot.ended = time.monotonic()
                 slot.due = slot.ended + max(delay, MIN_PASS_GAP)
@@ -142,5 +147,6 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(grace)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        while any(s.running for s in slots) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with self._cond:
+            while self._executing and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
