@@ -47,7 +47,8 @@ _ALIVE_WITHIN = 30.0
 _LOOP_TICK = 5.0
 # Workers get this long to abandon their pass and clean staging on stop.
 _STOP_GRACE = 4.0
-# A pass still running this long after its deadline is stuck: /healthz fails.
+# A pass still running this long after its deadline (or pass_timeout, if shorter) is
+# stuck: /healthz fails.
 _STUCK_AFTER = 60.0
 
 
@@ -182,7 +183,7 @@ class Daemon:
         now = time.monotonic()
         if now - self._heartbeat >= _ALIVE_WITHIN:
             return False
-        limit = self.config.pass_timeout + _STUCK_AFTER
+        limit = self.config.pass_timeout + min(_STUCK_AFTER, self.config.pass_timeout)
         return self._scheduler.alive() and not any(
             s.pass_started is not None and now - s.pass_started > limit
             for s in self._scheduler.slots()

@@ -10,10 +10,12 @@ triggers (POST /sync, file events) move its next pass forward but never closer t
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+
+import structlog
 
 from modelsync.config import ModelConfig
 from modelsync.outcome import PassResult
@@ -60,9 +62,15 @@ class Scheduler:
         self._cond = threading.Condition()
         self._slots: dict[str, ModelSlot] = {}
         self._stopping = False
-        # Passes executing right now (queued ones are cancelled at stop, not waited for).
+        # Passes executing right now (queued ones are dropped at stop, not waited for).
         self._executing = 0
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pass")
+        # Daemon threads, unlike an executor's: a pass stuck in a command that ignores
+        # the deadline must not hold the process at exit.
+        self._queue: queue.SimpleQueue[ModelSlot | None] = queue.SimpleQueue()
+        self._runners = [
+            threading.Thread(target=self._runner, name=f"pass-{i}", daemon=True)
+            for i in range(threads)
+        ]
         self._thread: threading.Thread | None = None
 
     # -- the slots ---------------------------------------------------------------------
@@ -100,6 +108,9 @@ class Scheduler:
 
     def start(self) -> None:
         """Start (or, after it ended, restart) the scheduler thread."""
+        for runner in self._runners:
+            if not runner.is_alive() and runner.ident is None:
+                runner.start()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
 
@@ -116,10 +127,21 @@ class Scheduler:
                         continue
                     if slot.due <= now:
                         slot.running = True
-                        self._pool.submit(self._run, slot)
+                        self._queue.put(slot)
                     else:
                         waits.append(slot.due - now)
                 self._cond.wait(min(waits))
+
+    def _runner(self) -> None:
+        while (slot := self._queue.get()) is not None:
+            if self._stopping:
+                continue
+            try:
+                self._run(slot)
+            except BaseException:  # even SystemExit: this runner serves every model
+                structlog.get_logger().bind(model=slot.model.name).exception(
+                    "a pass raised past its handlers; the model stays scheduled"
+                )
 
     def _run(self, slot: ModelSlot) -> None:
         delay = _AFTER_CRASH
@@ -146,7 +168,8 @@ class Scheduler:
         deadline = time.monotonic() + grace
         if self._thread is not None:
             self._thread.join(grace)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in self._runners:
+            self._queue.put(None)
         with self._cond:
             while self._executing and time.monotonic() < deadline:
                 self._cond.wait(max(0.0, deadline - time.monotonic()))

@@ -17,6 +17,7 @@ from modelsync.daemon import Daemon
 from modelsync.sdnotify import Notifier
 from modelsync.sources import Source
 from modelsync.sources.local import LocalSource
+from tests.daemonproc import DaemonProcess
 from tests.helpers import free_port, model_files, put_revision
 
 
@@ -109,3 +110,25 @@ def test_what_no_handler_catches_does_not_stop_the_model(
     slot = daemon.worker("ranker")
     assert slot is not None and slot.passes >= 1
     assert daemon.alive()
+
+
+def test_a_pass_stuck_past_its_deadline_fails_healthz(
+    tmp_path: Path, bucket: Path, procs: list[DaemonProcess]
+) -> None:
+    """A notify command that ignores the pass deadline (its own timeout is longer) holds
+    the pass: /healthz turns 503 once the pass is pass_timeout past its deadline."""
+    import sys
+
+    put_revision(bucket, 1, model_files(1))
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{tmp_path / "data" / "models"}"\npass_timeout = "2s"\n'
+        f'[[models]]\nname = "ranker"\nsource = "file://{bucket}"\n'
+        f'[models.notify]\nmethod = "exec"\ntimeout = "60s"\n'
+        f'command = ["{sys.executable}", "-c", "import time; time.sleep(30)"]\n'
+    )
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_http()
+    assert daemon.http("GET", "/healthz")[0] == 200
+    _wait(lambda: daemon.http("GET", "/healthz")[0] == 503, timeout=20)
