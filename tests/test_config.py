@@ -138,3 +138,12 @@ def test_missing_file_and_unknown_model(tmp_path: Path) -> None:
         load_config(_write(tmp_path, GOOD), {"model": "nope"})
     with pytest.raises(ConfigError, match="need --model"):
         load_config(None, {"store": "/m", "source": "file:///b"})
+
+
+def test_the_shipped_example_config_loads() -> None:
+    """config/modelsync.toml is valid configuration as shipped."""
+    from tests.helpers import REPO
+
+    config = load_config(REPO / "config" / "modelsync.toml")
+    assert config.models[0].notify.method == "signal"
+    assert config.state_path == Path("/data/.modelsync-models")
