@@ -23,15 +23,15 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 modelsync \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin modelsync \
-    && mkdir -p /models \
-    && chown 10001:10001 /models
+    && mkdir -p /data/models \
+    && chown -R 10001:10001 /data
 ENV PATH=/opt/modelsync/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MODELSYNC_ADMIN_LISTEN=0.0.0.0:8686 \
-    MODELSYNC_STORE=/models
+    MODELSYNC_STORE=/data/models
 USER 10001:10001
-WORKDIR /models
+WORKDIR /data
 EXPOSE 8686
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8686/healthz', timeout=2)"]
