@@ -19,8 +19,8 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Sink, Source
 from modelsync.sources.gcs import GcsSettings, GcsSource
 from modelsync.sources.local import LocalSource
-from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
+from modelsync.volume import Store
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.helpers import manifest_doc, put_revision, run_cli, sidecar_flags, snapshot

@@ -41,8 +41,8 @@ from modelsync.config import ModelConfig
 from modelsync.logs import configure_logging
 from modelsync.retry import RetryPolicy
 from modelsync.sources.gcs import GcsSettings, GcsSource
-from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
+from modelsync.volume import Store
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.gcs_emulator import start as start_emulator

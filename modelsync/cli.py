@@ -32,8 +32,8 @@ from modelsync.sdnotify import Notifier
 from modelsync.signing import generate_keypair, load_public_key
 from modelsync.signing import verify as verify_signature
 from modelsync.status import collect_status
-from modelsync.store import Store
 from modelsync.syncer import Syncer
+from modelsync.volume import Store
 
 __all__ = ["main"]
 

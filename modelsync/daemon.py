@@ -33,8 +33,8 @@ from modelsync.schedule import ModelSlot, Scheduler
 from modelsync.sdnotify import Notifier
 from modelsync.sources import Source, open_source
 from modelsync.status import collect_status
-from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
+from modelsync.volume import Store
 from modelsync.watch import Watcher
 
 __all__ = ["Daemon", "DaemonFailed"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from modelsync.config import Config, ModelConfig
 from modelsync.errors import StoreError
-from modelsync.store import Store
+from modelsync.volume import Store
 
 __all__ = ["collect_status", "model_status", "rfc3339"]
 

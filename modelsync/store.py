@@ -11,7 +11,10 @@ Layout (DESIGN.md):
     <state>/model-files/<model>/          the model-level files before an activation
     <state>/staging/<model>/...           downloads in progress; wiped at every pass
     <state>/quarantine/<model>/<version>/ revisions the server refused, for inspection
+    <state>/foreign/<model>/              what was found in the served tree (foreign.py)
     <state>/state/<model>.json            refused versions, pin, journal (state.py)
+
+The two directories themselves are checked and prepared by volume.py.
 
 Only complete, verified trees are ever renamed into ``<store>/<model>/``. During an
 activation the previous version stays beside the new one until the server confirms
@@ -32,33 +35,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import ConfigError, ManifestError, StoreError
+from modelsync.errors import ManifestError, StoreError
 from modelsync.foreign import evict_foreign, manifest_digest, move_aside, tree_is
-from modelsync.fsutil import fsync_dir, move_dir, remove_tree, store_error, swap_symlink
+from modelsync.fsutil import move_dir, remove_tree, store_error, swap_symlink
 from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version
 from modelsync.modelfiles import ModelFiles
 from modelsync.state import ModelState, Pending
 
-__all__ = ["CURRENT", "LEGACY_STATE", "Layout", "ModelStore", "Store"]
+__all__ = ["CURRENT", "Layout", "ModelStore"]
 
 CURRENT = "current"
-# Where modelsync 0.1 kept its state by default: inside the served tree.
-LEGACY_STATE = ".modelsync"
 # Refused revisions kept for inspection; older ones are deleted.
 QUARANTINE_KEEP = 2
-# The directories modelsync keeps under state_dir (none of them may be a link).
-_STATE_PARTS = (
-    "active",
-    "foreign",
-    "locks",
-    "model-files",
-    "quarantine",
-    "revisions",
-    "staging",
-    "state",
-    "tmp",
-    "trash",
-)
 
 
 @dataclass(frozen=True)
@@ -71,70 +59,6 @@ class Layout:
     model_files: tuple[str, ...] = ()
     # Only the version being served is in the directory, even during an activation.
     exclusive: bool = False
-
-
-class Store:
-    """The served tree and its state directory, which must share a filesystem."""
-
-    def __init__(self, root: Path, state_dir: Path) -> None:
-        self.root = root
-        self.state_dir = state_dir
-
-    def prepare(self) -> None:
-        """Create both directories, move a 0.1 state directory out of the served tree,
-        and check that renames between them are atomic (ConfigError when not)."""
-        hint = (
-            f"set state_dir to a writable directory on the filesystem of store {self.root}, "
-            f"outside it (for a volume mounted at {self.root}: mount it one level up, e.g. "
-            f'at /data, with store = "/data/{self.root.name}")'
-        )
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise store_error("create", self.root, exc) from exc
-        self._move_legacy_state(hint)
-        try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create state_dir {self.state_dir}: {exc.strerror}; {hint}"
-            ) from exc
-        for part in _STATE_PARTS:
-            if (self.state_dir / part).is_symlink():
-                # Following it would write (or delete) wherever it points.
-                raise StoreError(
-                    f"{self.state_dir / part} is a symbolic link; modelsync never follows "
-                    "links in its state directory: remove it"
-                )
-        if self.root.stat().st_dev != self.state_dir.stat().st_dev:
-            raise ConfigError(
-                f"state_dir {self.state_dir} is on another filesystem than store {self.root}, "
-                f"so renames between them would not be atomic; {hint}"
-            )
-
-    def _move_legacy_state(self, hint: str) -> None:
-        legacy = self.root / LEGACY_STATE
-        if legacy == self.state_dir or not legacy.is_dir():
-            return
-        if self.state_dir.exists() and any(self.state_dir.iterdir()):
-            raise ConfigError(
-                f"{legacy}: a modelsync 0.1 state directory inside the served tree, while "
-                f"{self.state_dir} is in use; remove {legacy} (servers scan it)"
-            )
-        try:
-            self.state_dir.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                self.state_dir.rmdir()
-            legacy.rename(self.state_dir)
-            fsync_dir(self.root)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot move the 0.1 state directory {legacy} to {self.state_dir}: "
-                f"{exc.strerror}; {hint}"
-            ) from exc
-
-    def model(self, name: str, layout: Layout | None = None) -> ModelStore:
-        return ModelStore(name, self.root / name, self.state_dir, layout or Layout())
 
 
 class ModelStore:

@@ -31,9 +31,10 @@ from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
 from modelsync.outcome import Outcome, PassContext, PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Source, open_source
-from modelsync.store import ModelStore, Store
+from modelsync.store import ModelStore
 from modelsync.transfer import download_revision
 from modelsync.validate import validate_revision
+from modelsync.volume import Store
 
 __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from modelsync.config import default_state_dir
-from modelsync.store import ModelStore, Store
+from modelsync.store import ModelStore
+from modelsync.volume import Store
 from tests.helpers import check_invariants, run_cli, sidecar_flags, write_tree
 
 FILES = 24

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from modelsync.config import default_state_dir
-from modelsync.store import Store
+from modelsync.volume import Store
 from tests.daemonproc import DaemonProcess
 from tests.helpers import free_port, model_files, put_revision, run_cli
 from tests.httpstub import http_stub

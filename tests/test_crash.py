@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from modelsync.config import default_state_dir
-from modelsync.store import Store
+from modelsync.volume import Store
 from tests.helpers import check_invariants, run_cli, sidecar_flags, write_tree
 from tests.killtrials import KillTrials, revision_files
 

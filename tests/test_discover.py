@@ -61,8 +61,8 @@ def test_a_producer_keeping_old_times_is_not_taken_mid_copy(tmp_path: Path) -> N
 
     from modelsync.cancel import CancelToken
     from modelsync.config import ModelConfig
-    from modelsync.store import Store
     from modelsync.syncer import Outcome, Syncer
+    from modelsync.volume import Store
 
     bucket = tmp_path / "bucket" / "ranker"
     revision = bucket / "1"

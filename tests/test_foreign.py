@@ -10,7 +10,7 @@ from pathlib import Path
 from modelsync.config import default_state_dir
 from modelsync.foreign import manifest_digest
 from modelsync.state import Pending
-from modelsync.store import Store
+from modelsync.volume import Store
 from tests.helpers import check_invariants, model_files, put_revision, run_cli, sidecar_flags
 
 

@@ -17,8 +17,8 @@ from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import NotFoundError, RefusedError
 from modelsync.manifest import MANIFEST_NAME
-from modelsync.store import Store
 from modelsync.syncer import Syncer
+from modelsync.volume import Store
 from tests.helpers import (
     check_invariants,
     manifest_doc,

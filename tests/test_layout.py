@@ -9,8 +9,9 @@ from pathlib import Path
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig, default_state_dir
-from modelsync.store import LEGACY_STATE, Layout, Store
+from modelsync.store import Layout
 from modelsync.syncer import Outcome, Syncer
+from modelsync.volume import LEGACY_STATE, Store
 from tests.helpers import (
     manifest_doc,
     model_files,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ConfirmConfig, ModelConfig, NotifyConfig
-from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
+from modelsync.volume import Store
 from tests.daemonproc import DaemonProcess
 from tests.helpers import check_invariants, manifest_doc, model_files, put_revision, snapshot
 from tests.httpstub import http_stub

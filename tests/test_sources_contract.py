@@ -14,8 +14,8 @@ from modelsync.errors import ManifestError, NotFoundError, RefusedError
 from modelsync.manifest import MANIFEST_NAME
 from modelsync.publish import publish
 from modelsync.sources import Sink
-from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
+from modelsync.volume import Store
 from tests.backends import Backend, GcsBackend, LocalBackend
 from tests.helpers import manifest_doc, model_files, write_tree
 

@@ -16,8 +16,8 @@ from modelsync.errors import AccessDeniedError, IntegrityError, NotFoundError
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Sink, Source
 from modelsync.sources.gcs import GcsSettings, GcsSource
-from modelsync.store import Store
 from modelsync.syncer import Outcome, PassResult, Syncer
+from modelsync.volume import Store
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.helpers import check_invariants, manifest_doc, run_cli, snapshot, write_tree

@@ -7,7 +7,7 @@ import pytest
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import ConfigError
-from modelsync.store import Store
+from modelsync.volume import Store
 from tests.helpers import check_invariants, manifest_doc, model_files, write_tree
 
 
@@ -153,7 +153,7 @@ def test_lock_excludes_a_second_holder(st: Store) -> None:
         code = (
             "import time,sys\n"
             "from pathlib import Path\n"
-            "from modelsync.store import Store\n"
+            "from modelsync.volume import Store\n"
             "from modelsync.cancel import CancelToken\n"
             f"s=Store(Path({str(st.root)!r}), Path({str(st.state_dir)!r})).model('m')\n"
             "try:\n"

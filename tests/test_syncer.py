@@ -8,8 +8,8 @@ import pytest
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.manifest import MANIFEST_NAME
-from modelsync.store import Store
 from modelsync.syncer import Outcome, PassResult, Syncer
+from modelsync.volume import Store
 from tests.helpers import check_invariants, manifest_doc, model_files, put_revision, snapshot
 
 

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig, ValidateConfig
 from modelsync.errors import ModelsyncError, RefusedError
-from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
 from modelsync.validate import validate_revision
+from modelsync.volume import Store
 from tests.helpers import snapshot
 from tests.tfmodels import build_models, corrupt_copy
 

@@ -10,9 +10,9 @@ import pytest
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig, ValidateConfig
 from modelsync.errors import ModelsyncError, RefusedError
-from modelsync.store import Store
 from modelsync.syncer import Outcome, Syncer
 from modelsync.validate import validate_revision
+from modelsync.volume import Store
 from tests.helpers import check_invariants, model_files, put_revision, snapshot
 
 # Loads weights.json the way a server would; exits 1 with the error when it cannot.
