@@ -157,13 +157,15 @@ class Discovery:
                 f"{source.url}/{version}: a revision without a manifest cannot "
                 "be signed (verify.require_signature)"
             )
-        objects = call_with_retry(
+        list_revision = functools.partial(
+            call_with_retry,
             functools.partial(source.list_objects, version, cancel),
             self._retry,
             cancel,
             f"{source.url}/{version}: list",
             self._log,
         )
+        objects = list_revision()
         names = {o.name for o in objects}
         if model.complete_marker not in names:
             self._log.debug("incomplete version (no marker yet)", version=version)
@@ -180,14 +182,7 @@ class Discovery:
         recheck = min(model.settle, _RECHECK_S)
         if recheck > 0:
             cancel.wait(recheck)
-            again = call_with_retry(
-                functools.partial(source.list_objects, version, cancel),
-                self._retry,
-                cancel,
-                f"{source.url}/{version}: list",
-                self._log,
-            )
-            if _fingerprint(again) != _fingerprint(objects):
+            if _fingerprint(list_revision()) != _fingerprint(objects):
                 self._log.info("version still changing; not settled", version=version)
                 return None
         where = f"{source.url}/{version}"

@@ -12,10 +12,22 @@ import time
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ConfirmConfig
-from modelsync.errors import LoadFailed, LoadUnknown, ServerNotRunning
+from modelsync.errors import LoadFailed, LoadUnknown, ReloadError, ServerNotRunning
+from modelsync.notify.http import http_call
 from modelsync.reload import Probe, Prober, ProbeState, ReloadTarget
 
-__all__ = ["build_prober", "probe_timeout", "wait_loaded"]
+__all__ = ["ask", "build_prober", "probe_timeout", "wait_loaded"]
+
+
+def ask(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes] | Probe:
+    """One request of a probe: (status, body), or the Probe that no answer means
+    (unreachable when nothing listens, loading when it did not answer in time)."""
+    try:
+        return http_call(method, url, body, timeout)
+    except ServerNotRunning as exc:
+        return Probe(ProbeState.UNREACHABLE, str(exc))
+    except ReloadError as exc:
+        return Probe(ProbeState.LOADING, str(exc))
 
 
 def probe_timeout(config: ConfirmConfig) -> float:

@@ -7,8 +7,7 @@ which mean the server could not load it; the server's own words are kept either 
 from __future__ import annotations
 
 from modelsync.config import ConfirmConfig
-from modelsync.errors import ReloadError, ServerNotRunning
-from modelsync.notify.http import http_call
+from modelsync.confirm import ask
 from modelsync.reload import (
     Probe,
     ProbeState,
@@ -27,12 +26,10 @@ class HttpProber:
 
     def probe(self, target: ReloadTarget, timeout: float) -> Probe:
         url = render(self._config.url or "", target)
-        try:
-            status, body = http_call("GET", url, None, timeout)
-        except ServerNotRunning as exc:
-            return Probe(ProbeState.UNREACHABLE, str(exc))
-        except ReloadError as exc:
-            return Probe(ProbeState.LOADING, str(exc))
+        answer = ask("GET", url, None, timeout)
+        if isinstance(answer, Probe):
+            return answer
+        status, body = answer
         if status in self._config.fail_status:
             return Probe(ProbeState.FAILED, f"HTTP {status}: {server_words(body)}")
         if not 200 <= status < 300:

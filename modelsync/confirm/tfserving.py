@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelsync.errors import ReloadError, ServerNotRunning
-from modelsync.notify.http import http_call
+from modelsync.confirm import ask
 from modelsync.reload import Probe, ProbeState, ReloadTarget, parse_json, render
 
 __all__ = ["TfServingProber", "version_status"]
@@ -31,12 +30,10 @@ class TfServingProber:
 
     def probe(self, target: ReloadTarget, timeout: float) -> Probe:
         url = render(self._url, target)
-        try:
-            status, body = http_call("GET", url, None, timeout)
-        except ServerNotRunning as exc:
-            return Probe(ProbeState.UNREACHABLE, str(exc))
-        except ReloadError as exc:
-            return Probe(ProbeState.LOADING, str(exc))
+        answer = ask("GET", url, None, timeout)
+        if isinstance(answer, Probe):
+            return answer
+        status, body = answer
         try:
             doc = parse_json(body)
         except ValueError:

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from modelsync.errors import RefusedError, ReloadError, ServerNotRunning
-from modelsync.notify.http import http_call
+from modelsync.confirm import ask
+from modelsync.errors import RefusedError
 from modelsync.reload import (
     Notifier,
     Probe,
@@ -54,12 +54,10 @@ class IndexProber:
         self._url = base_url.rstrip("/") + "/v2/repository/index"
 
     def probe(self, target: ReloadTarget, timeout: float) -> Probe:
-        try:
-            status, body = http_call("POST", self._url, b"{}", timeout)
-        except ServerNotRunning as exc:
-            return Probe(ProbeState.UNREACHABLE, str(exc))
-        except ReloadError as exc:
-            return Probe(ProbeState.LOADING, str(exc))
+        answer = ask("POST", self._url, b"{}", timeout)
+        if isinstance(answer, Probe):
+            return answer
+        status, body = answer
         if not 200 <= status < 300:
             return Probe(ProbeState.LOADING, f"HTTP {status}: {server_words(body)}")
         try:

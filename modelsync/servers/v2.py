@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from modelsync.errors import LoadFailed, ReloadError, ServerNotRunning
+from modelsync.confirm import ask
+from modelsync.errors import LoadFailed
 from modelsync.notify.http import http_call
 from modelsync.reload import Probe, ProbeState, ReloadTarget, server_words
 
@@ -40,12 +41,10 @@ def ready_probe(base_url: str, model: str, version: int | None, timeout: float) 
     path = f"/v2/models/{quote(model, safe='')}"
     if version is not None:
         path += f"/versions/{version}"
-    try:
-        status, body = http_call("GET", f"{base_url.rstrip('/')}{path}/ready", None, timeout)
-    except ServerNotRunning as exc:
-        return Probe(ProbeState.UNREACHABLE, str(exc))
-    except ReloadError as exc:
-        return Probe(ProbeState.LOADING, str(exc))
+    answer = ask("GET", f"{base_url.rstrip('/')}{path}/ready", None, timeout)
+    if isinstance(answer, Probe):
+        return answer
+    status, body = answer
     if 200 <= status < 300:
         return Probe(ProbeState.LOADED)
     if status == 404:
