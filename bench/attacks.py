@@ -14,9 +14,8 @@ from typing import Any, Protocol
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig, default_state_dir
-from modelsync.errors import NotFoundError, RefusedError
 from modelsync.retry import RetryPolicy
-from modelsync.sources.base import Sink, Source
+from modelsync.sources.base import Source
 from modelsync.sources.gcs import GcsSettings, GcsSource
 from modelsync.sources.local import LocalSource
 from modelsync.syncer import Outcome, Syncer
@@ -24,7 +23,7 @@ from modelsync.volume import Store
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.helpers import manifest_doc, put_revision, run_cli, sidecar_flags, snapshot
-from tests.linkswap import swapping_with_link
+from tests.linkswap import raced_reads
 
 __all__ = ["Attacks"]
 
@@ -140,28 +139,11 @@ class Attacks:
             self.c.counts[f"leftovers in the served tree ({kind})"] += 1
 
     def link_swaps(self, trials: int) -> None:
-        root = self.work / "swaps"
-        secret = root / "secret"
-        revision = root / "bucket" / "ranker" / "1"
-        revision.mkdir(parents=True)
-        secret.write_bytes(b"S" * 4096)
-        real = revision / "weights.bin"
-        real.write_bytes(b"w" * 4096)
-        source = LocalSource(f"file://{revision.parent}")
-        with swapping_with_link(real, secret, b"w" * 4096):
-            for trial in range(trials):
-                dest = root / f"out-{trial}"
-                sink = Sink(dest, 4096, "weights.bin", None)
-                try:
-                    source.fetch(1, "weights.bin", sink, CancelToken())
-                    sink.finish()
-                except (RefusedError, NotFoundError):
-                    sink.close()
-                    self.c.counts["reads raced by a link swap (refused)"] += 1
-                    continue
-                if dest.read_bytes() != b"w" * 4096:
-                    self.c.violation(f"link swap {trial}: read something else than the file")
-                self.c.counts["reads raced by a link swap (served the file)"] += 1
+        counts = raced_reads(self.work / "swaps", trials)
+        if counts.wrong:
+            self.c.violation(f"link swaps: {counts.wrong} reads returned something else")
+        self.c.counts["reads raced by a link swap (refused)"] += counts.refused
+        self.c.counts["reads raced by a link swap (served the file)"] += counts.served
 
     def drips(self, trials: int, endpoint: str) -> None:
         backend = GcsBackend(endpoint, "campaign")

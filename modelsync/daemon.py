@@ -142,10 +142,7 @@ class Daemon:
             return  # abandoned on purpose: not a failure of the model
         log = structlog.get_logger().bind(model=model.name, version=result.active)
         ms = self.syncer.store.model(model.name, model.layout)
-        try:
-            rollback_failed = ms.load_state().rollback_failed
-        except StoreError:
-            rollback_failed = False  # the pass failed on it already and says so
+        rollback_failed = result.rollback_failed
         if result.ok and not rollback_failed:
             if slot.failures:
                 log.info("recovered", after_failures=slot.failures)

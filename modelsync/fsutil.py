@@ -19,7 +19,6 @@ from modelsync.errors import StoreError
 __all__ = [
     "atomic_write_bytes",
     "fsync_dir",
-    "install_copy",
     "move_dir",
     "remove_tree",
     "store_error",
@@ -48,10 +47,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that readers see the old bytes or the new, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+def atomic_write_bytes(
+    path: Path, data: bytes, mode: int = 0o644, tmp_dir: Path | None = None
+) -> None:
+    """Write ``data`` to ``path`` so that readers see the old bytes or the new, never a mix.
+
+    The temporary file is made beside ``path``, or in ``tmp_dir`` (same filesystem)
+    where no temporary name may ever appear beside it (the served tree).
+    """
+    tmp = (tmp_dir or path.parent) / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
+        if tmp_dir is not None:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             view = memoryview(data)
@@ -121,21 +128,3 @@ def remove_tree(path: Path, trash: Path) -> None:
             fsync_dir(path.parent)
     except OSError as exc:
         raise store_error("remove", path, exc) from exc
-
-
-def install_copy(source: Path, dest: Path, tmp_dir: Path) -> None:
-    """Copy ``source`` to ``dest`` in one rename, the copy made in ``tmp_dir`` (same
-    filesystem) so that no temporary name ever appears beside ``dest``."""
-    tmp = tmp_dir / f"{dest.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, tmp)
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.replace(dest)
-        fsync_dir(dest.parent)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise store_error("install", dest, exc) from exc

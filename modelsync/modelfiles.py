@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelsync.fsutil import install_copy, remove_tree
+from modelsync.fsutil import atomic_write_bytes, remove_tree, store_error
 
 __all__ = ["ModelFiles"]
+
+
+def _install(source: Path, dest: Path, tmp: Path) -> None:
+    """Copy a (small) model-level file into place in one rename, made in ``tmp``."""
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise store_error("read", source, exc) from exc
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest, data, tmp_dir=tmp)
 
 
 class ModelFiles:
@@ -33,7 +43,7 @@ class ModelFiles:
         for name in self._names:
             placed = self._dir / name
             if placed.is_file() and not placed.is_symlink():
-                install_copy(placed, self._backup / name, self._tmp)
+                _install(placed, self._backup / name, self._tmp)
 
     def place(self, version: int) -> None:
         """Put the files the revision ``version`` carries where the server reads them;
@@ -41,13 +51,13 @@ class ModelFiles:
         for name in self._names:
             carried = self._dir / str(version) / name
             if carried.is_file() and not carried.is_symlink():
-                install_copy(carried, self._dir / name, self._tmp)
+                _install(carried, self._dir / name, self._tmp)
 
     def restore(self) -> None:
         """The files as ``backup`` saw them (absent ones removed)."""
         for name in self._names:
             saved = self._backup / name
             if saved.is_file():
-                install_copy(saved, self._dir / name, self._tmp)
+                _install(saved, self._dir / name, self._tmp)
             else:
                 remove_tree(self._dir / name, self._trash)

@@ -36,6 +36,8 @@ class PassResult:
     # Ask again soon (not a failure): the server has not confirmed the active
     # revision yet, or could not be reached.
     retry_soon: bool = False
+    # The previous revision failed to confirm after a rollback, and still does.
+    rollback_failed: bool = False
 
     @property
     def ok(self) -> bool:

@@ -90,7 +90,11 @@ class Syncer:
             self.store.prepare()
             with ms.lock(cancel):
                 try:
-                    self._run(PassContext(model, ms, ms.load_state(), cancel, result, log))
+                    ctx = PassContext(model, ms, ms.load_state(), cancel, result, log)
+                    try:
+                        self._run(ctx)
+                    finally:
+                        result.rollback_failed = ctx.state.rollback_failed
                 finally:
                     ms.clean_staging()
         except Cancelled as exc:

@@ -31,6 +31,22 @@ def sidecar_flags(store: Path, source: str | Path, model: str = "ranker") -> lis
     return ["--store", str(store), "--model", model, "--source", url]
 
 
+def tfserver_argv(store: Path, port: int, *extra: str) -> list[str]:
+    """The command line of examples/tfserver serving model 'ranker' from ``store``."""
+    return [
+        sys.executable,
+        "-m",
+        "examples.tfserver.server",
+        "--store",
+        str(store),
+        "--model",
+        "ranker",
+        "--port",
+        str(port),
+        *extra,
+    ]
+
+
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     """Create ``root`` holding ``files`` (relative path -> bytes)."""
     for rel, data in files.items():

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
-from modelsync.errors import NotFoundError, RefusedError
+from modelsync.errors import RefusedError
 from modelsync.manifest import MANIFEST_NAME
 from modelsync.syncer import Syncer
 from modelsync.volume import Store
@@ -138,29 +138,13 @@ def test_a_file_swapped_for_a_link_while_being_read_is_never_served(tmp_path: Pa
     read ever returns the secret. A FIFO in a revision is refused, not waited on."""
     from modelsync.sources.base import Sink
     from modelsync.sources.local import LocalSource
-    from tests.linkswap import swapping_with_link
+    from tests.linkswap import raced_reads
 
-    secret = tmp_path / "secret"
-    secret.write_bytes(b"S" * 4096)
+    counts = raced_reads(tmp_path, 400)
+    assert counts.wrong == 0
+    served, refused = counts.served, counts.refused
     revision = tmp_path / "bucket" / "ranker" / "1"
-    revision.mkdir(parents=True)
-    real = revision / "weights.bin"
-    real.write_bytes(b"w" * 4096)
     source = LocalSource(f"file://{revision.parent}")
-    served, refused = 0, 0
-    with swapping_with_link(real, secret, b"w" * 4096):
-        for attempt in range(400):
-            dest = tmp_path / f"out-{attempt}"
-            sink = Sink(dest, 4096, "weights.bin", None)
-            try:
-                source.fetch(1, "weights.bin", sink, CancelToken())
-                sink.finish()
-            except (RefusedError, NotFoundError):
-                sink.close()
-                refused += 1
-                continue
-            assert dest.read_bytes() == b"w" * 4096
-            served += 1
     assert served and refused  # both sides of the race were hit
     os.mkfifo(revision / "pipe")
     sink = Sink(tmp_path / "fifo-out", 10, "pipe", None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemonproc import free_port
-from tests.helpers import REPO, check_invariants, run_cli
+from tests.helpers import REPO, check_invariants, run_cli, tfserver_argv
 from tests.tfmodels import build_models, corrupt_copy
 
 pytestmark = pytest.mark.tensorflow
@@ -36,19 +35,7 @@ class Server:
         self.port = free_port()
         self.log = log.open("wb")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "examples.tfserver.server",
-                "--store",
-                str(store),
-                "--model",
-                "ranker",
-                "--port",
-                str(self.port),
-                "--pidfile",
-                str(pidfile),
-            ],
+            tfserver_argv(store, self.port, "--pidfile", str(pidfile)),
             cwd=REPO,
             stdout=self.log,
             stderr=self.log,

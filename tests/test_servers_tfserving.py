@@ -5,12 +5,11 @@ directory, serves the highest version, and reports a failed one in its REST stat
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, tfserver_argv
 from tests.realservers import ServerProcess, Story, post_json, setup
 from tests.tfmodels import build_models, corrupt_copy
 
@@ -40,19 +39,7 @@ def test_tfserving(
 
     def server() -> ServerProcess:
         return ServerProcess(
-            [
-                sys.executable,
-                "-m",
-                "examples.tfserver.server",
-                "--store",
-                str(store),
-                "--model",
-                "ranker",
-                "--port",
-                str(port),
-                "--poll",
-                "0.5",
-            ],
+            tfserver_argv(store, port, "--poll", "0.5"),
             f"http://127.0.0.1:{port}/v1/models/ranker",
             tmp_path / "tfserver.log",
             env={"TF_CPP_MIN_LOG_LEVEL": "3"},

@@ -12,7 +12,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
 from modelsync.sources.base import Sink
 from modelsync.sources.local import LocalSource
-from modelsync.transfer import download_revision, safe_join
+from modelsync.transfer import TransferStats, download_revision, safe_join
 from tests.helpers import manifest_doc, model_files, put_revision
 
 
@@ -45,23 +45,33 @@ def test_downloads_every_file_in_parallel(bucket: Path, tmp_path: Path) -> None:
         assert (staging / name).read_bytes() == data
 
 
-def test_reused_files_are_hard_links(bucket: Path, tmp_path: Path) -> None:
-    """A file whose sha256 is on disk is linked (same inode), not fetched."""
-    files = model_files(1)
+def _download_reusing(
+    bucket: Path, tmp_path: Path, files: dict[str, bytes], name: str, on_disk: bytes | None = None
+) -> tuple[TransferStats, Path, Path]:
+    """Publish ``files`` and download them with a retained copy of ``name`` on disk
+    (holding ``on_disk``, by default its bytes) offered for reuse."""
     put_revision(bucket, 1, files)
     retained = tmp_path / "retained.bin"
-    retained.write_bytes(files["variables/variables.index"])
-    digest = hashlib.sha256(files["variables/variables.index"]).hexdigest()
+    retained.write_bytes(files[name] if on_disk is None else on_disk)
     staging = tmp_path / "staging"
     staging.mkdir()
     stats = download_revision(
         open_source(f"file://{bucket}"),
         _manifest(files),
         staging,
-        {digest: retained},
+        {hashlib.sha256(files[name]).hexdigest(): retained},
         concurrency=2,
         cancel=CancelToken(),
         retry=RetryPolicy(),
+    )
+    return stats, staging, retained
+
+
+def test_reused_files_are_hard_links(bucket: Path, tmp_path: Path) -> None:
+    """A file whose sha256 is on disk is linked (same inode), not fetched."""
+    files = model_files(1)
+    stats, staging, retained = _download_reusing(
+        bucket, tmp_path, files, "variables/variables.index"
     )
     assert stats.files_linked == 1
     assert stats.files_fetched == 2
@@ -177,21 +187,9 @@ def test_a_retained_file_changed_on_disk_is_not_reused(bucket: Path, tmp_path: P
     """Same size, other bytes (a server wrote into the retained copy): fetched, not linked
     (finding 8)."""
     files = model_files(1)
-    put_revision(bucket, 1, files)
-    retained = tmp_path / "retained.bin"
     original = files["variables/variables.index"]
-    retained.write_bytes(bytes(len(original)))
-    digest = hashlib.sha256(original).hexdigest()
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    stats = download_revision(
-        open_source(f"file://{bucket}"),
-        _manifest(files),
-        staging,
-        {digest: retained},
-        concurrency=2,
-        cancel=CancelToken(),
-        retry=RetryPolicy(),
+    stats, staging, _ = _download_reusing(
+        bucket, tmp_path, files, "variables/variables.index", on_disk=bytes(len(original))
     )
     assert (stats.files_linked, stats.files_fetched) == (0, 3)
     assert (staging / "variables/variables.index").read_bytes() == original
