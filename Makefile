@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -64,7 +64,7 @@ slow: $(STAMP)
 # Download benchmark against the GCS emulator: modelsync beside rclone, gcsfs, plain GETs.
 bench: $(STAMP)
 	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3,azure,bench]'
 	$(BIN)/python -m bench.gcs_download
 
 # The daemon's RSS idle and during a 1 GB download, and its idle CPU.

@@ -8,16 +8,16 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from modelsync.backends.file import LocalSource
+from modelsync.backends.gs import GcsOptions, GcsSource
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig, default_state_dir
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Source
-from modelsync.sources.gcs import GcsSettings, GcsSource
-from modelsync.sources.local import LocalSource
 from modelsync.syncer import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend
@@ -150,8 +150,8 @@ class Attacks:
         proxy = FaultProxy(int(endpoint.rsplit(":", 1)[1])).start()
         store = self.work / "drips" / "data" / "models"
 
-        def through(url: str) -> Source:
-            return GcsSource(url, GcsSettings(endpoint=proxy.url, retry=FAST_RETRY))
+        def through(url: str, _options: Mapping[str, Any]) -> Source:
+            return GcsSource(url, GcsOptions(endpoint=proxy.url), retry=FAST_RETRY)
 
         try:
             for trial in range(trials):
@@ -193,7 +193,9 @@ class Attacks:
             fault = self.rng.choice(kinds)(f"injected {trial}")
             queued: list[Exception] = [fault]
 
-            def flaky(url: str, queued: list[Exception] = queued) -> Source:
+            def flaky(
+                url: str, _options: Mapping[str, Any], queued: list[Exception] = queued
+            ) -> Source:
                 return _Flaky(url, queued)
 
             syncer = Syncer(Store(store, default_state_dir(store)), sources=flaky)

@@ -77,8 +77,8 @@ def dir_bytes(path: Path) -> int:
 
 
 def publish(endpoint: str, bucket: str, model: str, files: dict[str, int], work: Path) -> None:
+    from modelsync.backends.gs import GcsOptions, GcsSource
     from modelsync.publish import publish as do_publish
-    from modelsync.sources.gcs import GcsSettings, GcsSource
 
     src = work / "src" / model
     rng = random.Random(model)
@@ -95,7 +95,7 @@ def publish(endpoint: str, bucket: str, model: str, files: dict[str, int], work:
         src,
         f"gs://{bucket}/{model}",
         version=1,
-        sources=lambda url: GcsSource(url, GcsSettings(endpoint=endpoint)),
+        sources=lambda url, _options: GcsSource(url, GcsOptions(endpoint=endpoint)),
     )
     shutil.rmtree(src)
 

@@ -36,11 +36,11 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.strategies import SearchStrategy
 
 from bench.attacks import Attacks
+from modelsync.backends.gs import GcsOptions, GcsSource
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.logs import configure_logging
 from modelsync.retry import RetryPolicy
-from modelsync.sources.gcs import GcsSettings, GcsSource
 from modelsync.syncer import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend
@@ -115,8 +115,8 @@ class Campaign:
             syncer = Syncer(
                 Store(store, store / ".modelsync"),
                 retry=FAST_RETRY,
-                sources=lambda url: GcsSource(
-                    url, GcsSettings(endpoint=proxy.url, retry=FAST_RETRY)
+                sources=lambda url, _options: GcsSource(
+                    url, GcsOptions(endpoint=proxy.url), retry=FAST_RETRY
                 ),
             )
             model = ModelConfig(name="ranker", source=backend.url)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from modelsync.publish import publish as publish_revision
 from modelsync.sdnotify import Notifier
 from modelsync.signing import generate_keypair, load_public_key
 from modelsync.signing import verify as verify_signature
+from modelsync.sources import check_source
 from modelsync.status import collect_status
 from modelsync.syncer import Syncer
 from modelsync.volume import Store
@@ -88,7 +88,7 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--source",
             envvar="MODELSYNC_SOURCE",
-            help="Source URL of --model (file:///path or gs://bucket/prefix).",
+            help="Source URL of --model (file:///path, gs://, s3://, az://: see docs).",
         ),
         click.option(
             "--keep",
@@ -152,6 +152,13 @@ def cli(log_level: str, log_format: str) -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Ed25519 private key (PEM): upload a signature of the manifest.",
 )
+@click.option(
+    "--source-option",
+    "source_option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A [models.source_options] key of URL's backend (e.g. endpoint_url=...).",
+)
 def publish(
     src_dir: Path,
     url: str,
@@ -159,13 +166,24 @@ def publish(
     metrics: tuple[str, ...],
     meta: tuple[str, ...],
     sign_key: Path | None,
+    source_option: tuple[str, ...],
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     metric_map = _kv(metrics, "--metric", number=True)
     meta_map = _kv(meta, "--meta", number=False)
-    load_config(None, {"store": "/url-check", "model": "publish", "source": url})  # checks URL
+    options = _kv(source_option, "--source-option", number=False)
+    try:
+        url, _ = check_source(url, options)  # the backend's own rules, before any upload
+    except ValueError as exc:
+        raise ConfigError(f"publish: {exc}") from exc
     published = publish_revision(
-        src_dir, url, version=version, metrics=metric_map, metadata=meta_map, sign_key=sign_key
+        src_dir,
+        url,
+        version=version,
+        metrics=metric_map,
+        metadata=meta_map,
+        sign_key=sign_key,
+        source_options=options,
     )
     click.echo(published)
     return 0
@@ -379,9 +397,6 @@ def _exit_code(func: Callable[[], Any]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    # google-cloud-storage fetches bucket metadata once per bucket for telemetry; an
-    # idle pass must cost one request, so that fetch is off unless asked for.
-    os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
     sys.exit(
         _exit_code(
             functools.partial(cli.main, args=argv, prog_name="modelsync", standalone_mode=False)

@@ -12,12 +12,11 @@ import signal
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -28,9 +27,9 @@ from pydantic import (
 
 from modelsync.errors import ConfigError, ManifestError
 from modelsync.manifest import check_relpath, parse_version
-from modelsync.sources import SCHEMES
+from modelsync.sources import backend_for, check_source
 from modelsync.store import CURRENT, Layout
-from modelsync.units import parse_duration, parse_size
+from modelsync.units import Duration, Size
 
 __all__ = [
     "AdminConfig",
@@ -43,9 +42,6 @@ __all__ = [
     "default_state_dir",
     "load_config",
 ]
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class _Strict(BaseModel):
@@ -162,6 +158,9 @@ class ModelConfig(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     source: str
+    # The source backend's own settings (endpoint, region, range size...): each
+    # backend module in modelsync/backends/ declares and validates its keys.
+    source_options: dict[str, Any] = Field(default_factory=dict)
     keep: int = Field(default=2, ge=1, le=100)
     max_bytes: Size | None = None
     concurrency: int = Field(default=8, ge=1, le=64)
@@ -191,6 +190,11 @@ class ModelConfig(_Strict):
     # A revision the server gave no verdict on (timeout, unreachable) is rolled back
     # and tried again; after this many such attempts it is refused.
     unknown_attempts: int = Field(default=2, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _source_options(self) -> ModelConfig:
+        check_source(self.source, self.source_options)  # ValueError names the key
+        return self
 
     @model_validator(mode="after")
     def _server_preset(self) -> ModelConfig:
@@ -258,20 +262,10 @@ class ModelConfig(_Strict):
 
     @field_validator("source")
     @classmethod
-    def _known_scheme(cls, value: str) -> str:
+    def _known_backend(cls, value: str) -> str:
         if any(c in unquote(value) for c in "\x00\r\n"):
             raise ValueError(f"source {value!r} contains a NUL or line break")
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme not in SCHEMES:
-            raise ValueError(
-                f"unsupported source URL {value!r}: use one of "
-                + ", ".join(f"{s}://" for s in sorted(SCHEMES))
-            )
-        if scheme == "file" and not rest.startswith("/"):
-            raise ValueError(f"file source {value!r} needs an absolute path: file:///path")
-        if scheme == "gs" and not rest.split("/", 1)[0]:
-            raise ValueError(f"gs source {value!r} names no bucket: gs://bucket/prefix")
-        return value.rstrip("/")
+        return backend_for(value).parse(value)  # the backend's own URL rules
 
 
 class AdminConfig(_Strict):

@@ -19,7 +19,6 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -31,7 +30,7 @@ from modelsync.errors import ConfigError, ModelsyncError, StoreError
 from modelsync.metrics import Metrics
 from modelsync.schedule import ModelSlot, Scheduler
 from modelsync.sdnotify import Notifier
-from modelsync.sources import Source, open_source
+from modelsync.sources import SourceFactory, backend_for, open_source
 from modelsync.status import collect_status
 from modelsync.syncer import Outcome, Syncer
 from modelsync.volume import Store
@@ -76,7 +75,7 @@ class Daemon:
         watch_config: str | None = None,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        sources: Callable[[str], Source] = open_source,
+        sources: SourceFactory = open_source,
     ) -> None:
         self._load = load
         self.config = config
@@ -327,10 +326,9 @@ class Daemon:
 
     def _start_worker(self, model: ModelConfig) -> None:
         self._scheduler.add(ModelSlot(model))
-        if model.source.startswith("file://"):
-            from pathlib import Path
-
-            root = Path(unquote(urlsplit(model.source).path))
+        # Backends with change events (file://) start a pass when a revision lands.
+        root = backend_for(model.source).watch_root(model.source)
+        if root is not None:
             self._watcher.watch_tree(
                 model.name, root, functools.partial(self._scheduler.trigger, model.name)
             )

@@ -11,6 +11,7 @@ ModelsyncError                 base: one clear line; ``retryable`` says whether 
 │   └── AccessDeniedError      401/403: credentials or permissions
 ├── StoreError                 the local store cannot be written (disk full, damaged layout)
 ├── PublishError               a publish that would overwrite or cannot proceed
+│   └── PublishConflict        a conditional write found the object already there
 ├── ReloadError                the serving process did not take the revision (notify/confirm)
 │   ├── LoadFailed             the server said it could not load it (its own words kept)
 │   └── LoadUnknown            no verdict: timed out, or the server could not be reached
@@ -30,6 +31,7 @@ __all__ = [
     "ManifestError",
     "ModelsyncError",
     "NotFoundError",
+    "PublishConflict",
     "PublishError",
     "RefusedError",
     "ReloadError",
@@ -87,6 +89,10 @@ class StoreError(ModelsyncError):
 
 class PublishError(ModelsyncError):
     """A publish was refused (for example, the version already exists)."""
+
+
+class PublishConflict(PublishError):
+    """An exclusive upload found the object already written (by another publisher)."""
 
 
 class ReloadError(ModelsyncError):

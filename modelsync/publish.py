@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 import structlog
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import PublishError
+from modelsync.errors import PublishConflict, PublishError
 from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, build_manifest
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.signing import load_private_key, sign
-from modelsync.sources import Source, open_source
+from modelsync.sources import SourceFactory, open_source
 
 __all__ = ["publish"]
 
@@ -33,14 +33,16 @@ def publish(
     concurrency: int = 8,
     clock: Callable[[], float] = time.time,
     retry: RetryPolicy | None = None,
-    sources: Callable[[str], Source] = open_source,
+    sources: SourceFactory = open_source,
+    source_options: Mapping[str, Any] | None = None,
     sign_key: Path | None = None,
 ) -> int:
     """Upload ``src`` as ``<url>/<version>/`` and return the version.
 
     Files go first, then the signature (with ``sign_key``), the manifest last: a
     reader never sees a half revision as complete. An existing complete version is
-    never overwritten.
+    never overwritten, and the manifest is written create-only where the store has
+    such a write, so two publishers cannot both complete one version.
     """
     key = load_private_key(sign_key) if sign_key is not None else None
     if not src.is_dir():
@@ -51,7 +53,7 @@ def publish(
     log = structlog.get_logger().bind(model=model, version=version)
     policy = retry or RetryPolicy()
     cancel = CancelToken()
-    source = sources(url.rstrip("/"))
+    source = sources(url.rstrip("/"), source_options or {})
     try:
         existing = call_with_retry(
             lambda: source.read_object(version, MANIFEST_NAME, MAX_MANIFEST_BYTES),
@@ -99,13 +101,22 @@ def publish(
                     f"{url}/{version}/{SIGNATURE_NAME}",
                     log,
                 )
-            call_with_retry(
-                lambda: source.upload(version, MANIFEST_NAME, manifest_file),
-                policy,
-                cancel,
-                f"{url}/{version}/{MANIFEST_NAME}",
-                log,
-            )
+            try:
+                call_with_retry(
+                    lambda: source.upload(version, MANIFEST_NAME, manifest_file, exclusive=True),
+                    policy,
+                    cancel,
+                    f"{url}/{version}/{MANIFEST_NAME}",
+                    log,
+                )
+            except PublishConflict as exc:
+                # A retried write may find its own first attempt: that one is ours.
+                ours = manifest_file.read_bytes()
+                if source.read_object(version, MANIFEST_NAME, MAX_MANIFEST_BYTES) != ours:
+                    raise PublishConflict(
+                        f"{url}/{version}: another publisher completed this version first; "
+                        "publish a new version"
+                    ) from exc
         log.info("published", url=f"{url}/{version}")
         return version
     finally:

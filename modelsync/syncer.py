@@ -12,6 +12,7 @@ Only ``Syncer.sync`` catches errors: every step raises, the pass records.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import threading
 import time
@@ -30,7 +31,7 @@ from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
 from modelsync.outcome import Outcome, PassContext, PassResult
 from modelsync.retry import RetryPolicy
-from modelsync.sources import Source, open_source
+from modelsync.sources import Source, SourceFactory, open_source
 from modelsync.store import ModelStore
 from modelsync.transfer import download_revision
 from modelsync.validate import validate_revision
@@ -56,14 +57,14 @@ class Syncer:
         retry: RetryPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
         progress: ProgressFactory | None = None,
-        sources: Callable[[str], Source] = open_source,
+        sources: SourceFactory = open_source,
     ) -> None:
         self.store = store
         self._open_source = sources
         self.retry = retry or RetryPolicy()
         self._wall = wall_clock
         self._progress = progress
-        self._sources: dict[str, Source] = {}
+        self._sources: dict[tuple[str, str], Source] = {}
         self._activation = Activation(wall_clock, self._refuse)
         self._sources_lock = threading.Lock()
 
@@ -72,11 +73,13 @@ class Syncer:
             source.close()
         self._sources.clear()
 
-    def _source(self, url: str) -> Source:
+    def _source(self, model: ModelConfig) -> Source:
+        # One source (one client, one connection pool) per URL and options.
+        key = (model.source, json.dumps(model.source_options, sort_keys=True, default=str))
         with self._sources_lock:
-            if url not in self._sources:
-                self._sources[url] = self._open_source(url)
-            return self._sources[url]
+            if key not in self._sources:
+                self._sources[key] = self._open_source(model.source, model.source_options)
+            return self._sources[key]
 
     # -- the pass --------------------------------------------------------------
 
@@ -128,7 +131,7 @@ class Syncer:
             log.info("pinned; not looking for new revisions", version=active, pinned=state.pinned)
             result.outcome = Outcome.UNCHANGED
             return
-        source = self._source(ctx.model.source)
+        source = self._source(ctx.model)
         discovery = Discovery(
             self.retry, self._wall, lambda version, reason: self._refuse(ctx, version, reason), log
         )

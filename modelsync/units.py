@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
 
-__all__ = ["parse_duration", "parse_size"]
+from pydantic import BeforeValidator
+
+__all__ = ["Duration", "Size", "parse_duration", "parse_size"]
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -69,3 +72,8 @@ def parse_size(value: object) -> int:
     if size < 0:
         raise ValueError("a size cannot be negative")
     return size
+
+
+# Configuration field types: "10m", 90, "1h30m" / "64MiB", 1048576.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]

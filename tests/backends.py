@@ -1,10 +1,13 @@
-"""Storage backends for the shared contract suite: each knows how to put raw objects."""
+"""Storage backends for the shared contract suite: each knows how to put raw objects
+behind modelsync's back, the source_options that point modelsync at it (or at a
+fault proxy in front of it), and how its requests name an object."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
 
 from modelsync.sources import Source, open_source
 
@@ -17,7 +20,39 @@ class Backend(Protocol):
         """Write a raw object at ``<url>/<key>`` behind modelsync's back."""
         ...
 
-    def source(self) -> Source: ...
+    def options(self, endpoint: str | None = None) -> dict[str, Any]:
+        """[models.source_options] reaching the store, or ``endpoint`` in front of it."""
+        ...
+
+    def source(self, endpoint: str | None = None) -> Source: ...
+
+
+class NetworkBackend(Backend, Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def port(self) -> int:
+        """The API server's port (a FaultProxy forwards there)."""
+        ...
+
+    def in_path(self, key: str) -> str:
+        """What a request path contains when it reads the object ``<url>/<key>``."""
+        ...
+
+    @property
+    def listing_mark(self) -> str:
+        """What a request path contains when it lists with a delimiter."""
+        ...
+
+    @property
+    def missing_url(self) -> str:
+        """A source URL whose bucket (container) does not exist."""
+        ...
+
+    def env(self) -> dict[str, str]:
+        """Environment for a `modelsync` child process reaching the store."""
+        ...
 
 
 @dataclass
@@ -33,7 +68,10 @@ class LocalBackend:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
-    def source(self) -> Source:
+    def options(self, endpoint: str | None = None) -> dict[str, Any]:
+        return {}
+
+    def source(self, endpoint: str | None = None) -> Source:
         self.root.mkdir(parents=True, exist_ok=True)
         return open_source(self.url)
 
@@ -43,10 +81,15 @@ class GcsBackend:
     endpoint: str
     bucket: str
     prefix: str = "models/ranker"
+    name: str = "gs"
 
     @property
     def url(self) -> str:
         return f"gs://{self.bucket}/{self.prefix}"
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.endpoint).port or 0)
 
     def put(self, key: str, data: bytes) -> None:
         from google.auth.credentials import AnonymousCredentials
@@ -60,7 +103,84 @@ class GcsBackend:
         client.bucket(self.bucket).blob(f"{self.prefix}/{key}").upload_from_string(data)
         client.close()
 
-    def source(self) -> Source:
-        from modelsync.sources.gcs import GcsSettings, GcsSource
+    def options(self, endpoint: str | None = None) -> dict[str, Any]:
+        return {"endpoint": endpoint or self.endpoint}
 
-        return GcsSource(self.url, GcsSettings(endpoint=self.endpoint))
+    def source(self, endpoint: str | None = None) -> Source:
+        return open_source(self.url, self.options(endpoint))
+
+    def in_path(self, key: str) -> str:
+        return quote(f"{self.prefix}/{key}", safe="")
+
+    @property
+    def listing_mark(self) -> str:
+        return "delimiter=%2F"
+
+    def env(self) -> dict[str, str]:
+        return {"STORAGE_EMULATOR_HOST": self.endpoint}
+
+    @property
+    def missing_url(self) -> str:
+        return f"gs://no-such-bucket-x/{self.prefix}"
+
+
+# moto accepts any credentials; boto3 needs some to sign with.
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class S3Backend:
+    endpoint: str
+    bucket: str
+    prefix: str = "models/ranker"
+    name: str = "s3"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.endpoint).port or 0)
+
+    def _client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+
+    def create(self) -> S3Backend:
+        self._client().create_bucket(Bucket=self.bucket)
+        return self
+
+    def put(self, key: str, data: bytes) -> None:
+        self._client().put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}", Body=data)
+
+    def options(self, endpoint: str | None = None) -> dict[str, Any]:
+        return {"endpoint_url": endpoint or self.endpoint, "addressing_style": "path"}
+
+    def source(self, endpoint: str | None = None) -> Source:
+        return open_source(self.url, self.options(endpoint))
+
+    def in_path(self, key: str) -> str:
+        return f"/{self.bucket}/{self.prefix}/{key}"
+
+    @property
+    def listing_mark(self) -> str:
+        return "delimiter=%2F"
+
+    def env(self) -> dict[str, str]:
+        return {**S3_ENV, "AWS_ENDPOINT_URL_S3": self.endpoint}
+
+    @property
+    def missing_url(self) -> str:
+        return f"s3://no-such-bucket-x/{self.prefix}"

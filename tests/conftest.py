@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelsync.logs import configure_logging
+from tests.backends import GcsBackend, NetworkBackend, S3Backend
 from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultProxy
 from tests.gcs_emulator import start as start_emulator
@@ -67,6 +68,35 @@ def gcs_bucket(gcs_emulator: str, request: pytest.FixtureRequest) -> Iterator[st
     client.create_bucket(name)
     client.close()
     yield name
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's S3 API server on a free loopback port; its endpoint URL."""
+    from tests.backends import S3_ENV
+    from tests.emulators import start_moto, stop
+
+    os.environ.update(S3_ENV)
+    proc, url = start_moto()
+    yield url
+    stop(proc)
+
+
+@pytest.fixture
+def s3_backend(moto_server: str) -> S3Backend:
+    """A fresh, empty bucket on moto, holding model 'ranker' under models/."""
+    return S3Backend(moto_server, "b-" + uuid.uuid4().hex[:12]).create()
+
+
+@pytest.fixture(params=["gs", "s3"])
+def network_backend(request: pytest.FixtureRequest) -> NetworkBackend:
+    """Each network backend in turn, on its real API server."""
+    if request.param == "gs":
+        return GcsBackend(
+            request.getfixturevalue("gcs_emulator"), request.getfixturevalue("gcs_bucket")
+        )
+    backend: NetworkBackend = request.getfixturevalue(f"{request.param}_backend")
+    return backend
 
 
 @pytest.fixture

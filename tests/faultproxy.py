@@ -140,7 +140,9 @@ class FaultProxy:
         for key, value in response.getheaders():
             if key.lower() not in _HOP | {"content-length"}:
                 handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
+        # A HEAD answer has no body but the object's length.
+        declared = response.getheader("Content-Length") if handler.command == "HEAD" else None
+        handler.send_header("Content-Length", declared or str(len(data)))
         handler.end_headers()
         if fault == "truncate" and len(data) > 1:
             handler.wfile.write(data[: len(data) // 2])

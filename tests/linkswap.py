@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelsync.backends.file import LocalSource
 from modelsync.cancel import CancelToken
 from modelsync.errors import NotFoundError, RefusedError
 from modelsync.sources.base import Sink
-from modelsync.sources.local import LocalSource
 
 __all__ = ["RaceCounts", "raced_reads", "swapping_with_link"]
 

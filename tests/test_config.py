@@ -70,7 +70,17 @@ def test_flags_alone_define_one_model() -> None:
             GOOD.replace('source = "file:///srv/bucket/ranker"\n', ""),
             "models[0].source: Field required",
         ),
-        (GOOD.replace("file:///srv", "s3://srv"), "models[0].source: unsupported source URL"),
+        (GOOD.replace("file:///srv", "ftp://srv"), "models[0].source: unsupported source URL"),
+        (
+            GOOD.replace("keep = 3", "keep = 3\nsource_options = {range_size = 5}"),
+            "models[0]: source_options.range_size",
+        ),
+        (
+            GOOD.replace("file:///srv", "s3://srv").replace(
+                "keep = 3", 'keep = 3\nsource_options = {endpoint_url = "ftp://x"}'
+            ),
+            "source_options.endpoint_url: String should match",
+        ),
         (GOOD.replace("file:///srv", "file://srv"), "absolute path"),
         (GOOD.replace('"5m"', '"soon"'), "interval"),
         (GOOD.replace('name = "embedder"', 'name = "ranker"'), "configured twice"),

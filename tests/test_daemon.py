@@ -96,7 +96,7 @@ def test_sigterm_during_a_large_download_exits_promptly(
 ) -> None:
     """SIGTERM mid-download: exit 0 within 5 s, staging removed, store untouched."""
     from tests.backends import GcsBackend
-    from tests.test_sources_gcs import _files, _publish
+    from tests.test_backends_gs import _files, _publish
 
     backend = GcsBackend(gcs_emulator, gcs_bucket)
     _publish(backend, 1, _files(2, 1000, 1))
@@ -251,7 +251,7 @@ def test_a_slow_model_does_not_block_another(
 ) -> None:
     """While one model crawls through a throttled download, another activates promptly."""
     from tests.backends import GcsBackend
-    from tests.test_sources_gcs import _files, _publish
+    from tests.test_backends_gs import _files, _publish
 
     backend = GcsBackend(gcs_emulator, gcs_bucket)
     _publish(backend, 1, _files(2, 6 * 1024 * 1024, 9))

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 
 from modelsync.config import Config
 from modelsync.metrics import Metrics
+from modelsync.sources import backends
+from modelsync.sources.ranges import RangeOptions
 from modelsync.syncer import Outcome, PassResult
 from tests.helpers import REPO
 
@@ -45,6 +47,22 @@ def test_every_config_key_is_documented_and_every_documented_key_exists() -> Non
     text = (DOCS / "configuration.md").read_text()
     documented = set(re.findall(r"^\| `([^`]+)` \|", text, flags=re.M))
     assert documented == _keys(Config)
+
+
+def test_every_backend_and_its_options_are_documented() -> None:
+    """docs/sources.md has a section per backend (by its URL form) whose tables, with
+    the shared transfer table for network backends, list exactly its options."""
+    text = (DOCS / "sources.md").read_text()
+    sections = re.split(r"^## ", text, flags=re.M)
+    shared = set(re.findall(r"^\| `([^`]+)` \|", sections[0], flags=re.M))
+    assert shared == set(RangeOptions.model_fields)
+    for backend in backends():
+        found = [s for s in sections[1:] if s.startswith(backend.example.split("/")[0])]
+        assert len(found) == 1, f"docs/sources.md: no section for {backend.example}"
+        documented = set(re.findall(r"^\| `([^`]+)` \|", found[0], flags=re.M))
+        if issubclass(backend.options, RangeOptions):
+            documented |= shared
+        assert documented == set(backend.options.model_fields), backend.name
 
 
 def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:

@@ -136,8 +136,8 @@ def test_a_file_swapped_for_a_link_while_being_read_is_never_served(tmp_path: Pa
     """Issue 11 finding 4: a thread swaps a revision's file for a link to a local secret
     as fast as it can while modelsync reads it (complete_marker mode, no sha256); no
     read ever returns the secret. A FIFO in a revision is refused, not waited on."""
+    from modelsync.backends.file import LocalSource
     from modelsync.sources.base import Sink
-    from modelsync.sources.local import LocalSource
     from tests.linkswap import raced_reads
 
     counts = raced_reads(tmp_path, 400)

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from modelsync.backends.gs import GcsOptions, GcsSource
 from modelsync.errors import PublishError
 from modelsync.manifest import MANIFEST_NAME
 from modelsync.publish import publish
 from modelsync.signing import generate_keypair
-from modelsync.sources.gcs import GcsSettings, GcsSource
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultProxy
 from tests.helpers import model_files, write_tree
@@ -26,7 +26,7 @@ def test_manifest_is_uploaded_last_and_signature_before_it(
         backend.url,
         version=5,
         sign_key=tmp_path / "k.pem",
-        sources=lambda url: GcsSource(url, GcsSettings(endpoint=fault_proxy.url)),
+        sources=lambda url, _options: GcsSource(url, GcsOptions(endpoint=fault_proxy.url)),
     )
     assert version == 5
     uploads = [

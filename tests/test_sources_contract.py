@@ -20,13 +20,15 @@ from tests.backends import Backend, GcsBackend, LocalBackend
 from tests.helpers import manifest_doc, model_files, write_tree
 
 
-@pytest.fixture(params=["file", "gs"])
+@pytest.fixture(params=["file", "gs", "s3"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "file":
         yield LocalBackend(tmp_path / "bucket" / "ranker")
-    else:
+    elif request.param == "gs":
         endpoint = request.getfixturevalue("gcs_emulator")
         yield GcsBackend(endpoint, request.getfixturevalue("gcs_bucket"))
+    else:
+        yield request.getfixturevalue(f"{request.param}_backend")
 
 
 def _put_revision(
@@ -107,11 +109,12 @@ def test_traversal_names_are_refused(backend: Backend, tmp_path: Path) -> None:
 def test_upload_then_publish_then_sync(backend: Backend, tmp_path: Path) -> None:
     """A published revision is complete and syncs; an incomplete one is ignored."""
     src = write_tree(tmp_path / "src", model_files(1))
-    assert publish(src, backend.url, version=1, sources=lambda _url: backend.source()) == 1
+    assert publish(src, backend.url, version=1, source_options=backend.options()) == 1
     _put_revision(backend, 2, model_files(2), complete=False)
     store = Store(tmp_path / "store", tmp_path / "store" / ".modelsync")
-    syncer = Syncer(store, sources=lambda _url: backend.source())
-    result = syncer.sync(ModelConfig(name="ranker", source=backend.url), CancelToken())
+    syncer = Syncer(store)  # opened by the registry, with the backend's options
+    model = ModelConfig(name="ranker", source=backend.url, source_options=backend.options())
+    result = syncer.sync(model, CancelToken())
     syncer.close()
     assert result.outcome is Outcome.ACTIVATED
     assert result.active == 1

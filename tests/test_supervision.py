@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from modelsync.backends.file import LocalSource
 from modelsync.cancel import CancelToken
 from modelsync.config import Config, ModelConfig
 from modelsync.daemon import Daemon
 from modelsync.sdnotify import Notifier
 from modelsync.sources import Source
-from modelsync.sources.local import LocalSource
 from tests.daemonproc import DaemonProcess
 from tests.helpers import free_port, model_files, put_revision
 
@@ -46,7 +47,7 @@ def run_daemon(tmp_path: Path) -> Iterator[Callable[[Config, list[BaseException]
     started: list[tuple[Daemon, threading.Thread]] = []
 
     def start(config: Config, faults: list[BaseException]) -> Daemon:
-        def sources(url: str) -> Source:
+        def sources(url: str, _options: Mapping[str, Any]) -> Source:
             return FlakySource(url, faults)
 
         daemon = Daemon(

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from modelsync.backends.file import LocalSource
 from modelsync.cancel import CancelToken
 from modelsync.errors import Cancelled, IntegrityError, RefusedError
 from modelsync.manifest import FileEntry, Manifest
 from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
 from modelsync.sources.base import Sink
-from modelsync.sources.local import LocalSource
 from modelsync.transfer import TransferStats, download_revision, safe_join
 from tests.helpers import manifest_doc, model_files, put_revision
 

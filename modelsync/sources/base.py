@@ -1,4 +1,5 @@
-"""The source seam: what every storage backend (file://, gs://) provides.
+"""The source seam: what every storage backend provides (one module each in
+modelsync/backends/, found by the registry in modelsync.sources).
 
 A source is the publisher's side of one model: ``<url>/<version>/<object>``. One
 contract test suite (tests/test_sources_contract.py) runs against every backend.
@@ -15,11 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import BaseModel, ConfigDict
+
 from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
 from modelsync.fsutil import store_error
 
-__all__ = ["ObjectInfo", "OversizeError", "Sink", "Source"]
+__all__ = ["Backend", "Hasher", "NoOptions", "ObjectInfo", "OversizeError", "Sink", "Source"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class ObjectInfo:
     crc32c: str | None = None  # base64 big-endian, as GCS reports it
 
 
-class _Hasher(Protocol):
+class Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
 
@@ -96,7 +99,7 @@ class Sink:
         self._digest = hashlib.sha256()
         self._written = 0
 
-    def adopt(self, extra: Sequence[_Hasher] = ()) -> None:
+    def adopt(self, extra: Sequence[Hasher] = ()) -> None:
         """Account for bytes written to ``path`` out of band (parallel ranged writes),
         feeding ``extra`` hashers (e.g. a storage checksum) in the same read."""
         self._handle.seek(0, os.SEEK_END)
@@ -174,10 +177,49 @@ class Source(Protocol):
         """
         ...
 
-    def upload(self, version: int, name: str, path: Path) -> None:
-        """Store the local file ``path`` as the object; visible only once complete."""
+    def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
+        """Store the local file ``path`` as the object; visible only once complete.
+
+        ``exclusive``: only if no such object exists (a conditional write where the
+        store has one), else PublishConflict: two publishers cannot both write it.
+        """
         ...
 
     def close(self) -> None:
         """Release connections and threads."""
         ...
+
+
+class NoOptions(BaseModel):
+    """A backend without options: any key in source_options is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backend:
+    """What a backend module declares as ``BACKEND``: its URL forms, its options, and
+    how it opens a source. Subclasses override ``parse`` and ``open``."""
+
+    name: str = ""
+    schemes: tuple[str, ...] = ()
+    # The URL form shown in errors and help, e.g. "gs://bucket/prefix".
+    example: str = ""
+    options: type[BaseModel] = NoOptions
+
+    def claims(self, url: str) -> bool:
+        """Whether this backend serves ``url`` (by default: by scheme)."""
+        scheme, sep, _ = url.partition("://")
+        return bool(sep) and scheme in self.schemes
+
+    def parse(self, url: str) -> str:
+        """``url`` in its normal form; ValueError (one line, saying the form) if malformed."""
+        raise NotImplementedError
+
+    def open(self, url: str, options: BaseModel) -> Source:
+        """A Source for a URL ``parse`` accepted, with options of ``self.options``."""
+        raise NotImplementedError
+
+    def watch_root(self, url: str) -> Path | None:
+        """A local directory whose file events mean a new revision may be there (the
+        optional change-event capability); None: the source is polled only."""
+        return None

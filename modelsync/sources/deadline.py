@@ -38,6 +38,14 @@ class ConnectionTracker:
         """A requests adapter whose pools report the connections they hand out."""
         return _TrackingAdapter(self, **kwargs)
 
+    def track(self, manager: Any) -> None:
+        """Make a urllib3 PoolManager's new pools report their connections (for
+        clients that use urllib3 directly, as botocore does)."""
+        manager.pool_classes_by_scheme = {
+            "http": _tracked(HTTPConnectionPool, self),
+            "https": _tracked(HTTPSConnectionPool, self),
+        }
+
     def taken(self, conn: Any) -> None:
         with self._lock:
             self._in_use.setdefault(threading.get_ident(), set()).add(conn)
@@ -102,7 +110,4 @@ class _TrackingAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _tracked(HTTPConnectionPool, self._tracker),
-            "https": _tracked(HTTPSConnectionPool, self._tracker),
-        }
+        self._tracker.track(self.poolmanager)

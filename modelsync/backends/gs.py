@@ -1,4 +1,4 @@
-"""gs:// sources through google-cloud-storage.
+"""gs://bucket/prefix: Google Cloud Storage through google-cloud-storage.
 
 The client's own retries are switched off (``retry=None`` on every call) so that
 one policy, modelsync.retry, governs every storage call; this module only
@@ -7,32 +7,23 @@ worth retrying.
 
 Credentials are Application Default Credentials (Workload Identity, a service
 account file in GOOGLE_APPLICATION_CREDENTIALS, gcloud user credentials), or
-anonymous when STORAGE_EMULATOR_HOST points at an emulator. They are never logged.
+anonymous when ``endpoint`` (or STORAGE_EMULATOR_HOST) points at an emulator. They
+are never logged. The client library is imported when a source first connects.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
-import google.auth.exceptions
-import google_crc32c
-import requests
 import structlog
-import urllib3.exceptions
-from google.api_core import exceptions as api_exceptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import storage
-from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
+from pydantic import BaseModel, Field
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import (
@@ -40,48 +31,55 @@ from modelsync.errors import (
     IntegrityError,
     ModelsyncError,
     NotFoundError,
+    PublishConflict,
     RefusedError,
     SourceError,
     TransientSourceError,
 )
 from modelsync.manifest import check_relpath, parse_version
-from modelsync.retry import RetryPolicy, call_with_retry
-from modelsync.sources.base import ObjectInfo, Sink
-from modelsync.sources.deadline import ConnectionTracker
+from modelsync.retry import RetryPolicy
+from modelsync.sources.base import Backend, ObjectInfo, Sink, Source
+from modelsync.sources.ranges import READ_SIZE, RangeOptions, RangeWriter, SinkWriter, fetch_ranges
 
-__all__ = ["GcsSettings", "GcsSource"]
+if TYPE_CHECKING:
+    from google.cloud import storage
 
-_TRANSIENT_EXCEPTIONS = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    urllib3.exceptions.ProtocolError,
-    urllib3.exceptions.ReadTimeoutError,
-    http.client.IncompleteRead,
-    ConnectionError,
-    TimeoutError,
-    google.auth.exceptions.TransportError,
-)
+__all__ = ["BACKEND", "GcsOptions", "GcsSource"]
 
 
-@dataclass(frozen=True)
-class GcsSettings:
-    """Transfer tuning; the defaults suit model files from a few KB to tens of GB."""
+class GcsOptions(RangeOptions):
+    """[models.source_options] of a gs:// source."""
 
     project: str | None = None
     # An explicit API endpoint (an emulator, or a proxy in tests); None means Google's.
-    endpoint: str | None = None
-    # Objects at least this large are fetched as parallel byte ranges.
-    range_threshold: int = 64 * 1024 * 1024
-    range_size: int = 16 * 1024 * 1024
-    range_workers: int = 4
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    http_pool_size: int = 64
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    http_pool_size: int = Field(default=64, ge=1, le=1024)
+
+
+def _transient_exceptions() -> tuple[type[BaseException], ...]:
+    import http.client
+
+    import google.auth.exceptions
+    import requests
+    import urllib3.exceptions
+
+    return (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.ReadTimeoutError,
+        http.client.IncompleteRead,
+        ConnectionError,
+        TimeoutError,
+        google.auth.exceptions.TransportError,
+    )
 
 
 def _status_of(exc: BaseException) -> int | None:
+    from google.api_core import exceptions as api_exceptions
+    from google.cloud.storage.exceptions import InvalidResponse
+
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         return int(exc.code) if exc.code is not None else None
     if isinstance(exc, InvalidResponse):
@@ -92,6 +90,9 @@ def _status_of(exc: BaseException) -> int | None:
 
 def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
     """A modelsync error for a client exception: one line, retryable or not, with a hint."""
+    import google.auth.exceptions
+    from google.cloud.storage.exceptions import DataCorruption
+
     if isinstance(exc, ModelsyncError):
         return exc
     if isinstance(exc, DataCorruption):
@@ -115,9 +116,11 @@ def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
         )
     if status == 404:
         return NotFoundError(f"{what}: not found (HTTP 404): check the bucket and prefix")
+    if status == 412:
+        return PublishConflict(f"{what}: already exists (HTTP 412): written by someone else")
     if status is not None and (status == 429 or status == 408 or status >= 500):
         return TransientSourceError(f"{what}: HTTP {status}")
-    if isinstance(exc, _TRANSIENT_EXCEPTIONS):
+    if isinstance(exc, _transient_exceptions()):
         return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
     if status is not None:
         return SourceError(f"{what}: HTTP {status}: {_short(exc)}")
@@ -126,9 +129,6 @@ def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
 
 def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-
-
-_READ_SIZE = 1024 * 1024
 
 
 class _Writer(Protocol):
@@ -144,53 +144,48 @@ def _crc32c_header(value: str) -> str | None:
     return None
 
 
-class _CancellableWriter:
-    """A file-like object for the client: checks for a stop before each write."""
-
-    def __init__(self, sink: Sink, cancel: CancelToken) -> None:
-        self._sink = sink
-        self._cancel = cancel
-
-    def write(self, data: bytes) -> int:
-        self._cancel.check()
-        return self._sink.write(data)
+def _mismatch(what: str) -> IntegrityError:
+    return IntegrityError(
+        f"{what}: crc32c checksum mismatch: damaged in transit; the next pass downloads it again"
+    )
 
 
-class _RangeWriter:
-    """Writes one byte range of the destination file in place."""
+class _GsBackend(Backend):
+    name = "gs"
+    schemes = ("gs",)
+    example = "gs://bucket/prefix"
+    options = GcsOptions
 
-    def __init__(self, fd: int, offset: int, length: int, cancel: CancelToken, label: str) -> None:
-        self._fd = fd
-        self._offset = offset
-        self._end = offset + length
-        self._cancel = cancel
-        self._label = label
-        self.start = offset
+    def parse(self, url: str) -> str:
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ValueError(f"gs source {url!r} names no bucket: gs://bucket/prefix")
+        if parts.query or parts.fragment:
+            raise ValueError(f"gs source {url!r} has a query or fragment: gs://bucket/prefix")
+        return url.rstrip("/")
 
-    def write(self, data: bytes) -> int:
-        self._cancel.check()
-        if self._offset + len(data) > self._end:
-            raise RefusedError(f"{self._label}: server sent more than the requested range")
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self._fd, view, self._offset)
-            self._offset += written
-            view = view[written:]
-        return len(data)
+    def open(self, url: str, options: BaseModel) -> Source:
+        assert isinstance(options, GcsOptions)
+        return GcsSource(url, options)
 
-    def reset(self) -> None:
-        self._offset = self.start
+
+BACKEND = _GsBackend()
 
 
 class GcsSource:
     """``gs://bucket/prefix`` → objects ``prefix/<version>/<name>``."""
 
-    def __init__(self, url: str, settings: GcsSettings | None = None) -> None:
+    def __init__(
+        self, url: str, options: GcsOptions | None = None, retry: RetryPolicy | None = None
+    ) -> None:
+        from modelsync.sources.deadline import ConnectionTracker
+
         parts = urlsplit(url)
         self.url = url
         self.bucket_name = parts.netloc
         self.prefix = parts.path.strip("/")
-        self.settings = settings or GcsSettings()
+        self.options = options or GcsOptions()
+        self._retry = retry or RetryPolicy()
         self._client: storage.Client | None = None
         self._lock = threading.Lock()
         self._connections = ConnectionTracker()
@@ -205,27 +200,31 @@ class GcsSource:
             return self._client.bucket(self.bucket_name)
 
     def _make_client(self) -> storage.Client:
+        # Read by the client library when it is first imported: the per-bucket
+        # tracing lookup costs a request per client that modelsync never uses.
+        os.environ.setdefault("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        endpoint = self.options.endpoint
         try:
-            if self.settings.endpoint or os.environ.get("STORAGE_EMULATOR_HOST"):
+            if endpoint or os.environ.get("STORAGE_EMULATOR_HOST"):
                 # Emulators take no credentials; real GCS never sees this branch.
                 anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
-                options = (
-                    {"api_endpoint": self.settings.endpoint} if self.settings.endpoint else None
-                )
                 client = storage.Client(
-                    project=self.settings.project or "modelsync",
+                    project=self.options.project or "modelsync",
                     credentials=anonymous,
-                    client_options=options,
+                    client_options={"api_endpoint": endpoint} if endpoint else None,
                 )
             else:
-                client = storage.Client(project=self.settings.project)
+                client = storage.Client(project=self.options.project)
         except Exception as exc:
             raise translate(exc, self.url, self.bucket_name) from exc
         # Parallel downloads need more pooled connections than requests' default 10.
         # Its pools report which connection each thread reads from, so that a pass's
         # deadline can cut a read that a dripping server stretches (deadline.py).
         adapter = self._connections.adapter(
-            pool_connections=4, pool_maxsize=self.settings.http_pool_size
+            pool_connections=4, pool_maxsize=self.options.http_pool_size
         )
         client._http.mount("https://", adapter)
         client._http.mount("http://", adapter)
@@ -233,7 +232,7 @@ class GcsSource:
 
     @property
     def _timeout(self) -> tuple[float, float]:
-        return (self.settings.connect_timeout, self.settings.read_timeout)
+        return (self.options.connect_timeout, self.options.read_timeout)
 
     def _key(self, version: int, name: str = "") -> str:
         base = f"{self.prefix}/{version}/" if self.prefix else f"{version}/"
@@ -308,11 +307,11 @@ class GcsSource:
         key = self._key(version, name)
         what = f"gs://{self.bucket_name}/{key}"
         expected = sink.expected_size
-        if expected is not None and expected >= self.settings.range_threshold:
+        if expected is not None and expected >= self.options.range_threshold:
             self._fetch_ranges(key, what, sink, cancel)
             return
         with self._connections.deadline(cancel):
-            self._stream_get(key, what, _CancellableWriter(sink, cancel), None)
+            self._stream_get(key, what, SinkWriter(sink, cancel), None)
 
     def _stream_get(
         self, key: str, what: str, writer: _Writer, byte_range: tuple[int, int] | None
@@ -324,6 +323,9 @@ class GcsSource:
         client's, so credentials and endpoints are exactly the client's. A whole-object
         GET is checked against the crc32c the server sends (X-Goog-Hash) as it streams.
         """
+        import google_crc32c
+        from google.api_core import exceptions as api_exceptions
+
         bucket = self._bucket()
         url = (
             f"{bucket.client.api_endpoint}/download/storage/v1/b/{self.bucket_name}/o/"
@@ -342,7 +344,7 @@ class GcsSource:
                         what,
                         self.bucket_name,
                     )
-                for chunk in resp.raw.stream(_READ_SIZE, decode_content=False):
+                for chunk in resp.raw.stream(READ_SIZE, decode_content=False):
                     if byte_range is None:
                         crc.update(chunk)  # type: ignore[no-untyped-call]
                     writer.write(chunk)
@@ -350,69 +352,45 @@ class GcsSource:
         if byte_range is None and expected is not None:
             actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
             if actual != expected:
-                raise IntegrityError(
-                    f"{what}: crc32c checksum mismatch: damaged in transit; "
-                    "the next pass downloads it again"
-                )
+                raise _mismatch(what)
 
     def _fetch_ranges(self, key: str, what: str, sink: Sink, cancel: CancelToken) -> None:
         """Parallel byte ranges written in place, then one pass for crc32c and sha256."""
+        import google_crc32c
+
         meta = self._bucket().blob(key)
-        with self._translated(what):
+        with self._connections.deadline(cancel), self._translated(what):
             meta.reload(retry=None, timeout=self._timeout)
-        size = int(meta.size or 0)
-        if sink.expected_size is not None and size != sink.expected_size:
-            raise RefusedError(
-                f"{what}: object is {size} bytes, manifest says {sink.expected_size}"
-            )
-        step = self.settings.range_size
-        ranges = [(start, min(step, size - start)) for start in range(0, size, step)]
-        fd = os.open(sink.path, os.O_WRONLY)
-        local = cancel.child()
-        try:
-            os.ftruncate(fd, size)
 
-            def one(start: int, length: int) -> None:
-                writer = _RangeWriter(fd, start, length, local, what)
+        def get_range(start: int, last: int, writer: RangeWriter, local: CancelToken) -> None:
+            with self._connections.deadline(local):
+                self._stream_get(key, f"{what} bytes {start}-{last}", writer, (start, last))
 
-                def attempt() -> None:
-                    writer.reset()
-                    span = (start, start + length - 1)
-                    with self._connections.deadline(local):
-                        self._stream_get(key, f"{what} bytes {span[0]}-{span[1]}", writer, span)
-                    if writer._offset != start + length:
-                        raise TransientSourceError(f"{what}: short range at {start}")
-
-                call_with_retry(attempt, self.settings.retry, local, what, self._log)
-
-            with ThreadPoolExecutor(self.settings.range_workers, "range") as pool:
-                futures = [pool.submit(one, start, length) for start, length in ranges]
-                try:
-                    for future in futures:
-                        future.result()
-                except BaseException:
-                    local.stop_event.set()
-                    raise
-        except TransientSourceError as exc:
-            # Each range already had its retries; do not start the whole object over.
-            raise SourceError(f"{exc} (gave up after retries)") from exc
-        finally:
-            os.close(fd)
         crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
-        sink.adopt(extra=[crc])
+        fetch_ranges(
+            size=int(meta.size or 0),
+            sink=sink,
+            cancel=cancel,
+            get_range=get_range,
+            options=self.options,
+            retry=self._retry,
+            log=self._log,
+            what=what,
+            hashers=[crc],
+        )
         actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
         if meta.crc32c and actual != meta.crc32c:
-            raise IntegrityError(
-                f"{what}: crc32c checksum mismatch: damaged in transit; "
-                "the next pass downloads it again"
-            )
+            raise _mismatch(what)
 
-    def upload(self, version: int, name: str, path: Path) -> None:
+    def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
         key = self._key(version, name)
+        # if_generation_match=0: only if no live object has the name (GCS's create-only
+        # precondition; gcp-storage-emulator ignores it, real GCS honours it).
+        condition: dict[str, Any] = {"if_generation_match": 0} if exclusive else {}
         with self._translated(f"gs://{self.bucket_name}/{key}"):
             self._bucket().blob(key).upload_from_filename(
-                str(path), checksum="crc32c", retry=None, timeout=self._timeout
+                str(path), checksum="crc32c", retry=None, timeout=self._timeout, **condition
             )
 
     def close(self) -> None:

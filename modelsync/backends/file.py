@@ -1,4 +1,8 @@
-"""file:// sources: a local or mounted directory laid out like a bucket."""
+"""file:///path: a local or mounted directory laid out like a bucket.
+
+The one backend with change events: the daemon watches the directory and starts a
+pass as soon as a revision lands, instead of waiting for the interval.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,15 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from pydantic import BaseModel
+
 from modelsync.cancel import CancelToken
-from modelsync.errors import NotFoundError, RefusedError, SourceError
+from modelsync.errors import NotFoundError, PublishConflict, RefusedError, SourceError
 from modelsync.fsutil import fsync_dir
 from modelsync.manifest import check_relpath, parse_version
-from modelsync.sources.base import ObjectInfo, Sink
+from modelsync.sources.base import Backend, ObjectInfo, Sink, Source
 
-__all__ = ["LocalSource"]
+__all__ = ["BACKEND", "LocalSource"]
 
 _CHUNK = 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -134,7 +140,7 @@ class LocalSource:
                 cancel.check()
                 sink.write(chunk)
 
-    def upload(self, version: int, name: str, path: Path) -> None:
+    def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
         dest = (
             self.root
             / str(version)
@@ -148,11 +154,23 @@ class LocalSource:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            tmp.replace(dest)
+            if exclusive:
+                # link(2) fails if the name exists: the filesystem's create-only write.
+                try:
+                    os.link(tmp, dest)
+                except FileExistsError as exc:
+                    raise PublishConflict(
+                        f"{self.url}/{version}/{name}: already exists: written by someone else"
+                    ) from exc
+                tmp.unlink()
+            else:
+                tmp.replace(dest)
             fsync_dir(dest.parent)
-        except OSError as exc:
+        except (OSError, PublishConflict) as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if isinstance(exc, PublishConflict):
+                raise
             hint = " (disk full)" if exc.errno == errno.ENOSPC else ""
             raise SourceError(
                 f"{self.url}/{version}/{name}: cannot write: {exc.strerror}{hint}"
@@ -160,3 +178,30 @@ class LocalSource:
 
     def close(self) -> None:
         return None
+
+
+def _root(url: str) -> Path:
+    return Path(unquote(urlsplit(url).path))
+
+
+class _FileBackend(Backend):
+    name = "file"
+    schemes = ("file",)
+    example = "file:///path"
+
+    def parse(self, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ValueError(f"file source {url!r} needs an absolute path: file:///path")
+        if parts.query or parts.fragment:
+            raise ValueError(f"file source {url!r} has a query or fragment: file:///path")
+        return url.rstrip("/")
+
+    def open(self, url: str, options: BaseModel) -> Source:
+        return LocalSource(url)
+
+    def watch_root(self, url: str) -> Path | None:
+        return _root(url)
+
+
+BACKEND = _FileBackend()

@@ -1,0 +1,455 @@
+"""s3://bucket/prefix: Amazon S3 and S3-compatible stores (MinIO, Ceph, R2) via boto3.
+
+Credentials come from boto3's standard chain: IRSA or EKS Pod Identity, the AWS_*
+variables, the shared config and credentials files (``profile``), an instance
+profile. ``endpoint_url`` points it at an S3-compatible store. botocore's own
+retries are off (one attempt per call) so that modelsync.retry is the one policy,
+as for gs://; this module translates botocore's errors into modelsync's hierarchy.
+
+Integrity: the manifest's sha256 always; on top, S3's own checksum of the object
+where it has one (``x-amz-checksum-crc32c``/``crc32``/``sha256`` of the whole
+object), else the ETag when it is a plain MD5 (single-part, not SSE-KMS or SSE-C).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import structlog
+from pydantic import BaseModel, Field
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import (
+    AccessDeniedError,
+    IntegrityError,
+    ModelsyncError,
+    NotFoundError,
+    PublishConflict,
+    RefusedError,
+    SourceError,
+    TransientSourceError,
+)
+from modelsync.manifest import check_relpath, parse_version
+from modelsync.retry import RetryPolicy
+from modelsync.sources.base import Backend, Hasher, ObjectInfo, Sink, Source
+from modelsync.sources.ranges import READ_SIZE, RangeOptions, RangeWriter, SinkWriter, fetch_ranges
+
+__all__ = ["BACKEND", "S3Options", "S3Source"]
+
+
+class S3Options(RangeOptions):
+    """[models.source_options] of an s3:// source."""
+
+    # An S3-compatible store (MinIO, Ceph, R2, moto); None: AWS, by region.
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{2,32}$")
+    # A profile of the shared config/credentials files; None: the default chain.
+    profile: str | None = None
+    # path: https://endpoint/bucket/key (most S3-compatible stores); virtual: bucket.host.
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Public buckets: send no credentials at all.
+    anonymous: bool = False
+    max_pool_connections: int = Field(default=64, ge=1, le=1024)
+
+
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "OperationAborted",
+}
+_DENIED_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+}
+
+
+def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
+    """A modelsync error for a botocore exception: one line, retryable or not, a hint."""
+    import botocore.exceptions as bex
+    import urllib3.exceptions
+
+    if isinstance(exc, ModelsyncError):
+        return exc
+    cause = exc.__cause__ or exc.__context__
+    if type(exc).__name__ == "S3UploadFailedError" and isinstance(cause, Exception):
+        return translate(cause, what, bucket)  # boto3's transfer wraps the real error
+    if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+        return AccessDeniedError(
+            f"{what}: no AWS credentials found: use IRSA or EKS Pod Identity, an instance "
+            "profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or source_options.profile"
+        )
+    if isinstance(exc, bex.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _DENIED_CODES or status in (401, 403):
+            return AccessDeniedError(
+                f"{what}: access denied ({code or status}): grant s3:ListBucket on "
+                f"arn:aws:s3:::{bucket} and s3:GetObject on its objects (PutObject to publish)"
+            )
+        if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound") or status == 404:
+            return NotFoundError(f"{what}: not found ({code or 404}): check the bucket and prefix")
+        if code == "PreconditionFailed" or status == 412:
+            return PublishConflict(f"{what}: already exists (HTTP 412): written by someone else")
+        if code in _TRANSIENT_CODES or status in (408, 429) or status >= 500:
+            return TransientSourceError(f"{what}: {code or 'HTTP'} ({status})")
+        return SourceError(f"{what}: {code or 'HTTP'} ({status}): {error.get('Message', '')}")
+    transient = (
+        bex.EndpointConnectionError,
+        bex.ConnectionClosedError,
+        bex.ReadTimeoutError,
+        bex.ConnectTimeoutError,
+        bex.ResponseStreamingError,
+        bex.IncompleteReadError,
+        urllib3.exceptions.HTTPError,
+        ConnectionError,
+        TimeoutError,
+    )
+    if isinstance(exc, transient):
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+    if isinstance(exc, OSError):  # a socket cut by the deadline watcher, a reset
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+    return SourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+class _Crc:
+    """zlib.crc32 or crc32c as a hasher whose digest is S3's: 4 bytes, big-endian."""
+
+    def __init__(self, castagnoli: bool) -> None:
+        self._value = 0
+        self._castagnoli = castagnoli
+
+    def update(self, data: bytes, /) -> None:
+        if self._castagnoli:
+            import google_crc32c
+
+            self._value = google_crc32c.extend(self._value, data)
+        else:
+            self._value = zlib.crc32(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+class _Checks:
+    """The storage checksums an object's headers offer, fed as its bytes arrive."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._pending: list[tuple[str, Any, str]] = []
+        get = {k.lower(): v for k, v in headers.items()}.get
+        composite = get("x-amz-checksum-type", "FULL_OBJECT").upper() == "COMPOSITE"
+        makers: dict[str, Callable[[], Any]] = {
+            "crc32c": lambda: _Crc(castagnoli=True),
+            "crc32": lambda: _Crc(castagnoli=False),
+            "sha256": hashlib.sha256,
+        }
+        for name, make in makers.items():
+            value = get(f"x-amz-checksum-{name}")
+            # A multipart upload's composite checksum ("...-N") covers parts, not bytes.
+            if value and "-" not in value and not composite:
+                self._pending.append((name, make(), value))
+                return
+        etag = get("etag", "").strip('"')
+        encrypted = get("x-amz-server-side-encryption", "").startswith("aws:kms") or get(
+            "x-amz-server-side-encryption-customer-algorithm"
+        )
+        if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag) and not encrypted:
+            self._pending.append(("md5", hashlib.md5(usedforsecurity=False), etag))
+
+    @property
+    def hashers(self) -> list[Hasher]:
+        return [hasher for _, hasher, _ in self._pending]
+
+    def check(self, what: str) -> None:
+        for name, hasher, expected in self._pending:
+            digest = hasher.digest()
+            actual = digest.hex() if name == "md5" else base64.b64encode(digest).decode()
+            if actual != expected:
+                raise IntegrityError(
+                    f"{what}: {name} checksum mismatch: damaged in transit; "
+                    "the next pass downloads it again"
+                )
+
+
+class _S3Backend(Backend):
+    name = "s3"
+    schemes = ("s3",)
+    example = "s3://bucket/prefix"
+    options = S3Options
+
+    def parse(self, url: str) -> str:
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ValueError(f"s3 source {url!r} names no bucket: s3://bucket/prefix")
+        if parts.query or parts.fragment or "@" in parts.netloc:
+            raise ValueError(f"s3 source {url!r}: use s3://bucket/prefix (no query or user)")
+        return url.rstrip("/")
+
+    def open(self, url: str, options: BaseModel) -> Source:
+        assert isinstance(options, S3Options)
+        return S3Source(url, options)
+
+
+BACKEND = _S3Backend()
+
+
+class S3Source:
+    """``s3://bucket/prefix`` → objects ``prefix/<version>/<name>``."""
+
+    def __init__(
+        self, url: str, options: S3Options | None = None, retry: RetryPolicy | None = None
+    ) -> None:
+        from modelsync.sources.deadline import ConnectionTracker
+
+        parts = urlsplit(url)
+        self.url = url
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self.options = options or S3Options()
+        self._retry = retry or RetryPolicy()
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._connections = ConnectionTracker()
+        self._log = structlog.get_logger().bind(source=url)
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _s3(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self) -> Any:
+        import boto3
+        import botocore
+        import botocore.config
+
+        opts = self.options
+        config = botocore.config.Config(
+            connect_timeout=opts.connect_timeout,
+            read_timeout=opts.read_timeout,
+            max_pool_connections=opts.max_pool_connections,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            s3={"addressing_style": opts.addressing_style},
+            # Checksums are asked for and checked here (crc32c needs no extra package).
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            signature_version=botocore.UNSIGNED if opts.anonymous else None,
+        )
+        try:
+            session = boto3.session.Session(profile_name=opts.profile, region_name=opts.region)
+            client = session.client("s3", endpoint_url=opts.endpoint_url, config=config)
+        except Exception as exc:
+            raise translate(exc, self.url, self.bucket) from exc
+
+        # Its pools report which connection each thread reads from, so that a pass's
+        # deadline can cut a read that a dripping server stretches (deadline.py).
+        self._connections.track(client._endpoint.http_session._manager)
+
+        def ask_for_checksums(request: Any, **_: Any) -> None:
+            request.headers["x-amz-checksum-mode"] = "ENABLED"
+
+        # Without botocore's own validation (which needs awscrt for crc32c), so the
+        # headers come back and _Checks verifies them.
+        for event in ("before-sign.s3.GetObject", "before-sign.s3.HeadObject"):
+            client.meta.events.register(event, ask_for_checksums)
+        return client
+
+    def _key(self, version: int, name: str = "") -> str:
+        base = f"{self.prefix}/{version}/" if self.prefix else f"{version}/"
+        return base + name
+
+    @contextlib.contextmanager
+    def _translated(self, what: str, cancel: CancelToken | None = None) -> Iterator[None]:
+        try:
+            yield
+        except ModelsyncError:
+            raise
+        except Exception as exc:
+            if cancel is not None:
+                cancel.check()  # a stream cut by the deadline watcher: Cancelled
+            raise translate(exc, what, self.bucket) from exc
+
+    def _get(
+        self,
+        key: str,
+        what: str,
+        write: Callable[[bytes], object],
+        cancel: CancelToken | None,
+        byte_range: tuple[int, int] | None = None,
+    ) -> _Checks:
+        """GET the object (or a range) in 1 MiB reads, feeding the storage checksums its
+        headers offer (a range's are not the object's: none then); returns them."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if byte_range is not None:
+            args["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        with self._connections.deadline(cancel), self._translated(what, cancel):
+            response = self._s3().get_object(**args)
+            headers = response["ResponseMetadata"].get("HTTPHeaders", {})
+            checks = _Checks(headers if byte_range is None else {})
+            body = response["Body"]
+            with contextlib.closing(body):
+                for chunk in body.iter_chunks(READ_SIZE):
+                    for hasher in checks.hashers:
+                        hasher.update(chunk)
+                    write(chunk)
+        return checks
+
+    # -- the Source protocol ---------------------------------------------------
+
+    def list_versions(self, cancel: CancelToken | None = None) -> list[int]:
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        found: set[str] = set()
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
+        with self._connections.deadline(cancel), self._translated(f"{self.url}: list", cancel):
+            while True:
+                if cancel is not None:
+                    cancel.check()
+                page = self._s3().list_objects_v2(**args)
+                found.update(p["Prefix"] for p in page.get("CommonPrefixes", ()))
+                if not page.get("IsTruncated"):
+                    break
+                args["ContinuationToken"] = page["NextContinuationToken"]
+        versions = (parse_version(p[len(prefix) :].rstrip("/")) for p in found)
+        return sorted(v for v in versions if v is not None)
+
+    def read_object(
+        self, version: int, name: str, limit: int, cancel: CancelToken | None = None
+    ) -> bytes | None:
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        what = f"s3://{self.bucket}/{self._key(version, name)}"
+        chunks: list[bytes] = []
+        size = 0
+
+        def write(data: bytes) -> None:
+            nonlocal size
+            size += len(data)
+            if size > limit:
+                raise RefusedError(f"{what}: larger than {limit} bytes")
+            chunks.append(data)
+
+        try:
+            checks = self._get(self._key(version, name), what, write, cancel)
+        except NotFoundError:
+            return None
+        checks.check(what)
+        return b"".join(chunks)
+
+    def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
+        prefix = self._key(version)
+        found = []
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        with (
+            self._connections.deadline(cancel),
+            self._translated(f"{self.url}/{version}: list", cancel),
+        ):
+            while True:
+                if cancel is not None:
+                    cancel.check()
+                page = self._s3().list_objects_v2(**args)
+                for item in page.get("Contents", ()):
+                    name = item["Key"][len(prefix) :]
+                    if not name or name.endswith("/"):
+                        continue
+                    updated = item.get("LastModified") or datetime.fromtimestamp(0, UTC)
+                    found.append(ObjectInfo(name, int(item.get("Size", 0)), updated))
+                if not page.get("IsTruncated"):
+                    break
+                args["ContinuationToken"] = page["NextContinuationToken"]
+        return found
+
+    def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        key = self._key(version, name)
+        what = f"s3://{self.bucket}/{key}"
+        expected = sink.expected_size
+        if expected is not None and expected >= self.options.range_threshold:
+            self._fetch_ranges(key, what, sink, cancel)
+            return
+        self._get(key, what, SinkWriter(sink, cancel).write, cancel).check(what)
+
+    def _fetch_ranges(self, key: str, what: str, sink: Sink, cancel: CancelToken) -> None:
+        """Parallel byte ranges written in place, then one pass for the checksums."""
+        with self._connections.deadline(cancel), self._translated(what, cancel):
+            head = self._s3().head_object(Bucket=self.bucket, Key=key)
+        checks = _Checks(head["ResponseMetadata"].get("HTTPHeaders", {}))
+
+        def get_range(start: int, last: int, writer: RangeWriter, local: CancelToken) -> None:
+            self._get(key, f"{what} bytes {start}-{last}", writer.write, local, (start, last))
+
+        fetch_ranges(
+            size=int(head.get("ContentLength", 0)),
+            sink=sink,
+            cancel=cancel,
+            get_range=get_range,
+            options=self.options,
+            retry=self._retry,
+            log=self._log,
+            what=what,
+            hashers=checks.hashers,
+        )
+        checks.check(what)
+
+    def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        key = self._key(version, name)
+        what = f"s3://{self.bucket}/{key}"
+        with self._translated(what):
+            if exclusive:
+                # If-None-Match: * (S3 since 2024, MinIO, moto): create-only, so two
+                # publishers cannot both complete one version. Manifests are small.
+                with path.open("rb") as body:
+                    self._s3().put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=body,
+                        ChecksumAlgorithm="SHA256",
+                        IfNoneMatch="*",
+                    )
+                return
+            from boto3.s3.transfer import TransferConfig
+
+            # Multipart past the range threshold (a single PUT stops at 5 GB).
+            transfer = TransferConfig(
+                multipart_threshold=self.options.range_threshold,
+                multipart_chunksize=self.options.range_size,
+                max_concurrency=self.options.range_workers,
+            )
+            self._s3().upload_file(
+                str(path),
+                self.bucket,
+                key,
+                ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+                Config=transfer,
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

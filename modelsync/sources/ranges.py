@@ -1,0 +1,141 @@
+"""What the network backends share: transfer options and parallel ranged downloads.
+
+Each network backend (gs, s3, az) fetches an object at least ``range_threshold``
+bytes large as byte ranges on ``range_workers`` threads, each range written in
+place with pwrite and retried on its own; the whole file is then read once for the
+manifest's sha256 and the storage's own checksum (``Sink.adopt``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import RefusedError, SourceError, TransientSourceError
+from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources.base import Hasher, Sink
+from modelsync.units import Duration, Size
+
+__all__ = ["RangeOptions", "RangeWriter", "SinkWriter", "fetch_ranges", "split"]
+
+# Reads from a response body: large enough that the per-call overhead vanishes.
+READ_SIZE = 1024 * 1024
+
+
+class RangeOptions(BaseModel):
+    """Transfer tuning every network backend accepts in [models.source_options]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Objects at least this large are fetched as parallel byte ranges.
+    range_threshold: Size = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    range_size: Size = Field(default=16 * 1024 * 1024, ge=256 * 1024, le=1024**3)
+    range_workers: int = Field(default=4, ge=1, le=64)
+    connect_timeout: Duration = Field(default=10.0, gt=0, le=600)
+    read_timeout: Duration = Field(default=60.0, gt=0, le=3600)
+
+
+class SinkWriter:
+    """A file-like object for a client: checks for a stop before each write."""
+
+    def __init__(self, sink: Sink, cancel: CancelToken) -> None:
+        self._sink = sink
+        self._cancel = cancel
+
+    def write(self, data: bytes) -> int:
+        self._cancel.check()
+        return self._sink.write(data)
+
+
+class RangeWriter:
+    """Writes one byte range of the destination file in place."""
+
+    def __init__(self, fd: int, offset: int, length: int, cancel: CancelToken, label: str) -> None:
+        self._fd = fd
+        self._end = offset + length
+        self._cancel = cancel
+        self._label = label
+        self.start = offset
+        self.offset = offset
+
+    def write(self, data: bytes) -> int:
+        self._cancel.check()
+        if self.offset + len(data) > self._end:
+            raise RefusedError(f"{self._label}: server sent more than the requested range")
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, self.offset)
+            self.offset += written
+            view = view[written:]
+        return len(data)
+
+    def reset(self) -> None:
+        self.offset = self.start
+
+    @property
+    def complete(self) -> bool:
+        return self.offset == self._end
+
+
+# (first byte, last byte inclusive, where to write, token) -> None: one ranged GET.
+GetRange = Callable[[int, int, RangeWriter, CancelToken], None]
+
+
+def split(size: int, step: int) -> list[tuple[int, int]]:
+    """(start, length) of each range of an object of ``size`` bytes."""
+    return [(start, min(step, size - start)) for start in range(0, size, step)]
+
+
+def fetch_ranges(
+    *,
+    size: int,
+    sink: Sink,
+    cancel: CancelToken,
+    get_range: GetRange,
+    options: RangeOptions,
+    retry: RetryPolicy,
+    log: structlog.typing.FilteringBoundLogger,
+    what: str,
+    hashers: Sequence[Hasher] = (),
+) -> None:
+    """Fetch ``size`` bytes into ``sink`` as parallel ranges, then hash the whole file
+    (sha256 in the sink, plus ``hashers`` for the storage's checksum)."""
+    if sink.expected_size is not None and size != sink.expected_size:
+        raise RefusedError(f"{what}: object is {size} bytes, manifest says {sink.expected_size}")
+    fd = os.open(sink.path, os.O_WRONLY)
+    local = cancel.child()
+    try:
+        os.ftruncate(fd, size)
+
+        def one(start: int, length: int) -> None:
+            writer = RangeWriter(fd, start, length, local, what)
+            last = start + length - 1
+
+            def attempt() -> None:
+                writer.reset()
+                get_range(start, last, writer, local)
+                if not writer.complete:
+                    raise TransientSourceError(f"{what}: short range at {start}")
+
+            call_with_retry(attempt, retry, local, f"{what} bytes {start}-{last}", log)
+
+        with ThreadPoolExecutor(options.range_workers, "range") as pool:
+            parts = split(size, options.range_size)
+            futures = [pool.submit(one, start, length) for start, length in parts]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                local.stop_event.set()
+                raise
+    except TransientSourceError as exc:
+        # Each range already had its retries; do not start the whole object over.
+        raise SourceError(f"{exc} (gave up after retries)") from exc
+    finally:
+        os.close(fd)
+    sink.adopt(extra=hashers)

@@ -1,0 +1,53 @@
+"""Storage API servers for the contract suite, each a child process on a free
+loopback port: moto's S3 server. gcp-storage-emulator has
+its own launcher (tests/gcs_emulator.py) because it needs a patch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.helpers import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _started(
+    argv: Sequence[str], url: str, name: str, timeout: float = 60
+) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return proc
+        except urllib.error.HTTPError:
+            return proc  # it answers (with an error for an anonymous GET): it is up
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError(f"{name} did not start: {' '.join(argv)}") from None
+            time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3 API server (``moto[server]``); (process, endpoint URL)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    return _started(argv, url + "/moto-api/", "moto"), url

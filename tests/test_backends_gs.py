@@ -1,0 +1,137 @@
+"""What only gs:// has: its error hints, and marker-mode listings on the emulator (the
+shared network contract is tests/test_sources_network.py)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelsync.backends.gs import GcsOptions, GcsSource
+from modelsync.cancel import CancelToken
+from modelsync.config import ModelConfig
+from modelsync.errors import AccessDeniedError, IntegrityError, NotFoundError
+from modelsync.retry import RetryPolicy
+from modelsync.sources import Sink, Source, SourceFactory
+from modelsync.syncer import Outcome, PassResult, Syncer
+from modelsync.volume import Store
+from tests.backends import GcsBackend
+from tests.faultproxy import FaultPlan, FaultProxy
+from tests.helpers import check_invariants, manifest_doc
+
+FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
+
+
+def _files(count: int, size: int, seed: int) -> dict[str, bytes]:
+    rng = random.Random(seed)
+    return {f"variables/shard-{i:03d}": rng.randbytes(size) for i in range(count)}
+
+
+def _publish(backend: GcsBackend, version: int, files: dict[str, bytes]) -> None:
+    import json
+
+    for name, data in files.items():
+        backend.put(f"{version}/{name}", data)
+    doc = manifest_doc(files, "ranker", version)
+    backend.put(f"{version}/modelsync-manifest.json", json.dumps(doc).encode())
+
+
+def _through(proxy: FaultProxy, **settings: Any) -> SourceFactory:
+    def factory(url: str, _options: Mapping[str, Any]) -> Source:
+        return GcsSource(url, GcsOptions(endpoint=proxy.url, **settings), retry=FAST_RETRY)
+
+    return factory
+
+
+def _sync(tmp_path: Path, backend: GcsBackend, proxy: FaultProxy, **settings: object) -> PassResult:
+    syncer = Syncer(
+        Store(tmp_path / "store", tmp_path / "store" / ".modelsync"),
+        retry=FAST_RETRY,
+        sources=_through(proxy, **settings),
+    )
+    try:
+        return syncer.sync(ModelConfig(name="ranker", source=backend.url), CancelToken())
+    finally:
+        syncer.close()
+
+
+def test_denied_and_missing_are_one_clear_line_and_not_retried(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """403 names the bucket and the role to grant; 404 names what to check; one request each."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    fault_proxy.plan = FaultPlan(rate=1.0, kinds=("403",))
+    source = _through(fault_proxy)(backend.url, {})
+    with pytest.raises(AccessDeniedError) as denied:
+        source.list_versions()
+    assert gcs_bucket in str(denied.value) and "roles/storage.objectViewer" in str(denied.value)
+    assert "\n" not in str(denied.value)
+    assert len(fault_proxy.requests) == 1
+    fault_proxy.plan = FaultPlan()
+    with pytest.raises(NotFoundError, match="check the bucket"):
+        _through(fault_proxy)("gs://no-such-bucket/m", {}).list_versions()
+    with pytest.raises(IntegrityError), Sink(tmp_path / "x", None, "t") as sink:
+        backend.put("1/f", b"abc")
+        fault_proxy.plan = FaultPlan(flip=lambda path: "alt=media" in path)
+        source.fetch(1, "f", sink, CancelToken())
+    source.close()
+
+
+def test_marker_mode_waits_for_marker_and_settle(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """Without a manifest: no marker → ignored; marker but unsettled → waits; then synced."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    files = _files(2, 2000, 7)
+    for name, data in files.items():
+        backend.put(f"1/{name}", data)
+    store = Store(tmp_path / "store", tmp_path / "store" / ".modelsync")
+    now = [0.0]
+    syncer = Syncer(
+        store, retry=FAST_RETRY, sources=_through(fault_proxy), wall_clock=lambda: now[0]
+    )
+    model = ModelConfig(
+        name="ranker", source=backend.url, complete_marker="saved_model.pb", settle=120
+    )
+
+    now[0] = time.time() + 3600
+    assert syncer.sync(model, CancelToken()).active is None  # no marker yet
+    backend.put("1/saved_model.pb", b"graph")
+    now[0] = time.time() + 10
+    assert syncer.sync(model, CancelToken()).active is None  # not settled
+    now[0] = time.time() + 200
+    result = syncer.sync(model, CancelToken())
+    syncer.close()
+    assert (result.outcome, result.active) == (Outcome.ACTIVATED, 1)
+    current = tmp_path / "store" / "ranker" / "current"
+    assert (current / "saved_model.pb").read_bytes() == b"graph"
+    assert check_invariants(tmp_path / "store", "ranker").violations == []
+
+
+def test_marker_mode_refuses_escaping_object_names(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """An object named to climb out of the revision refuses the revision; nothing written."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    backend.put("1/saved_model.pb", b"graph")
+    # The emulator cannot store a literal ".." part (real GCS can); "." and "" parts
+    # take the same refusal path in check_relpath.
+    backend.put("1/./evil", b"x")
+    syncer = Syncer(
+        Store(tmp_path / "store", tmp_path / "store" / ".modelsync"),
+        retry=FAST_RETRY,
+        sources=_through(fault_proxy),
+        wall_clock=lambda: 4e9,
+    )
+    model = ModelConfig(
+        name="ranker", source=backend.url, complete_marker="saved_model.pb", settle=0
+    )
+    result = syncer.sync(model, CancelToken())
+    syncer.close()
+    assert result.refused == [1]
+    assert not (tmp_path / "etc").exists()
+    assert not any((tmp_path / "store").rglob("evil"))
