@@ -74,10 +74,11 @@ class ConnectionTracker:
         me, done = threading.get_ident(), threading.Event()
 
         def watch() -> None:
+            # Keeps cutting until the block ends: a client library that retries a
+            # broken read on its own (azure-storage-blob does) opens a new connection.
             while not done.wait(_WATCH_PERIOD):
                 if cancel.cancelled():
                     self.abort(me)
-                    return
 
         threading.Thread(target=watch, name="deadline", daemon=True).start()
         try:
