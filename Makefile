@@ -4,11 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit slow demo bench bench-daemon docker-steps reliability reliability-short servers servers-test clean
+.PHONY: install emulators test lint typecheck unit slow demo bench bench-daemon docker-steps reliability reliability-short servers servers-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3,azure]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,7 +20,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+# Azure's Blob API server for the contract suite, from npm (3.35.0 is the last
+# release that runs on Node 20); moto and gcp-storage-emulator come with '.[dev]'.
+EMULATORS := .emulators
+AZURITE   := azurite@3.35.0
+
+$(EMULATORS)/.installed:
+	mkdir -p $(EMULATORS)
+	cd $(EMULATORS) && npm install --silent --no-audit --no-fund $(AZURITE) >/dev/null
+	touch $@
+
+emulators: $(EMULATORS)/.installed
+
+unit: $(STAMP) emulators
 	$(BIN)/pytest -q
 
 # The README's test command: lint, types, the whole suite and the real-server suite.
@@ -75,4 +87,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS) .pytest_cache .mypy_cache .ruff_cache demo-run
+	rm -rf $(VENV) $(SERVERS) $(EMULATORS) .pytest_cache .mypy_cache .ruff_cache demo-run

@@ -184,3 +184,59 @@ class S3Backend:
     @property
     def missing_url(self) -> str:
         return f"s3://no-such-bucket-x/{self.prefix}"
+
+
+@dataclass
+class AzureBackend:
+    endpoint: str
+    container: str
+    prefix: str = "models/ranker"
+    name: str = "az"
+
+    @property
+    def url(self) -> str:
+        from tests.emulators import AZURITE_ACCOUNT
+
+        return f"az://{AZURITE_ACCOUNT}/{self.container}/{self.prefix}"
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.endpoint).port or 0)
+
+    def _service(self, endpoint: str | None = None) -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(self._secret(endpoint))
+
+    def _secret(self, endpoint: str | None = None) -> str:
+        from tests.emulators import azurite_connection_string
+
+        return azurite_connection_string(endpoint or self.endpoint)
+
+    def create(self) -> AzureBackend:
+        self._service().create_container(self.container)
+        return self
+
+    def put(self, key: str, data: bytes) -> None:
+        container = self._service().get_container_client(self.container)
+        container.upload_blob(f"{self.prefix}/{key}", data, overwrite=True)
+
+    def options(self, endpoint: str | None = None) -> dict[str, Any]:
+        return {"connection_string": self._secret(endpoint)}
+
+    def source(self, endpoint: str | None = None) -> Source:
+        return open_source(self.url, self.options(endpoint))
+
+    def in_path(self, key: str) -> str:
+        return f"/{self.container}/{self.prefix}/{key}"
+
+    @property
+    def listing_mark(self) -> str:
+        return "delimiter=%2F"
+
+    def env(self) -> dict[str, str]:
+        return {"AZURE_STORAGE_CONNECTION_STRING": self._secret()}
+
+    @property
+    def missing_url(self) -> str:
+        return self.url.replace(self.container, "no-such-container-x", 1)

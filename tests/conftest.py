@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelsync.logs import configure_logging
-from tests.backends import GcsBackend, NetworkBackend, S3Backend
+from tests.backends import AzureBackend, GcsBackend, NetworkBackend, S3Backend
 from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultProxy
 from tests.gcs_emulator import start as start_emulator
@@ -88,7 +88,23 @@ def s3_backend(moto_server: str) -> S3Backend:
     return S3Backend(moto_server, "b-" + uuid.uuid4().hex[:12]).create()
 
 
-@pytest.fixture(params=["gs", "s3"])
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's Blob service on a free loopback port; its endpoint URL."""
+    from tests.emulators import start_azurite, stop
+
+    proc, url = start_azurite(tmp_path_factory.mktemp("azurite"))
+    yield url
+    stop(proc)
+
+
+@pytest.fixture
+def az_backend(azurite: str) -> AzureBackend:
+    """A fresh, empty container on Azurite, holding model 'ranker' under models/."""
+    return AzureBackend(azurite, "c-" + uuid.uuid4().hex[:12]).create()
+
+
+@pytest.fixture(params=["gs", "s3", "az"])
 def network_backend(request: pytest.FixtureRequest) -> NetworkBackend:
     """Each network backend in turn, on its real API server."""
     if request.param == "gs":

@@ -1,5 +1,5 @@
 """Storage API servers for the contract suite, each a child process on a free
-loopback port: moto's S3 server. gcp-storage-emulator has
+loopback port: moto's S3 server (and Azurite, from npm). gcp-storage-emulator has
 its own launcher (tests/gcs_emulator.py) because it needs a patch."""
 
 from __future__ import annotations
@@ -51,3 +51,39 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     url = f"http://127.0.0.1:{port}"
     return _started(argv, url + "/moto-api/", "moto"), url
+
+
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE_BIN = REPO / ".emulators" / "node_modules" / ".bin" / "azurite-blob"
+
+
+def azurite_connection_string(endpoint: str) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint}/{AZURITE_ACCOUNT};"
+    )
+
+
+def start_azurite(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Azurite's Blob service (npm, installed by `make emulators`); (process, endpoint)."""
+    if not AZURITE_BIN.exists():
+        raise RuntimeError(f"{AZURITE_BIN} is missing: run `make emulators`")
+    port = free_port()
+    argv = [
+        str(AZURITE_BIN),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(workdir),
+        "--silent",
+        "--skipApiVersionCheck",
+        "--loose",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    return _started(argv, f"{url}/{AZURITE_ACCOUNT}?comp=list", "azurite"), url

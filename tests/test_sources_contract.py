@@ -20,7 +20,7 @@ from tests.backends import Backend, GcsBackend, LocalBackend
 from tests.helpers import manifest_doc, model_files, write_tree
 
 
-@pytest.fixture(params=["file", "gs", "s3"])
+@pytest.fixture(params=["file", "gs", "s3", "az"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "file":
         yield LocalBackend(tmp_path / "bucket" / "ranker")

@@ -190,7 +190,9 @@ def test_a_dripping_server_cannot_hold_a_pass_past_its_deadline(
     )
     elapsed = time.monotonic() - started
     assert result.outcome is Outcome.FAILED and "deadline" in (result.error or ""), result.error
-    assert elapsed < 3, elapsed
+    # azure-storage-blob's downloader sleeps 1 s before each of its own read retries
+    # (hard-wired in its _download.py): each cut read costs that second too.
+    assert elapsed < (5 if network_backend.name == "az" else 3), elapsed
     assert not _current(tmp_path).exists()
 
 

@@ -1,0 +1,381 @@
+"""az://account/container/prefix (or https://<account>.blob.core.windows.net/container/
+prefix): Azure Blob Storage through azure-storage-blob.
+
+Credentials: ``connection_string`` (or AZURE_STORAGE_CONNECTION_STRING; emulators
+such as Azurite), else DefaultAzureCredential: workload identity on AKS, a managed
+identity, the AZURE_CLIENT_ID/TENANT_ID/CLIENT_SECRET variables, the Azure CLI.
+The SDK's own retries are off (``retry_total=0``) so that modelsync.retry is the one
+policy, as for gs:// and s3://; this module translates the SDK's errors.
+
+Integrity: the manifest's sha256 always; on top, the blob's Content-MD5 where it has
+one (Azure sets it for single-shot uploads; ``modelsync publish`` sets it always).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from pydantic import BaseModel, Field, SecretStr
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import (
+    AccessDeniedError,
+    IntegrityError,
+    ModelsyncError,
+    NotFoundError,
+    PublishConflict,
+    RefusedError,
+    SourceError,
+    TransientSourceError,
+)
+from modelsync.manifest import check_relpath, parse_version
+from modelsync.retry import RetryPolicy
+from modelsync.sources.base import Backend, Hasher, ObjectInfo, Sink, Source
+from modelsync.sources.ranges import RangeOptions, RangeWriter, SinkWriter, fetch_ranges
+
+__all__ = ["BACKEND", "AzureOptions", "AzureSource"]
+
+_PUBLIC_HOST = ".blob.core.windows.net"
+# Reads per request: small enough that a hostile blob cannot balloon memory, large
+# enough that a request's overhead vanishes.
+_GET_SIZE = 4 * 1024 * 1024
+
+
+class AzureOptions(RangeOptions):
+    """[models.source_options] of an az:// source."""
+
+    # "DefaultEndpointsProtocol=...;AccountName=...;AccountKey=...;BlobEndpoint=...":
+    # emulators and key-based access. Unset: AZURE_STORAGE_CONNECTION_STRING, else
+    # DefaultAzureCredential against the account's endpoint.
+    connection_string: SecretStr | None = None
+    # The account's blob endpoint when it is not https://<account>.blob.core.windows.net
+    # (sovereign clouds, private endpoints).
+    account_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    max_pool_connections: int = Field(default=64, ge=1, le=1024)
+
+
+def translate(exc: BaseException, what: str, container: str) -> ModelsyncError:
+    """A modelsync error for an SDK exception: one line, retryable or not, with a hint."""
+    from azure.core import exceptions as az
+
+    if isinstance(exc, ModelsyncError):
+        return exc
+    if type(exc).__name__ == "CredentialUnavailableError":
+        return AccessDeniedError(
+            f"{what}: no Azure credentials found: use workload identity, a managed identity, "
+            "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or "
+            "source_options.connection_string"
+        )
+    if isinstance(exc, az.ClientAuthenticationError):
+        return AccessDeniedError(
+            f"{what}: access denied ({exc.status_code or 'credentials refused'}): grant the "
+            f"identity 'Storage Blob Data Reader' on container {container} (Contributor "
+            "to publish)"
+        )
+    if isinstance(exc, az.ResourceNotFoundError):
+        code = getattr(exc, "error_code", None) or 404
+        return NotFoundError(f"{what}: not found ({code}): check the account and container")
+    if isinstance(exc, az.ResourceExistsError | az.ResourceModifiedError):
+        return PublishConflict(f"{what}: already exists (HTTP 409): written by someone else")
+    if isinstance(exc, az.HttpResponseError):
+        status = int(exc.status_code or 0)
+        code = getattr(exc, "error_code", None) or "HTTP"
+        if status in (401, 403):
+            return AccessDeniedError(
+                f"{what}: access denied ({code} {status}): grant the identity "
+                f"'Storage Blob Data Reader' on container {container}"
+            )
+        if status == 404:
+            return NotFoundError(f"{what}: not found ({code}): check the account and container")
+        if status in (408, 429) or status >= 500:
+            return TransientSourceError(f"{what}: {code} ({status})")
+        return SourceError(f"{what}: {code} ({status}): {_short(exc)}")
+    if isinstance(exc, az.AzureError | ConnectionError | TimeoutError | OSError):
+        # ServiceRequestError, ServiceResponseError, IncompleteReadError, DecodeError:
+        # the connection failed or broke mid-body.
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+    if type(exc).__module__.startswith(("requests", "urllib3")):
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+    return SourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+class _AzBackend(Backend):
+    name = "az"
+    schemes = ("az", "https")
+    example = "az://account/container/prefix"
+
+    options = AzureOptions
+
+    def claims(self, url: str) -> bool:
+        parts = urlsplit(url)
+        if parts.scheme == "https":
+            return (parts.hostname or "").endswith(_PUBLIC_HOST)
+        return parts.scheme == "az"
+
+    def parse(self, url: str) -> str:
+        account, container, _ = _split(url)
+        if not account or not container:
+            raise ValueError(
+                f"az source {url!r} names no account or container: az://account/container/prefix"
+            )
+        if urlsplit(url).query or urlsplit(url).fragment:
+            raise ValueError(f"az source {url!r}: no query (SAS tokens) or fragment in the URL")
+        return url.rstrip("/")
+
+    def open(self, url: str, options: BaseModel) -> Source:
+        assert isinstance(options, AzureOptions)
+        return AzureSource(url, options)
+
+
+BACKEND = _AzBackend()
+
+
+def _split(url: str) -> tuple[str, str, str]:
+    """(account, container, prefix) of either URL form."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    if parts.scheme == "https":
+        account = (parts.hostname or "").removesuffix(_PUBLIC_HOST)
+    else:
+        account, _, path = f"{parts.netloc}/{path}".partition("/")
+    container, _, prefix = path.partition("/")
+    return account, container, prefix.strip("/")
+
+
+class AzureSource:
+    """``az://account/container/prefix`` → blobs ``prefix/<version>/<name>``."""
+
+    def __init__(
+        self, url: str, options: AzureOptions | None = None, retry: RetryPolicy | None = None
+    ) -> None:
+        from modelsync.sources.deadline import ConnectionTracker
+
+        self.url = url
+        self.account, self.container_name, self.prefix = _split(url)
+        self.options = options or AzureOptions()
+        self._retry = retry or RetryPolicy()
+        self._container: Any = None
+        self._lock = threading.Lock()
+        self._connections = ConnectionTracker()
+        self._log = structlog.get_logger().bind(source=url)
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._container is None:
+                self._container = self._make_client()
+            return self._container
+
+    def _make_client(self) -> Any:
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        from azure.storage.blob import BlobServiceClient
+
+        opts = self.options
+        # The pools of this session report which connection each thread reads from,
+        # so that a pass's deadline can cut a dripping read (deadline.py).
+        session = requests.Session()
+        adapter = self._connections.adapter(
+            pool_connections=4, pool_maxsize=opts.max_pool_connections
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        transport = RequestsTransport(
+            session=session,
+            session_owner=True,
+            connection_timeout=opts.connect_timeout,
+            read_timeout=opts.read_timeout,
+        )
+        common: dict[str, Any] = {
+            "transport": transport,
+            "retry_total": 0,
+            "max_single_get_size": _GET_SIZE,
+            "max_chunk_get_size": _GET_SIZE,
+        }
+        secret = opts.connection_string.get_secret_value() if opts.connection_string else None
+        secret = secret or os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        try:
+            if secret:
+                service = BlobServiceClient.from_connection_string(secret, **common)
+            else:
+                from azure.identity import DefaultAzureCredential
+
+                url = opts.account_url or f"https://{self.account}{_PUBLIC_HOST}"
+                service = BlobServiceClient(url, credential=DefaultAzureCredential(), **common)
+            return service.get_container_client(self.container_name)
+        except Exception as exc:
+            raise translate(exc, self.url, self.container_name) from exc
+
+    def _key(self, version: int, name: str = "") -> str:
+        base = f"{self.prefix}/{version}/" if self.prefix else f"{version}/"
+        return base + name
+
+    def _what(self, key: str) -> str:
+        return f"az://{self.account}/{self.container_name}/{key}"
+
+    @contextlib.contextmanager
+    def _call(self, what: str, cancel: CancelToken | None) -> Iterator[None]:
+        """Bounded by ``cancel`` (a cut read is Cancelled) and translated."""
+        with self._connections.deadline(cancel):
+            try:
+                yield
+            except ModelsyncError:
+                raise
+            except Exception as exc:
+                if cancel is not None:
+                    cancel.check()
+                raise translate(exc, what, self.container_name) from exc
+
+    def _stream(
+        self,
+        key: str,
+        what: str,
+        write: Any,
+        cancel: CancelToken | None,
+        byte_range: tuple[int, int] | None = None,
+    ) -> bytes | None:
+        """Download the blob (or a range) in 4 MiB requests; returns its Content-MD5."""
+        args: dict[str, Any] = {"max_concurrency": 1}
+        if byte_range is not None:
+            args.update(offset=byte_range[0], length=byte_range[1] - byte_range[0] + 1)
+        with self._call(what, cancel):
+            downloader = self._client().download_blob(key, **args)
+            for chunk in downloader.chunks():
+                write(chunk)
+            md5 = downloader.properties.content_settings.content_md5
+        return bytes(md5) if md5 else None
+
+    @staticmethod
+    def _check_md5(what: str, expected: bytes | None, hasher: Any) -> None:
+        if expected and hasher.digest() != expected:
+            raise IntegrityError(
+                f"{what}: md5 checksum mismatch: damaged in transit; "
+                "the next pass downloads it again"
+            )
+
+    # -- the Source protocol ---------------------------------------------------
+
+    def list_versions(self, cancel: CancelToken | None = None) -> list[int]:
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        with self._call(f"{self.url}: list", cancel):
+            names = [item.name for item in self._client().walk_blobs(prefix, delimiter="/")]
+        versions = (parse_version(n[len(prefix) :].rstrip("/")) for n in names if n.endswith("/"))
+        return sorted(v for v in versions if v is not None)
+
+    def read_object(
+        self, version: int, name: str, limit: int, cancel: CancelToken | None = None
+    ) -> bytes | None:
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        key = self._key(version, name)
+        what = self._what(key)
+        chunks: list[bytes] = []
+        md5 = hashlib.md5(usedforsecurity=False)
+        size = 0
+
+        def write(data: bytes) -> None:
+            nonlocal size
+            size += len(data)
+            if size > limit:
+                raise RefusedError(f"{what}: larger than {limit} bytes")
+            md5.update(data)
+            chunks.append(data)
+
+        try:
+            expected = self._stream(key, what, write, cancel)
+        except NotFoundError:
+            return None
+        self._check_md5(what, expected, md5)
+        return b"".join(chunks)
+
+    def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
+        prefix = self._key(version)
+        found = []
+        with self._call(f"{self.url}/{version}: list", cancel):
+            for blob in self._client().list_blobs(name_starts_with=prefix):
+                name = blob.name[len(prefix) :]
+                if not name or name.endswith("/"):
+                    continue
+                updated = blob.last_modified or datetime.fromtimestamp(0, UTC)
+                found.append(ObjectInfo(name, int(blob.size or 0), updated))
+        return found
+
+    def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        key = self._key(version, name)
+        what = self._what(key)
+        expected = sink.expected_size
+        if expected is not None and expected >= self.options.range_threshold:
+            self._fetch_ranges(key, what, sink, cancel)
+            return
+        writer = SinkWriter(sink, cancel)
+        md5 = hashlib.md5(usedforsecurity=False)
+
+        def write(data: bytes) -> None:
+            md5.update(data)
+            writer.write(data)
+
+        self._check_md5(what, self._stream(key, what, write, cancel), md5)
+
+    def _fetch_ranges(self, key: str, what: str, sink: Sink, cancel: CancelToken) -> None:
+        """Parallel byte ranges written in place, then one pass for md5 and sha256."""
+        with self._call(what, cancel):
+            props = self._client().get_blob_client(key).get_blob_properties()
+        expected = props.content_settings.content_md5
+        md5 = hashlib.md5(usedforsecurity=False)
+
+        def get_range(start: int, last: int, writer: RangeWriter, local: CancelToken) -> None:
+            self._stream(key, f"{what} bytes {start}-{last}", writer.write, local, (start, last))
+
+        hashers: list[Hasher] = [md5]
+        fetch_ranges(
+            size=int(props.size or 0),
+            sink=sink,
+            cancel=cancel,
+            get_range=get_range,
+            options=self.options,
+            retry=self._retry,
+            log=self._log,
+            what=what,
+            hashers=hashers,
+        )
+        self._check_md5(what, bytes(expected) if expected else None, md5)
+
+    def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
+        from azure.storage.blob import ContentSettings
+
+        check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
+        key = self._key(version, name)
+        md5 = hashlib.md5(usedforsecurity=False)
+        with path.open("rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                md5.update(chunk)
+        with self._call(self._what(key), None), path.open("rb") as body:
+            # overwrite=False sends If-None-Match: *: create-only, so two publishers
+            # cannot both complete one version. Content-MD5 lets readers check bytes.
+            self._client().upload_blob(
+                key,
+                body,
+                overwrite=not exclusive,
+                max_concurrency=self.options.range_workers,
+                content_settings=ContentSettings(content_md5=bytearray(md5.digest())),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._container is not None:
+                self._container.close()
+                self._container = None
