@@ -30,7 +30,7 @@ from modelsync.errors import ConfigError, ModelsyncError, StoreError
 from modelsync.metrics import Metrics
 from modelsync.schedule import ModelSlot, Scheduler
 from modelsync.sdnotify import Notifier
-from modelsync.sources import SourceFactory, backend_for, open_source
+from modelsync.sources import SourceFactory, backend_for
 from modelsync.status import collect_status
 from modelsync.syncer import Outcome, Syncer
 from modelsync.volume import Store
@@ -75,7 +75,7 @@ class Daemon:
         watch_config: str | None = None,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        sources: SourceFactory = open_source,
+        sources: SourceFactory | None = None,
     ) -> None:
         self._load = load
         self.config = config

@@ -12,6 +12,7 @@ Only ``Syncer.sync`` catches errors: every step raises, the pass records.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import threading
@@ -31,7 +32,7 @@ from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
 from modelsync.outcome import Outcome, PassContext, PassResult
 from modelsync.retry import RetryPolicy
-from modelsync.sources import Source, SourceFactory, open_source
+from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.store import ModelStore
 from modelsync.transfer import download_revision
 from modelsync.validate import validate_revision
@@ -57,10 +58,12 @@ class Syncer:
         retry: RetryPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
         progress: ProgressFactory | None = None,
-        sources: SourceFactory = open_source,
+        sources: SourceFactory | None = None,
     ) -> None:
         self.store = store
-        self._open_source = sources
+        # Sources of this syncer share clients (one per backend and options).
+        self._connections = Connections()
+        self._open_source = sources or functools.partial(open_source, connections=self._connections)
         self.retry = retry or RetryPolicy()
         self._wall = wall_clock
         self._progress = progress
@@ -72,6 +75,7 @@ class Syncer:
         for source in self._sources.values():
             source.close()
         self._sources.clear()
+        self._connections.close()
 
     def _source(self, model: ModelConfig) -> Source:
         # One source (one client, one connection pool) per URL and options.

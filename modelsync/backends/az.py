@@ -39,7 +39,7 @@ from modelsync.errors import (
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
-from modelsync.sources.base import Backend, Hasher, ObjectInfo, Sink, Source
+from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
 from modelsync.sources.ranges import RangeOptions, RangeWriter, SinkWriter, fetch_ranges
 
 __all__ = ["BACKEND", "AzureOptions", "AzureSource"]
@@ -135,7 +135,7 @@ class _AzBackend(Backend):
             raise ValueError(f"az source {url!r}: no query (SAS tokens) or fragment in the URL")
         return url.rstrip("/")
 
-    def open(self, url: str, options: BaseModel) -> Source:
+    def open(self, url: str, options: BaseModel, connections: Connections | None) -> Source:
         assert isinstance(options, AzureOptions)
         return AzureSource(url, options)
 

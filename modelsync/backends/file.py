@@ -22,7 +22,7 @@ from modelsync.cancel import CancelToken
 from modelsync.errors import NotFoundError, PublishConflict, RefusedError, SourceError
 from modelsync.fsutil import fsync_dir
 from modelsync.manifest import check_relpath, parse_version
-from modelsync.sources.base import Backend, ObjectInfo, Sink, Source
+from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
 
 __all__ = ["BACKEND", "LocalSource"]
 
@@ -197,7 +197,7 @@ class _FileBackend(Backend):
             raise ValueError(f"file source {url!r} has a query or fragment: file:///path")
         return url.rstrip("/")
 
-    def open(self, url: str, options: BaseModel) -> Source:
+    def open(self, url: str, options: BaseModel, connections: Connections | None) -> Source:
         return LocalSource(url)
 
     def watch_root(self, url: str) -> Path | None:

@@ -38,7 +38,7 @@ from modelsync.errors import (
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
-from modelsync.sources.base import Backend, ObjectInfo, Sink, Source
+from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
 from modelsync.sources.ranges import READ_SIZE, RangeOptions, RangeWriter, SinkWriter, fetch_ranges
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class _GsBackend(Backend):
             raise ValueError(f"gs source {url!r} has a query or fragment: gs://bucket/prefix")
         return url.rstrip("/")
 
-    def open(self, url: str, options: BaseModel) -> Source:
+    def open(self, url: str, options: BaseModel, connections: Connections | None) -> Source:
         assert isinstance(options, GcsOptions)
         return GcsSource(url, options)
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import structlog
@@ -40,8 +39,11 @@ from modelsync.errors import (
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
-from modelsync.sources.base import Backend, Hasher, ObjectInfo, Sink, Source
+from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
 from modelsync.sources.ranges import READ_SIZE, RangeOptions, RangeWriter, SinkWriter, fetch_ranges
+
+if TYPE_CHECKING:
+    from modelsync.sources.deadline import ConnectionTracker
 
 __all__ = ["BACKEND", "S3Options", "S3Source"]
 
@@ -209,9 +211,9 @@ class _S3Backend(Backend):
             raise ValueError(f"s3 source {url!r}: use s3://bucket/prefix (no query or user)")
         return url.rstrip("/")
 
-    def open(self, url: str, options: BaseModel) -> Source:
+    def open(self, url: str, options: BaseModel, connections: Connections | None) -> Source:
         assert isinstance(options, S3Options)
-        return S3Source(url, options)
+        return S3Source(url, options, connections=connections)
 
 
 BACKEND = _S3Backend()
@@ -221,33 +223,46 @@ class S3Source:
     """``s3://bucket/prefix`` → objects ``prefix/<version>/<name>``."""
 
     def __init__(
-        self, url: str, options: S3Options | None = None, retry: RetryPolicy | None = None
+        self,
+        url: str,
+        options: S3Options | None = None,
+        retry: RetryPolicy | None = None,
+        connections: Connections | None = None,
     ) -> None:
-        from modelsync.sources.deadline import ConnectionTracker
-
         parts = urlsplit(url)
         self.url = url
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.options = options or S3Options()
         self._retry = retry or RetryPolicy()
-        self._client: Any = None
-        self._lock = threading.Lock()
-        self._connections = ConnectionTracker()
+        # One client per options, shared by every model of the owner (a Syncer).
+        self._shared = connections if connections is not None else Connections()
+        self._owns_shared = connections is None
         self._log = structlog.get_logger().bind(source=url)
 
     # -- plumbing --------------------------------------------------------------
 
     def _s3(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._make_client()
-            return self._client
+        return self._pair()[0]
 
-    def _make_client(self) -> Any:
+    @property
+    def _connections(self) -> ConnectionTracker:
+        return self._pair()[1]
+
+    def _pair(self) -> tuple[Any, ConnectionTracker]:
+        pair: tuple[Any, ConnectionTracker] = self._shared.get(
+            ("s3", self.options.model_dump_json()),
+            self._make_client,
+            lambda made: made[0].close(),
+        )
+        return pair
+
+    def _make_client(self) -> tuple[Any, ConnectionTracker]:
         import boto3
         import botocore
         import botocore.config
+
+        from modelsync.sources.deadline import ConnectionTracker
 
         opts = self.options
         config = botocore.config.Config(
@@ -262,6 +277,7 @@ class S3Source:
             signature_version=botocore.UNSIGNED if opts.anonymous else None,
         )
         try:
+            # A session per client: sessions are not thread-safe, clients are.
             session = boto3.session.Session(profile_name=opts.profile, region_name=opts.region)
             client = session.client("s3", endpoint_url=opts.endpoint_url, config=config)
         except Exception as exc:
@@ -269,7 +285,8 @@ class S3Source:
 
         # Its pools report which connection each thread reads from, so that a pass's
         # deadline can cut a read that a dripping server stretches (deadline.py).
-        self._connections.track(client._endpoint.http_session._manager)
+        tracker = ConnectionTracker()
+        tracker.track(client._endpoint.http_session._manager)
 
         def ask_for_checksums(request: Any, **_: Any) -> None:
             request.headers["x-amz-checksum-mode"] = "ENABLED"
@@ -278,7 +295,7 @@ class S3Source:
         # headers come back and _Checks verifies them.
         for event in ("before-sign.s3.GetObject", "before-sign.s3.HeadObject"):
             client.meta.events.register(event, ask_for_checksums)
-        return client
+        return client, tracker
 
     def _key(self, version: int, name: str = "") -> str:
         base = f"{self.prefix}/{version}/" if self.prefix else f"{version}/"
@@ -449,7 +466,5 @@ class S3Source:
             )
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        if self._owns_shared:
+            self._shared.close()

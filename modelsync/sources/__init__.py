@@ -20,10 +20,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from modelsync.errors import ConfigError
-from modelsync.sources.base import Backend, ObjectInfo, Sink, Source
+from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
 
 __all__ = [
     "Backend",
+    "Connections",
     "ObjectInfo",
     "Sink",
     "Source",
@@ -82,10 +83,13 @@ def check_source(url: str, raw: Mapping[str, Any] | None = None) -> tuple[str, B
     return backend.parse(url), source_options(backend, raw or {})
 
 
-def open_source(url: str, options: Mapping[str, Any] | None = None) -> Source:
-    """A Source for ``url``; ConfigError for an unknown URL or bad options."""
+def open_source(
+    url: str, options: Mapping[str, Any] | None = None, connections: Connections | None = None
+) -> Source:
+    """A Source for ``url``; ConfigError for an unknown URL or bad options. Sources
+    opened with one ``connections`` share clients (the caller closes it after them)."""
     try:
         normal, checked = check_source(url, options)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    return backend_for(normal).open(normal, checked)
+    return backend_for(normal).open(normal, checked, connections)
