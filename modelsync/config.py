@@ -7,12 +7,10 @@ in one line, so an operator can fix it without reading a traceback.
 from __future__ import annotations
 
 import importlib.util
-import re
-import signal
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote
 
 from pydantic import (
@@ -25,8 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
 from modelsync.manifest import check_relpath, parse_version
+from modelsync.notify import NotifyConfig
 from modelsync.sources import backend_for, check_source
 from modelsync.store import CURRENT, Layout
 from modelsync.units import Duration, Size
@@ -46,66 +46,6 @@ __all__ = [
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
-
-
-class NotifyConfig(_Strict):
-    """How the serving process is told that ``current`` changed."""
-
-    # None: the server preset's own way (none for the custom preset).
-    method: Literal["server", "none", "signal", "http", "exec"] | None = None
-    signal: str = "SIGHUP"
-    pidfile: Path | None = None
-    # A regular expression matched against each process's command line (/proc/*/cmdline).
-    process: str | None = None
-    url: str | None = None
-    http_method: str = Field(default="POST", pattern="^(GET|POST|PUT|PATCH|DELETE)$")
-    # Request body; {model}, {version} and {path} are substituted.
-    body: str | None = None
-    command: tuple[str, ...] | None = None
-    timeout: Duration = 10.0
-
-    @model_validator(mode="after")
-    def _complete(self) -> NotifyConfig:
-        if self.method == "signal":
-            if self.pidfile is None and self.process is None:
-                raise ValueError("method 'signal' needs pidfile or process")
-            if self.signal not in signal.Signals.__members__:
-                raise ValueError(f"unknown signal {self.signal!r}")
-            if self.process is not None:
-                try:
-                    re.compile(self.process)
-                except re.error as exc:
-                    raise ValueError(f"process is not a regular expression: {exc}") from exc
-        if self.method == "http" and not self.url:
-            raise ValueError("method 'http' needs url")
-        if self.method == "exec" and not self.command:
-            raise ValueError("method 'exec' needs command (an argv list)")
-        return self
-
-
-class ConfirmConfig(_Strict):
-    """How modelsync hears that the server serves the new revision."""
-
-    # None: the server preset's own way (none for the custom preset).
-    method: Literal["server", "none", "http", "tfserving", "exec"] | None = None
-    # {model} and {version} are substituted. tfserving: http://host:8501/v1/models/{model}
-    url: str | None = None
-    # http: this JSON field of the answer must equal the version.
-    json_field: str | None = None
-    # http: answers with these statuses mean the server could not load the version
-    # (any other non-2xx means "not yet").
-    fail_status: tuple[int, ...] = ()
-    command: tuple[str, ...] | None = None
-    timeout: Duration = 120.0
-    period: Duration = 1.0
-
-    @model_validator(mode="after")
-    def _complete(self) -> ConfirmConfig:
-        if self.method in ("http", "tfserving") and not self.url:
-            raise ValueError(f"method {self.method!r} needs url")
-        if self.method == "exec" and not self.command:
-            raise ValueError("method 'exec' needs command (an argv list)")
-        return self
 
 
 class ValidateConfig(_Strict):
@@ -173,6 +113,8 @@ class ModelConfig(_Strict):
     # Minimum manifest metrics, e.g. {"ndcg@10" = 0.30}: a revision missing one or
     # below it is refused before download.
     gate: dict[str, float] = Field(default_factory=dict)
+    # [models.notify] / [models.confirm]: keys of the method named (modelsync/notify/,
+    # modelsync/confirm/: each method's module owns its options).
     notify: NotifyConfig = NotifyConfig()
     confirm: ConfirmConfig = ConfirmConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
@@ -249,6 +191,16 @@ class ModelConfig(_Strict):
         link = self.current_link if self.current_link is not None else preset.current_link
         files = self.model_files if self.model_files is not None else preset.model_files
         return Layout(link_current=link, model_files=files, exclusive=preset.exclusive)
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _notify_method(cls, raw: Any) -> Any:
+        return NotifyConfig.of(**raw) if isinstance(raw, Mapping) else raw
+
+    @field_validator("confirm", mode="before")
+    @classmethod
+    def _confirm_method(cls, raw: Any) -> Any:
+        return ConfirmConfig.of(**raw) if isinstance(raw, Mapping) else raw
 
     @field_validator("complete_marker")
     @classmethod

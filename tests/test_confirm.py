@@ -51,7 +51,7 @@ def test_tfserving_waits_for_available() -> None:
         return 200, next(answers, _status(("7", "AVAILABLE", "OK", ""), ("6", "END", "OK", "")))
 
     with http_stub(answer) as (url, seen):
-        config = ConfirmConfig(method="tfserving", url=url + "/v1/models/{model}", period=0.05)
+        config = ConfirmConfig.of(method="tfserving", url=url + "/v1/models/{model}", period=0.05)
         confirm(config)
     assert len(seen) == 3 and seen[0][1] == "/v1/models/ranker"
 
@@ -62,7 +62,7 @@ def test_tfserving_error_and_end_fail_at_once() -> None:
         url,
         _,
     ):
-        config = ConfirmConfig(method="tfserving", url=url, period=0.05, timeout=30)
+        config = ConfirmConfig.of(method="tfserving", url=url, period=0.05, timeout=30)
         started = time.monotonic()
         with pytest.raises(LoadFailed, match="UNKNOWN: Data loss: bad"):
             confirm(config)
@@ -71,12 +71,12 @@ def test_tfserving_error_and_end_fail_at_once() -> None:
         http_stub(lambda m, p, b: (200, _status(("7", "END", "OK", "")))) as (url, _),
         pytest.raises(LoadFailed, match="ended without serving"),
     ):
-        confirm(ConfirmConfig(method="tfserving", url=url))
+        confirm(ConfirmConfig.of(method="tfserving", url=url))
 
 
 def test_dead_server_times_out_and_stop_interrupts() -> None:
     """Nothing listening: keep asking until the timeout; a stop request ends the wait."""
-    config = ConfirmConfig(
+    config = ConfirmConfig.of(
         method="tfserving", url=f"http://127.0.0.1:{free_port()}/", period=0.05, timeout=0.5
     )
     with pytest.raises(LoadUnknown, match=r"not confirmed within 0\.5s.*connection refused"):
@@ -95,14 +95,14 @@ def test_http_json_field_must_equal_the_version() -> None:
         return next(answers, (200, b'{"version": "7"}'))
 
     with http_stub(answer) as (url, seen):
-        confirm(ConfirmConfig(method="http", url=url, json_field="version", period=0.05))
+        confirm(ConfirmConfig.of(method="http", url=url, json_field="version", period=0.05))
     assert len(seen) == 3
     with (
         http_stub(lambda m, p, b: (200, b'{"version": 6}')) as (url, _),
         pytest.raises(LoadUnknown, match="version is 6"),
     ):
         confirm(
-            ConfirmConfig(method="http", url=url, json_field="version", period=0.05, timeout=0.3)
+            ConfirmConfig.of(method="http", url=url, json_field="version", period=0.05, timeout=0.3)
         )
 
 
@@ -114,7 +114,7 @@ def test_exec_until_exit_0(tmp_path: Path) -> None:
         "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
         "sys.exit(0 if n >= 3 and os.environ['MODELSYNC_VERSION'] == '7' else 1)"
     )
-    confirm(ConfirmConfig(method="exec", command=(sys.executable, "-c", script), period=0.05))
+    confirm(ConfirmConfig.of(method="exec", command=(sys.executable, "-c", script), period=0.05))
     assert marker.read_text() == "3"
 
 
@@ -123,7 +123,7 @@ def test_exec_exit_3_is_the_servers_verdict() -> None:
     script = "import sys; sys.stderr.write('model.onnx: bad opset\\n'); sys.exit(3)"
     started = time.monotonic()
     with pytest.raises(LoadFailed, match="bad opset"):
-        confirm(ConfirmConfig(method="exec", command=(sys.executable, "-c", script), timeout=30))
+        confirm(ConfirmConfig.of(method="exec", command=(sys.executable, "-c", script), timeout=30))
     assert time.monotonic() - started < 5
 
 
@@ -132,10 +132,10 @@ def test_http_keeps_the_servers_words_and_fails_fast_on_fail_status() -> None:
     body = b'{"error": "load failed for model \'ranker\': version 7: bad weights"}'
     with http_stub(lambda m, p, b: (400, body)) as (url, _):
         with pytest.raises(LoadUnknown, match=r"HTTP 400: load failed .* bad weights"):
-            confirm(ConfirmConfig(method="http", url=url, period=0.05, timeout=0.3))
+            confirm(ConfirmConfig.of(method="http", url=url, period=0.05, timeout=0.3))
         started = time.monotonic()
         with pytest.raises(LoadFailed, match="bad weights"):
-            confirm(ConfirmConfig(method="http", url=url, fail_status=(400,), timeout=30))
+            confirm(ConfirmConfig.of(method="http", url=url, fail_status=(400,), timeout=30))
         assert time.monotonic() - started < 5
 
 
@@ -145,12 +145,7 @@ def test_a_server_answering_absurdly_nested_json_is_not_a_crash() -> None:
     body = b"[" * 200_000 + b"]" * 200_000
     with http_stub(lambda m, p, b: (200, body)) as (url, _):
         for method in ("http", "tfserving"):
-            config = ConfirmConfig(
-                method=method,
-                url=url,
-                json_field="v" if method == "http" else None,
-                period=0.05,
-                timeout=0.3,
-            )
+            extra = {"json_field": "v"} if method == "http" else {}
+            config = ConfirmConfig.of(method=method, url=url, period=0.05, timeout=0.3, **extra)
             with pytest.raises(LoadUnknown):
                 confirm(config)

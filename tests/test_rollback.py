@@ -23,7 +23,7 @@ FAILED = (500, b'{"error": "load failed: bad weights"}')
 
 def _model(bucket: Path, confirm_url: str | None, **extra: object) -> ModelConfig:
     confirm = (
-        ConfirmConfig(
+        ConfirmConfig.of(
             method="http",
             url=confirm_url + "/{version}",
             json_field="version",
@@ -32,7 +32,7 @@ def _model(bucket: Path, confirm_url: str | None, **extra: object) -> ModelConfi
             fail_status=(500,),
         )
         if confirm_url
-        else ConfirmConfig()
+        else ConfirmConfig.of()
     )
     return ModelConfig(name="ranker", source=f"file://{bucket}", confirm=confirm, **extra)  # type: ignore[arg-type]
 
@@ -50,7 +50,7 @@ def test_first_activation_stands_without_a_server(tmp_path: Path, bucket: Path) 
     model = ModelConfig(
         name="ranker",
         source=f"file://{bucket}",
-        notify=NotifyConfig(method="signal", pidfile=tmp_path / "none.pid"),
+        notify=NotifyConfig.of(method="signal", pidfile=tmp_path / "none.pid"),
     )
     syncer = Syncer(Store(tmp_path / "store", tmp_path / "store" / ".modelsync"))
     result = syncer.sync(model, CancelToken())

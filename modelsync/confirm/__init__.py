@@ -9,14 +9,29 @@ outcomes: loaded (returns), failed (LoadFailed, the server's own words), unknown
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from modelsync.cancel import CancelToken
-from modelsync.config import ConfirmConfig
 from modelsync.errors import LoadFailed, LoadUnknown, ReloadError, ServerNotRunning
+from modelsync.methods import MethodOptions, method_of, parse_options
 from modelsync.notify.http import http_call
 from modelsync.reload import Probe, Prober, ProbeState, ReloadTarget
+from modelsync.units import Duration
 
-__all__ = ["ask", "build_prober", "probe_timeout", "wait_loaded"]
+__all__ = ["ConfirmConfig", "ask", "build_prober", "probe_timeout", "wait_loaded"]
+
+
+class ConfirmConfig(MethodOptions):
+    """[models.confirm]: the keys every method has; a method's module adds its own
+    (methods: the modules here, http, tfserving, exec; built in: none, server)."""
+
+    timeout: Duration = 120.0
+    period: Duration = 1.0
+
+    @classmethod
+    def of(cls, **raw: Any) -> ConfirmConfig:
+        """The options of the method ``raw`` names, validated (ValueError names the key)."""
+        return parse_options(__name__, ConfirmConfig, raw)
 
 
 def ask(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes] | Probe:
@@ -77,16 +92,7 @@ def build_prober(config: ConfirmConfig) -> Prober | None:
 
     ``server`` (a preset's own) is built by the preset, not here.
     """
-    if config.method == "http":
-        from modelsync.confirm.http import HttpProber
-
-        return HttpProber(config)
-    if config.method == "tfserving":
-        from modelsync.confirm.tfserving import TfServingProber
-
-        return TfServingProber(config.url or "")
-    if config.method == "exec":
-        from modelsync.confirm.exec import ExecProber
-
-        return ExecProber(config)
-    return None
+    if config.method in (None, "none", "server"):
+        return None
+    prober: Prober = method_of(__name__, config.method).build(config)
+    return prober

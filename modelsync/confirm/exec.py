@@ -6,19 +6,27 @@ command's last stderr line is kept as the reason). Anything else: not yet.
 
 from __future__ import annotations
 
-from modelsync.config import ConfirmConfig
+from pydantic import Field
+
+from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ReloadError
+from modelsync.methods import Method
 from modelsync.notify.exec import CommandFailed, run_command
 from modelsync.reload import Probe, ProbeState, ReloadTarget
 
-__all__ = ["FAILED_EXIT", "ExecProber"]
+__all__ = ["FAILED_EXIT", "METHOD", "ExecConfirmOptions", "ExecProber"]
 
 FAILED_EXIT = 3
 
 
+class ExecConfirmOptions(ConfirmConfig):
+    """method = "exec": a command whose exit status is the answer."""
+
+    command: tuple[str, ...] = Field(min_length=1)
+
+
 class ExecProber:
-    def __init__(self, config: ConfirmConfig) -> None:
-        assert config.command
+    def __init__(self, config: ExecConfirmOptions) -> None:
         self._command = config.command
 
     def probe(self, target: ReloadTarget, timeout: float) -> Probe:
@@ -30,3 +38,6 @@ class ExecProber:
         except ReloadError as exc:  # could not run it (yet): not a verdict
             return Probe(ProbeState.LOADING, str(exc))
         return Probe(ProbeState.LOADED)
+
+
+METHOD = Method(ExecConfirmOptions, ExecProber)

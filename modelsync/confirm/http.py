@@ -6,8 +6,10 @@ which mean the server could not load it; the server's own words are kept either 
 
 from __future__ import annotations
 
-from modelsync.config import ConfirmConfig
-from modelsync.confirm import ask
+from pydantic import Field
+
+from modelsync.confirm import ConfirmConfig, ask
+from modelsync.methods import Method
 from modelsync.reload import (
     Probe,
     ProbeState,
@@ -17,15 +19,27 @@ from modelsync.reload import (
     server_words,
 )
 
-__all__ = ["HttpProber"]
+__all__ = ["METHOD", "HttpConfirmOptions", "HttpProber"]
+
+
+class HttpConfirmOptions(ConfirmConfig):
+    """method = "http": GET a URL until it answers 2xx (naming the version)."""
+
+    # {model} and {version} are substituted.
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    # This JSON field of the answer must equal the version.
+    json_field: str | None = None
+    # Answers with these statuses mean the server could not load the version (any
+    # other non-2xx means "not yet").
+    fail_status: tuple[int, ...] = ()
 
 
 class HttpProber:
-    def __init__(self, config: ConfirmConfig) -> None:
+    def __init__(self, config: HttpConfirmOptions) -> None:
         self._config = config
 
     def probe(self, target: ReloadTarget, timeout: float) -> Probe:
-        url = render(self._config.url or "", target)
+        url = render(self._config.url, target)
         answer = ask("GET", url, None, timeout)
         if isinstance(answer, Probe):
             return answer
@@ -44,3 +58,6 @@ class HttpProber:
         if str(value) != str(target.version):
             return Probe(ProbeState.ABSENT, f"{field} is {value!r}")
         return Probe(ProbeState.LOADED)
+
+
+METHOD = Method(HttpConfirmOptions, HttpProber)

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelsync.confirm import ask
+from pydantic import Field
+
+from modelsync.confirm import ConfirmConfig, ask
+from modelsync.methods import Method
 from modelsync.reload import Probe, ProbeState, ReloadTarget, parse_json, render
 
-__all__ = ["TfServingProber", "version_status"]
+__all__ = ["METHOD", "TfServingOptions", "TfServingProber", "version_status"]
+
+
+class TfServingOptions(ConfirmConfig):
+    """method = "tfserving": TF Serving's REST model status."""
+
+    # http://host:8501/v1/models/{model}
+    url: str = Field(pattern=r"^https?://[^\s]+$")
 
 
 def version_status(doc: Any, version: int) -> dict[str, Any] | None:
@@ -52,3 +62,6 @@ class TfServingProber:
         if state == "END":
             return Probe(ProbeState.FAILED, f"version {target.version} ended without serving")
         return Probe(ProbeState.LOADING, f"state {state}")
+
+
+METHOD = Method(TfServingOptions, lambda config: TfServingProber(config.url))

@@ -1,14 +1,31 @@
-"""Notifiers: signal, http, exec (and none, for servers that watch the directory).
+"""Notifiers: how the serving process is told that a new revision is in place.
 
-Server presets bring their own (modelsync/servers/); see servers.notifier_for.
+Each method is a module here (signal, http, exec) that owns its options (a
+NotifyConfig subclass) and builds its Notifier; ``none`` (servers that watch the
+directory) and ``server`` (the preset's own way, modelsync/servers/) are built in.
+See modelsync.methods.
 """
 
 from __future__ import annotations
 
-from modelsync.config import NotifyConfig
-from modelsync.reload import Notifier, ReloadTarget
+from typing import Any
 
-__all__ = ["NoNotify", "build_notifier"]
+from modelsync.methods import MethodOptions, method_of, parse_options
+from modelsync.reload import Notifier, ReloadTarget
+from modelsync.units import Duration
+
+__all__ = ["NoNotify", "NotifyConfig", "build_notifier"]
+
+
+class NotifyConfig(MethodOptions):
+    """[models.notify]: the keys every method has; a method's module adds its own."""
+
+    timeout: Duration = 10.0
+
+    @classmethod
+    def of(cls, **raw: Any) -> NotifyConfig:
+        """The options of the method ``raw`` names, validated (ValueError names the key)."""
+        return parse_options(__name__, NotifyConfig, raw)
 
 
 class NoNotify:
@@ -19,18 +36,9 @@ class NoNotify:
 
 
 def build_notifier(config: NotifyConfig) -> Notifier:
-    if config.method == "signal":
-        from modelsync.notify.signal import SignalNotifier
-
-        return SignalNotifier(config)
-    if config.method == "http":
-        from modelsync.notify.http import HttpNotifier
-
-        return HttpNotifier(config)
-    if config.method == "exec":
-        from modelsync.notify.exec import ExecNotifier
-
-        return ExecNotifier(config)
     if config.method == "server":
         raise ValueError("method 'server' is built by the server preset (servers.notifier_for)")
-    return NoNotify()
+    if config.method in (None, "none"):
+        return NoNotify()
+    notifier: Notifier = method_of(__name__, config.method).build(config)
+    return notifier

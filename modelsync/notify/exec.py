@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 
-from modelsync.config import NotifyConfig
+from pydantic import Field
+
 from modelsync.errors import ReloadError
+from modelsync.methods import Method
+from modelsync.notify import NotifyConfig
 from modelsync.reload import ReloadTarget, child_env
 
-__all__ = ["CommandFailed", "ExecNotifier", "run_command"]
+__all__ = ["METHOD", "CommandFailed", "ExecNotifier", "ExecNotifyOptions", "run_command"]
 
 
 class CommandFailed(ReloadError):
@@ -39,11 +42,18 @@ def run_command(argv: tuple[str, ...], target: ReloadTarget, timeout: float) -> 
         raise CommandFailed(f"{argv[0]} exited {done.returncode}: {last}", done.returncode)
 
 
+class ExecNotifyOptions(NotifyConfig):
+    """method = "exec": a command (argv list) the server's reload is done with."""
+
+    command: tuple[str, ...] = Field(min_length=1)
+
+
 class ExecNotifier:
-    def __init__(self, config: NotifyConfig) -> None:
-        assert config.command
+    def __init__(self, config: ExecNotifyOptions) -> None:
         self._config = config
 
     def notify(self, target: ReloadTarget) -> None:
-        assert self._config.command
         run_command(self._config.command, target, self._config.timeout)
+
+
+METHOD = Method(ExecNotifyOptions, ExecNotifier)

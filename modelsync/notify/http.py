@@ -7,11 +7,14 @@ import urllib.error
 import urllib.request
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from modelsync.config import NotifyConfig
+from pydantic import Field
+
 from modelsync.errors import LoadUnknown, ReloadError, ServerNotRunning
+from modelsync.methods import Method
+from modelsync.notify import NotifyConfig
 from modelsync.reload import ReloadTarget, redact_url, render, server_words
 
-__all__ = ["HttpNotifier", "http_call"]
+__all__ = ["METHOD", "HttpNotifier", "HttpNotifyOptions", "http_call"]
 
 
 def http_call(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
@@ -45,14 +48,26 @@ def http_call(method: str, url: str, body: bytes | None, timeout: float) -> tupl
         raise LoadUnknown(f"{shown}: {type(exc).__name__}: {exc}") from exc
 
 
+class HttpNotifyOptions(NotifyConfig):
+    """method = "http": a request to the server (its reload or load endpoint)."""
+
+    # {model}, {version} and {path} are substituted; user:password@ is sent as Basic auth.
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    http_method: str = Field(default="POST", pattern="^(GET|POST|PUT|PATCH|DELETE)$")
+    # Request body; {model}, {version} and {path} are substituted.
+    body: str | None = None
+
+
 class HttpNotifier:
-    def __init__(self, config: NotifyConfig) -> None:
-        assert config.url is not None
+    def __init__(self, config: HttpNotifyOptions) -> None:
         self._config = config
 
     def notify(self, target: ReloadTarget) -> None:
-        url = render(self._config.url or "", target)
+        url = render(self._config.url, target)
         body = render(self._config.body, target).encode() if self._config.body else None
         status, answer = http_call(self._config.http_method, url, body, self._config.timeout)
         if not 200 <= status < 300:
             raise ReloadError(f"{redact_url(url)} answered HTTP {status}: {server_words(answer)}")
+
+
+METHOD = Method(HttpNotifyOptions, HttpNotifier)

@@ -7,11 +7,36 @@ import re
 import signal
 from pathlib import Path
 
-from modelsync.config import NotifyConfig
+from pydantic import model_validator
+
 from modelsync.errors import ReloadError
+from modelsync.methods import Method
+from modelsync.notify import NotifyConfig
 from modelsync.reload import ReloadTarget, ServerNotRunning
 
-__all__ = ["SignalNotifier", "find_processes"]
+__all__ = ["METHOD", "SignalNotifier", "SignalOptions", "find_processes"]
+
+
+class SignalOptions(NotifyConfig):
+    """method = "signal": a signal to the server, found by pidfile or command line."""
+
+    signal: str = "SIGHUP"
+    pidfile: Path | None = None
+    # A regular expression matched against each process's command line (/proc/*/cmdline).
+    process: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> SignalOptions:
+        if self.pidfile is None and self.process is None:
+            raise ValueError("method 'signal' needs pidfile or process")
+        if self.signal not in signal.Signals.__members__:
+            raise ValueError(f"unknown signal {self.signal!r}")
+        if self.process is not None:
+            try:
+                re.compile(self.process)
+            except re.error as exc:
+                raise ValueError(f"process is not a regular expression: {exc}") from exc
+        return self
 
 
 def find_processes(pattern: str, proc: Path = Path("/proc")) -> list[int]:
@@ -33,7 +58,7 @@ def find_processes(pattern: str, proc: Path = Path("/proc")) -> list[int]:
 
 
 class SignalNotifier:
-    def __init__(self, config: NotifyConfig) -> None:
+    def __init__(self, config: SignalOptions) -> None:
         self._signal = signal.Signals[config.signal]
         self._pidfile = config.pidfile
         self._process = config.process
@@ -72,3 +97,6 @@ class SignalNotifier:
                     f"not allowed to signal process {pid} (run as the server's user, or share "
                     "its PID namespace)"
                 ) from exc
+
+
+METHOD = Method(SignalOptions, SignalNotifier)
