@@ -73,11 +73,13 @@ servers-test: $(STAMP) servers
 slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-# Download benchmark against the GCS emulator: modelsync beside rclone, gcsfs, plain GETs.
-bench: $(STAMP)
+# Download benchmarks: against the GCS emulator beside rclone, gcsfs, plain GETs; then
+# every network backend (gs, s3, az) on its emulator beside the store's own SDK.
+bench: $(STAMP) emulators
 	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3,azure,bench]'
 	$(BIN)/python -m bench.gcs_download
+	$(BIN)/python -m bench.backends_download
 
 # The daemon's RSS idle and during a 1 GB download, and its idle CPU.
 bench-daemon: $(STAMP)

@@ -140,11 +140,11 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _server_preset(self) -> ModelConfig:
-        from modelsync.servers import PRESETS, get_preset
+        from modelsync.servers import get_preset, preset_names
 
-        if self.server not in PRESETS:
+        if self.server not in preset_names():
             raise ValueError(
-                f"server: unknown server {self.server!r}; one of " + ", ".join(sorted(PRESETS))
+                f"server: unknown server {self.server!r}; one of " + ", ".join(preset_names())
             )
         try:
             get_preset(self.server).options(self.server_options)

@@ -61,3 +61,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    # Storage SDKs log through the standard library; with no handler configured its
+    # last resort prints their warnings as raw multi-line text on stderr (azure.identity
+    # prints a paragraph per failed credential). modelsync reports every storage
+    # failure itself, in one line, so only their errors may pass.
+    for name in ("azure", "botocore", "boto3", "urllib3", "google"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -11,7 +11,7 @@ import pytest
 from modelsync.config import ModelConfig
 from modelsync.errors import LoadFailed, RefusedError, ServerNotRunning
 from modelsync.reload import ProbeState, ReloadTarget, server_words
-from modelsync.servers import PRESETS, get_preset, notifier_for, prober_for
+from modelsync.servers import get_preset, notifier_for, preset_names, prober_for
 from tests.helpers import free_port, write_tree
 from tests.httpstub import http_stub
 
@@ -25,7 +25,8 @@ def _model(server: str, **extra: object) -> ModelConfig:
 def test_every_preset_declares_its_layout_and_ways() -> None:
     """Each preset module builds; only custom keeps a current link; scanning servers
     need a prober and a notifier unless they watch the directory."""
-    for name in PRESETS:
+    assert preset_names() == ["custom", "kserve", "mlserver", "tfserving", "triton"]
+    for name in preset_names():
         preset = get_preset(name)
         assert preset.name == name
         assert preset.current_link is (name == "custom")

@@ -75,6 +75,13 @@ def translate(exc: BaseException, what: str, container: str) -> ModelsyncError:
             "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or "
             "source_options.connection_string"
         )
+    if isinstance(exc, az.ClientAuthenticationError) and exc.status_code is None:
+        # No HTTP answer: DefaultAzureCredential found no credential to use.
+        return AccessDeniedError(
+            f"{what}: no Azure credentials found: use workload identity, a managed "
+            "identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or "
+            "source_options.connection_string"
+        )
     if isinstance(exc, az.ClientAuthenticationError):
         return AccessDeniedError(
             f"{what}: access denied ({exc.status_code or 'credentials refused'}): grant the "
@@ -88,17 +95,22 @@ def translate(exc: BaseException, what: str, container: str) -> ModelsyncError:
         return PublishConflict(f"{what}: already exists (HTTP 409): written by someone else")
     if isinstance(exc, az.HttpResponseError):
         status = int(exc.status_code or 0)
-        code = getattr(exc, "error_code", None) or "HTTP"
+        error_code = str(getattr(exc, "error_code", None) or "")
+        code = (
+            f"{error_code} HTTP {status}"
+            if error_code not in ("", str(status))
+            else f"HTTP {status}"
+        )
         if status in (401, 403):
             return AccessDeniedError(
-                f"{what}: access denied ({code} {status}): grant the identity "
+                f"{what}: access denied ({code}): grant the identity "
                 f"'Storage Blob Data Reader' on container {container}"
             )
         if status == 404:
             return NotFoundError(f"{what}: not found ({code}): check the account and container")
         if status in (408, 429) or status >= 500:
-            return TransientSourceError(f"{what}: {code} ({status})")
-        return SourceError(f"{what}: {code} ({status}): {_short(exc)}")
+            return TransientSourceError(f"{what}: {code}")
+        return SourceError(f"{what}: {code}: {_short(exc)}")
     if isinstance(exc, az.AzureError | ConnectionError | TimeoutError | OSError):
         # ServiceRequestError, ServiceResponseError, IncompleteReadError, DecodeError:
         # the connection failed or broke mid-body.

@@ -4,13 +4,16 @@ A preset is one module here that owns everything about its server: its options
 (``[models.server_options]``), its default URL, the store layout the server needs
 (a ``current`` link or not, model-level files such as Triton's ``config.pbtxt``),
 how it is told about a new revision, how it is asked what it did with one, and the
-checks a revision must pass before that server sees it. Adding a server touches its
-module, the table below and the docs.
+checks a revision must pass before that server sees it. A module here that defines
+``PRESET`` is a preset, named by its module: adding a server touches its module and
+the docs.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from typing import TYPE_CHECKING
 
 from modelsync.servers.base import ServerPreset
@@ -19,23 +22,29 @@ if TYPE_CHECKING:
     from modelsync.config import ModelConfig
     from modelsync.reload import Notifier, Prober
 
-__all__ = ["PRESETS", "ServerPreset", "get_preset", "notifier_for", "prober_for"]
+__all__ = ["ServerPreset", "get_preset", "notifier_for", "preset_names", "prober_for"]
 
-# name -> module holding ``PRESET``; imported only when a model uses it.
-PRESETS = {
-    "custom": "modelsync.servers.custom",
-    "tfserving": "modelsync.servers.tfserving",
-    "triton": "modelsync.servers.triton",
-    "mlserver": "modelsync.servers.mlserver",
-    "kserve": "modelsync.servers.kserve",
-}
+
+@functools.cache
+def _presets() -> dict[str, ServerPreset]:
+    # Found once per process: the set is fixed by the installed code.
+    found: dict[str, ServerPreset] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        preset = getattr(module, "PRESET", None)
+        if preset is not None:
+            found[info.name] = preset
+    return found
+
+
+def preset_names() -> list[str]:
+    """Every preset's name (its module's), sorted."""
+    return sorted(_presets())
 
 
 def get_preset(name: str) -> ServerPreset:
     """The preset called ``name``; KeyError for an unknown one."""
-    module = importlib.import_module(PRESETS[name])
-    preset: ServerPreset = module.PRESET
-    return preset
+    return _presets()[name]
 
 
 def notifier_for(model: ModelConfig) -> Notifier | None:
