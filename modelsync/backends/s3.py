@@ -163,7 +163,12 @@ class _Checks:
     def __init__(self, headers: Mapping[str, str]) -> None:
         self._pending: list[tuple[str, Any, str]] = []
         get = {k.lower(): v for k, v in headers.items()}.get
-        composite = get("x-amz-checksum-type", "FULL_OBJECT").upper() == "COMPOSITE"
+        etag = get("etag", "").strip('"')
+        # A multipart upload's checksum is of its parts ("composite") unless S3 says
+        # FULL_OBJECT; S3-compatible stores (and moto) may omit both the type and the
+        # "-N" suffix, so a multipart ETag ("...-N") alone rules the checksum out.
+        kind = get("x-amz-checksum-type", "").upper()
+        composite = kind == "COMPOSITE" or ("-" in etag and kind != "FULL_OBJECT")
         makers: dict[str, Callable[[], Any]] = {
             "crc32c": lambda: _Crc(castagnoli=True),
             "crc32": lambda: _Crc(castagnoli=False),
@@ -175,7 +180,6 @@ class _Checks:
             if value and "-" not in value and not composite:
                 self._pending.append((name, make(), value))
                 return
-        etag = get("etag", "").strip('"')
         encrypted = get("x-amz-server-side-encryption", "").startswith("aws:kms") or get(
             "x-amz-server-side-encryption-customer-algorithm"
         )
