@@ -211,6 +211,9 @@ class AzureSource:
             session_owner=True,
             connection_timeout=opts.connect_timeout,
             read_timeout=opts.read_timeout,
+            # What the SDK sets on the transport it makes itself (4 MiB reads); a
+            # transport passed in keeps azure-core's 4 KiB, far slower under the GIL.
+            connection_data_block_size=_GET_SIZE,
         )
         common: dict[str, Any] = {
             "transport": transport,
