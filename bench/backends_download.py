@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.gcs_download import MB, Row, dir_bytes, run_measured
+from bench.gcs_download import MB, Row, dir_bytes, random_tree, run_measured
 from tests.backends import S3_ENV, AzureBackend, GcsBackend, NetworkBackend, S3Backend
 from tests.emulators import start_azurite, start_moto, stop
 from tests.gcs_emulator import start as start_gcs
@@ -85,20 +84,6 @@ with ThreadPoolExecutor(8) as pool:
 }
 
 
-def _tree(root: Path, files: dict[str, int], seed: str) -> Path:
-    rng = random.Random(seed)
-    for name, size in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            left = size
-            while left:
-                step = min(left, 8 * 1024 * 1024)
-                handle.write(rng.randbytes(step))
-                left -= step
-    return root
-
-
 def _peer_args(backend: NetworkBackend) -> list[str]:
     if isinstance(backend, GcsBackend):
         return [backend.endpoint, backend.bucket, backend.prefix]
@@ -111,7 +96,7 @@ def _peer_args(backend: NetworkBackend) -> list[str]:
 def measure(backend: NetworkBackend, label: str, files: dict[str, int], work: Path) -> list[Row]:
     total = sum(files.values()) / MB
     env = {**os.environ, **backend.env()}
-    src = _tree(work / "src", files, label)
+    src = random_tree(work / "src", files, label)
     published = subprocess.run(
         [sys.executable, "-m", "modelsync", "publish", str(src), backend.url, "--version", "1"],
         env=env,

@@ -76,14 +76,11 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def publish(endpoint: str, bucket: str, model: str, files: dict[str, int], work: Path) -> None:
-    from modelsync.backends.gs import GcsOptions, GcsSource
-    from modelsync.publish import publish as do_publish
-
-    src = work / "src" / model
-    rng = random.Random(model)
+def random_tree(root: Path, files: dict[str, int], seed: str) -> Path:
+    """Files of the given sizes under ``root``, random bytes seeded by ``seed``."""
+    rng = random.Random(seed)
     for name, size in files.items():
-        path = src / name
+        path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:
             left = size
@@ -91,6 +88,14 @@ def publish(endpoint: str, bucket: str, model: str, files: dict[str, int], work:
                 step = min(left, 8 * 1024 * 1024)
                 handle.write(rng.randbytes(step))
                 left -= step
+    return root
+
+
+def publish(endpoint: str, bucket: str, model: str, files: dict[str, int], work: Path) -> None:
+    from modelsync.backends.gs import GcsOptions, GcsSource
+    from modelsync.publish import publish as do_publish
+
+    src = random_tree(work / "src" / model, files, model)
     do_publish(
         src,
         f"gs://{bucket}/{model}",

@@ -233,7 +233,6 @@ class Daemon:
         if install_signals:
             self._install_signals()
         self.syncer.store.prepare()
-        self.admin.start()
         self._watcher.start()
         if self._watch_config:
             from pathlib import Path
@@ -244,6 +243,9 @@ class Daemon:
         for model in self.config.models:
             self._start_worker(model)
         self._scheduler.start()
+        # Only now: /healthz answered 503 while the watches and the scheduler were
+        # still being set up (seconds with many file:// models on a busy machine).
+        self.admin.start()
         self._log.info(
             "daemon started",
             models=[m.name for m in self.config.models],

@@ -4,12 +4,34 @@ fault proxy in front of it), and how its requests name an object."""
 
 from __future__ import annotations
 
+import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from modelsync.manifest import MANIFEST_NAME
 from modelsync.sources import Source, open_source
+from tests.helpers import manifest_doc
+
+
+def shard_files(count: int, size: int, seed: int) -> dict[str, bytes]:
+    """``count`` random files of ``size`` bytes, named like a SavedModel's shards."""
+    rng = random.Random(seed)
+    return {f"variables/shard-{i:03d}": rng.randbytes(size) for i in range(count)}
+
+
+def put_objects(
+    backend: Backend, version: int, files: dict[str, bytes], *, complete: bool = True
+) -> None:
+    """A revision of model 'ranker' written as raw objects, the manifest last (none
+    when not ``complete``), as a producer other than `modelsync publish` would."""
+    for name, data in files.items():
+        backend.put(f"{version}/{name}", data)
+    if complete:
+        doc = manifest_doc(files, "ranker", version)
+        backend.put(f"{version}/{MANIFEST_NAME}", json.dumps(doc).encode())
 
 
 class Backend(Protocol):

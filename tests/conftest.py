@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,14 +42,11 @@ def store(tmp_path: Path) -> Path:
 def gcs_emulator() -> Iterator[str]:
     """A real GCS JSON-API server (gcp-storage-emulator) on a free loopback port."""
     os.environ["DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"] = "true"
+    from tests.emulators import stop
+
     proc, url = start_emulator()
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop(proc)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ shared network contract is tests/test_sources_network.py)."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,25 +18,11 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import Sink, Source, SourceFactory
 from modelsync.syncer import Outcome, PassResult, Syncer
 from modelsync.volume import Store
-from tests.backends import GcsBackend
+from tests.backends import GcsBackend, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.helpers import check_invariants, manifest_doc
+from tests.helpers import check_invariants
 
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
-
-
-def _files(count: int, size: int, seed: int) -> dict[str, bytes]:
-    rng = random.Random(seed)
-    return {f"variables/shard-{i:03d}": rng.randbytes(size) for i in range(count)}
-
-
-def _publish(backend: GcsBackend, version: int, files: dict[str, bytes]) -> None:
-    import json
-
-    for name, data in files.items():
-        backend.put(f"{version}/{name}", data)
-    doc = manifest_doc(files, "ranker", version)
-    backend.put(f"{version}/modelsync-manifest.json", json.dumps(doc).encode())
 
 
 def _through(proxy: FaultProxy, **settings: Any) -> SourceFactory:
@@ -86,7 +71,7 @@ def test_marker_mode_waits_for_marker_and_settle(
 ) -> None:
     """Without a manifest: no marker → ignored; marker but unsettled → waits; then synced."""
     backend = GcsBackend(gcs_emulator, gcs_bucket)
-    files = _files(2, 2000, 7)
+    files = shard_files(2, 2000, 7)
     for name, data in files.items():
         backend.put(f"1/{name}", data)
     store = Store(tmp_path / "store", tmp_path / "store" / ".modelsync")

@@ -95,11 +95,10 @@ def test_sigterm_during_a_large_download_exits_promptly(
     procs: list[DaemonProcess],
 ) -> None:
     """SIGTERM mid-download: exit 0 within 5 s, staging removed, store untouched."""
-    from tests.backends import GcsBackend
-    from tests.test_backends_gs import _files, _publish
+    from tests.backends import GcsBackend, put_objects, shard_files
 
     backend = GcsBackend(gcs_emulator, gcs_bucket)
-    _publish(backend, 1, _files(2, 1000, 1))
+    put_objects(backend, 1, shard_files(2, 1000, 1))
     store = tmp_path / "store"
     env = {"STORAGE_EMULATOR_HOST": fault_proxy.url}
     flags = [
@@ -111,7 +110,7 @@ def test_sigterm_during_a_large_download_exits_promptly(
     procs.append(daemon)
     daemon.wait_for(_activated(1))
     before = snapshot(store / "ranker")
-    _publish(backend, 2, _files(4, 8 * 1024 * 1024, 2))
+    put_objects(backend, 2, shard_files(4, 8 * 1024 * 1024, 2))
     fault_proxy.plan = FaultPlan(throttle=4 * 1024 * 1024)
     mark = len(daemon.events())
     daemon.wait_http()
@@ -250,11 +249,10 @@ def test_a_slow_model_does_not_block_another(
     procs: list[DaemonProcess],
 ) -> None:
     """While one model crawls through a throttled download, another activates promptly."""
-    from tests.backends import GcsBackend
-    from tests.test_backends_gs import _files, _publish
+    from tests.backends import GcsBackend, put_objects, shard_files
 
     backend = GcsBackend(gcs_emulator, gcs_bucket)
-    _publish(backend, 1, _files(2, 6 * 1024 * 1024, 9))
+    put_objects(backend, 1, shard_files(2, 6 * 1024 * 1024, 9))
     fault_proxy.plan = FaultPlan(throttle=1024 * 1024)
     store = tmp_path / "store"
     config = tmp_path / "c.toml"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from modelsync.publish import publish
 from modelsync.sources import Sink
 from modelsync.syncer import Outcome, Syncer
 from modelsync.volume import Store
-from tests.backends import Backend, GcsBackend, LocalBackend
-from tests.helpers import manifest_doc, model_files, write_tree
+from tests.backends import Backend, GcsBackend, LocalBackend, put_objects
+from tests.helpers import model_files, write_tree
 
 
 @pytest.fixture(params=["file", "gs", "s3", "az"])
@@ -29,18 +28,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield GcsBackend(endpoint, request.getfixturevalue("gcs_bucket"))
     else:
         yield request.getfixturevalue(f"{request.param}_backend")
-
-
-def _put_revision(
-    backend: Backend, version: int, files: dict[str, bytes], *, complete: bool = True
-) -> None:
-    for name, data in files.items():
-        backend.put(f"{version}/{name}", data)
-    if complete:
-        backend.put(
-            f"{version}/{MANIFEST_NAME}",
-            json.dumps(manifest_doc(files, "ranker", version)).encode(),
-        )
 
 
 def test_list_versions_ignores_non_versions(backend: Backend) -> None:
@@ -69,7 +56,7 @@ def test_list_objects_and_fetch(backend: Backend, tmp_path: Path) -> None:
     """Objects are listed relative to the version and fetched byte for byte."""
     source = backend.source()
     files = model_files(4, size=300_000)
-    _put_revision(backend, 4, files)
+    put_objects(backend, 4, files)
     names = {o.name: o.size for o in source.list_objects(4)}
     assert {k: v for k, v in names.items() if k != MANIFEST_NAME} == {
         k: len(v) for k, v in files.items()
@@ -110,7 +97,7 @@ def test_upload_then_publish_then_sync(backend: Backend, tmp_path: Path) -> None
     """A published revision is complete and syncs; an incomplete one is ignored."""
     src = write_tree(tmp_path / "src", model_files(1))
     assert publish(src, backend.url, version=1, source_options=backend.options()) == 1
-    _put_revision(backend, 2, model_files(2), complete=False)
+    put_objects(backend, 2, model_files(2), complete=False)
     store = Store(tmp_path / "store", tmp_path / "store" / ".modelsync")
     syncer = Syncer(store)  # opened by the registry, with the backend's options
     model = ModelConfig(name="ranker", source=backend.url, source_options=backend.options())

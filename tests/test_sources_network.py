@@ -4,8 +4,6 @@ opened through the registry with the backend's own source_options."""
 
 from __future__ import annotations
 
-import json
-import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +19,9 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
 from modelsync.syncer import Outcome, PassResult, Syncer
 from modelsync.volume import Store
-from tests.backends import NetworkBackend
+from tests.backends import NetworkBackend, put_objects, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.helpers import check_invariants, manifest_doc, run_cli, snapshot, write_tree
+from tests.helpers import check_invariants, run_cli, snapshot, write_tree
 
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
 
@@ -33,18 +31,6 @@ def proxy(network_backend: NetworkBackend) -> Iterator[FaultProxy]:
     proxy = FaultProxy(network_backend.port).start()
     yield proxy
     proxy.stop()
-
-
-def _files(count: int, size: int, seed: int) -> dict[str, bytes]:
-    rng = random.Random(seed)
-    return {f"variables/shard-{i:03d}": rng.randbytes(size) for i in range(count)}
-
-
-def _put_revision(backend: NetworkBackend, version: int, files: dict[str, bytes]) -> None:
-    for name, data in files.items():
-        backend.put(f"{version}/{name}", data)
-    doc = manifest_doc(files, "ranker", version)
-    backend.put(f"{version}/{MANIFEST_NAME}", json.dumps(doc).encode())
 
 
 def _model(backend: NetworkBackend, proxy: FaultProxy, **options: object) -> ModelConfig:
@@ -75,7 +61,7 @@ def test_idle_pass_costs_one_small_request(
     """Nothing new: one delimiter listing of a few KB; a candidate's manifest read once."""
     for version in range(1, 21):
         network_backend.put(f"{version}/saved_model.pb", b"x")  # incomplete: no manifest
-    _put_revision(network_backend, 50, _files(3, 1000, 1))
+    put_objects(network_backend, 50, shard_files(3, 1000, 1))
     syncer = _syncer(tmp_path)
     model = _model(network_backend, proxy)
     assert syncer.sync(model, CancelToken()).outcome is Outcome.ACTIVATED
@@ -94,8 +80,8 @@ def test_sync_completes_with_30_percent_faults(
     tmp_path: Path, network_backend: NetworkBackend, proxy: FaultProxy
 ) -> None:
     """503, 429, resets, truncations and delays on 30 % of requests: every byte arrives."""
-    files = _files(30, 64 * 1024, 2)
-    _put_revision(network_backend, 1, files)
+    files = shard_files(30, 64 * 1024, 2)
+    put_objects(network_backend, 1, files)
     proxy.plan = FaultPlan(rate=0.3, seed=1234)
     result = _sync(tmp_path, _model(network_backend, proxy))
     assert result.outcome is Outcome.ACTIVATED, result.error
@@ -111,11 +97,11 @@ def test_flipped_byte_fails_the_pass_and_keeps_the_store(
 ) -> None:
     """A byte flipped in transit fails the storage checksum: the pass fails, the store is
     unchanged, and the object is not fetched again in that pass."""
-    _put_revision(network_backend, 1, _files(2, 5000, 3))
+    put_objects(network_backend, 1, shard_files(2, 5000, 3))
     model = _model(network_backend, proxy)
     assert _sync(tmp_path, model).active == 1
     before = snapshot(tmp_path / "store" / "ranker")
-    _put_revision(network_backend, 2, _files(2, 5000, 4))
+    put_objects(network_backend, 2, shard_files(2, 5000, 4))
     target = network_backend.in_path("2/variables/shard-001")
     proxy.plan = FaultPlan(flip=lambda path: target in path)
     result = _sync(tmp_path, model)
@@ -130,8 +116,8 @@ def test_large_objects_download_in_verified_ranges(
 ) -> None:
     """Objects over the threshold come in parallel ranges, checked by the storage's
     checksum and sha256; a byte flipped in a range refuses nothing but fails the pass."""
-    files = _files(2, 3 * 1024 * 1024 + 17, 5)
-    _put_revision(network_backend, 1, files)
+    files = shard_files(2, 3 * 1024 * 1024 + 17, 5)
+    put_objects(network_backend, 1, files)
     model = _model(network_backend, proxy, range_threshold="1MiB", range_size="512KiB")
     result = _sync(tmp_path, model)
     assert result.outcome is Outcome.ACTIVATED, result.error
@@ -141,7 +127,7 @@ def test_large_objects_download_in_verified_ranges(
     assert len(requests) == 1 + 7, requests
     for name, data in files.items():
         assert (_current(tmp_path) / name).read_bytes() == data
-    _put_revision(network_backend, 2, _files(2, 3 * 1024 * 1024 + 17, 6))
+    put_objects(network_backend, 2, shard_files(2, 3 * 1024 * 1024 + 17, 6))
     before = snapshot(tmp_path / "store" / "ranker")
     target = network_backend.in_path("2/variables/")
     proxy.plan = FaultPlan(flip=lambda path: target in path)
@@ -177,7 +163,7 @@ def test_a_dripping_server_cannot_hold_a_pass_past_its_deadline(
     """A server sending 20 bytes a second (far inside any read timeout) during the
     listing, the manifest or the media: the pass ends at its 1 s deadline, cancelled,
     the store untouched."""
-    _put_revision(network_backend, 1, _files(2, 64 * 1024, 7))
+    put_objects(network_backend, 1, shard_files(2, 64 * 1024, 7))
     slow = {
         "listing": network_backend.listing_mark,
         "manifest": MANIFEST_NAME,
@@ -201,13 +187,13 @@ def test_publish_writes_the_manifest_only_once(
 ) -> None:
     """The manifest goes last, create-only: a second publisher of the same version is
     refused in one line and the first one's manifest stands."""
-    src = write_tree(tmp_path / "src", _files(2, 1000, 9))
+    src = write_tree(tmp_path / "src", shard_files(2, 1000, 9))
     options = network_backend.options()
     assert publish(src, network_backend.url, version=3, source_options=options) == 3
     source = network_backend.source()
     first = source.read_object(3, MANIFEST_NAME, 1 << 20)
     assert first is not None
-    other = write_tree(tmp_path / "other", _files(2, 1000, 10))
+    other = write_tree(tmp_path / "other", shard_files(2, 1000, 10))
     manifest = other / "m.json"
     manifest.write_text("{}")
     if network_backend.name == "gs":
@@ -223,7 +209,7 @@ def test_cli_publish_and_sync(tmp_path: Path, network_backend: NetworkBackend) -
     backend's standard environment (emulator host, AWS_ENDPOINT_URL_S3...) or
     --source-option."""
     env = network_backend.env()
-    src = write_tree(tmp_path / "src", _files(3, 10_000, 8))
+    src = write_tree(tmp_path / "src", shard_files(3, 10_000, 8))
     out = run_cli("publish", str(src), network_backend.url, "--version", "7", env=env)
     assert out.returncode == 0, out.stderr
     store = tmp_path / "data" / "models"
@@ -231,7 +217,7 @@ def test_cli_publish_and_sync(tmp_path: Path, network_backend: NetworkBackend) -
         "sync", "--store", str(store), "--model", "ranker", "--source", network_backend.url, env=env
     )
     assert out.returncode == 0, out.stderr
-    for name, data in _files(3, 10_000, 8).items():
+    for name, data in shard_files(3, 10_000, 8).items():
         assert (store / "ranker" / "7" / name).read_bytes() == data
     bad = run_cli(
         "publish", str(src), network_backend.url, "--source-option", "range_size=1", env=env

@@ -40,7 +40,14 @@ from modelsync.errors import (
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
-from modelsync.sources.ranges import RangeOptions, RangeWriter, SinkWriter, fetch_ranges
+from modelsync.sources.ranges import (
+    RangeOptions,
+    RangeWriter,
+    SinkWriter,
+    fetch_ranges,
+    first_line,
+    object_key,
+)
 
 __all__ = ["BACKEND", "AzureOptions", "AzureSource"]
 
@@ -110,18 +117,14 @@ def translate(exc: BaseException, what: str, container: str) -> ModelsyncError:
             return NotFoundError(f"{what}: not found ({code}): check the account and container")
         if status in (408, 429) or status >= 500:
             return TransientSourceError(f"{what}: {code}")
-        return SourceError(f"{what}: {code}: {_short(exc)}")
+        return SourceError(f"{what}: {code}: {first_line(exc)}")
     if isinstance(exc, az.AzureError | ConnectionError | TimeoutError | OSError):
         # ServiceRequestError, ServiceResponseError, IncompleteReadError, DecodeError:
         # the connection failed or broke mid-body.
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
     if type(exc).__module__.startswith(("requests", "urllib3")):
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
-    return SourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
+    return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
 class _AzBackend(Backend):
@@ -236,8 +239,7 @@ class AzureSource:
             raise translate(exc, self.url, self.container_name) from exc
 
     def _key(self, version: int, name: str = "") -> str:
-        base = f"{self.prefix}/{version}/" if self.prefix else f"{version}/"
-        return base + name
+        return object_key(self.prefix, version, name)
 
     def _what(self, key: str) -> str:
         return f"az://{self.account}/{self.container_name}/{key}"

@@ -39,7 +39,15 @@ from modelsync.errors import (
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
-from modelsync.sources.ranges import READ_SIZE, RangeOptions, RangeWriter, SinkWriter, fetch_ranges
+from modelsync.sources.ranges import (
+    READ_SIZE,
+    RangeOptions,
+    RangeWriter,
+    SinkWriter,
+    fetch_ranges,
+    first_line,
+    object_key,
+)
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -121,14 +129,10 @@ def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
     if status is not None and (status == 429 or status == 408 or status >= 500):
         return TransientSourceError(f"{what}: HTTP {status}")
     if isinstance(exc, _transient_exceptions()):
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
     if status is not None:
-        return SourceError(f"{what}: HTTP {status}: {_short(exc)}")
-    return SourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return SourceError(f"{what}: HTTP {status}: {first_line(exc)}")
+    return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
 class _Writer(Protocol):
@@ -235,8 +239,7 @@ class GcsSource:
         return (self.options.connect_timeout, self.options.read_timeout)
 
     def _key(self, version: int, name: str = "") -> str:
-        base = f"{self.prefix}/{version}/" if self.prefix else f"{version}/"
-        return base + name
+        return object_key(self.prefix, version, name)
 
     @contextmanager
     def _translated(self, what: str) -> Iterator[None]:

@@ -40,7 +40,15 @@ from modelsync.errors import (
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
-from modelsync.sources.ranges import READ_SIZE, RangeOptions, RangeWriter, SinkWriter, fetch_ranges
+from modelsync.sources.ranges import (
+    READ_SIZE,
+    RangeOptions,
+    RangeWriter,
+    SinkWriter,
+    fetch_ranges,
+    first_line,
+    object_key,
+)
 
 if TYPE_CHECKING:
     from modelsync.sources.deadline import ConnectionTracker
@@ -128,14 +136,10 @@ def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
         TimeoutError,
     )
     if isinstance(exc, transient):
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
     if isinstance(exc, OSError):  # a socket cut by the deadline watcher, a reset
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
-    return SourceError(f"{what}: {type(exc).__name__}: {_short(exc)}")
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
+    return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
 class _Crc:
@@ -302,8 +306,7 @@ class S3Source:
         return client, tracker
 
     def _key(self, version: int, name: str = "") -> str:
-        base = f"{self.prefix}/{version}/" if self.prefix else f"{version}/"
-        return base + name
+        return object_key(self.prefix, version, name)
 
     @contextlib.contextmanager
     def _translated(self, what: str, cancel: CancelToken | None = None) -> Iterator[None]:

@@ -21,10 +21,28 @@ from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources.base import Hasher, Sink
 from modelsync.units import Duration, Size
 
-__all__ = ["RangeOptions", "RangeWriter", "SinkWriter", "fetch_ranges", "split"]
+__all__ = [
+    "RangeOptions",
+    "RangeWriter",
+    "SinkWriter",
+    "fetch_ranges",
+    "first_line",
+    "object_key",
+    "split",
+]
 
 # Reads from a response body: large enough that the per-call overhead vanishes.
 READ_SIZE = 1024 * 1024
+
+
+def object_key(prefix: str, version: int, name: str = "") -> str:
+    """The store key of ``name`` in ``version`` under a model's ``prefix``."""
+    return (f"{prefix}/{version}/" if prefix else f"{version}/") + name
+
+
+def first_line(exc: BaseException) -> str:
+    """An SDK error's first line, bounded: error messages stay one line."""
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 class RangeOptions(BaseModel):
