@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from modelsync.backends.s3 import S3Source, _Checks
+from modelsync.backends._s3_checksums import Checks
+from modelsync.backends.s3 import S3Source
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import IntegrityError
@@ -25,7 +26,7 @@ from tests.helpers import manifest_doc
 DATA = b"model bytes" * 100
 
 
-def _feed(checks: _Checks, data: bytes) -> None:
+def _feed(checks: Checks, data: bytes) -> None:
     for hasher in checks.hashers:
         hasher.update(data)
 
@@ -68,11 +69,11 @@ def _feed(checks: _Checks, data: bytes) -> None:
 def test_the_checksum_trusted_is_one_that_covers_the_bytes(
     headers: dict[str, str], used: int
 ) -> None:
-    checks = _Checks(headers)
+    checks = Checks(headers)
     assert len(checks.hashers) == used
     _feed(checks, DATA)
     checks.check("x")  # right bytes pass
-    damaged = _Checks(headers)
+    damaged = Checks(headers)
     _feed(damaged, DATA[:-1] + b"!")
     if used:
         with pytest.raises(IntegrityError, match="checksum mismatch"):
@@ -83,7 +84,7 @@ def test_crc32c_as_s3_reports_it() -> None:
     import google_crc32c
 
     value = google_crc32c.value(DATA).to_bytes(4, "big")
-    checks = _Checks({"x-amz-checksum-crc32c": base64.b64encode(value).decode()})
+    checks = Checks({"x-amz-checksum-crc32c": base64.b64encode(value).decode()})
     _feed(checks, DATA)
     checks.check("x")
 

@@ -13,11 +13,8 @@ object), else the ETag when it is a plain MD5 (single-part, not SSE-KMS or SSE-C
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,10 +23,10 @@ from urllib.parse import urlsplit
 import structlog
 from pydantic import BaseModel, Field
 
+from modelsync.backends._s3_checksums import Checks
 from modelsync.cancel import CancelToken
 from modelsync.errors import (
     AccessDeniedError,
-    IntegrityError,
     ModelsyncError,
     NotFoundError,
     PublishConflict,
@@ -39,7 +36,7 @@ from modelsync.errors import (
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
-from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
+from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
 from modelsync.sources.ranges import (
     READ_SIZE,
     RangeOptions,
@@ -142,69 +139,6 @@ def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
     return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
-class _Crc:
-    """zlib.crc32 or crc32c as a hasher whose digest is S3's: 4 bytes, big-endian."""
-
-    def __init__(self, castagnoli: bool) -> None:
-        self._value = 0
-        self._castagnoli = castagnoli
-
-    def update(self, data: bytes, /) -> None:
-        if self._castagnoli:
-            import google_crc32c
-
-            self._value = google_crc32c.extend(self._value, data)
-        else:
-            self._value = zlib.crc32(data, self._value)
-
-    def digest(self) -> bytes:
-        return self._value.to_bytes(4, "big")
-
-
-class _Checks:
-    """The storage checksums an object's headers offer, fed as its bytes arrive."""
-
-    def __init__(self, headers: Mapping[str, str]) -> None:
-        self._pending: list[tuple[str, Any, str]] = []
-        get = {k.lower(): v for k, v in headers.items()}.get
-        etag = get("etag", "").strip('"')
-        # A multipart upload's checksum is of its parts ("composite") unless S3 says
-        # FULL_OBJECT; S3-compatible stores (and moto) may omit both the type and the
-        # "-N" suffix, so a multipart ETag ("...-N") alone rules the checksum out.
-        kind = get("x-amz-checksum-type", "").upper()
-        composite = kind == "COMPOSITE" or ("-" in etag and kind != "FULL_OBJECT")
-        makers: dict[str, Callable[[], Any]] = {
-            "crc32c": lambda: _Crc(castagnoli=True),
-            "crc32": lambda: _Crc(castagnoli=False),
-            "sha256": hashlib.sha256,
-        }
-        for name, make in makers.items():
-            value = get(f"x-amz-checksum-{name}")
-            # A multipart upload's composite checksum ("...-N") covers parts, not bytes.
-            if value and "-" not in value and not composite:
-                self._pending.append((name, make(), value))
-                return
-        encrypted = get("x-amz-server-side-encryption", "").startswith("aws:kms") or get(
-            "x-amz-server-side-encryption-customer-algorithm"
-        )
-        if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag) and not encrypted:
-            self._pending.append(("md5", hashlib.md5(usedforsecurity=False), etag))
-
-    @property
-    def hashers(self) -> list[Hasher]:
-        return [hasher for _, hasher, _ in self._pending]
-
-    def check(self, what: str) -> None:
-        for name, hasher, expected in self._pending:
-            digest = hasher.digest()
-            actual = digest.hex() if name == "md5" else base64.b64encode(digest).decode()
-            if actual != expected:
-                raise IntegrityError(
-                    f"{what}: {name} checksum mismatch: damaged in transit; "
-                    "the next pass downloads it again"
-                )
-
-
 class _S3Backend(Backend):
     name = "s3"
     schemes = ("s3",)
@@ -300,7 +234,7 @@ class S3Source:
             request.headers["x-amz-checksum-mode"] = "ENABLED"
 
         # Without botocore's own validation (which needs awscrt for crc32c), so the
-        # headers come back and _Checks verifies them.
+        # headers come back and Checks verifies them.
         for event in ("before-sign.s3.GetObject", "before-sign.s3.HeadObject"):
             client.meta.events.register(event, ask_for_checksums)
         return client, tracker
@@ -326,7 +260,7 @@ class S3Source:
         write: Callable[[bytes], object],
         cancel: CancelToken | None,
         byte_range: tuple[int, int] | None = None,
-    ) -> _Checks:
+    ) -> Checks:
         """GET the object (or a range) in 1 MiB reads, feeding the storage checksums its
         headers offer (a range's are not the object's: none then); returns them."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -335,7 +269,7 @@ class S3Source:
         with self._connections.deadline(cancel), self._translated(what, cancel):
             response = self._s3().get_object(**args)
             headers = response["ResponseMetadata"].get("HTTPHeaders", {})
-            checks = _Checks(headers if byte_range is None else {})
+            checks = Checks(headers if byte_range is None else {})
             body = response["Body"]
             with contextlib.closing(body):
                 for chunk in body.iter_chunks(READ_SIZE):
@@ -421,7 +355,7 @@ class S3Source:
         """Parallel byte ranges written in place, then one pass for the checksums."""
         with self._connections.deadline(cancel), self._translated(what, cancel):
             head = self._s3().head_object(Bucket=self.bucket, Key=key)
-        checks = _Checks(head["ResponseMetadata"].get("HTTPHeaders", {}))
+        checks = Checks(head["ResponseMetadata"].get("HTTPHeaders", {}))
 
         def get_range(start: int, last: int, writer: RangeWriter, local: CancelToken) -> None:
             self._get(key, f"{what} bytes {start}-{last}", writer.write, local, (start, last))
