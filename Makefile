@@ -24,10 +24,15 @@ typecheck: $(STAMP)
 # release that runs on Node 20); moto and gcp-storage-emulator come with '.[dev]'.
 EMULATORS := .emulators
 AZURITE   := azurite@3.35.0
+# The install is checked by loading Azurite's blob server code: a node_modules that
+# npm thinks complete but is not (one copied with files missing) fails here, not in
+# the middle of the suite.
+AZURITE_LOADS := node -e "require('azurite/dist/src/blob/BlobServer.js')"
 
 $(EMULATORS)/.installed:
 	mkdir -p $(EMULATORS)
-	cd $(EMULATORS) && npm install --silent --no-audit --no-fund $(AZURITE) >/dev/null
+	cd $(EMULATORS) && npm install --silent --no-audit --no-fund --save-exact $(AZURITE) >/dev/null
+	cd $(EMULATORS) && $(AZURITE_LOADS)
 	touch $@
 
 emulators: $(EMULATORS)/.installed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,20 +21,27 @@ REPO = Path(__file__).resolve().parent.parent
 def _started(
     argv: Sequence[str], url: str, name: str, timeout: float = 60
 ) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return proc
-        except urllib.error.HTTPError:
-            return proc  # it answers (with an error for an anonymous GET): it is up
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                proc.wait()
-                raise RuntimeError(f"{name} did not start: {' '.join(argv)}") from None
-            time.sleep(0.1)
+    # stderr to a file, so that a server that does not start says why (the child
+    # keeps its own descriptor of the unlinked file once this one closes).
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    return proc
+            except urllib.error.HTTPError:
+                return proc  # it answers (with an error for an anonymous GET): it is up
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    proc.kill()
+                    proc.wait()
+                    log.seek(0)
+                    said = log.read().decode(errors="replace").strip().splitlines()[-5:]
+                    raise RuntimeError(
+                        f"{name} did not start: {' '.join(argv)}: {' | '.join(said)}"
+                    ) from None
+                time.sleep(0.1)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
