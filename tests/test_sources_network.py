@@ -224,3 +224,37 @@ def test_cli_publish_and_sync(tmp_path: Path, network_backend: NetworkBackend) -
     )
     assert bad.returncode == 2, bad.stderr
     assert "source_options.range_size" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["../../../evil", "a/../../evil", "/abs/evil", "./evil"])
+def test_object_names_that_climb_out_refuse_the_revision(
+    tmp_path: Path, network_backend: NetworkBackend, name: str
+) -> None:
+    """An attacker's object named to leave the revision (stores keep such keys
+    verbatim, or normalise them): with complete_marker there is no manifest to vouch
+    for names, so the listing is the whole truth. The revision is refused or the
+    name never resolves outside; nothing lands outside the store."""
+    if network_backend.name == "gs" and ".." in name:
+        pytest.skip("gcp-storage-emulator drops the connection on a '..' part (real GCS keeps it)")
+    network_backend.put("1/saved_model.pb", b"graph")
+    try:
+        network_backend.put(f"1/{name}", b"x")
+    except Exception as exc:  # the store or its SDK refuses to write the name at all
+        pytest.skip(f"{network_backend.name} cannot hold {name!r}: {type(exc).__name__}")
+    model = ModelConfig(
+        name="ranker",
+        source=network_backend.url,
+        source_options=network_backend.options(),
+        complete_marker="saved_model.pb",
+        settle=0,
+    )
+    syncer = Syncer(Store(tmp_path / "data" / "models", tmp_path / "data" / ".state"))
+    try:
+        result = syncer.sync(model, CancelToken())
+    finally:
+        syncer.close()
+    listed = {o.name for o in network_backend.source().list_objects(1)}
+    if any(part in ("..", ".", "") for n in listed for part in n.split("/")):
+        assert result.refused == [1], (listed, result)
+    assert not any(p.name == "evil" for p in tmp_path.rglob("evil") if "data" not in p.parts)
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "data" / "evil").exists()
