@@ -33,7 +33,6 @@ from modelsync.errors import (
     ModelsyncError,
     NotFoundError,
     PublishConflict,
-    RefusedError,
     SourceError,
     TransientSourceError,
 )
@@ -41,6 +40,7 @@ from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
 from modelsync.sources.ranges import (
+    BoundedBuffer,
     RangeOptions,
     RangeWriter,
     SinkWriter,
@@ -299,24 +299,14 @@ class AzureSource:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
         key = self._key(version, name)
         what = self._what(key)
-        chunks: list[bytes] = []
         md5 = hashlib.md5(usedforsecurity=False)
-        size = 0
-
-        def write(data: bytes) -> None:
-            nonlocal size
-            size += len(data)
-            if size > limit:
-                raise RefusedError(f"{what}: larger than {limit} bytes")
-            md5.update(data)
-            chunks.append(data)
-
+        buffer = BoundedBuffer(limit, what, [md5])
         try:
-            expected = self._stream(key, what, write, cancel)
+            expected = self._stream(key, what, buffer.write, cancel)
         except NotFoundError:
             return None
         self._check_md5(what, expected, md5)
-        return b"".join(chunks)
+        return buffer.value()
 
     def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
         prefix = self._key(version)

@@ -32,7 +32,6 @@ from modelsync.errors import (
     ModelsyncError,
     NotFoundError,
     PublishConflict,
-    RefusedError,
     SourceError,
     TransientSourceError,
 )
@@ -41,6 +40,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
 from modelsync.sources.ranges import (
     READ_SIZE,
+    BoundedBuffer,
     RangeOptions,
     RangeWriter,
     SinkWriter,
@@ -270,26 +270,15 @@ class GcsSource:
     ) -> bytes | None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
         what = f"gs://{self.bucket_name}/{self._key(version, name)}"
-        chunks: list[bytes] = []
-        size = 0
-
-        class _Bounded:
-            def write(self, data: bytes) -> int:
-                nonlocal size
-                size += len(data)
-                if size > limit:
-                    raise RefusedError(f"{what}: larger than {limit} bytes")
-                chunks.append(data)
-                return len(data)
-
+        buffer = BoundedBuffer(limit, what)
         try:
             with self._connections.deadline(cancel), self._translated(what):
                 self._bucket().blob(self._key(version, name)).download_to_file(
-                    _Bounded(), checksum="crc32c", retry=None, timeout=self._timeout
+                    buffer, checksum="crc32c", retry=None, timeout=self._timeout
                 )
         except NotFoundError:
             return None
-        return b"".join(chunks)
+        return buffer.value()
 
     def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
         prefix = self._key(version)

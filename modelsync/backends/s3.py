@@ -30,7 +30,6 @@ from modelsync.errors import (
     ModelsyncError,
     NotFoundError,
     PublishConflict,
-    RefusedError,
     SourceError,
     TransientSourceError,
 )
@@ -39,6 +38,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
 from modelsync.sources.ranges import (
     READ_SIZE,
+    BoundedBuffer,
     RangeOptions,
     RangeWriter,
     SinkWriter,
@@ -301,22 +301,13 @@ class S3Source:
     ) -> bytes | None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
         what = f"s3://{self.bucket}/{self._key(version, name)}"
-        chunks: list[bytes] = []
-        size = 0
-
-        def write(data: bytes) -> None:
-            nonlocal size
-            size += len(data)
-            if size > limit:
-                raise RefusedError(f"{what}: larger than {limit} bytes")
-            chunks.append(data)
-
+        buffer = BoundedBuffer(limit, what)
         try:
-            checks = self._get(self._key(version, name), what, write, cancel)
+            checks = self._get(self._key(version, name), what, buffer.write, cancel)
         except NotFoundError:
             return None
         checks.check(what)
-        return b"".join(chunks)
+        return buffer.value()
 
     def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
         prefix = self._key(version)

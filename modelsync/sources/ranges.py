@@ -22,6 +22,7 @@ from modelsync.sources.base import Hasher, Sink
 from modelsync.units import Duration, Size
 
 __all__ = [
+    "BoundedBuffer",
     "RangeOptions",
     "RangeWriter",
     "SinkWriter",
@@ -43,6 +44,30 @@ def object_key(prefix: str, version: int, name: str = "") -> str:
 def first_line(exc: BaseException) -> str:
     """An SDK error's first line, bounded: error messages stay one line."""
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+class BoundedBuffer:
+    """A whole small object (a manifest) in memory, refused past ``limit`` bytes so a
+    hostile object cannot fill memory; ``hashers`` see every byte kept."""
+
+    def __init__(self, limit: int, what: str, hashers: Sequence[Hasher] = ()) -> None:
+        self._limit = limit
+        self._what = what
+        self._hashers = hashers
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> int:
+        self._size += len(data)
+        if self._size > self._limit:
+            raise RefusedError(f"{self._what}: larger than {self._limit} bytes")
+        for hasher in self._hashers:
+            hasher.update(data)
+        self._chunks.append(data)
+        return len(data)
+
+    def value(self) -> bytes:
+        return b"".join(self._chunks)
 
 
 class RangeOptions(BaseModel):
