@@ -2,6 +2,9 @@
 
 Exit codes: 0 success or nothing to do; 1 the operation failed (the store is
 unchanged); 2 bad usage or configuration.
+
+Each command imports what it uses when it runs: `modelsync --version` or `publish`
+should not pay for the daemon, Prometheus or every storage SDK.
 """
 
 from __future__ import annotations
@@ -13,27 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from prometheus_client import CollectorRegistry
 
 from modelsync import __version__
-from modelsync.cancel import CancelToken
-from modelsync.config import Config, load_config
-from modelsync.daemon import Daemon
 from modelsync.errors import ConfigError, ManifestError, ModelsyncError
-from modelsync.logs import configure_logging
-from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, extra_files, verify_dir
-from modelsync.progress import terminal_progress
-from modelsync.publish import publish as publish_revision
-from modelsync.sdnotify import Notifier
-from modelsync.signing import generate_keypair, load_public_key
-from modelsync.signing import verify as verify_signature
-from modelsync.sources import check_source
-from modelsync.status import collect_status
-from modelsync.syncer import Syncer
-from modelsync.volume import Store
+
+if TYPE_CHECKING:
+    from modelsync.config import Config
 
 __all__ = ["main"]
 
@@ -50,6 +41,8 @@ class ConfigInput:
 
     def load(self) -> Config:
         """The validated configuration, narrowed to --model when one is named."""
+        from modelsync.config import load_config
+
         config = load_config(self.path, self.overrides)
         model = self.overrides.get("model")
         if model is None:
@@ -138,6 +131,8 @@ def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
 )
 def cli(log_level: str, log_format: str) -> None:
     """Keep a model server on the right model revision."""
+    from modelsync.logs import configure_logging
+
     configure_logging(log_level, log_format)
 
 
@@ -169,6 +164,9 @@ def publish(
     source_option: tuple[str, ...],
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
+    from modelsync.publish import publish as publish_revision
+    from modelsync.sources import check_source
+
     metric_map = _kv(metrics, "--metric", number=True)
     meta_map = _kv(meta, "--meta", number=False)
     options = _kv(source_option, "--source-option", number=False)
@@ -204,6 +202,10 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
 
     Files a server wrote into the revision (Triton's __pycache__) are listed but
     are not damage, unless --strict."""
+    from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, extra_files, verify_dir
+    from modelsync.signing import load_public_key
+    from modelsync.signing import verify as verify_signature
+
     manifest_path = directory / MANIFEST_NAME
     try:
         raw = manifest_path.read_bytes()
@@ -243,6 +245,11 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
 )
 def sync(config_input: ConfigInput, require: bool) -> int:
     """Run one sync pass for every configured model (or --model)."""
+    from modelsync.cancel import CancelToken
+    from modelsync.progress import terminal_progress
+    from modelsync.syncer import Syncer
+    from modelsync.volume import Store
+
     config = config_input.load()
     store = Store(config.store, config.state_path)
     store.prepare()
@@ -266,6 +273,9 @@ def sync(config_input: ConfigInput, require: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_input: ConfigInput, as_json: bool) -> int:
     """Show each model's active, retained and refused versions and last error."""
+    from modelsync.status import collect_status
+    from modelsync.volume import Store
+
     config = config_input.load()
     report = collect_status(config, Store(config.store, config.state_path), time.time())
     if as_json:
@@ -309,6 +319,11 @@ def status(config_input: ConfigInput, as_json: bool) -> int:
 )
 def run(config_input: ConfigInput) -> int:
     """Run as a daemon: a pass at start, then every interval; SIGHUP reloads."""
+    from prometheus_client import CollectorRegistry
+
+    from modelsync.daemon import Daemon
+    from modelsync.sdnotify import Notifier
+
     config = config_input.load()
     daemon = Daemon(
         config_input.load,
@@ -332,6 +347,10 @@ def run(config_input: ConfigInput) -> int:
 )
 def rollback(model_name: str, config_input: ConfigInput, to_version: int | None) -> int:
     """Serve a retained older revision of MODEL and pin it there until `unpin`."""
+    from modelsync.cancel import CancelToken
+    from modelsync.syncer import Syncer
+    from modelsync.volume import Store
+
     config = config_input.load()
     syncer = Syncer(Store(config.store, config.state_path))
     deadline = time.monotonic() + config.pass_timeout
@@ -350,6 +369,9 @@ def rollback(model_name: str, config_input: ConfigInput, to_version: int | None)
 @_config_options
 def unpin(model_name: str, config_input: ConfigInput) -> int:
     """Let MODEL follow new revisions again after a manual rollback."""
+    from modelsync.syncer import Syncer
+    from modelsync.volume import Store
+
     config = config_input.load()
     pinned = Syncer(Store(config.store, config.state_path)).unpin(config.model(model_name))
     click.echo(
@@ -363,6 +385,8 @@ def unpin(model_name: str, config_input: ConfigInput) -> int:
 @click.argument("public_key", type=click.Path(path_type=Path, dir_okay=False))
 def keygen(private_key: Path, public_key: Path) -> int:
     """Write a new Ed25519 key pair (PEM; the private key mode 0600) for signed publishing."""
+    from modelsync.signing import generate_keypair
+
     generate_keypair(private_key, public_key)
     click.echo(f"private key: {private_key} (keep it secret; for `publish --sign-key`)")
     click.echo(f"public key:  {public_key} (for verify.public_keys)")
