@@ -45,6 +45,13 @@ class Row:
         return f"| {self.dataset:<14} | {self.tool:<22} | {secs} | {rate} | {rss} | {self.note}"
 
 
+def print_table(rows: list[Row]) -> None:
+    print("\n| dataset        | tool                   | seconds |     MB/s | RSS MB  | notes")
+    print("|----------------|------------------------|---------|----------|---------|------")
+    for row in rows:
+        print(row.line())
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """VmHWM of a live process: its own peak, reset at exec (unlike wait4's ru_maxrss,
     which carries the forking parent's peak across exec)."""
@@ -294,10 +301,7 @@ def main() -> None:
         emulator.terminate()
         emulator.wait()
         shutil.rmtree(work, ignore_errors=True)
-    print("\n| dataset        | tool                   | seconds |     MB/s | RSS MB  | notes")
-    print("|----------------|------------------------|---------|----------|---------|------")
-    for row in rows:
-        print(row.line())
+    print_table(rows)
 
 
 if __name__ == "__main__":
