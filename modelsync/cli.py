@@ -246,14 +246,15 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
 def sync(config_input: ConfigInput, require: bool) -> int:
     """Run one sync pass for every configured model (or --model)."""
     from modelsync.cancel import CancelToken
-    from modelsync.progress import terminal_progress
+    from modelsync.progress import LoggedProgress, terminal_progress
     from modelsync.syncer import Syncer
     from modelsync.volume import Store
 
     config = config_input.load()
     store = Store(config.store, config.state_path)
     store.prepare()
-    syncer = Syncer(store, progress=terminal_progress if sys.stderr.isatty() else None)
+    # A person at a terminal gets a bar; an init container's log a line every 10 s.
+    syncer = Syncer(store, progress=terminal_progress if sys.stderr.isatty() else LoggedProgress())
     failed = False
     try:
         for entry in config.models:

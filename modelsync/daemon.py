@@ -28,6 +28,7 @@ from modelsync.cancel import CancelToken
 from modelsync.config import Config, ModelConfig
 from modelsync.errors import ConfigError, ModelsyncError, StoreError
 from modelsync.metrics import Metrics
+from modelsync.progress import LoggedProgress
 from modelsync.schedule import ModelSlot, Scheduler
 from modelsync.sdnotify import Notifier
 from modelsync.sources import SourceFactory, backend_for
@@ -86,7 +87,10 @@ class Daemon:
         self.metrics = Metrics(registry, wall)
         self.notifier = notifier
         self.syncer = Syncer(
-            Store(config.store, config.state_path), wall_clock=wall, sources=sources
+            Store(config.store, config.state_path),
+            wall_clock=wall,
+            sources=sources,
+            progress=LoggedProgress(gauge=self.metrics.download_progress),
         )
         self._scheduler = Scheduler(self._run_pass, config.parallel_passes)
         self._watch_config = watch_config

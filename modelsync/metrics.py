@@ -62,6 +62,12 @@ class Metrics:
         self.download_bytes = Counter(
             "modelsync_download_bytes", "Bytes fetched from storage.", ["model"], registry=registry
         )
+        self.download_progress = Gauge(
+            "modelsync_download_progress_bytes",
+            "Bytes of the revision being downloaded that are in place (only while one runs).",
+            ["model"],
+            registry=registry,
+        )
         self.duration = Histogram(
             "modelsync_sync_duration_seconds",
             "Duration of sync passes.",

@@ -9,7 +9,9 @@ Layout (DESIGN.md):
                                           <state>/active/<model> instead
     <state>/revisions/<model>/<version>/  retained older revisions (rollback targets)
     <state>/model-files/<model>/          the model-level files before an activation
-    <state>/staging/<model>/...           downloads in progress; wiped at every pass
+    <state>/staging/<model>/...           the revision being assembled; wiped at every pass
+    <state>/partial/<model>/...           files being fetched, kept so a cut download
+                                          resumes (partial.py)
     <state>/quarantine/<model>/<version>/ revisions the server refused, for inspection
     <state>/foreign/<model>/              what was found in the served tree (foreign.py)
     <state>/state/<model>.json            refused versions, pin, journal (state.py)
@@ -40,6 +42,7 @@ from modelsync.foreign import evict_foreign, manifest_digest, move_aside, tree_i
 from modelsync.fsutil import move_dir, remove_tree, store_error, swap_symlink
 from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version
 from modelsync.modelfiles import ModelFiles
+from modelsync.partial import PartialDownloads
 from modelsync.state import ModelState, Pending
 
 __all__ = ["CURRENT", "Layout", "ModelStore"]
@@ -75,6 +78,7 @@ class ModelStore:
         self.cache_dir = state_dir / "revisions" / name
         self.foreign_dir = state_dir / "foreign" / name
         self.staging_root = state_dir / "staging" / name
+        self.partial = PartialDownloads(state_dir / "partial" / name)
         self.quarantine_dir = state_dir / "quarantine" / name
         self.state_path = state_dir / "state" / f"{name}.json"
         self.lock_path = state_dir / "locks" / f"{name}.lock"

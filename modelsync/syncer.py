@@ -41,8 +41,8 @@ from modelsync.volume import Store
 __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
 
 Log = structlog.typing.FilteringBoundLogger
-# (label, total bytes) -> a context manager whose value takes byte counts.
-ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+# (model, version, total bytes) -> a context manager whose value takes byte counts.
+ProgressFactory = Callable[[str, int, int], AbstractContextManager[Callable[[int], None]]]
 # Free space kept beyond the download itself (see _check_space).
 _SPACE_MARGIN_BYTES = 64 * 1024 * 1024
 _SPACE_MARGIN_RATIO = 0.05
@@ -133,6 +133,7 @@ class Syncer:
         active = ms.active_version()
         if state.pinned is not None:
             log.info("pinned; not looking for new revisions", version=active, pinned=state.pinned)
+            ms.partial.keep_only(())
             result.outcome = Outcome.UNCHANGED
             return
         source = self._source(ctx.model)
@@ -141,6 +142,7 @@ class Syncer:
         )
         candidate = discovery.newest(ctx.model, source, active, state.refused, ctx.cancel)
         if candidate is None:
+            ms.partial.keep_only(())  # nothing is wanted: no download to resume
             result.outcome = Outcome.UNCHANGED
             log.debug("up to date", version=active)
             if not result.refused and not state.rollback_failed:
@@ -176,8 +178,12 @@ class Syncer:
         model, ms, result = ctx.model, ctx.ms, ctx.result
         log = ctx.log.bind(version=candidate.version)
         manifest = candidate.manifest
-        reuse = ms.reuse_index()
+        # What an interrupted download kept is resumed only for this revision's files.
+        ms.partial.keep_only({e.sha256 for e in manifest.files if e.sha256})
+        reuse = {**ms.partial.complete(), **ms.reuse_index()}
+        missing = {e.sha256: e.size for e in manifest.files if e.sha256 not in reuse}
         to_fetch = sum(e.size for e in manifest.files if e.sha256 not in reuse)
+        to_fetch -= ms.partial.kept_bytes(missing)
         staged = ms.new_staging(candidate.version)
         _check_space(staged, to_fetch, f"model {model.name} version {candidate.version}")
         log.info(
@@ -186,8 +192,13 @@ class Syncer:
             bytes=manifest.total_size,
             bytes_to_fetch=to_fetch,
         )
-        label = f"{model.name} v{candidate.version}"
-        bar = self._progress(label, manifest.total_size) if self._progress else nullcontext(None)
+        progress = self._progress
+        bar: AbstractContextManager[Callable[[int], None] | None] = (
+            progress(model.name, candidate.version, manifest.total_size)
+            if progress
+            else nullcontext(None)
+        )
+        started = time.monotonic()
         with bar as on_bytes:
             result.stats = download_revision(
                 source,
@@ -198,7 +209,10 @@ class Syncer:
                 cancel=ctx.cancel,
                 retry=self.retry,
                 on_bytes=on_bytes,
+                partial=ms.partial,
             )
+        seconds = time.monotonic() - started
+        ms.partial.keep_only(())  # every file is linked into the staged tree now
         raw = candidate.manifest_bytes
         if raw is None:
             # Record what was fetched, so the revision verifies and shares files later.
@@ -214,6 +228,8 @@ class Syncer:
             fetched_files=result.stats.files_fetched,
             fetched_bytes=result.stats.bytes_fetched,
             linked_files=result.stats.files_linked,
+            seconds=round(seconds, 3),
+            mb_per_s=round(manifest.total_size / 1e6 / max(seconds, 1e-6), 1),
         )
         return staged
 

@@ -1,9 +1,11 @@
 """Download one revision into staging: parallel, bounded, verified, deduplicated.
 
-Files whose sha256 is already on local disk (in a retained revision) are hard-linked
-instead of fetched, once their bytes are checked again. Every fetched file is
-bounded to its declared size while it streams and checked against its sha256 when
-complete; the first failure cancels the remaining downloads.
+Files whose sha256 is already on local disk (in a retained revision, or fetched by
+an interrupted pass) are hard-linked instead of fetched, once their bytes are checked
+again. Files with a sha256 are fetched into the kept partial downloads (partial.py),
+so an interrupted download resumes there; every fetched file is bounded to its
+declared size while it streams and checked against its sha256 when complete; the
+first failure cancels the remaining downloads.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,10 @@ from modelsync.cancel import CancelToken
 from modelsync.errors import IntegrityError, RefusedError
 from modelsync.fsutil import store_error
 from modelsync.manifest import FileEntry, Manifest, hash_file
+from modelsync.partial import PartialDownloads
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources.base import OversizeError, Sink, Source
+from modelsync.sources.journal import RangeJournal
 
 __all__ = ["TransferStats", "download_revision", "safe_join"]
 
@@ -91,14 +95,19 @@ def download_revision(
     cancel: CancelToken,
     retry: RetryPolicy,
     on_bytes: Callable[[int], None] | None = None,
+    partial: PartialDownloads | None = None,
 ) -> TransferStats:
-    """Fill ``staging`` with every file of ``manifest``, verified; raise on the first failure."""
+    """Fill ``staging`` with every file of ``manifest``, verified; raise on the first failure.
+
+    With ``partial``, files are fetched (and kept, should the pass be cut) there and
+    linked into ``staging`` once verified.
+    """
     log = structlog.get_logger().bind(version=manifest.version)
     counter = _Counter(on_bytes)
     local = cancel.child()
     label = f"{source.url}/{manifest.version}"
 
-    def one(entry: FileEntry) -> None:
+    def one(entry: FileEntry) -> tuple[FileEntry, Path] | None:
         local.check()
         dest = safe_join(staging, entry.path)
         try:
@@ -109,38 +118,70 @@ def download_revision(
             if existing is not None and hash_file(existing) == (entry.size, entry.sha256):
                 _link_or_copy(existing, dest)
                 counter.linked(entry.size)
-                return
+                return None
             if existing is not None:
                 log.warning("a retained file changed on disk; fetching it", file=str(existing))
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
+        keep = partial is not None and bool(entry.sha256)
+        target, journal = partial.part(entry.sha256) if partial and keep else (dest, None)
         fetch = _Fetch(
             source,
             manifest.version,
             entry,
-            dest,
+            target,
             f"{label}/{entry.path}",
             local,
             retry,
             log,
             on_bytes,
+            journal,
         )
-        digest = fetch.verified()
+        try:
+            digest = fetch.verified()
+        except RefusedError:
+            if partial is not None and keep:
+                partial.discard(entry.sha256)
+            raise
         counter.fetched(entry.path, entry.size, digest)
+        return (entry, dest) if keep else None
+
+    def finish(fetched: tuple[FileEntry, Path] | None) -> None:
+        """Mark a verified kept download complete and link it into the revision. On
+        the pass's own thread: workers only write bytes, every rename is in order."""
+        if fetched is None or partial is None:
+            return
+        entry, dest = fetched
+        kept = partial.finish(entry.sha256)
+        try:
+            _link_or_copy(kept, dest)
+        except OSError as exc:
+            raise store_error("write", dest, exc) from exc
 
     ordered = sorted(manifest.files, key=lambda e: e.size, reverse=True)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
         futures = [pool.submit(one, entry) for entry in ordered]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
+        finished: set[Future[tuple[FileEntry, Path] | None]] = set()
+        try:
+            for future in as_completed(futures):
+                if future.exception() is None:
+                    finished.add(future)
+                    finish(future.result())
+                    continue
+                local.stop_event.set()
+                wait(futures)
+                # What did arrive complete is kept complete for the next pass.
+                for other in futures:
+                    if other not in finished and other.exception() is None:
+                        finish(other.result())
+                # Report the first real failure, not the Cancelled it caused in the others.
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                primary = next((e for e in errors if not local.caused(e)), errors[0])
+                assert primary is not None
+                raise primary
+        except BaseException:
             local.stop_event.set()
-            wait(futures)
-            # Report the first real failure, not the Cancelled it caused in the others.
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            primary = next((e for e in errors if not local.caused(e)), errors[0])
-            assert primary is not None
-            raise primary
+            raise
     return counter.stats
 
 
@@ -157,6 +198,8 @@ class _Fetch:
     retry: RetryPolicy
     log: structlog.typing.FilteringBoundLogger
     on_bytes: Callable[[int], None] | None
+    # Set when ``dest`` is a kept partial download: its bytes survive an interruption.
+    journal: RangeJournal | None = None
 
     def verified(self) -> str:
         """Fetch, check size, and sha256 unless the entry has none (a listing-derived
@@ -188,7 +231,7 @@ class _Fetch:
         otherwise, with ``dest`` removed."""
         entry, dest, label = self.entry, self.dest, self.label
         try:
-            sink = Sink(dest, entry.size, label, self.on_bytes)
+            sink = Sink(dest, entry.size, label, self.on_bytes, self.journal)
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
         try:
@@ -202,15 +245,25 @@ class _Fetch:
             digest = sink.finish()
         except BaseException as exc:
             sink.close()
-            with contextlib.suppress(OSError):
-                dest.unlink()
             if isinstance(exc, OversizeError):
+                self._drop()
                 return "", f"{exc} (sha256 of what arrived {exc.received[:12]}…)"
+            if self.journal is None:
+                self._drop()
+            # A kept partial download stays for the next pass (its journal says what
+            # is complete; each kept range is checked again before it is used).
             raise
         if sink.written != entry.size:
-            dest.unlink()
+            self._drop()
             return "", f"{label}: got {sink.written} bytes, manifest says {entry.size}"
         if entry.sha256 and digest != entry.sha256:
-            dest.unlink()
+            self._drop()
             return "", f"{label}: sha256 {digest[:12]}… does not match the manifest"
         return digest, None
+
+    def _drop(self) -> None:
+        """Forget what arrived: the file, and the journal that vouched for its ranges."""
+        for path in (self.dest, self.journal.path if self.journal else None):
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()

@@ -25,6 +25,7 @@ _STATE_PARTS = (
     "foreign",
     "locks",
     "model-files",
+    "partial",
     "quarantine",
     "revisions",
     "staging",

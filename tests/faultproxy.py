@@ -155,11 +155,14 @@ class FaultProxy:
                 step = max(1, self.plan.throttle // 20)
                 for start in range(0, len(data), step):
                     handler.wfile.write(data[start : start + step])
+                    # Counted as sent, so a test can act part-way through a download.
+                    with self.lock:
+                        self.bytes_out += len(data[start : start + step])
                     time.sleep(0.05)
             else:
                 handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
+                with self.lock:
+                    self.bytes_out += len(data)
+        except (BrokenPipeError, ConnectionResetError, OSError):
             handler.close_connection = True
             return
-        with self.lock:
-            self.bytes_out += len(data)

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
 from modelsync.fsutil import store_error
+from modelsync.sources.journal import RangeJournal
 
 __all__ = [
     "Backend",
@@ -71,13 +72,20 @@ class Sink:
         expected_size: int | None,
         label: str,
         on_bytes: Callable[[int], None] | None = None,
+        journal: RangeJournal | None = None,
     ) -> None:
         self.path = path
         self.expected_size = expected_size
         self.label = label
-        self._on_bytes = on_bytes
-        self._handle = path.open("wb")
+        self.on_bytes = on_bytes
+        # With a journal the file may hold ranges of an interrupted download: it is
+        # kept for a ranged fetch (fetch_ranges) and truncated by a first streamed write.
+        self.journal = journal
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | (0 if journal else os.O_TRUNC), 0o644)
+        self._handle = os.fdopen(fd, "r+b")
+        self._truncated = journal is None
         self._digest = hashlib.sha256()
+        self._sha256_hex = ""  # set by adopt: the digest of bytes written out of band
         self._written = 0
 
     @property
@@ -93,51 +101,51 @@ class Sink:
                 received.hexdigest(),
             )
         try:
+            if not self._truncated:
+                self._handle.truncate(0)
+                self._truncated = True
             self._handle.write(data)
         except OSError as exc:
             raise store_error("write", self.path, exc) from exc
         self._digest.update(data)
         self._written += len(data)
-        if self._on_bytes is not None:
-            self._on_bytes(len(data))
+        if self.on_bytes is not None:
+            self.on_bytes(len(data))
         return len(data)
 
     def reset(self) -> None:
         """Start over (a retry re-sends the object from its first byte)."""
         self._handle.seek(0)
         self._handle.truncate()
+        self._truncated = True
         self._digest = hashlib.sha256()
+        self._sha256_hex = ""
         self._written = 0
 
-    def adopt(self, extra: Sequence[Hasher] = ()) -> None:
-        """Account for bytes written to ``path`` out of band (parallel ranged writes),
-        feeding ``extra`` hashers (e.g. a storage checksum) in the same read."""
+    def adopt(self, sha256: str, written: int) -> None:
+        """Take the digest and size of bytes written to ``path`` out of band (parallel
+        ranged writes, hashed in order as they completed: ranges.fetch_ranges)."""
         self._handle.seek(0, os.SEEK_END)
-        self._digest = hashlib.sha256()
-        self._written = 0
-        with self.path.open("rb") as handle:
-            while chunk := handle.read(1024 * 1024):
-                self._written += len(chunk)
-                self._digest.update(chunk)
-                for hasher in extra:
-                    hasher.update(chunk)
-                if self._on_bytes is not None:
-                    self._on_bytes(len(chunk))
-        if self.expected_size is not None and self._written > self.expected_size:
+        self._sha256_hex = sha256
+        self._written = written
+        if self.expected_size is not None and written > self.expected_size:
             raise OversizeError(
                 f"{self.label}: source sent more than the declared {self.expected_size} bytes",
-                self._digest.hexdigest(),
+                sha256,
             )
 
     def finish(self) -> str:
         """Flush to disk, close, and return the sha256 of what was written."""
         try:
+            if not self._sha256_hex:
+                # Streamed: drop whatever a kept partial file held past what was written.
+                self._handle.truncate(self._written)
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self._handle.close()
         except OSError as exc:
             raise store_error("write", self.path, exc) from exc
-        return self._digest.hexdigest()
+        return self._sha256_hex or self._digest.hexdigest()
 
     def close(self) -> None:
         """Close without flushing errors: only an abandoned sink is closed this way, and

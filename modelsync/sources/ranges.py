@@ -2,12 +2,14 @@
 
 Each network backend (gs, s3, az) fetches an object at least ``range_threshold``
 bytes large as byte ranges on ``range_workers`` threads, each range written in
-place with pwrite and retried on its own; the whole file is then read once for the
-manifest's sha256 and the storage's own checksum (``Sink.adopt``).
+place with pwrite and retried on its own, recorded in the resume journal when the
+sink has one; the file is hashed in order (sha256 and the storage's own checksum) as
+its ranges complete.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError, SourceError, TransientSourceError
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources.base import Hasher, Sink
+from modelsync.sources.journal import crc32c, range_matches
 from modelsync.units import Duration, Size
 
 __all__ = [
@@ -96,29 +99,44 @@ class SinkWriter:
 
 
 class RangeWriter:
-    """Writes one byte range of the destination file in place."""
+    """Writes one byte range of the destination file in place, with its crc32c (the
+    resume journal's record of it) and the progress callback as bytes arrive."""
 
-    def __init__(self, fd: int, offset: int, length: int, cancel: CancelToken, label: str) -> None:
+    def __init__(
+        self,
+        fd: int,
+        offset: int,
+        length: int,
+        cancel: CancelToken,
+        label: str,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
         self._fd = fd
         self._end = offset + length
         self._cancel = cancel
         self._label = label
+        self._on_bytes = on_bytes
         self.start = offset
         self.offset = offset
+        self.crc = 0
 
     def write(self, data: bytes) -> int:
         self._cancel.check()
         if self.offset + len(data) > self._end:
             raise RefusedError(f"{self._label}: server sent more than the requested range")
+        self.crc = crc32c(data, self.crc)
         view = memoryview(data)
         while view:
             written = os.pwrite(self._fd, view, self.offset)
             self.offset += written
             view = view[written:]
+        if self._on_bytes is not None:
+            self._on_bytes(len(data))
         return len(data)
 
     def reset(self) -> None:
         self.offset = self.start
+        self.crc = 0
 
     @property
     def complete(self) -> bool:
@@ -146,17 +164,35 @@ def fetch_ranges(
     what: str,
     hashers: Sequence[Hasher] = (),
 ) -> None:
-    """Fetch ``size`` bytes into ``sink`` as parallel ranges, then hash the whole file
-    (sha256 in the sink, plus ``hashers`` for the storage's checksum)."""
+    """Fetch ``size`` bytes into ``sink`` as parallel ranges.
+
+    Ranges the sink's journal kept from an interrupted download are read back and
+    reused when their crc32c still matches. The sha256 (and ``hashers``, for the
+    storage's checksum) is computed in order in this thread while later ranges are
+    still downloading, so hashing overlaps the transfer instead of following it.
+    """
     if sink.expected_size is not None and size != sink.expected_size:
         raise RefusedError(f"{what}: object is {size} bytes, manifest says {sink.expected_size}")
-    fd = os.open(sink.path, os.O_WRONLY)
+    journal = sink.journal
+    kept = journal.kept(size, options.range_size) if journal is not None else {}
+    fd = os.open(sink.path, os.O_RDWR)
     local = cancel.child()
+    reused = [0]
     try:
-        os.ftruncate(fd, size)
+        if os.fstat(fd).st_size != size:
+            os.ftruncate(fd, size)
 
         def one(start: int, length: int) -> None:
-            writer = RangeWriter(fd, start, length, local, what)
+            record = kept.get(start)
+            if record is not None and record[0] == length:
+                local.check()
+                if range_matches(fd, start, length, record[1]):
+                    reused[0] += length
+                    if sink.on_bytes is not None:
+                        sink.on_bytes(length)
+                    return
+                log.warning("a kept range changed on disk; fetching it again", file=what, at=start)
+            writer = RangeWriter(fd, start, length, local, what, sink.on_bytes)
             last = start + length - 1
 
             def attempt() -> None:
@@ -166,13 +202,17 @@ def fetch_ranges(
                     raise TransientSourceError(f"{what}: short range at {start}")
 
             call_with_retry(attempt, retry, local, f"{what} bytes {start}-{last}", log)
+            if journal is not None:
+                journal.record(start, length, writer.crc)
 
+        digest = hashlib.sha256()
         with ThreadPoolExecutor(options.range_workers, "range") as pool:
             parts = split(size, options.range_size)
             futures = [pool.submit(one, start, length) for start, length in parts]
             try:
-                for future in futures:
+                for (start, length), future in zip(parts, futures, strict=True):
                     future.result()
+                    _hash_range(fd, start, length, [digest, *hashers])
             except BaseException:
                 local.stop_event.set()
                 raise
@@ -181,4 +221,20 @@ def fetch_ranges(
         raise SourceError(f"{exc} (gave up after retries)") from exc
     finally:
         os.close(fd)
-    sink.adopt(extra=hashers)
+        if journal is not None:
+            journal.close()
+    if reused[0]:
+        log.info("resumed a partial download", file=what, reused_bytes=reused[0])
+    sink.adopt(digest.hexdigest(), size)
+
+
+def _hash_range(fd: int, start: int, length: int, hashers: Sequence[Hasher]) -> None:
+    """Feed the bytes just written at ``start`` (still in the page cache) to ``hashers``."""
+    offset, end = start, start + length
+    while offset < end:
+        chunk = os.pread(fd, min(READ_SIZE, end - offset), offset)
+        if not chunk:
+            raise TransientSourceError(f"file ended at {offset} while hashing")
+        for hasher in hashers:
+            hasher.update(chunk)
+        offset += len(chunk)

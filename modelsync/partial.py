@@ -1,0 +1,111 @@
+"""Downloads in progress, kept across passes and restarts so an interrupted one resumes.
+
+    <state>/partial/<model>/<sha256>.part     bytes of a file being fetched
+    <state>/partial/<model>/<sha256>.ranges   its completed ranges (sources/journal.py)
+    <state>/partial/<model>/<sha256>          a fetched file whose sha256 matched
+
+Everything is keyed by the manifest's sha256, so kept bytes are never used for other
+content, and everything is checked again before use (a kept range by its crc32c, a
+kept file by its sha256). Only files of the revision being downloaded are kept
+(``keep_only``), so the directory never holds more than one revision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+from collections.abc import Collection
+from pathlib import Path
+
+from modelsync.fsutil import store_error
+from modelsync.sources.journal import RangeJournal
+
+__all__ = ["PartialDownloads"]
+
+_NAME = re.compile(r"^([0-9a-f]{64})(\.part|\.ranges)?$")
+
+
+class PartialDownloads:
+    """One model's kept downloads."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def part(self, sha256: str) -> tuple[Path, RangeJournal]:
+        """Where to fetch the file with ``sha256``, and its range journal."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise store_error("create", self.dir, exc) from exc
+        return self.dir / f"{sha256}.part", RangeJournal(self.dir / f"{sha256}.ranges")
+
+    def finish(self, sha256: str) -> Path:
+        """The verified file for ``sha256``, its journal no longer needed."""
+        final = self.dir / sha256
+        try:
+            (self.dir / f"{sha256}.part").rename(final)
+        except OSError as exc:
+            raise store_error("rename", final, exc) from exc
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / f"{sha256}.ranges").unlink()
+        return final
+
+    def discard(self, sha256: str) -> None:
+        """Forget everything kept for ``sha256`` (its bytes were not the manifest's)."""
+        for name in (sha256, f"{sha256}.part", f"{sha256}.ranges"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / name).unlink()
+
+    def complete(self) -> dict[str, Path]:
+        """sha256 → a fetched, verified file (re-checked by the caller before use)."""
+        return {m[1]: p for p, m in self._entries() if m[2] is None and p.is_file()}
+
+    def kept_bytes(self, sizes: dict[str, int]) -> int:
+        """About how many bytes of the files ``sizes`` (sha256 → size) are already here."""
+        kept = 0
+        for path, match in self._entries():
+            sha, suffix = match[1], match[2]
+            if sha not in sizes or suffix == ".ranges":
+                continue
+            with contextlib.suppress(OSError):
+                # A part's allocated blocks: ranges written so far (the file is sparse).
+                stat = path.stat()
+                kept += sizes[sha] if suffix is None else min(stat.st_blocks * 512, sizes[sha])
+        return kept
+
+    def keep_only(self, wanted: Collection[str]) -> int:
+        """Remove everything not kept for a sha256 in ``wanted`` (downloads of revisions
+        no longer wanted, and any stranger); return how many entries were removed."""
+        removed = 0
+        for path in self._listing():
+            match = _NAME.match(path.name)
+            if match is not None and match[1] in wanted and path.is_file():
+                continue
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise store_error("clean", path, exc) from exc
+            removed += 1
+        return removed
+
+    def _listing(self) -> list[Path]:
+        try:
+            return list(self.dir.iterdir())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise store_error("read", self.dir, exc) from exc
+
+    def _entries(self) -> list[tuple[Path, re.Match[str]]]:
+        found = []
+        for path in self._listing():
+            match = _NAME.match(path.name)
+            if match is not None:
+                found.append((path, match))
+        return found
