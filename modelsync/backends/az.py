@@ -39,6 +39,7 @@ from modelsync.errors import (
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
+from modelsync.sources.environ import settle_environment
 from modelsync.sources.ranges import (
     BoundedBuffer,
     RangeOptions,
@@ -234,6 +235,7 @@ class AzureSource:
 
                 url = opts.account_url or f"https://{self.account}{_PUBLIC_HOST}"
                 service = BlobServiceClient(url, credential=DefaultAzureCredential(), **common)
+            settle_environment(session, service.url)
             return service.get_container_client(self.container_name)
         except Exception as exc:
             raise translate(exc, self.url, self.container_name) from exc

@@ -38,6 +38,7 @@ from modelsync.errors import (
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
+from modelsync.sources.environ import settle_environment
 from modelsync.sources.ranges import (
     READ_SIZE,
     BoundedBuffer,
@@ -232,6 +233,7 @@ class GcsSource:
         )
         client._http.mount("https://", adapter)
         client._http.mount("http://", adapter)
+        settle_environment(client._http, client.api_endpoint)
         return client
 
     @property
