@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError, SourceError, TransientSourceError
+from modelsync.fsutil import start_writeback
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources.base import Hasher, Sink
 from modelsync.sources.journal import crc32c, range_matches
@@ -202,6 +203,7 @@ def fetch_ranges(
                     raise TransientSourceError(f"{what}: short range at {start}")
 
             call_with_retry(attempt, retry, local, f"{what} bytes {start}-{last}", log)
+            start_writeback(fd, start, length)
             if journal is not None:
                 journal.record(start, length, writer.crc)
 
