@@ -27,8 +27,6 @@ from modelsync.manifest import (
     check_relpath,
 )
 from modelsync.retry import RetryPolicy, call_with_retry
-from modelsync.signing import load_public_key
-from modelsync.signing import verify as verify_signature
 from modelsync.sources import ObjectInfo, Source
 
 __all__ = ["Candidate", "Discovery", "check_manifest", "check_max_bytes"]
@@ -138,6 +136,10 @@ class Discovery:
                 raise RefusedError(f"{where}: revision is unsigned (verify.require_signature)")
             self._log.warning("unsigned revision accepted", version=version)
             return None
+        # cryptography costs ~16 ms to import: only passes that check a signature pay.
+        from modelsync.signing import load_public_key
+        from modelsync.signing import verify as verify_signature
+
         keys = [load_public_key(path) for path in settings.public_keys]
         if not verify_signature(keys, raw, signature):
             raise RefusedError(
