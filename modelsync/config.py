@@ -81,11 +81,12 @@ class VerifyConfig(_Strict):
 
     @model_validator(mode="after")
     def _keys_load(self) -> VerifyConfig:
-        from modelsync.signing import load_public_key
-
         if self.require_signature and not self.public_keys:
             raise ValueError("require_signature needs public_keys")
         for path in self.public_keys:
+            # cryptography costs ~16 ms to import: only configs with keys pay.
+            from modelsync.signing import load_public_key
+
             try:
                 load_public_key(path)
             except ConfigError as exc:
@@ -142,12 +143,14 @@ class ModelConfig(_Strict):
     def _server_preset(self) -> ModelConfig:
         from modelsync.servers import get_preset, preset_names
 
-        if self.server not in preset_names():
+        try:
+            preset = get_preset(self.server)
+        except KeyError:
             raise ValueError(
                 f"server: unknown server {self.server!r}; one of " + ", ".join(preset_names())
-            )
+            ) from None
         try:
-            get_preset(self.server).options(self.server_options)
+            preset.options(self.server_options)
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"])

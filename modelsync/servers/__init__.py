@@ -44,7 +44,23 @@ def preset_names() -> list[str]:
 
 def get_preset(name: str) -> ServerPreset:
     """The preset called ``name``; KeyError for an unknown one."""
+    # Its own module only: a command for one model does not import every preset.
+    preset = _preset_module(name)
+    if preset is not None:
+        return preset
     return _presets()[name]
+
+
+@functools.cache
+def _preset_module(name: str) -> ServerPreset | None:
+    if not name.isidentifier() or name.startswith("_"):
+        return None
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError:
+        return None
+    preset: ServerPreset | None = getattr(module, "PRESET", None)
+    return preset
 
 
 def notifier_for(model: ModelConfig) -> Notifier | None:

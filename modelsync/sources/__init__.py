@@ -57,11 +57,28 @@ def backends() -> tuple[Backend, ...]:
 
 def backend_for(url: str) -> Backend:
     """The backend serving ``url``; ValueError (one line, listing the forms) if none."""
+    # The module named after the URL's scheme first (file://, gs://, s3://, az://):
+    # a command for one model then imports one backend, not all of them.
+    named = _backend_named(url.partition("://")[0].lower())
+    if named is not None and named.claims(url):
+        return named
     for backend in backends():
         if backend.claims(url):
             return backend
     forms = ", ".join(b.example for b in backends())
     raise ValueError(f"unsupported source URL {url!r}: use one of {forms}")
+
+
+@functools.cache
+def _backend_named(scheme: str) -> Backend | None:
+    if not scheme.isidentifier():
+        return None
+    try:
+        module = importlib.import_module(f"modelsync.backends.{scheme}")
+    except ModuleNotFoundError:
+        return None
+    backend = getattr(module, "BACKEND", None)
+    return backend if isinstance(backend, Backend) else None
 
 
 def source_options(backend: Backend, raw: Mapping[str, Any]) -> BaseModel:
