@@ -94,7 +94,8 @@ def test_sigterm_during_a_large_download_exits_promptly(
     fault_proxy: FaultProxy,
     procs: list[DaemonProcess],
 ) -> None:
-    """SIGTERM mid-download: exit 0 within 5 s, staging removed, store untouched."""
+    """SIGTERM mid-download: exit 0 within 5 s, staging removed, store untouched; the
+    progress gauge showed the download while it ran."""
     from tests.backends import GcsBackend, put_objects, shard_files
 
     backend = GcsBackend(gcs_emulator, gcs_bucket)
@@ -117,6 +118,10 @@ def test_sigterm_during_a_large_download_exits_promptly(
     daemon.http("POST", "/sync")
     daemon.wait_for(lambda e: e.get("event") == "downloading" and e.get("version") == 2, after=mark)
     time.sleep(1.0)
+    # While it runs, the download's progress is a gauge (bytes in place so far).
+    status, body = daemon.http("GET", "/metrics")
+    (line,) = [x for x in body.decode().splitlines() if x.startswith("modelsync_download_progress")]
+    assert status == 200 and 0 < float(line.split()[-1]) < 4 * 8 * 1024 * 1024, line
     started = time.monotonic()
     daemon.signal(signal.SIGTERM)
     assert daemon.proc.wait(10) == 0
