@@ -7,7 +7,7 @@ import pytest
 
 from modelsync.backends.file import LocalSource
 from modelsync.cancel import CancelToken
-from modelsync.errors import Cancelled, IntegrityError, RefusedError
+from modelsync.errors import Cancelled, IntegrityError, RefusedError, StoreError
 from modelsync.manifest import FileEntry, Manifest
 from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
@@ -193,3 +193,29 @@ def test_a_retained_file_changed_on_disk_is_not_reused(bucket: Path, tmp_path: P
     )
     assert (stats.files_linked, stats.files_fetched) == (0, 3)
     assert (staging / "variables/variables.index").read_bytes() == original
+
+
+@pytest.mark.parametrize("planted", ["sub", "sub/x"])
+def test_a_link_planted_in_staging_is_never_followed(
+    bucket: Path, tmp_path: Path, planted: str
+) -> None:
+    """A directory or file link where a revision's file goes: refused, and nothing is
+    written where it points."""
+    files = {"sub/x": b"payload" * 100}
+    put_revision(bucket, 1, files)
+    staging = tmp_path / "staging"
+    (staging / "sub").mkdir(parents=True) if planted == "sub/x" else staging.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (staging / planted).symlink_to(outside if planted == "sub" else outside / "x")
+    with pytest.raises((RefusedError, StoreError)):
+        download_revision(
+            open_source(f"file://{bucket}"),
+            _manifest(files),
+            staging,
+            {},
+            concurrency=2,
+            cancel=CancelToken(),
+            retry=RetryPolicy(attempts=1),
+        )
+    assert list(outside.iterdir()) == []

