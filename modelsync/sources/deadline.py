@@ -3,7 +3,7 @@
 A read timeout bounds each wait for bytes, not a request: a server that sends one
 byte every two seconds never trips it, and a pass would outlive its deadline by
 hours. The adapter here remembers which pooled connection each thread is using;
-``deadline(cancel)`` watches the pass's token from a helper thread and, when it
+``deadline(cancel)`` has the pass's token watched by a helper thread and, when it
 fires (stop requested or pass_timeout), shuts that connection's socket down, so the
 blocked read returns at once and the call raises Cancelled.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,9 @@ class ConnectionTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._in_use: dict[int, set[Any]] = {}
+        # Blocks under a deadline: key -> (thread, token), looked at by one watcher.
+        self._watched: dict[object, tuple[int, CancelToken]] = {}
+        self._watcher: threading.Thread | None = None
 
     def adapter(self, **kwargs: Any) -> HTTPAdapter:
         """A requests adapter whose pools report the connections they hand out."""
@@ -71,23 +75,36 @@ class ConnectionTracker:
         if cancel is None:
             yield
             return
-        me, done = threading.get_ident(), threading.Event()
-
-        def watch() -> None:
-            # Keeps cutting until the block ends: a client library that retries a
-            # broken read on its own (azure-storage-blob does) opens a new connection.
-            while not done.wait(_WATCH_PERIOD):
-                if cancel.cancelled():
-                    self.abort(me)
-
-        threading.Thread(target=watch, name="deadline", daemon=True).start()
+        key = object()
+        with self._lock:
+            self._watched[key] = (threading.get_ident(), cancel)
+            if self._watcher is None:
+                # One watcher for every block in progress (a thread per request cost
+                # more than the request itself on small objects); it ends when idle.
+                self._watcher = threading.Thread(target=self._watch, name="deadline", daemon=True)
+                self._watcher.start()
         try:
             yield
         except Exception:
             cancel.check()  # a read cut by the watcher is the token's doing: Cancelled
             raise
         finally:
-            done.set()
+            with self._lock:
+                del self._watched[key]
+
+    def _watch(self) -> None:
+        # Keeps cutting until a block ends: a client library that retries a broken
+        # read on its own (azure-storage-blob does) opens a new connection.
+        while True:
+            time.sleep(_WATCH_PERIOD)
+            with self._lock:
+                watched = list(self._watched.values())
+                if not watched:
+                    self._watcher = None
+                    return
+            for thread_id, cancel in watched:
+                if cancel.cancelled():
+                    self.abort(thread_id)
 
 
 def _tracked(base: type[HTTPConnectionPool], tracker: ConnectionTracker) -> type[Any]:
