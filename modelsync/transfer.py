@@ -132,7 +132,7 @@ def download_revision(
     label = f"{source.url}/{manifest.version}"
     join = _Joiner(staging)
 
-    def one(entry: FileEntry) -> tuple[FileEntry, Path] | None:
+    def one(entry: FileEntry) -> tuple[FileEntry, Path, bool]:
         local.check()
         dest = join(entry.path)
         try:
@@ -143,7 +143,7 @@ def download_revision(
             if existing is not None and hash_file(existing) == (entry.size, entry.sha256):
                 _link_or_copy(existing, dest)
                 counter.linked(entry.size)
-                return None
+                return entry, dest, False
             if existing is not None:
                 log.warning("a retained file changed on disk; fetching it", file=str(existing))
         except OSError as exc:
@@ -169,24 +169,38 @@ def download_revision(
                 partial.discard(entry.sha256)
             raise
         counter.fetched(entry.path, entry.size, digest)
-        return (entry, dest) if keep else None
+        return entry, dest, keep
 
-    def finish(fetched: tuple[FileEntry, Path] | None) -> None:
-        """Mark a verified kept download complete and link it into the revision. On
-        the pass's own thread: workers only write bytes, every rename is in order."""
-        if fetched is None or partial is None:
-            return
-        entry, dest = fetched
-        kept = partial.finish(entry.sha256)
+    def finish(done: tuple[FileEntry, Path, bool]) -> None:
+        """Mark a verified kept download complete and link it into the revision, and
+        link the entries with the same content. On the pass's own thread: workers
+        only write bytes, every rename is in order."""
+        entry, dest, kept = done
         try:
-            _link_or_copy(kept, dest)
+            if kept and partial is not None:
+                _link_or_copy(partial.finish(entry.sha256), dest)
+            for twin in twins.get(entry.sha256, ()) if entry.sha256 else ():
+                twin_dest = join(twin.path)
+                twin_dest.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(dest, twin_dest)
+                counter.linked(twin.size)
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
 
-    ordered = sorted(manifest.files, key=lambda e: e.size, reverse=True)
+    # Entries with the same content are fetched once and linked (and must be: two
+    # fetches would share one kept partial file).
+    ordered: list[FileEntry] = []
+    twins: dict[str, list[FileEntry]] = {}
+    for entry in sorted(manifest.files, key=lambda e: e.size, reverse=True):
+        if entry.sha256 and entry.sha256 in twins:
+            twins[entry.sha256].append(entry)
+            continue
+        if entry.sha256:
+            twins[entry.sha256] = []
+        ordered.append(entry)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
         futures = [pool.submit(one, entry) for entry in ordered]
-        finished: set[Future[tuple[FileEntry, Path] | None]] = set()
+        finished: set[Future[tuple[FileEntry, Path, bool]]] = set()
         try:
             for future in as_completed(futures):
                 if future.exception() is None:

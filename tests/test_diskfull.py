@@ -4,6 +4,7 @@ otherwise a file-size limit (RLIMIT_FSIZE) in the child enforces the same failur
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -74,9 +75,10 @@ def test_disk_full_fails_cleanly_and_keeps_serving(
     assert run_cli("publish", str(src), f"file://{bucket}", "--version", "1").returncode == 0
     assert run_cli("sync", *flags).returncode == 0
     before = snapshot(store / "ranker")
-    # Many one-byte files: the declared size passes the free-space check, but each file
-    # takes a page of the tmpfs; and one 1 MB file passes no file-size limit of 512 KiB.
-    files = {f"variables/shard-{i:05d}": bytes([i % 256]) for i in range(4000)}
+    # Many two-byte files: the declared size passes the free-space check, but each file
+    # takes a page of the tmpfs (distinct bytes: files with the same content would be
+    # links); and one 1 MB file passes no file-size limit of 512 KiB.
+    files = {f"variables/shard-{i:05d}": i.to_bytes(2, "big") for i in range(4000)}
     files["variables/big"] = os.urandom(1024 * 1024)
     src = write_tree(tmp_path / "v2", files)
     assert run_cli("publish", str(src), f"file://{bucket}", "--version", "2").returncode == 0
@@ -100,3 +102,43 @@ def test_disk_full_fails_cleanly_and_keeps_serving(
     assert not staging.exists() or not any(staging.rglob("*"))
     state = (default_state_dir(store) / "state" / "ranker.json").read_text()
     assert '"2"' not in state.split('"refused"')[1].split("}")[0]  # not refused: retried later
+
+
+def test_a_download_cut_by_a_full_disk_resumes_once_space_is_freed(
+    tmp_path: Path, bucket: Path
+) -> None:
+    """The disk fills mid-download (an 8 MiB tmpfs; the declared sizes pass the space
+    check, the pages they take do not): the files that arrived are kept; once the
+    volume has room, the next run links them instead of fetching them again."""
+    volume = tmp_path / "small"
+    if not _try_tmpfs(volume, "8m"):
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        store = volume / "models"
+        flags = sidecar_flags(store, bucket)
+        # Twelve 400 KB files, then 1,500 files of 100 bytes that take a page each.
+        files = {f"variables/big-{i:02d}": os.urandom(400_000) for i in range(12)}
+        files |= {f"assets/tiny-{i:04d}": os.urandom(100) for i in range(1500)}
+        src = write_tree(tmp_path / "v1", files)
+        assert run_cli("publish", str(src), f"file://{bucket}", "--version", "1").returncode == 0
+        env = {"MODELSYNC_LOG_FORMAT": "json"}
+        first = run_cli("sync", *flags, env=env)
+        assert first.returncode == 1 and "No space left on device" in first.stderr
+        partial = default_state_dir(store) / "partial" / "ranker"
+        kept = [p for p in partial.iterdir() if len(p.name) == 64]
+        assert kept, "no complete file was kept"
+        subprocess.run(["/usr/bin/mount", "-o", "remount,size=64m", str(volume)], check=True)
+        second = run_cli("sync", *flags, env=env)
+        assert second.returncode == 0, second.stderr
+        done = [
+            json.loads(line)
+            for line in second.stderr.splitlines()
+            if '"downloaded and verified"' in line
+        ]
+        assert done[0]["linked_files"] >= len(kept)
+        assert done[0]["fetched_files"] == len(files) - done[0]["linked_files"]
+        for name, data in files.items():
+            assert (store / "ranker" / "1" / name).read_bytes() == data
+        assert not any(partial.iterdir())
+    finally:
+        subprocess.run(["/usr/bin/umount", str(volume)], check=False)

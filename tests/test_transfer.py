@@ -219,3 +219,42 @@ def test_a_link_planted_in_staging_is_never_followed(
             retry=RetryPolicy(attempts=1),
         )
     assert list(outside.iterdir()) == []
+
+
+class CountingSource(LocalSource):
+    """A file:// source that counts the fetches of each object."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(f"file://{root}")
+        self.fetches: dict[str, int] = {}
+
+    def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
+        self.fetches[name] = self.fetches.get(name, 0) + 1
+        super().fetch(version, name, sink, cancel)
+
+
+def test_files_with_the_same_content_are_fetched_once(bucket: Path, tmp_path: Path) -> None:
+    """Twins (empty files, copied shards) are one fetch, kept once, linked to each
+    path; every path gets the bytes."""
+    from modelsync.partial import PartialDownloads
+
+    shard = b"same" * 50_000
+    files = {"a/shard": shard, "b/shard": shard, "c/copy": shard, "x": b"", "y": b"", "z": b"z"}
+    put_revision(bucket, 1, files)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    source = CountingSource(bucket)
+    stats = download_revision(
+        source,
+        _manifest(files),
+        staging,
+        {},
+        concurrency=6,
+        cancel=CancelToken(),
+        retry=RetryPolicy(),
+        partial=PartialDownloads(tmp_path / "partial"),
+    )
+    for name, data in files.items():
+        assert (staging / name).read_bytes() == data
+    assert sum(source.fetches.values()) == 3, source.fetches  # shard, empty, z
+    assert (stats.files_fetched, stats.files_linked) == (3, 3)
