@@ -78,12 +78,17 @@ servers-test: $(STAMP) servers
 slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-# Download benchmarks: against the GCS emulator beside rclone, gcsfs, plain GETs; then
-# every network backend (gs, s3, az) on its emulator beside the store's own SDK.
+# Download benchmarks: large models (LLM-shaped, many small files, an update) on the
+# GCS emulator beside rclone, gcsfs, KServe's storage initializer and the physical
+# limits; then every network backend (gs, s3, az) on its emulator beside its SDK.
+# The peers that are Python packages live in their own virtualenv (.bench-peers).
+PEERS := .bench-peers
 bench: $(STAMP) emulators
 	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3,azure,bench]'
-	$(BIN)/python -m bench.gcs_download
+	test -x $(PEERS)/bin/python || ($(PYTHON) -m venv $(PEERS) && \
+	  $(PEERS)/bin/pip install --quiet --disable-pip-version-check \
+	  'kserve-storage==0.21.0' 'gcsfs==2025.12.0')
+	$(BIN)/python -m bench.large_models --peers-python $(PEERS)/bin/python
 	$(BIN)/python -m bench.backends_download
 
 # The daemon's RSS idle and during a 1 GB download, and its idle CPU.
@@ -94,4 +99,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS) $(EMULATORS) .pytest_cache .mypy_cache .ruff_cache demo-run
+	rm -rf $(VENV) $(SERVERS) $(EMULATORS) $(PEERS) .pytest_cache .mypy_cache .ruff_cache demo-run

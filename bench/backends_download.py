@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.gcs_download import MB, Row, dir_bytes, print_table, random_tree, run_measured
+from bench.measure import MB, Row, dir_bytes, print_table, random_tree, run_measured
 from tests.backends import S3_ENV, AzureBackend, GcsBackend, NetworkBackend, S3Backend
 from tests.emulators import start_azurite, start_moto, stop
 from tests.gcs_emulator import start as start_gcs

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.gcs_download import run_measured
+from bench.measure import run_measured
 from tests.daemonproc import DaemonProcess
 from tests.helpers import sidecar_flags
 

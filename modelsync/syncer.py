@@ -227,6 +227,7 @@ class Syncer:
             "downloaded and verified",
             fetched_files=result.stats.files_fetched,
             fetched_bytes=result.stats.bytes_fetched,
+            resumed_bytes=result.stats.bytes_resumed,
             linked_files=result.stats.files_linked,
             seconds=round(seconds, 3),
             mb_per_s=round(manifest.total_size / 1e6 / max(seconds, 1e-6), 1),

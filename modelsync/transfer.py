@@ -44,6 +44,8 @@ class TransferStats:
     files_fetched: int = 0
     files_linked: int = 0
     bytes_linked: int = 0
+    # Bytes of fetched files that an interrupted download had kept (not fetched again).
+    bytes_resumed: int = 0
     # sha256 of every file fetched, by path (fills in manifests synthesised from a listing).
     digests: dict[str, str] = field(default_factory=dict)
 
@@ -86,10 +88,11 @@ class _Counter:
         self._on_bytes = on_bytes
         self.stats = TransferStats()
 
-    def fetched(self, path: str, size: int, digest: str) -> None:
+    def fetched(self, path: str, size: int, digest: str, resumed: int = 0) -> None:
         with self._lock:
             self.stats.files_fetched += 1
-            self.stats.bytes_fetched += size
+            self.stats.bytes_fetched += size - resumed
+            self.stats.bytes_resumed += resumed
             self.stats.digests[path] = digest
 
     def linked(self, size: int) -> None:
@@ -163,12 +166,12 @@ def download_revision(
             journal,
         )
         try:
-            digest = fetch.verified()
+            digest, resumed = fetch.verified()
         except RefusedError:
             if partial is not None and keep:
                 partial.discard(entry.sha256)
             raise
-        counter.fetched(entry.path, entry.size, digest)
+        counter.fetched(entry.path, entry.size, digest, resumed)
         return entry, dest, keep
 
     def finish(done: tuple[FileEntry, Path, bool]) -> None:
@@ -240,7 +243,7 @@ class _Fetch:
     # Set when ``dest`` is a kept partial download: its bytes survive an interruption.
     journal: RangeJournal | None = None
 
-    def verified(self) -> str:
+    def verified(self) -> tuple[str, int]:
         """Fetch, check size, and sha256 unless the entry has none (a listing-derived
         entry, whose integrity is the storage checksum); return the sha256.
 
@@ -251,9 +254,9 @@ class _Fetch:
         """
         outcomes: set[str] = set()
         for _ in range(_CONTENT_ATTEMPTS):
-            digest, problem = self._once()
+            digest, problem, resumed = self._once()
             if problem is None:
-                return digest
+                return digest, resumed
             if problem in outcomes:
                 raise RefusedError(problem)
             outcomes.add(problem)
@@ -265,9 +268,9 @@ class _Fetch:
             "differently each time (damaged in transit); the pass will be retried"
         )
 
-    def _once(self) -> tuple[str, str | None]:
-        """(sha256, None) for a file that matches its entry; ('', what was wrong)
-        otherwise, with ``dest`` removed."""
+    def _once(self) -> tuple[str, str | None, int]:
+        """(sha256, None, bytes resumed) for a file that matches its entry; ('', what
+        was wrong, 0) otherwise, with ``dest`` removed."""
         entry, dest, label = self.entry, self.dest, self.label
         try:
             sink = Sink(dest, entry.size, label, self.on_bytes, self.journal)
@@ -286,7 +289,7 @@ class _Fetch:
             sink.close()
             if isinstance(exc, OversizeError):
                 self._drop()
-                return "", f"{exc} (sha256 of what arrived {exc.received[:12]}…)"
+                return "", f"{exc} (sha256 of what arrived {exc.received[:12]}…)", 0
             if self.journal is None:
                 self._drop()
             # A kept partial download stays for the next pass (its journal says what
@@ -294,11 +297,11 @@ class _Fetch:
             raise
         if sink.written != entry.size:
             self._drop()
-            return "", f"{label}: got {sink.written} bytes, manifest says {entry.size}"
+            return "", f"{label}: got {sink.written} bytes, manifest says {entry.size}", 0
         if entry.sha256 and digest != entry.sha256:
             self._drop()
-            return "", f"{label}: sha256 {digest[:12]}… does not match the manifest"
-        return digest, None
+            return "", f"{label}: sha256 {digest[:12]}… does not match the manifest", 0
+        return digest, None, sink.resumed
 
     def _drop(self) -> None:
         """Forget what arrived: the file, and the journal that vouched for its ranges."""

@@ -113,7 +113,7 @@ def test_resume_after_a_pass_deadline(tmp_path: Path, network_backend: NetworkBa
 def test_an_altered_kept_range_is_fetched_again(
     tmp_path: Path, gcs_emulator: str, gcs_bucket: str
 ) -> None:
-    """Bytes of a kept range changed on disk between passes: caught by its crc32c and
+    """Bytes of a kept block changed on disk between passes: caught by its crc32c and
     fetched again; the revision served is the publisher's, byte for byte."""
     backend = GcsBackend(gcs_emulator, gcs_bucket)
     files = _files(2)
@@ -210,5 +210,40 @@ def test_kill_9_at_a_random_point_resumes_with_what_was_kept(
         assert "resumed a partial download" in done.stderr
         _assert_served(tmp_path, files)
         assert proxy.bytes_out <= BIG - sent + 4 * RANGE + 200_000, (proxy.bytes_out, sent)
+    finally:
+        proxy.stop()
+
+
+def test_a_range_resumes_after_its_last_complete_block(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str
+) -> None:
+    """8 MiB ranges of 4 MiB blocks: a pass cut part-way through a range keeps the
+    range's complete blocks, and the next asks only for the rest of the range."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    files = _files(5)
+    put_objects(backend, 1, files)
+    proxy = _throttled(backend, 3_000_000)
+    try:
+        model = ModelConfig(
+            name="ranker",
+            source=backend.url,
+            source_options={
+                **backend.options(proxy.url),
+                **RANGED,
+                "range_size": 8 * 1024 * 1024,
+            },
+        )
+        # Cut at 90 %: each of the two ranges has a complete 4 MiB block by then.
+        sent = _cut_by_deadline(tmp_path, model, proxy, 0.9)
+        proxy.reset_counts()
+        assert _sync(tmp_path, model, CancelToken()) is Outcome.ACTIVATED
+        _assert_served(tmp_path, files)
+        # Whole ranges would mean fetching the first 8 MiB range again; blocks lose at
+        # most the block in flight in each of the two ranges.
+        assert proxy.bytes_out <= BIG - sent + 2 * 4 * 1024 * 1024 + 200_000, (
+            proxy.bytes_out,
+            sent,
+        )
+        assert proxy.bytes_out < BIG - 4 * 1024 * 1024
     finally:
         proxy.stop()

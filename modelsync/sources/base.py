@@ -88,6 +88,8 @@ class Sink:
         self._truncated = journal is None
         self._digest = hashlib.sha256()
         self._sha256_hex = ""  # set by adopt: the digest of bytes written out of band
+        # Bytes an interrupted download had kept and that were used again (fetch_ranges).
+        self.resumed = 0
         self._written = 0
 
     @property

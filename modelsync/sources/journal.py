@@ -1,9 +1,10 @@
-"""Which byte ranges of a partial download are complete: a small append-only journal.
+"""Which blocks of a partial download are complete: a small append-only journal.
 
-A large file is fetched as ranges written in place (ranges.py). Each completed range
-is appended here as ``start length crc32c`` once its bytes are written, so a download
-cut by kill -9, a deadline, a dropped connection or a full disk resumes with the
-ranges it already has. Nothing in the journal is trusted: a kept range is read back
+A large file is fetched as ranges written in place (ranges.py), each cut into blocks
+of up to 4 MiB. Each completed block is appended here as ``start length crc32c``
+once its bytes are written (one line per block, in any order), so a download cut by
+kill -9, a deadline, a dropped connection or a full disk resumes with the blocks it
+already has. Nothing in the journal is trusted: a kept block is read back
 and its crc32c compared before it counts (a torn last line, a power loss that lost
 written pages, or a file changed on disk all just mean "fetch it again"), and the
 whole file is still checked against the manifest's sha256 before it is used.
@@ -20,7 +21,7 @@ from modelsync.fsutil import store_error
 
 __all__ = ["RangeJournal", "crc32c", "range_matches"]
 
-_MAGIC = "modelsync-ranges 1"
+_MAGIC = "modelsync-ranges 2"
 _READ = 1024 * 1024
 
 
@@ -33,17 +34,17 @@ def crc32c(data: bytes | memoryview, value: int = 0) -> int:
 
 
 class RangeJournal:
-    """The completed ranges of one partial file, for one object size and range size."""
+    """The completed blocks of one partial file, for one object size."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._fd: int | None = None
 
-    def kept(self, size: int, range_size: int) -> dict[int, tuple[int, int]]:
-        """start → (length, crc32c) of the ranges recorded for this layout; a journal
-        written for another size or range size is started over."""
-        header = f"{_MAGIC} {size} {range_size}"
+    def kept(self, size: int) -> dict[int, tuple[int, int]]:
+        """start → (length, crc32c) of the blocks recorded for an object of ``size``
+        bytes; a journal written for another size is started over."""
+        header = f"{_MAGIC} {size}"
         try:
             lines = self.path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
@@ -60,13 +61,13 @@ class RangeJournal:
             if len(fields) != 3 or not all(f.isdigit() for f in fields):
                 continue
             start, length, crc = (int(f) for f in fields)
-            if start % range_size == 0 and 0 < length <= range_size and start + length <= size:
+            if length > 0 and start + length <= size:
                 ranges[start] = (length, crc)
         self._open()
         return ranges
 
     def record(self, start: int, length: int, crc: int) -> None:
-        """Append one completed range (one write on an O_APPEND descriptor: lines from
+        """Append one completed block (one write on an O_APPEND descriptor: lines from
         parallel ranges never interleave)."""
         with self._lock:
             if self._fd is None:
