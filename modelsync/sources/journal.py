@@ -22,7 +22,8 @@ from modelsync.fsutil import store_error
 __all__ = ["RangeJournal", "crc32c", "range_matches"]
 
 _MAGIC = "modelsync-ranges 2"
-_READ = 1024 * 1024
+# Reads of kept blocks being checked: a dozen may run at once (memory budget).
+_READ = 256 * 1024
 
 
 def crc32c(data: bytes | memoryview, value: int = 0) -> int:
