@@ -22,6 +22,25 @@ def _manifest(files: dict[str, bytes], version: int = 1) -> Manifest:
     return Manifest.parse(json.dumps(manifest_doc(files, "ranker", version)).encode(), "t")
 
 
+def _fetch_into(
+    bucket: Path,
+    files: dict[str, bytes],
+    staging: Path,
+    cancel: CancelToken | None = None,
+    retry: RetryPolicy | None = None,
+) -> TransferStats:
+    """Download revision 1 of ``bucket`` (holding ``files``) into ``staging``."""
+    return download_revision(
+        open_source(f"file://{bucket}"),
+        _manifest(files),
+        staging,
+        {},
+        concurrency=2,
+        cancel=cancel or CancelToken(),
+        retry=retry or RetryPolicy(),
+    )
+
+
 def test_downloads_every_file_in_parallel(bucket: Path, tmp_path: Path) -> None:
     """All files arrive byte-exact; the progress callback sees every byte."""
     files = {f"shard-{i:03d}": hashlib.sha256(bytes([i])).digest() * 2000 for i in range(40)}
@@ -93,15 +112,7 @@ def test_bytes_that_differ_from_the_manifest_are_refused(
     staging = tmp_path / "staging"
     staging.mkdir()
     with pytest.raises(RefusedError, match=r"saved_model\.pb"):
-        download_revision(
-            open_source(f"file://{bucket}"),
-            _manifest(files),
-            staging,
-            {},
-            concurrency=1,
-            cancel=CancelToken(),
-            retry=RetryPolicy(),
-        )
+        _fetch_into(bucket, files, staging)
     assert not (staging / "saved_model.pb").exists()
 
 
@@ -114,15 +125,7 @@ def test_stop_cancels_the_download(bucket: Path, tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
     with pytest.raises(Cancelled):
-        download_revision(
-            open_source(f"file://{bucket}"),
-            _manifest(files),
-            staging,
-            {},
-            concurrency=2,
-            cancel=token,
-            retry=RetryPolicy(),
-        )
+        _fetch_into(bucket, files, staging, cancel=token)
 
 
 def test_safe_join_refuses_escapes(tmp_path: Path) -> None:
@@ -209,15 +212,7 @@ def test_a_link_planted_in_staging_is_never_followed(
     outside.mkdir()
     (staging / planted).symlink_to(outside if planted == "sub" else outside / "x")
     with pytest.raises((RefusedError, StoreError)):
-        download_revision(
-            open_source(f"file://{bucket}"),
-            _manifest(files),
-            staging,
-            {},
-            concurrency=2,
-            cancel=CancelToken(),
-            retry=RetryPolicy(attempts=1),
-        )
+        _fetch_into(bucket, files, staging, retry=RetryPolicy(attempts=1))
     assert list(outside.iterdir()) == []
 
 
