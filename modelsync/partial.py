@@ -1,11 +1,11 @@
 """Downloads in progress, kept across passes and restarts so an interrupted one resumes.
 
     <state>/partial/<model>/<sha256>.part     bytes of a file being fetched
-    <state>/partial/<model>/<sha256>.ranges   its completed ranges (sources/journal.py)
+    <state>/partial/<model>/<sha256>.ranges   its completed blocks (sources/journal.py)
     <state>/partial/<model>/<sha256>          a fetched file whose sha256 matched
 
 Everything is keyed by the manifest's sha256, so kept bytes are never used for other
-content, and everything is checked again before use (a kept range by its crc32c, a
+content, and everything is checked again before use (a kept block by its crc32c, a
 kept file by its sha256). Only files of the revision being downloaded are kept
 (``keep_only``), so the directory never holds more than one revision.
 """
@@ -33,7 +33,7 @@ class PartialDownloads:
         self.dir = directory
 
     def part(self, sha256: str) -> tuple[Path, RangeJournal]:
-        """Where to fetch the file with ``sha256``, and its range journal."""
+        """Where to fetch the file with ``sha256``, and its block journal."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -69,7 +69,7 @@ class PartialDownloads:
             if sha not in sizes or suffix == ".ranges":
                 continue
             with contextlib.suppress(OSError):
-                # A part's allocated blocks: ranges written so far (the file is sparse).
+                # A part's allocated blocks: what was written so far (the file is sparse).
                 stat = path.stat()
                 kept += sizes[sha] if suffix is None else min(stat.st_blocks * 512, sizes[sha])
         return kept

@@ -179,7 +179,9 @@ class Syncer:
         log = ctx.log.bind(version=candidate.version)
         manifest = candidate.manifest
         # What an interrupted download kept is resumed only for this revision's files.
-        ms.partial.keep_only({e.sha256 for e in manifest.files if e.sha256})
+        stale = ms.partial.keep_only({e.sha256 for e in manifest.files if e.sha256})
+        if stale:
+            log.info("removed partial downloads no revision wants", entries=stale)
         reuse = {**ms.partial.complete(), **ms.reuse_index()}
         missing = {e.sha256: e.size for e in manifest.files if e.sha256 not in reuse}
         to_fetch = sum(e.size for e in manifest.files if e.sha256 not in reuse)
