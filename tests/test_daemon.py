@@ -55,8 +55,14 @@ def test_new_version_becomes_active_and_endpoint_answers(
     put_revision(bucket, 2, model_files(2))
     daemon.wait_for(_activated(2))
     assert (store / "ranker" / "current" / "saved_model.pb").read_bytes() == b"graph-2"
-    _, metrics = daemon.http("GET", "/metrics")
-    text = metrics.decode()
+    # The pass is folded into the metrics when it returns, just after "activated"
+    # is logged (notify, confirm and commit come between): wait for that.
+    deadline = time.monotonic() + 20
+    while True:
+        text = daemon.http("GET", "/metrics")[1].decode()
+        if 'outcome="activated"} 2.0' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     for line in (
         'modelsync_active_version{model="ranker"} 2.0',
         'modelsync_sync_total{model="ranker",outcome="activated"} 2.0',
