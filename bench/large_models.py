@@ -34,6 +34,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.measure import MB, dir_bytes, random_tree, run_measured
 from tests.gcs_emulator import start as start_emulator
@@ -162,19 +163,30 @@ def durable_write(path: Path, size: int) -> float:
     return elapsed
 
 
-def modelsync_sync(endpoint: str, data: Dataset, store: Path, work: Path) -> tuple[Result, Result]:
-    """`modelsync sync` as a user runs it; the download phase from its JSON log."""
-    config = work / f"{data.model}.toml"
+def _sync_command(
+    endpoint: str, data: Dataset, store: Path, config: Path
+) -> tuple[list[str], dict[str, str]]:
+    """`modelsync sync` of ``data``'s model into ``store`` (a config file, JSON logs)."""
     config.write_text(
         f'store = "{store}"\n\n[[models]]\nname = "{data.model}"\n'
         f'source = "gs://{BUCKET}/{data.model}"\n'
     )
     env = {**os.environ, "STORAGE_EMULATOR_HOST": endpoint, "MODELSYNC_LOG_FORMAT": "json"}
-    log = work / "modelsync.log"
-    argv = [sys.executable, "-m", "modelsync", "sync", "--config", str(config)]
-    secs, rss, code = run_measured(argv, env, stderr_to=log)
+    return [sys.executable, "-m", "modelsync", "sync", "--config", str(config)], env
+
+
+def _downloaded(log: Path) -> list[dict[str, Any]]:
+    """The "downloaded and verified" events of a JSON log."""
     events = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
-    done = [e for e in events if e.get("event") == "downloaded and verified"]
+    return [e for e in events if e.get("event") == "downloaded and verified"]
+
+
+def modelsync_sync(endpoint: str, data: Dataset, store: Path, work: Path) -> tuple[Result, Result]:
+    """`modelsync sync` as a user runs it; the download phase from its JSON log."""
+    argv, env = _sync_command(endpoint, data, store, work / f"{data.model}.toml")
+    log = work / "modelsync.log"
+    secs, rss, code = run_measured(argv, env, stderr_to=log)
+    done = _downloaded(log)
     served = store / data.model / str(data.version)
     ok = code == 0 and done and dir_bytes(served) >= data.total
     if not ok:
@@ -195,13 +207,7 @@ def modelsync_resume(
 ) -> Result:
     """`modelsync sync` killed with SIGKILL once ``share`` of the revision is on disk,
     then run again: how much the second run fetches."""
-    config = work / f"{data.model}-resume.toml"
-    config.write_text(
-        f'store = "{store}"\n\n[[models]]\nname = "{data.model}"\n'
-        f'source = "gs://{BUCKET}/{data.model}"\n'
-    )
-    env = {**os.environ, "STORAGE_EMULATOR_HOST": endpoint, "MODELSYNC_LOG_FORMAT": "json"}
-    argv = [sys.executable, "-m", "modelsync", "sync", "--config", str(config)]
+    argv, env = _sync_command(endpoint, data, store, work / f"{data.model}-resume.toml")
     partial = store.parent / f".modelsync-{store.name}" / "partial" / data.model
     label = f"(e) (a) after kill -9 at {share:.0%}"
     with subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL) as proc:
@@ -212,8 +218,7 @@ def modelsync_resume(
         proc.send_signal(signal.SIGKILL)
     log = work / "resume.log"
     secs, rss, code = run_measured(argv, env, stderr_to=log)
-    events = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
-    done = [e for e in events if e.get("event") == "downloaded and verified"]
+    done = _downloaded(log)
     if code != 0 or not done:
         return Result(label, "modelsync", None, data.total / MB, rss, note=f"FAILED exit {code}")
     fetched = done[0]["fetched_bytes"]
