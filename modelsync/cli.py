@@ -254,7 +254,11 @@ def sync(config_input: ConfigInput, require: bool) -> int:
     store = Store(config.store, config.state_path)
     store.prepare()
     # A person at a terminal gets a bar; an init container's log a line every 10 s.
-    syncer = Syncer(store, progress=terminal_progress if sys.stderr.isatty() else LoggedProgress())
+    syncer = Syncer(
+        store,
+        progress=terminal_progress if sys.stderr.isatty() else LoggedProgress(),
+        identity=config.identity,
+    )
     failed = False
     try:
         for entry in config.models:
@@ -432,3 +436,12 @@ def main(argv: list[str] | None = None) -> None:
             functools.partial(cli.main, args=argv, prog_name="modelsync", standalone_mode=False)
         )
     )
+
+
+def _add_release() -> None:
+    from modelsync.release_cli import release
+
+    cli.add_command(release)
+
+
+_add_release()

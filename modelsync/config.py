@@ -133,6 +133,11 @@ class ModelConfig(_Strict):
     # A revision the server gave no verdict on (timeout, unreachable) is rolled back
     # and tried again; after this many such attempts it is refused.
     unknown_attempts: int = Field(default=2, ge=1, le=100)
+    # Follow <source>/_channels/<channel>.json (modelsync.channel) instead of the
+    # newest complete version; report = write each activation outcome to the bucket
+    # (<source>/_reports/<version>/<identity>.json, modelsync.reports).
+    channel: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    report: bool = False
 
     @model_validator(mode="after")
     def _source_options(self) -> ModelConfig:
@@ -257,6 +262,9 @@ class Config(_Strict):
     parallel_passes: int = Field(default=8, ge=1, le=256)
     # Consecutive failed passes of one model after which `run` exits 1; None: never.
     max_failures: int | None = Field(default=None, ge=1)
+    # This host's name in channel cohorts and reports; default MODELSYNC_IDENTITY, else
+    # the host (pod) name.
+    identity: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
     admin: AdminConfig = AdminConfig()
     models: tuple[ModelConfig, ...] = ()

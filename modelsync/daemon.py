@@ -91,6 +91,7 @@ class Daemon:
             wall_clock=wall,
             sources=sources,
             progress=LoggedProgress(gauge=self.metrics.download_progress),
+            identity=config.identity,
         )
         self._scheduler = Scheduler(self._run_pass, config.parallel_passes)
         self._watch_config = watch_config

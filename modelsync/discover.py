@@ -116,6 +116,34 @@ class Discovery:
             return Candidate(version, manifest, raw, signature)
         return None
 
+    def exact(
+        self, model: ModelConfig, source: Source, version: int, cancel: CancelToken
+    ) -> Candidate | None:
+        """``version`` as a candidate (a channel names it); None while it is incomplete.
+
+        The same checks as for the newest version: signature, gate, limits.
+        RefusedError when it fails one.
+        """
+        if model.complete_marker is not None:
+            return self._listed_revision(model, source, version, cancel)
+        raw = call_with_retry(
+            functools.partial(
+                source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES, cancel
+            ),
+            self._retry,
+            cancel,
+            f"{source.url}/{version}/{MANIFEST_NAME}",
+            self._log,
+        )
+        if raw is None:
+            self._log.warning(
+                "the channel names a version with no manifest (incomplete or missing)",
+                version=version,
+            )
+            return None
+        signature = self._check_signature(model, source, version, raw, cancel)
+        return Candidate(version, check_manifest(model, source, version, raw), raw, signature)
+
     def _check_signature(
         self, model: ModelConfig, source: Source, version: int, raw: bytes, cancel: CancelToken
     ) -> bytes | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 __all__ = [
     "AccessDeniedError",
     "Cancelled",
+    "ChannelError",
     "ConfigError",
     "IntegrityError",
     "LoadFailed",
@@ -50,6 +51,10 @@ class ModelsyncError(Exception):
 
 class ConfigError(ModelsyncError):
     """The configuration (file, environment or flags) cannot be used."""
+
+
+class ChannelError(ModelsyncError):
+    """A release channel's pointer is missing or unusable: the host keeps what it serves."""
 
 
 class RefusedError(ModelsyncError):

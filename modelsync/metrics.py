@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from modelsync.state import ChannelInfo
 from modelsync.syncer import Outcome, PassResult
 
 __all__ = ["Metrics"]
@@ -99,6 +100,25 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.channel = Gauge(
+            "modelsync_channel_info",
+            "1 for the release channel a model follows, with its stable and canary versions.",
+            ["model", "channel", "stable", "canary"],
+            registry=registry,
+        )
+        self.in_cohort = Gauge(
+            "modelsync_channel_in_cohort",
+            "1 when this host is in the channel's canary cohort.",
+            ["model"],
+            registry=registry,
+        )
+        self.halted = Gauge(
+            "modelsync_channel_halted",
+            "1 when the channel's canary is halted (rolled back on enough hosts).",
+            ["model"],
+            registry=registry,
+        )
+        self._channels: dict[str, tuple[str, str, str]] = {}
         self._created: dict[str, float] = {}
         self._lock = threading.Lock()
         registry.register(_Freshness(self._created, self._lock, clock))
@@ -124,16 +144,37 @@ class Metrics:
             self.rollbacks.labels(model).inc()
         if result.ok:
             self.last_success.labels(model).set_to_current_time()
+        if result.channel is not None:
+            self._record_channel(model, result.channel)
         with self._lock:
             if created is None:
                 self._created.pop(model, None)
             else:
                 self._created[model] = created
 
+    def _record_channel(self, model: str, info: ChannelInfo) -> None:
+        labels = (info.channel, str(info.stable or ""), str(info.canary or ""))
+        with self._lock:
+            old = self._channels.get(model)
+            self._channels[model] = labels
+        if old is not None and old != labels:
+            with contextlib.suppress(KeyError):
+                self.channel.remove(model, *old)
+        self.channel.labels(model, *labels).set(1)
+        self.in_cohort.labels(model).set(1 if info.in_cohort else 0)
+        self.halted.labels(model).set(1 if info.halted else 0)
+
     def forget(self, model: str) -> None:
         """Stop reporting a model that left the configuration."""
         with self._lock:
             self._created.pop(model, None)
+            old = self._channels.pop(model, None)
+        if old is not None:
+            with contextlib.suppress(KeyError):
+                self.channel.remove(model, *old)
+        for gauge in (self.in_cohort, self.halted):
+            with contextlib.suppress(KeyError):
+                gauge.remove(model)
         for metric in (
             self.active_version,
             self.last_success,

@@ -9,7 +9,7 @@ import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
-from modelsync.state import ModelState
+from modelsync.state import ChannelInfo, ModelState
 from modelsync.store import ModelStore
 from modelsync.transfer import TransferStats
 
@@ -38,6 +38,8 @@ class PassResult:
     retry_soon: bool = False
     # The previous revision failed to confirm after a rollback, and still does.
     rollback_failed: bool = False
+    # The release channel as this pass saw it (models with ``channel`` only).
+    channel: ChannelInfo | None = None
 
     @property
     def ok(self) -> bool:

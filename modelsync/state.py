@@ -19,7 +19,7 @@ from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import MAX_VERSION
 
-__all__ = ["ModelState", "Pending"]
+__all__ = ["ChannelInfo", "ModelState", "Pending"]
 
 Phase = Literal["activating", "rolling_back"]
 
@@ -43,6 +43,21 @@ class Pending:
 
 
 @dataclass
+class ChannelInfo:
+    """What the model's release channel said at the last pass (for status and metrics)."""
+
+    channel: str
+    stable: int | None
+    canary: int | None
+    percent: float | None
+    in_cohort: bool
+    halted: bool
+    target: int | None
+    # Canary reports counted as failures (rolled back or refused) at that pass.
+    failures: int = 0
+
+
+@dataclass
 class ModelState:
     refused: dict[int, str] = field(default_factory=dict)
     pinned: int | None = None
@@ -59,6 +74,7 @@ class ModelState:
     # What the server last said about a failure (its own words).
     server_reason: str | None = None
     pending: Pending | None = None
+    channel: ChannelInfo | None = None
 
     @classmethod
     def load(cls, path: Path) -> ModelState:

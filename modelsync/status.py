@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,7 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         rollback_failed=state.rollback_failed,
         server_reason=state.server_reason,
         unknown_outcomes={str(v): n for v, n in sorted(state.unknown.items())},
+        channel=dataclasses.asdict(state.channel) if state.channel else None,
     )
     return report
 

@@ -25,12 +25,15 @@ import structlog
 
 from modelsync.activation import Activation
 from modelsync.cancel import CancelToken
+from modelsync.channel import default_identity
 from modelsync.config import ModelConfig
 from modelsync.discover import Candidate, Discovery
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError, ReloadError, StoreError
+from modelsync.follow import Follower, channel_target, outcomes_of
 from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
 from modelsync.outcome import Outcome, PassContext, PassResult
+from modelsync.reports import write_report
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.store import ModelStore
@@ -59,6 +62,7 @@ class Syncer:
         wall_clock: Callable[[], float] = time.time,
         progress: ProgressFactory | None = None,
         sources: SourceFactory | None = None,
+        identity: str | None = None,
     ) -> None:
         self.store = store
         # Sources of this syncer share clients (one per backend and options).
@@ -70,6 +74,8 @@ class Syncer:
         self._sources: dict[tuple[str, str], Source] = {}
         self._activation = Activation(wall_clock, self._refuse)
         self._sources_lock = threading.Lock()
+        # Release channels and reports (models with ``channel`` / ``report``).
+        self.follower = Follower(identity or default_identity(), self.retry)
 
     def close(self) -> None:
         for source in self._sources.values():
@@ -93,6 +99,7 @@ class Syncer:
         ms = self.store.model(model.name, model.layout)
         started = time.monotonic()
         result = PassResult(model.name, Outcome.FAILED, None)
+        refused: dict[int, str] = {}
         try:
             self.store.prepare()
             with ms.lock(cancel):
@@ -102,6 +109,7 @@ class Syncer:
                         self._run(ctx)
                     finally:
                         result.rollback_failed = ctx.state.rollback_failed
+                        refused = ctx.state.refused
                 finally:
                     ms.clean_staging()
         except Cancelled as exc:
@@ -119,6 +127,8 @@ class Syncer:
             log.exception("pass crashed; counted as failed", version=result.candidate)
             self._record_error(ms, result.error)
         result.active = _safe_active(ms)
+        if model.report:
+            self._report(model, result, refused)
         result.duration = time.monotonic() - started
         return result
 
@@ -140,7 +150,26 @@ class Syncer:
         discovery = Discovery(
             self.retry, self._wall, lambda version, reason: self._refuse(ctx, version, reason), log
         )
-        candidate = discovery.newest(ctx.model, source, active, state.refused, ctx.cancel)
+        if ctx.model.channel is None:
+            candidate = discovery.newest(ctx.model, source, active, state.refused, ctx.cancel)
+        else:
+            target = channel_target(self.follower, ctx, source, active)
+            retained = ms.path_of(target) if target is not None else None
+            if target is not None and retained is not None:
+                # Back to a revision this host served before (a halted or aborted
+                # canary): verified when it was downloaded, activated from the cache.
+                result.candidate = target
+                ms.activate(target, retained, active, state)
+                log.info("activated", version=target, previous=active, channel=ctx.model.channel)
+                result.outcome = self._activation.finish(ctx)
+                return
+            candidate = None
+            if target is not None:
+                try:
+                    candidate = discovery.exact(ctx.model, source, target, ctx.cancel)
+                except RefusedError as exc:
+                    self._refuse(ctx, target, str(exc))
+                    raise
         if candidate is None:
             ms.partial.keep_only(())  # nothing is wanted: no download to resume
             result.outcome = Outcome.UNCHANGED
@@ -162,6 +191,24 @@ class Syncer:
         result.outcome = self._activation.finish(ctx)
 
     # -- steps -----------------------------------------------------------------
+
+    def _report(self, model: ModelConfig, result: PassResult, refused: dict[int, str]) -> None:
+        """Write this host's report on each version this pass settled (report = true)."""
+        for version, outcome, reason in outcomes_of(result, refused):
+            try:
+                write_report(
+                    self._source(model),
+                    model.name,
+                    version,
+                    self.follower.identity,
+                    outcome,
+                    reason,
+                    self._wall,
+                )
+            except Exception as exc:  # the pass's outcome stands; say why
+                structlog.get_logger().warning(
+                    "could not write the report", model=model.name, version=version, error=str(exc)
+                )
 
     def _recover(self, ctx: PassContext) -> None:
         """Finish an activation (or rollback) a crash interrupted: its tree is complete

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version, verify_dir
+from modelsync.retry import RetryPolicy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -173,3 +174,7 @@ def check_invariants(store: Path, model: str) -> StoreView:
     if served and active is None:
         violations.append(f"versions {served} served but no valid current")
     return StoreView(active, served, violations)
+
+
+# Retries for tests on local servers: quick, and enough for an emulator's hiccups.
+FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)

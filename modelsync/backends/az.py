@@ -33,12 +33,14 @@ from modelsync.errors import (
     ModelsyncError,
     NotFoundError,
     PublishConflict,
+    RefusedError,
     SourceError,
     TransientSourceError,
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
+from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
 from modelsync.sources.environ import settle_environment
 from modelsync.sources.ranges import (
     BoundedBuffer,
@@ -382,6 +384,67 @@ class AzureSource:
                 max_concurrency=self.options.range_workers,
                 content_settings=ContentSettings(content_md5=bytearray(md5.digest())),
             )
+
+    # -- control objects (sources/control.py) ---------------------------------------
+
+    def get_control(
+        self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
+    ) -> Control | Unchanged | None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import (
+            ResourceModifiedError,
+            ResourceNotFoundError,
+            ResourceNotModifiedError,
+        )
+
+        full = f"{self.prefix}/{check_control_key(key)}" if self.prefix else key
+        what = self._what(full)
+        # If-None-Match on the ETag seen: 304 and no body when nothing changed.
+        condition: dict[str, Any] = (
+            {"etag": tag, "match_condition": MatchConditions.IfModified} if tag else {}
+        )
+        with self._call(what, cancel):
+            try:
+                downloader = self._client().download_blob(full, max_concurrency=1, **condition)
+            except (ResourceNotModifiedError, ResourceModifiedError):
+                # 304; the SDK names it "condition not met" (the only condition sent).
+                return UNCHANGED
+            except ResourceNotFoundError:
+                return None
+            if int(downloader.size or 0) > limit:
+                raise RefusedError(f"{what}: larger than {limit} bytes")
+            data = downloader.readall()
+            etag = str(downloader.properties.etag)
+        if len(data) > limit:
+            raise RefusedError(f"{what}: larger than {limit} bytes")
+        return Control(bytes(data), etag)
+
+    def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
+        from azure.core import MatchConditions
+
+        full = f"{self.prefix}/{check_control_key(key)}" if self.prefix else key
+        what = self._what(full)
+        args: dict[str, Any] = {"overwrite": True}
+        if match == "":
+            args = {"overwrite": False}  # If-None-Match: *
+        elif match is not None:
+            args.update(etag=match, match_condition=MatchConditions.IfNotModified)
+        try:
+            with self._call(what, None):
+                blob = self._client().get_blob_client(full)
+                result: dict[str, Any] = blob.upload_blob(data, **args)
+        except PublishConflict:
+            raise PublishConflict(f"{what}: changed by someone else since it was read") from None
+        return str(result["etag"])
+
+    def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        full = base + check_control_key(prefix)
+        with self._call(self._what(full), cancel):
+            return {
+                blob.name[len(base) :]: str(blob.etag)
+                for blob in self._client().list_blobs(name_starts_with=full)
+            }
 
     def close(self) -> None:
         with self._lock:

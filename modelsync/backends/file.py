@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +25,7 @@ from modelsync.errors import NotFoundError, PublishConflict, RefusedError, Sourc
 from modelsync.fsutil import fsync_dir
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
+from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
 
 __all__ = ["BACKEND", "LocalSource"]
 
@@ -176,8 +179,96 @@ class LocalSource:
                 f"{self.url}/{version}/{name}: cannot write: {exc.strerror}{hint}"
             ) from exc
 
+    # -- control objects (sources/control.py) ---------------------------------------
+
+    def get_control(
+        self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
+    ) -> Control | Unchanged | None:
+        path = self.root / check_control_key(key)
+        try:
+            fd = os.open(path, _FILE_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RefusedError(f"{self.url}/{key}: is a link; not followed") from None
+            raise SourceError(f"{self.url}/{key}: cannot read: {exc.strerror}") from exc
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise RefusedError(f"{self.url}/{key}: not a regular file")
+            found = _tag(info)
+            if tag is not None and found == tag:
+                return UNCHANGED  # one stat: the cheapest "not modified"
+            os.set_blocking(fd, True)
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise RefusedError(f"{self.url}/{key}: larger than {limit} bytes")
+        return Control(data, found)
+
+    def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
+        path = self.root / check_control_key(key)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            # The compare and the rename happen under one lock per directory, so two
+            # writers on this host (or on a filesystem with working flock) cannot both
+            # win a match; readers never lock (the rename is atomic).
+            with _locked(path.parent / ".lock"):
+                if match is not None:
+                    try:
+                        current: str | None = _tag(os.stat(path, follow_symlinks=False))
+                    except FileNotFoundError:
+                        current = None
+                    if current != (match or None):
+                        raise PublishConflict(
+                            f"{self.url}/{key}: changed by someone else since it was read"
+                        )
+                tmp.replace(path)
+                fsync_dir(path.parent)
+                return _tag(os.stat(path, follow_symlinks=False))
+        except OSError as exc:
+            raise SourceError(f"{self.url}/{key}: cannot write: {exc.strerror}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
+        directory = self.root / check_control_key(prefix)
+        found: dict[str, str] = {}
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        except OSError as exc:
+            raise SourceError(f"{self.url}/{prefix}: cannot list: {exc.strerror}") from exc
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            found[prefix + entry.name] = _tag(entry.stat(follow_symlinks=False))
+        return found
+
     def close(self) -> None:
         return None
+
+
+def _tag(info: os.stat_result) -> str:
+    """A file's version: a rename gives a new inode, a rewrite a new size or mtime."""
+    return f"{info.st_ino:x}-{info.st_size:x}-{info.st_mtime_ns:x}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _root(url: str) -> Path:

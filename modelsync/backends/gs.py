@@ -32,12 +32,14 @@ from modelsync.errors import (
     ModelsyncError,
     NotFoundError,
     PublishConflict,
+    RefusedError,
     SourceError,
     TransientSourceError,
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
+from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
 from modelsync.sources.environ import settle_environment
 from modelsync.sources.ranges import (
     READ_SIZE,
@@ -386,6 +388,82 @@ class GcsSource:
             self._bucket().blob(key).upload_from_filename(
                 str(path), checksum="crc32c", retry=None, timeout=self._timeout, **condition
             )
+
+    # -- control objects (sources/control.py) ---------------------------------------
+
+    def get_control(
+        self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
+    ) -> Control | Unchanged | None:
+        from google.api_core import exceptions as api_exceptions
+
+        full = f"{self.prefix}/{check_control_key(key)}" if self.prefix else key
+        what = f"gs://{self.bucket_name}/{full}"
+        blob = self._bucket().blob(full)
+        # Metadata first, conditional on the generation already seen: GCS answers 304
+        # with no body when nothing changed (gcp-storage-emulator ignores the
+        # precondition and answers 200: the generation comparison below catches it).
+        condition = {"if_generation_not_match": int(tag)} if tag and tag.isdigit() else {}
+        with self._connections.deadline(cancel), self._translated(what):
+            try:
+                blob.reload(retry=None, timeout=self._timeout, **condition)
+            except api_exceptions.NotModified:
+                return UNCHANGED
+            except api_exceptions.NotFound:
+                return None
+            generation = str(blob.generation)
+            if generation == tag:
+                return UNCHANGED
+            if int(blob.size or 0) > limit:
+                raise RefusedError(f"{what}: larger than {limit} bytes")
+            try:
+                data = blob.download_as_bytes(
+                    checksum="crc32c",
+                    retry=None,
+                    timeout=self._timeout,
+                    if_generation_match=blob.generation,
+                )
+            except api_exceptions.NotFound:
+                return None
+        if len(data) > limit:
+            raise RefusedError(f"{what}: larger than {limit} bytes")
+        return Control(data, generation)
+
+    def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
+        full = f"{self.prefix}/{check_control_key(key)}" if self.prefix else key
+        what = f"gs://{self.bucket_name}/{full}"
+        condition: dict[str, Any] = {}
+        if match is not None:
+            # 0: only if absent. gcp-storage-emulator ignores preconditions; GCS keeps them.
+            condition["if_generation_match"] = int(match) if match else 0
+        blob = self._bucket().blob(full)
+        try:
+            with self._translated(what):
+                blob.upload_from_string(
+                    data,
+                    content_type="application/json",
+                    checksum="crc32c",
+                    retry=None,
+                    timeout=self._timeout,
+                    **condition,
+                )
+        except PublishConflict:
+            raise PublishConflict(f"{what}: changed by someone else since it was read") from None
+        return str(blob.generation)
+
+    def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        full = base + check_control_key(prefix)
+        with (
+            self._connections.deadline(cancel),
+            self._translated(f"gs://{self.bucket_name}/{full}"),
+        ):
+            bucket = self._bucket()
+            return {
+                blob.name[len(base) :]: str(blob.generation)
+                for blob in bucket.client.list_blobs(
+                    bucket, prefix=full, retry=None, timeout=self._timeout
+                )
+            }
 
     def close(self) -> None:
         with self._lock:

@@ -30,12 +30,14 @@ from modelsync.errors import (
     ModelsyncError,
     NotFoundError,
     PublishConflict,
+    RefusedError,
     SourceError,
     TransientSourceError,
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
+from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
 from modelsync.sources.ranges import (
     READ_SIZE,
     BoundedBuffer,
@@ -396,6 +398,70 @@ class S3Source:
                 ExtraArgs={"ChecksumAlgorithm": "SHA256"},
                 Config=transfer,
             )
+
+    # -- control objects (sources/control.py) ---------------------------------------
+
+    def get_control(
+        self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
+    ) -> Control | Unchanged | None:
+        import botocore.exceptions as bex
+
+        full = f"{self.prefix}/{check_control_key(key)}" if self.prefix else key
+        what = f"s3://{self.bucket}/{full}"
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if tag:
+            args["IfNoneMatch"] = tag  # 304, no body, when the ETag still matches
+        with self._connections.deadline(cancel), self._translated(what, cancel):
+            try:
+                response = self._s3().get_object(**args)
+            except bex.ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if status == 304 or code == "304":
+                    return UNCHANGED
+                if code in ("NoSuchKey", "404") or status == 404:
+                    return None
+                raise
+            if int(response.get("ContentLength", 0)) > limit:
+                response["Body"].close()
+                raise RefusedError(f"{what}: larger than {limit} bytes")
+            with contextlib.closing(response["Body"]) as body:
+                data = body.read(limit + 1)
+        if len(data) > limit:
+            raise RefusedError(f"{what}: larger than {limit} bytes")
+        return Control(data, str(response["ETag"]))
+
+    def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
+        full = f"{self.prefix}/{check_control_key(key)}" if self.prefix else key
+        what = f"s3://{self.bucket}/{full}"
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": full, "Body": data}
+        if match is not None:
+            # S3's conditional writes (2024): If-Match on the ETag read, or create-only.
+            args["IfMatch" if match else "IfNoneMatch"] = match or "*"
+        try:
+            with self._translated(what):
+                response = self._s3().put_object(
+                    ContentType="application/json", ChecksumAlgorithm="SHA256", **args
+                )
+        except PublishConflict:
+            raise PublishConflict(f"{what}: changed by someone else since it was read") from None
+        return str(response["ETag"])
+
+    def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base + check_control_key(prefix)}
+        found: dict[str, str] = {}
+        with (
+            self._connections.deadline(cancel),
+            self._translated(f"s3://{self.bucket}/{args['Prefix']}", cancel),
+        ):
+            while True:
+                page = self._s3().list_objects_v2(**args)
+                for item in page.get("Contents", ()):
+                    found[item["Key"][len(base) :]] = str(item.get("ETag", ""))
+                if not page.get("IsTruncated"):
+                    return found
+                args["ContinuationToken"] = page["NextContinuationToken"]
 
     def close(self) -> None:
         if self._owns_shared:

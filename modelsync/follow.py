@@ -1,0 +1,158 @@
+"""Following a release channel: one pass's view of the pointer and the canary's reports.
+
+An idle pass costs one conditional GET of the pointer (a "not modified" when nothing
+changed; the pointer read last is kept per source and channel) and, while a canary
+is set, one listing of its reports. The version directory listing that a model
+without a channel pays each pass is not needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+
+import structlog
+
+from modelsync.cancel import CancelToken
+from modelsync.channel import MAX_POINTER_BYTES, Pointer, Target, channel_key, target_of
+from modelsync.errors import ChannelError
+from modelsync.outcome import Outcome as PassOutcome
+from modelsync.outcome import PassContext, PassResult
+from modelsync.reports import Outcome, ReportBook, Tally
+from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources import Source
+from modelsync.sources.control import Control
+from modelsync.state import ChannelInfo
+
+__all__ = ["ChannelView", "Follower", "channel_target", "outcomes_of"]
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    channel: str
+    pointer: Pointer
+    target: Target
+    tally: Tally | None  # the canary's reports (None without a canary)
+
+
+class Follower:
+    """Shared by a daemon's passes (thread-safe); one per Syncer."""
+
+    def __init__(self, identity: str, retry: RetryPolicy) -> None:
+        self.identity = identity
+        self._retry = retry
+        self._lock = threading.Lock()
+        self._pointers: dict[tuple[str, str], tuple[str, Pointer]] = {}
+        self.reports = ReportBook()
+
+    def view(
+        self,
+        model: str,
+        channel: str,
+        source: Source,
+        active: int | None,
+        cancel: CancelToken,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> ChannelView:
+        pointer = self.pointer(channel, source, cancel, log)
+        tally = None
+        failures = 0
+        if pointer.canary is not None:
+            tally = call_with_retry(
+                functools.partial(
+                    self.reports.tally, source, model, pointer.canary.version, cancel
+                ),
+                self._retry,
+                cancel,
+                f"{source.url}/_reports/{pointer.canary.version}/: list",
+                log,
+            )
+            failures = tally.failures
+        target = target_of(pointer, model, self.identity, active, failures)
+        return ChannelView(channel, pointer, target, tally)
+
+    def pointer(
+        self,
+        channel: str,
+        source: Source,
+        cancel: CancelToken,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> Pointer:
+        key = channel_key(channel)
+        where = f"{source.url}/{key}"
+        with self._lock:
+            known = self._pointers.get((source.url, channel))
+        got = call_with_retry(
+            functools.partial(
+                source.get_control, key, MAX_POINTER_BYTES, known[0] if known else None, cancel
+            ),
+            self._retry,
+            cancel,
+            where,
+            log,
+        )
+        if got is None:
+            raise ChannelError(
+                f"{where}: channel pointer does not exist "
+                f"(create it with `modelsync release start` or `promote --version`)"
+            )
+        if not isinstance(got, Control):
+            assert known is not None
+            return known[1]
+        pointer = Pointer.parse(got.data, where)
+        with self._lock:
+            self._pointers[(source.url, channel)] = (got.tag, pointer)
+        return pointer
+
+
+def channel_target(
+    follower: Follower, ctx: PassContext, source: Source, active: int | None
+) -> int | None:
+    """The version the model's channel names for this host, when it should change;
+    records what the channel said in the pass's result and the model's state."""
+    assert ctx.model.channel is not None
+    view = follower.view(ctx.model.name, ctx.model.channel, source, active, ctx.cancel, ctx.log)
+    pointer, target = view.pointer, view.target
+    info = ChannelInfo(
+        channel=view.channel,
+        stable=pointer.stable,
+        canary=pointer.canary.version if pointer.canary else None,
+        percent=pointer.canary.percent if pointer.canary else None,
+        in_cohort=target.in_cohort,
+        halted=target.halted,
+        target=target.version,
+        failures=view.tally.failures if view.tally else 0,
+    )
+    ctx.result.channel = info
+    if ctx.state.channel != info:  # saved on change only: an idle pass writes nothing
+        if info.halted and (ctx.state.channel is None or not ctx.state.channel.halted):
+            ctx.log.error(
+                "canary halted: hosts rolled it back",
+                canary=info.canary,
+                failed_reports=info.failures,
+                on_halt=pointer.on_halt,
+            )
+        ctx.log.info("channel", **vars(info), why=target.reason)
+        ctx.state.channel = info
+        ctx.ms.save_state(ctx.state)
+    version = target.version
+    if version is None or version == active:
+        return None
+    if version in ctx.state.refused:
+        ctx.log.debug("the channel names a version refused here", version=version)
+        return None
+    return version
+
+
+def outcomes_of(result: PassResult, refused: dict[int, str]) -> list[tuple[int, Outcome, str]]:
+    """The reports a pass owes: its candidate's outcome and every version it refused."""
+    found: list[tuple[int, Outcome, str]] = []
+    candidate = result.candidate
+    if candidate is not None and result.outcome is PassOutcome.ACTIVATED:
+        found.append((candidate, "confirmed", ""))
+    elif candidate is not None and result.outcome is PassOutcome.ROLLED_BACK:
+        found.append((candidate, "rolled_back", result.error or ""))
+    rolled_back = result.candidate if result.outcome is PassOutcome.ROLLED_BACK else None
+    found += [(v, "refused", refused.get(v, "")) for v in result.refused if v != rolled_back]
+    return found

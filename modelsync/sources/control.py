@@ -1,0 +1,60 @@
+"""Control objects: the small documents a fleet coordinates through, beside revisions.
+
+A model's source holds revisions at ``<source>/<version>/`` and, for fleet rollouts,
+two kinds of control object whose names can never be a version:
+
+- ``_channels/<channel>.json``: a release channel's pointer (modelsync.channel),
+  read by every sidecar each interval and written by ``modelsync release``;
+- ``_reports/<version>/<identity>.json``: what one sidecar's server said about one
+  version (modelsync.reports).
+
+Each backend reads them with a conditional GET (nothing but a "not modified" crosses
+the network when the tag still matches), writes them with the store's conditional
+write (generation / ETag match, or create-only) and lists them with their tags.
+A tag is the store's version of the object: a GCS generation, an S3 or Azure ETag,
+a file's inode, size and mtime.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["UNCHANGED", "Control", "Unchanged", "check_control_key", "report_prefix"]
+
+# ``_channels/prod.json``, ``_reports/12/host-a.json``: plain names only, so a key
+# never leaves the model's prefix and never looks like a version.
+_KEY = re.compile(
+    r"^(_channels/[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.json"
+    r"|_reports/[1-9][0-9]{0,17}/([A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json)?)$"
+)
+
+
+@dataclass(frozen=True)
+class Control:
+    """A control object as read: its bytes and the store's tag for them."""
+
+    data: bytes
+    tag: str
+
+
+class Unchanged:
+    """The object still has the tag the caller gave: nothing was downloaded."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged()
+
+
+def check_control_key(key: str) -> str:
+    """``key`` if it is a channel pointer, a report or a report prefix; else ValueError."""
+    if not _KEY.match(key):
+        raise ValueError(f"not a control object key: {key!r}")
+    return key
+
+
+def report_prefix(version: int) -> str:
+    return f"_reports/{version}/"

@@ -1,0 +1,110 @@
+"""Channel pointers, cohorts and the halt decision (modelsync.channel)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from modelsync.channel import (
+    Canary,
+    Pointer,
+    cohort_score,
+    default_identity,
+    in_cohort,
+    target_of,
+)
+from modelsync.errors import ChannelError
+
+HOSTS = [f"pod-{i:05d}" for i in range(10_000)]
+
+
+def test_pointer_round_trip_and_defaults() -> None:
+    pointer = Pointer.parse(b'{"stable": 3, "canary": {"version": 4, "percent": 20}}', "p")
+    assert pointer.stable == 3
+    assert pointer.canary == Canary(version=4, percent=20.0)
+    assert (pointer.halt_after, pointer.on_halt) == (1, "revert")
+    assert Pointer.parse(pointer.to_bytes(), "p") == pointer
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"not json", "p: channel pointer is not JSON"),
+        (b"[1]", "p: channel pointer: (top level)"),
+        (b'{"stable": "3"}', "p: channel pointer: stable:"),
+        (b'{"stable": 0}', "p: channel pointer: stable:"),
+        (b'{"stable": true}', "p: channel pointer: stable:"),
+        (b'{"stable": 3, "canary": {"version": 4, "percent": 101}}', "canary.percent"),
+        (b'{"stable": 3, "canary": {"version": 3, "percent": 5}}', "canary is the stable version"),
+        (b'{"stable": 3, "on_halt": "panic"}', "on_halt"),
+        (b'{"stable": 3, "halt_after": 0}', "halt_after"),
+        (b'{"stable": 3, "extra": 1}', "extra: unknown key"),
+        (b"[" * 100_000, "p: channel pointer is not JSON"),
+    ],
+)
+def test_hostile_pointers_are_one_line_errors(raw: bytes, message: str) -> None:
+    with pytest.raises(ChannelError, match=message.replace("(", r"\(").replace(")", r"\)")) as exc:
+        Pointer.parse(raw, "p")
+    assert "\n" not in str(exc.value)
+
+
+def test_cohort_is_stable_as_the_percentage_grows() -> None:
+    """A host in the cohort at 10 % is in it at 20 %, 50 % and 100 %."""
+    previous: set[str] = set()
+    for percent in (1, 10, 20, 50, 100):
+        canary = Canary(version=7, percent=percent)
+        cohort = {h for h in HOSTS if in_cohort("ranker", canary, h)}
+        assert previous <= cohort
+        previous = cohort
+    assert previous == set(HOSTS)
+    assert not any(in_cohort("ranker", Canary(version=7, percent=0), h) for h in HOSTS)
+
+
+@pytest.mark.parametrize("percent", [1.0, 5.0, 20.0, 50.0])
+def test_cohort_share_matches_the_percentage(percent: float) -> None:
+    """Within 4 standard deviations of the binomial (10,000 hosts)."""
+    p = percent / 100
+    share = sum(in_cohort("ranker", Canary(version=9, percent=percent), h) for h in HOSTS)
+    sigma = math.sqrt(len(HOSTS) * p * (1 - p))
+    assert abs(share - len(HOSTS) * p) < 4 * sigma, (share, len(HOSTS) * p)
+
+
+def test_each_canary_and_model_picks_its_own_cohort() -> None:
+    def cohort(model: str, version: int) -> set[str]:
+        return {h for h in HOSTS if in_cohort(model, Canary(version=version, percent=10), h)}
+
+    a, b, c = cohort("ranker", 9), cohort("ranker", 10), cohort("recall", 9)
+    # Independent 10 % draws overlap by about 1 %, not 10 %.
+    assert len(a & b) < 200 and len(a & c) < 200
+    assert 0 <= cohort_score("ranker", 9, "pod-1") < 100
+
+
+def test_target_of() -> None:
+    host = next(h for h in HOSTS if in_cohort("m", Canary(version=5, percent=20), h))
+    other = next(h for h in HOSTS if not in_cohort("m", Canary(version=5, percent=20), h))
+    canary = Pointer(stable=4, canary=Canary(version=5, percent=20))
+    assert target_of(Pointer(stable=4), "m", host, 3, 0).version == 4
+    assert target_of(canary, "m", host, 4, 0).version == 5
+    assert target_of(canary, "m", other, 4, 0).version == 4
+    halted = target_of(canary, "m", host, 5, 1)
+    assert (halted.version, halted.halted) == (4, True)
+    hold = canary.model_copy(update={"on_halt": "hold"})
+    assert target_of(hold, "m", host, 5, 1).version == 5  # an adopter stays
+    assert target_of(hold, "m", host, 4, 1).version == 4  # nobody else adopts
+    patient = canary.model_copy(update={"halt_after": 3})
+    assert target_of(patient, "m", host, 4, 2).version == 5
+    assert target_of(patient, "m", host, 5, 3).version == 4
+    assert target_of(Pointer(), "m", host, None, 0).version is None
+
+
+def test_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSYNC_IDENTITY", "pod-7")
+    assert default_identity() == "pod-7"
+    assert default_identity("from-config") == "from-config"
+    monkeypatch.setenv("MODELSYNC_IDENTITY", "../etc")
+    with pytest.raises(ChannelError, match=r"identity '\.\./etc'"):
+        default_identity()
+    monkeypatch.delenv("MODELSYNC_IDENTITY")
+    host = default_identity()
+    assert host and "/" not in host

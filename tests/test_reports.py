@@ -1,0 +1,90 @@
+"""Reports in the bucket: counted only when they are what they claim to be."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelsync.cancel import CancelToken
+from modelsync.config import ModelConfig
+from modelsync.follow import outcomes_of
+from modelsync.outcome import Outcome, PassResult
+from modelsync.reports import MAX_READS_PER_PASS, Report, ReportBook, write_report
+from modelsync.sources import open_source
+from modelsync.sources.control import Control
+from tests.backends import GcsBackend
+from tests.faultproxy import FaultProxy
+
+
+def _report(identity: str, version: int = 5, outcome: str = "confirmed", model: str = "m") -> bytes:
+    return Report.model_validate(
+        {"identity": identity, "model": model, "version": version, "outcome": outcome}
+    ).to_bytes()
+
+
+def test_tally_counts_real_reports_and_ignores_the_rest(tmp_path: Path) -> None:
+    source = open_source(f"file://{tmp_path}/bucket/m")
+    write_report(source, "m", 5, "a", "confirmed")
+    write_report(source, "m", 5, "b", "rolled_back", "bad tensor shape")
+    write_report(source, "m", 5, "c", "refused", "gate: auc = 0.1 is below 0.7")
+    hostile = {
+        "_reports/5/d.json": _report("someone-else"),  # claims another host's name
+        "_reports/5/e.json": _report("e", version=6),  # another version
+        "_reports/5/f.json": _report("f", model="other"),  # another model
+        "_reports/5/g.json": b"<script>",  # not JSON
+        "_reports/5/h.json": b"{" * 10_000,  # too large
+        "_reports/5/i.json": b'{"identity": "i", "model": "m", "version": 5, "outcome": "ok"}',
+    }
+    for key, data in hostile.items():
+        source.put_control(key, data)
+    tally = ReportBook().tally(source, "m", 5, CancelToken())
+    assert sorted(r.identity for r in tally.reports) == ["a", "b", "c"]
+    assert (tally.count("confirmed"), tally.failures, tally.ignored) == (1, 2, len(hostile))
+    got = source.get_control("_reports/5/b.json", 4096)
+    assert isinstance(got, Control) and b"bad tensor shape" in got.data
+
+
+def test_a_pass_reads_only_new_reports(gcs_emulator: str, gcs_bucket: str) -> None:
+    """The second tally of unchanged reports is one listing (counted at the proxy)."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    proxy = FaultProxy(int(gcs_emulator.rsplit(":", 1)[1])).start()
+    try:
+        source = open_source(backend.url, backend.options(proxy.url))
+        for host in ("a", "b", "c"):
+            write_report(source, "m", 5, host, "confirmed")
+        book = ReportBook()
+        proxy.reset_counts()
+        assert len(book.tally(source, "m", 5, CancelToken()).reports) == 3
+        assert len(proxy.requests) > 1
+        proxy.reset_counts()
+        assert len(book.tally(source, "m", 5, CancelToken()).reports) == 3
+        assert len(proxy.requests) == 1, proxy.requests
+        write_report(source, "m", 5, "b", "rolled_back", "oom")
+        proxy.reset_counts()
+        assert book.tally(source, "m", 5, CancelToken()).failures == 1
+        assert 1 < len(proxy.requests) <= 3  # the listing and b's report
+        source.close()
+    finally:
+        proxy.stop()
+
+
+def test_reads_per_pass_are_bounded(tmp_path: Path) -> None:
+    """A flood of report objects costs at most MAX_READS_PER_PASS reads a pass."""
+    source = open_source(f"file://{tmp_path}/bucket/m")
+    directory = tmp_path / "bucket" / "m" / "_reports" / "5"
+    directory.mkdir(parents=True)
+    for i in range(MAX_READS_PER_PASS + 50):
+        (directory / f"h{i}.json").write_bytes(_report(f"h{i}"))
+    book = ReportBook()
+    assert len(book.tally(source, "m", 5, CancelToken()).reports) == MAX_READS_PER_PASS
+    assert len(book.tally(source, "m", 5, CancelToken()).reports) == MAX_READS_PER_PASS + 50
+
+
+def test_outcomes_a_pass_reports() -> None:
+    activated = PassResult("m", Outcome.ACTIVATED, 5, candidate=5)
+    assert outcomes_of(activated, {}) == [(5, "confirmed", "")]
+    rolled = PassResult("m", Outcome.ROLLED_BACK, 4, candidate=5, error="oom", refused=[5])
+    assert outcomes_of(rolled, {5: "server could not load it: oom"}) == [(5, "rolled_back", "oom")]
+    refused = PassResult("m", Outcome.FAILED, 4, candidate=6, refused=[6], error="gate")
+    assert outcomes_of(refused, {6: "gate: auc"}) == [(6, "refused", "gate: auc")]
+    assert outcomes_of(PassResult("m", Outcome.UNCHANGED, 4), {}) == []
+    ModelConfig(name="m", source="file:///b/m", channel="prod", report=True)  # valid config
