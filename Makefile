@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install emulators test lint typecheck unit slow demo bench bench-daemon docker-steps reliability reliability-short servers servers-test clean
+.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps reliability reliability-short servers servers-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,11 @@ bench: $(STAMP) emulators
 	  'kserve-storage==0.21.0' 'gcsfs==2025.12.0')
 	$(BIN)/python -m bench.large_models --peers-python $(PEERS)/bin/python
 	$(BIN)/python -m bench.backends_download
+	$(BIN)/python -m bench.fleet_sim
+
+# 10,000 sidecars following a release channel, in virtual time (docs/fleet.md).
+bench-fleet: $(STAMP)
+	$(BIN)/python -m bench.fleet_sim
 
 # The daemon's RSS idle and during a 1 GB download, and its idle CPU.
 bench-daemon: $(STAMP)

@@ -2,7 +2,8 @@
 
 An idle pass costs one conditional GET of the pointer (a "not modified" when nothing
 changed; the pointer read last is kept per source and channel) and, while a canary
-is set, one listing of its reports. The version directory listing that a model
+is set, one listing of its reports, whose failure markers are counted without
+reading any report (modelsync.reports). The version directory listing that a model
 without a channel pays each pass is not needed.
 """
 
@@ -19,10 +20,10 @@ from modelsync.channel import MAX_POINTER_BYTES, Pointer, Target, channel_key, t
 from modelsync.errors import ChannelError
 from modelsync.outcome import Outcome as PassOutcome
 from modelsync.outcome import PassContext, PassResult
-from modelsync.reports import Outcome, ReportBook, Tally
+from modelsync.reports import Outcome, failed_hosts
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import Source
-from modelsync.sources.control import Control
+from modelsync.sources.control import Control, ControlStore, report_prefix
 from modelsync.state import ChannelInfo
 
 __all__ = ["ChannelView", "Follower", "channel_target", "outcomes_of"]
@@ -33,7 +34,7 @@ class ChannelView:
     channel: str
     pointer: Pointer
     target: Target
-    tally: Tally | None  # the canary's reports (None without a canary)
+    failures: int  # hosts that reported the canary rolled back or refused
 
 
 class Follower:
@@ -44,38 +45,35 @@ class Follower:
         self._retry = retry
         self._lock = threading.Lock()
         self._pointers: dict[tuple[str, str], tuple[str, Pointer]] = {}
-        self.reports = ReportBook()
 
     def view(
         self,
         model: str,
         channel: str,
-        source: Source,
+        source: ControlStore,
         active: int | None,
         cancel: CancelToken,
         log: structlog.typing.FilteringBoundLogger,
     ) -> ChannelView:
         pointer = self.pointer(channel, source, cancel, log)
-        tally = None
         failures = 0
         if pointer.canary is not None:
-            tally = call_with_retry(
-                functools.partial(
-                    self.reports.tally, source, model, pointer.canary.version, cancel
-                ),
+            version = pointer.canary.version
+            listed = call_with_retry(
+                functools.partial(source.list_control, report_prefix(version), cancel),
                 self._retry,
                 cancel,
-                f"{source.url}/_reports/{pointer.canary.version}/: list",
+                f"{source.url}/{report_prefix(version)}: list",
                 log,
             )
-            failures = tally.failures
+            failures = len(failed_hosts(listed, version))
         target = target_of(pointer, model, self.identity, active, failures)
-        return ChannelView(channel, pointer, target, tally)
+        return ChannelView(channel, pointer, target, failures)
 
     def pointer(
         self,
         channel: str,
-        source: Source,
+        source: ControlStore,
         cancel: CancelToken,
         log: structlog.typing.FilteringBoundLogger,
     ) -> Pointer:
@@ -122,7 +120,7 @@ def channel_target(
         in_cohort=target.in_cohort,
         halted=target.halted,
         target=target.version,
-        failures=view.tally.failures if view.tally else 0,
+        failures=view.failures,
     )
     ctx.result.channel = info
     if ctx.state.channel != info:  # saved on change only: an idle pass writes nothing

@@ -6,10 +6,13 @@ reason) or ``refused`` (the revision failed a check before or after download). T
 reports of a channel's canary are what halts it fleet-wide (modelsync.channel), and
 what ``modelsync release status`` counts.
 
-Anyone who can write under ``_reports/`` can halt a canary (the safe direction) but
-cannot make a host adopt anything: reports are only ever counted as failures.
-Reading is bounded: one listing per pass, and only new or changed reports are read
-(each at most MAX_REPORT_BYTES, at most MAX_READS_PER_PASS per pass).
+A failure is also written as ``_reports/<version>/failed/<identity>.json``, so that
+a sidecar counts failures from one listing without reading any report: with 10,000
+hosts and a 500-host cohort, reading every report would be 5 million GETs per
+canary (bench/fleet_sim.py). Anyone who can write under ``_reports/`` can halt a
+canary (the safe direction) but cannot make a host adopt anything. ``release
+status`` reads the reports themselves, bounded: only new or changed ones, each at
+most MAX_REPORT_BYTES, at most MAX_READS_PER_PASS per call.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,8 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelsync.cancel import CancelToken
 from modelsync.manifest import MAX_VERSION
-from modelsync.sources import Source
-from modelsync.sources.control import Control, report_prefix
+from modelsync.sources.control import Control, ControlStore, report_prefix
 
 __all__ = [
     "FAILED_OUTCOMES",
@@ -34,6 +36,8 @@ __all__ = [
     "Report",
     "ReportBook",
     "Tally",
+    "failed_hosts",
+    "failure_key",
     "report_key",
     "write_report",
 ]
@@ -62,6 +66,16 @@ def report_key(version: int, identity: str) -> str:
     return f"{report_prefix(version)}{identity}.json"
 
 
+def failure_key(version: int, identity: str) -> str:
+    return f"{report_prefix(version)}failed/{identity}.json"
+
+
+def failed_hosts(listed: Iterable[str], version: int) -> set[str]:
+    """The hosts with a failure marker among the listed keys of ``version``'s reports."""
+    marker = f"{report_prefix(version)}failed/"
+    return {k[len(marker) : -len(".json")] for k in listed if k.startswith(marker)}
+
+
 @dataclass(frozen=True)
 class Tally:
     """A version's reports as read this pass."""
@@ -87,13 +101,15 @@ class ReportBook:
         # (source url, version) -> key -> (tag, report or None when unusable)
         self._seen: dict[tuple[str, int], dict[str, tuple[str, Report | None]]] = {}
 
-    def tally(self, source: Source, model: str, version: int, cancel: CancelToken) -> Tally:
+    def tally(self, source: ControlStore, model: str, version: int, cancel: CancelToken) -> Tally:
         listed = source.list_control(report_prefix(version), cancel)
         with self._lock:
             known = dict(self._seen.get((source.url, version), {}))
         fresh: dict[str, tuple[str, Report | None]] = {}
         reads = 0
         for key, tag in sorted(listed.items()):
+            if "/failed/" in key:
+                continue  # markers: counted from the listing (failed_hosts)
             if key in known and known[key][0] == tag:
                 fresh[key] = known[key]
                 continue
@@ -106,11 +122,11 @@ class ReportBook:
             self._seen = {k: v for k, v in self._seen.items() if k[0] != source.url}
             self._seen[(source.url, version)] = fresh
         reports = tuple(r for _, r in fresh.values() if r is not None)
-        return Tally(reports, len(listed) - len(reports))
+        return Tally(reports, len(fresh) - len(reports))
 
     @staticmethod
     def _read(
-        source: Source, key: str, model: str, version: int, cancel: CancelToken
+        source: ControlStore, key: str, model: str, version: int, cancel: CancelToken
     ) -> Report | None:
         try:
             got = source.get_control(key, MAX_REPORT_BYTES, None, cancel)
@@ -130,7 +146,7 @@ class ReportBook:
 
 
 def write_report(
-    source: Source,
+    source: ControlStore,
     model: str,
     version: int,
     identity: str,
@@ -148,3 +164,5 @@ def write_report(
         at=wall(),
     )
     source.put_control(report_key(version, identity), report.to_bytes())
+    if outcome in FAILED_OUTCOMES:
+        source.put_control(failure_key(version, identity), report.to_bytes())

@@ -8,7 +8,7 @@ from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.follow import outcomes_of
 from modelsync.outcome import Outcome, PassResult
-from modelsync.reports import MAX_READS_PER_PASS, Report, ReportBook, write_report
+from modelsync.reports import MAX_READS_PER_PASS, Report, ReportBook, failed_hosts, write_report
 from modelsync.sources import open_source
 from modelsync.sources.control import Control
 from tests.backends import GcsBackend
@@ -88,3 +88,22 @@ def test_outcomes_a_pass_reports() -> None:
     assert outcomes_of(refused, {6: "gate: auc"}) == [(6, "refused", "gate: auc")]
     assert outcomes_of(PassResult("m", Outcome.UNCHANGED, 4), {}) == []
     ModelConfig(name="m", source="file:///b/m", channel="prod", report=True)  # valid config
+
+
+def test_failures_are_counted_from_the_listing(tmp_path: Path) -> None:
+    """A failure leaves a marker beside the report; hosts count markers, not bodies."""
+    source = open_source(f"file://{tmp_path}/bucket/m")
+    write_report(source, "m", 5, "a", "confirmed")
+    write_report(source, "m", 5, "b", "rolled_back", "oom")
+    write_report(source, "m", 5, "c", "refused", "gate")
+    write_report(source, "m", 6, "d", "rolled_back", "oom")
+    listed = source.list_control("_reports/5/")
+    assert sorted(listed) == [
+        "_reports/5/a.json",
+        "_reports/5/b.json",
+        "_reports/5/c.json",
+        "_reports/5/failed/b.json",
+        "_reports/5/failed/c.json",
+    ]
+    assert failed_hosts(listed, 5) == {"b", "c"}
+    assert failed_hosts(listed, 6) == set()

@@ -238,18 +238,24 @@ class LocalSource:
                 tmp.unlink()
 
     def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
-        directory = self.root / check_control_key(prefix)
+        # Like a bucket listing, recursive: reports and their failed/ markers.
         found: dict[str, str] = {}
-        try:
-            entries = list(os.scandir(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            return found
-        except OSError as exc:
-            raise SourceError(f"{self.url}/{prefix}: cannot list: {exc.strerror}") from exc
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+        pending = [check_control_key(prefix)]
+        while pending:
+            relative = pending.pop()
+            try:
+                entries = list(os.scandir(self.root / relative))
+            except (FileNotFoundError, NotADirectoryError):
                 continue
-            found[prefix + entry.name] = _tag(entry.stat(follow_symlinks=False))
+            except OSError as exc:
+                raise SourceError(f"{self.url}/{relative}: cannot list: {exc.strerror}") from exc
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(f"{relative}{entry.name}/")
+                elif entry.is_file(follow_symlinks=False):
+                    found[relative + entry.name] = _tag(entry.stat(follow_symlinks=False))
         return found
 
     def close(self) -> None:

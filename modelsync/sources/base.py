@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
 from modelsync.fsutil import store_error
-from modelsync.sources.control import Control, Unchanged
+from modelsync.sources.control import ControlStore
 from modelsync.sources.journal import RangeJournal
 
 __all__ = [
@@ -165,8 +165,8 @@ class Sink:
         self.close()
 
 
-class Source(Protocol):
-    """One model's revisions in a bucket or directory."""
+class Source(ControlStore, Protocol):
+    """One model's revisions in a bucket or directory (and its control objects)."""
 
     url: str
 
@@ -206,22 +206,6 @@ class Source(Protocol):
         ``exclusive``: only if no such object exists (a conditional write where the
         store has one), else PublishConflict: two publishers cannot both write it.
         """
-        ...
-
-    def get_control(
-        self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
-    ) -> Control | Unchanged | None:
-        """A control object (sources/control.py), UNCHANGED when it still has ``tag``
-        (a conditional GET), None when it does not exist. RefusedError past ``limit``."""
-        ...
-
-    def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
-        """Write a control object; return its new tag. ``match``: only if the object
-        still has this tag ("" = only if it does not exist), else PublishConflict."""
-        ...
-
-    def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
-        """The control objects under ``prefix`` (a report prefix): key -> tag."""
         ...
 
     def close(self) -> None:

@@ -6,7 +6,8 @@ two kinds of control object whose names can never be a version:
 - ``_channels/<channel>.json``: a release channel's pointer (modelsync.channel),
   read by every sidecar each interval and written by ``modelsync release``;
 - ``_reports/<version>/<identity>.json``: what one sidecar's server said about one
-  version (modelsync.reports).
+  version, and ``_reports/<version>/failed/<identity>.json`` beside it when that was
+  a failure (modelsync.reports).
 
 Each backend reads them with a conditional GET (nothing but a "not modified" crosses
 the network when the tag still matches), writes them with the store's conditional
@@ -19,15 +20,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol
 
-__all__ = ["UNCHANGED", "Control", "Unchanged", "check_control_key", "report_prefix"]
+if TYPE_CHECKING:
+    from modelsync.cancel import CancelToken
+
+__all__ = [
+    "UNCHANGED",
+    "Control",
+    "ControlStore",
+    "Unchanged",
+    "check_control_key",
+    "report_prefix",
+]
 
 # ``_channels/prod.json``, ``_reports/12/host-a.json``: plain names only, so a key
 # never leaves the model's prefix and never looks like a version.
 _KEY = re.compile(
     r"^(_channels/[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.json"
-    r"|_reports/[1-9][0-9]{0,17}/([A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json)?)$"
+    r"|_reports/[1-9][0-9]{0,17}/((failed/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json)?)$"
 )
 
 
@@ -47,6 +58,28 @@ class Unchanged:
 
 
 UNCHANGED: Final = Unchanged()
+
+
+class ControlStore(Protocol):
+    """The control-object calls of a Source (all a channel follower needs)."""
+
+    url: str
+
+    def get_control(
+        self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
+    ) -> Control | Unchanged | None:
+        """The object, UNCHANGED when it still has ``tag`` (a conditional GET), None when
+        it does not exist. RefusedError past ``limit``."""
+        ...
+
+    def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
+        """Write it; return its new tag. ``match``: only if the object still has this
+        tag ("" = only if it does not exist), else PublishConflict."""
+        ...
+
+    def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
+        """The control objects under ``prefix`` (a report prefix), recursively: key -> tag."""
+        ...
 
 
 def check_control_key(key: str) -> str:
