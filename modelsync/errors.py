@@ -2,6 +2,7 @@
 
 ModelsyncError                 base: one clear line; ``retryable`` says whether to try again
 ├── ConfigError                a configuration that cannot be used (the CLI exits 2)
+├── ChannelError               a release channel's pointer is missing or unusable
 ├── RefusedError               a revision that is wrong for good: never retried
 │   └── ManifestError          a manifest that is malformed or does not describe its revision
 ├── IntegrityError             bytes damaged in transit (storage checksum mismatch)

@@ -26,3 +26,26 @@ def test_record_and_forget() -> None:
     text = generate_latest(registry).decode()
     assert 'modelsync_revision_age_seconds{model="m"}' not in text
     assert 'modelsync_active_version{model="m"}' not in text
+
+
+def test_channel_gauges_follow_the_pointer() -> None:
+    """Channel, stable and canary as labels; a changed pointer replaces the old series."""
+    from modelsync.state import ChannelInfo
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    info = ChannelInfo("prod", 4, 5, 20.0, in_cohort=True, halted=False, target=5)
+    metrics.record(PassResult("m", Outcome.ACTIVATED, 5, channel=info), None, 0, False)
+    text = generate_latest(registry).decode()
+    assert 'modelsync_channel_info{canary="5",channel="prod",model="m",stable="4"} 1.0' in text
+    assert 'modelsync_channel_in_cohort{model="m"} 1.0' in text
+    assert 'modelsync_channel_halted{model="m"} 0.0' in text
+    halted = ChannelInfo("prod", 4, 5, 20.0, in_cohort=True, halted=True, target=4)
+    metrics.record(PassResult("m", Outcome.ACTIVATED, 4, channel=halted), None, 0, False)
+    promoted = ChannelInfo("prod", 5, None, None, in_cohort=False, halted=False, target=5)
+    metrics.record(PassResult("m", Outcome.UNCHANGED, 5, channel=promoted), None, 0, False)
+    text = generate_latest(registry).decode()
+    assert 'stable="4"' not in text
+    assert 'modelsync_channel_info{canary="",channel="prod",model="m",stable="5"} 1.0' in text
+    metrics.forget("m")
+    assert "modelsync_channel_in_cohort{" not in generate_latest(registry).decode()
