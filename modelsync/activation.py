@@ -85,6 +85,13 @@ class Activation:
         state.last_error = None
         if confirmed:
             state.server_reason = None
+        manual = pending.retire_to == "cache"  # rollback_to: a person chose it
+        state.record(
+            self._wall(),
+            "manual_rollback" if manual else "activated",
+            pending.version,
+            pending.previous,
+        )
         removed = ctx.ms.commit(state, ctx.model.keep, self._wall())
         ctx.log.info(
             "committed",
@@ -173,6 +180,7 @@ class Activation:
         state.pending = None
         version, reason = pending.version, pending.reason
         ctx.result.error = reason
+        state.record(self._wall(), "rolled_back", version, pending.previous, reason)
         if pending.retire_to != "quarantine":
             ctx.ms.save_state(state)
         elif pending.verdict == "unknown":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -14,6 +16,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from modelsync.errors import ConfigError
+from modelsync.statuspage import render as render_page
 
 __all__ = ["AdminServer", "AdminView"]
 
@@ -128,9 +131,35 @@ def _make_handler(
         def _json(self, status: int, doc: object) -> None:
             self._reply(status, (json.dumps(doc, indent=2) + "\n").encode(), "application/json")
 
+        def _authorized(self) -> bool:
+            """The token, when one is set: Bearer, or Basic with the token as password
+            (what a browser asks for; any user name)."""
+            if token is None:
+                return True
+            scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+            secret = given.strip()
+            if scheme == "Basic":
+                try:
+                    secret = base64.b64decode(secret, validate=True).decode().partition(":")[2]
+                except (ValueError, UnicodeDecodeError):
+                    return False
+            elif scheme != "Bearer":
+                return False
+            return hmac.compare_digest(secret.encode(), token.encode())
+
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
-            if path == "/healthz":
+            if path == "/":
+                if not self._authorized():
+                    self.send_response(HTTPStatus.UNAUTHORIZED)
+                    self.send_header("WWW-Authenticate", 'Basic realm="modelsync"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+                page = render_page(view.status(), generated)
+                self._reply(HTTPStatus.OK, page, "text/html; charset=utf-8")
+            elif path == "/healthz":
                 alive = view.alive()
                 self._json(
                     HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE, {"alive": alive}
@@ -157,17 +186,13 @@ def _make_handler(
             if url.path != "/sync":
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {url.path}"})
                 return
-            if token is not None:
-                scheme, _, given = self.headers.get("Authorization", "").partition(" ")
-                if scheme != "Bearer" or not hmac.compare_digest(
-                    given.strip().encode(), token.encode()
-                ):
-                    log.warning(
-                        "admin: refused POST /sync without the right token",
-                        client=self.client_address[0],
-                    )
-                    self._json(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong token"})
-                    return
+            if token is not None and not self._authorized():
+                log.warning(
+                    "admin: refused POST /sync without the right token",
+                    client=self.client_address[0],
+                )
+                self._json(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong token"})
+                return
             models = parse_qs(url.query).get("model") or None
             try:
                 queued = view.request_sync(models)

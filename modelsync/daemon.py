@@ -85,6 +85,7 @@ class Daemon:
         self.events: queue.Queue[_Event] = queue.Queue()
         self._registry = registry
         self.metrics = Metrics(registry, wall)
+        self.metrics.configure(config.interval, {m.name: m.max_age for m in config.models})
         self.notifier = notifier
         self.syncer = Syncer(
             Store(config.store, config.state_path),
@@ -214,6 +215,11 @@ class Daemon:
             if slot is not None:
                 entry["last_outcome"] = slot.last.outcome.value if slot.last else None
                 entry["consecutive_failures"] = slot.failures
+            progress = self._registry.get_sample_value(
+                "modelsync_download_progress_bytes", {"model": entry["name"]}
+            )
+            if progress is not None:
+                entry["download_progress_bytes"] = progress
         return report
 
     def request_sync(self, models: list[str] | None) -> list[str]:
@@ -367,6 +373,9 @@ class Daemon:
         old = {m.name: m for m in self.config.models}
         fresh = {m.name: m for m in new.models}
         self.config = new.model_copy(update={"admin": self.config.admin})
+        self.metrics.configure(
+            self.config.interval, {m.name: m.max_age for m in self.config.models}
+        )
         for name in sorted(set(old) - set(fresh)):
             self._log.info("model removed from config; its files stay", model=name)
             self._stop_worker(name)

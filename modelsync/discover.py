@@ -52,7 +52,7 @@ class Discovery:
         self,
         retry: RetryPolicy,
         wall: Callable[[], float],
-        refuse: Callable[[int, str], None],
+        refuse: Callable[[int, RefusedError], None],
         log: structlog.typing.FilteringBoundLogger,
     ) -> None:
         self._retry = retry
@@ -90,7 +90,7 @@ class Discovery:
                 try:
                     listed = self._listed_revision(model, source, version, cancel)
                 except RefusedError as exc:
-                    self._refuse(version, str(exc))
+                    self._refuse(version, exc)
                     continue
                 if listed is not None:
                     return listed
@@ -111,7 +111,7 @@ class Discovery:
                 signature = self._check_signature(model, source, version, raw, cancel)
                 manifest = check_manifest(model, source, version, raw)
             except RefusedError as exc:
-                self._refuse(version, str(exc))
+                self._refuse(version, exc)
                 continue
             return Candidate(version, manifest, raw, signature)
         return None
@@ -234,6 +234,15 @@ def check_manifest(model: ModelConfig, source: Source, version: int, raw: bytes)
     """Parse a candidate's manifest and apply the model's gate and limits."""
     where = f"{source.url}/{version}/{MANIFEST_NAME}"
     manifest = Manifest.parse(raw, where)
+    try:
+        _check_parsed(model, manifest, version, where)
+    except RefusedError as exc:
+        exc.metrics = dict(manifest.metrics)
+        raise
+    return manifest
+
+
+def _check_parsed(model: ModelConfig, manifest: Manifest, version: int, where: str) -> None:
     for metric, bar in sorted(model.gate.items()):
         value = manifest.metrics.get(metric)
         if value is None:
@@ -248,7 +257,6 @@ def check_manifest(model: ModelConfig, source: Source, version: int, raw: bytes)
             f"{where}: is a revision of model {manifest.model!r}, not {model.name!r}"
         )
     check_max_bytes(model, manifest, where)
-    return manifest
 
 
 def check_max_bytes(model: ModelConfig, manifest: Manifest, where: str) -> None:

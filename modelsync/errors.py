@@ -62,6 +62,10 @@ class RefusedError(ModelsyncError):
     """A revision is wrong for good (bad manifest, bytes that differ from it, bad
     signature, failed validation, refused by the server): never tried again."""
 
+    # The refused revision's manifest metrics, when its manifest could be read (the
+    # status page shows them beside the active revision's).
+    metrics: dict[str, float] | None = None
+
 
 class ManifestError(RefusedError):
     """A manifest is malformed, or a revision does not match its manifest."""

@@ -118,6 +118,17 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.interval = Gauge(
+            "modelsync_interval_seconds",
+            "The configured time between passes (alert rules compare pass times with it).",
+            registry=registry,
+        )
+        self.max_age = Gauge(
+            "modelsync_max_age_seconds",
+            "The model's configured max_age (present only when set).",
+            ["model"],
+            registry=registry,
+        )
         self._channels: dict[str, tuple[str, str, str]] = {}
         self._created: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -164,6 +175,16 @@ class Metrics:
         self.in_cohort.labels(model).set(1 if info.in_cohort else 0)
         self.halted.labels(model).set(1 if info.halted else 0)
 
+    def configure(self, interval: float, max_ages: dict[str, float | None]) -> None:
+        """Export the settings alert rules and dashboards compare with."""
+        self.interval.set(interval)
+        for model, max_age in max_ages.items():
+            if max_age is None:
+                with contextlib.suppress(KeyError):
+                    self.max_age.remove(model)
+            else:
+                self.max_age.labels(model).set(max_age)
+
     def forget(self, model: str) -> None:
         """Stop reporting a model that left the configuration."""
         with self._lock:
@@ -172,7 +193,7 @@ class Metrics:
         if old is not None:
             with contextlib.suppress(KeyError):
                 self.channel.remove(model, *old)
-        for gauge in (self.in_cohort, self.halted):
+        for gauge in (self.in_cohort, self.halted, self.max_age):
             with contextlib.suppress(KeyError):
                 gauge.remove(model)
         for metric in (

@@ -19,7 +19,7 @@ from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import MAX_VERSION
 
-__all__ = ["ChannelInfo", "ModelState", "Pending"]
+__all__ = ["HISTORY_KEEP", "ChannelInfo", "HistoryEvent", "ModelState", "Pending"]
 
 Phase = Literal["activating", "rolling_back"]
 
@@ -57,6 +57,22 @@ class ChannelInfo:
     failures: int = 0
 
 
+# Events kept in a model's history (the oldest are dropped).
+HISTORY_KEEP = 100
+Event = Literal["activated", "rolled_back", "refused", "manual_rollback"]
+
+
+@dataclass
+class HistoryEvent:
+    """One thing that happened to a model's served revision, for people to read."""
+
+    at: float
+    event: Event
+    version: int
+    previous: int | None = None
+    reason: str = ""
+
+
 @dataclass
 class ModelState:
     refused: dict[int, str] = field(default_factory=dict)
@@ -75,6 +91,16 @@ class ModelState:
     server_reason: str | None = None
     pending: Pending | None = None
     channel: ChannelInfo | None = None
+    history: list[HistoryEvent] = field(default_factory=list)
+    # Manifest metrics of revisions refused before download (for the status page).
+    refused_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def record(
+        self, at: float, event: Event, version: int, previous: int | None = None, reason: str = ""
+    ) -> None:
+        """Add to the history (saved with the state by the caller); bounded."""
+        self.history.append(HistoryEvent(at, event, version, previous, reason[:1000]))
+        del self.history[:-HISTORY_KEEP]
 
     @classmethod
     def load(cls, path: Path) -> ModelState:
@@ -104,6 +130,7 @@ class ModelState:
         doc = asdict(self)
         doc["refused"] = {str(k): v for k, v in sorted(self.refused.items())}
         doc["unknown"] = {str(k): v for k, v in sorted(self.unknown.items())}
+        doc["refused_metrics"] = {str(k): v for k, v in sorted(self.refused_metrics.items())}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
@@ -113,7 +140,7 @@ def _with_int_keys(doc: Any) -> Any:
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     doc = {k: v for k, v in doc.items() if k in ModelState.__dataclass_fields__}
-    for key in ("refused", "unknown"):
+    for key in ("refused", "unknown", "refused_metrics"):
         value = doc.get(key, {})
         if not isinstance(value, dict) or not all(k.isdigit() for k in value):
             raise ValueError(f"{key}: not a map of versions")

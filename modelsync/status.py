@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelsync.config import Config, ModelConfig
-from modelsync.errors import StoreError
+from modelsync.errors import ManifestError, StoreError
+from modelsync.manifest import MANIFEST_NAME, Manifest
+from modelsync.store import ModelStore
 from modelsync.volume import Store
 
 __all__ = ["collect_status", "model_status", "rfc3339"]
@@ -53,8 +55,49 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         server_reason=state.server_reason,
         unknown_outcomes={str(v): n for v, n in sorted(state.unknown.items())},
         channel=dataclasses.asdict(state.channel) if state.channel else None,
+        max_age_seconds=model.max_age,
+        gate=dict(sorted(model.gate.items())),
+        revisions=_revisions(ms, active, state.refused, state.refused_metrics),
+        history=[{**dataclasses.asdict(e), "at": rfc3339(e.at)} for e in reversed(state.history)],
     )
     return report
+
+
+def _revisions(
+    ms: ModelStore,
+    active: int | None,
+    refused: dict[int, str],
+    refused_metrics: dict[int, dict[str, float]],
+) -> list[dict[str, Any]]:
+    """The active, retained and refused revisions on disk, newest first, with the
+    metrics their manifests carry: what a person compares before trusting a model."""
+    found: dict[int, tuple[str, Manifest | None]] = {}
+    for version in ms.cached_versions():
+        found[version] = ("retained", ms.manifest_of(version))
+    for version in refused:
+        path = ms.quarantine_dir / str(version) / MANIFEST_NAME
+        try:
+            manifest: Manifest | None = Manifest.parse(path.read_bytes(), str(path))
+        except (OSError, ManifestError):
+            manifest = None
+        found[version] = ("refused", manifest)
+    if active is not None:
+        found[active] = ("active", ms.manifest_of(active))
+    return [
+        {
+            "version": version,
+            "role": role,
+            "created": rfc3339(manifest.created.timestamp()) if manifest else None,
+            "metrics": dict(sorted(manifest.metrics.items()))
+            if manifest
+            else refused_metrics.get(version, {}),
+            "metadata": {str(k): str(v)[:200] for k, v in manifest.metadata.items()}
+            if manifest
+            else {},
+            "reason": refused.get(version),
+        }
+        for version, (role, manifest) in sorted(found.items(), reverse=True)
+    ]
 
 
 def collect_status(config: Config, store: Store, now: float) -> dict[str, Any]:

@@ -148,7 +148,10 @@ class Syncer:
             return
         source = self._source(ctx.model)
         discovery = Discovery(
-            self.retry, self._wall, lambda version, reason: self._refuse(ctx, version, reason), log
+            self.retry,
+            self._wall,
+            lambda version, exc: self._refuse(ctx, version, str(exc), exc.metrics),
+            log,
         )
         if ctx.model.channel is None:
             candidate = discovery.newest(ctx.model, source, active, state.refused, ctx.cancel)
@@ -168,7 +171,7 @@ class Syncer:
                 try:
                     candidate = discovery.exact(ctx.model, source, target, ctx.cancel)
                 except RefusedError as exc:
-                    self._refuse(ctx, target, str(exc))
+                    self._refuse(ctx, target, str(exc), exc.metrics)
                     raise
         if candidate is None:
             ms.partial.keep_only(())  # nothing is wanted: no download to resume
@@ -343,10 +346,22 @@ class Syncer:
 
     # -- bookkeeping ------------------------------------------------------------
 
-    def _refuse(self, ctx: PassContext, version: int, reason: str) -> None:
-        """Record ``version`` as refused for good, with the reason, and report it."""
+    def _refuse(
+        self,
+        ctx: PassContext,
+        version: int,
+        reason: str,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """Record ``version`` as refused for good, with the reason (and its manifest's
+        metrics, for the status page), and report it."""
         ctx.state.refused[version] = reason
+        if metrics:
+            ctx.state.refused_metrics[version] = dict(sorted(metrics.items())[:50])
+            for old in [v for v in ctx.state.refused_metrics if v not in ctx.state.refused]:
+                del ctx.state.refused_metrics[old]
         ctx.state.last_error, ctx.state.last_error_at = reason, self._wall()
+        ctx.state.record(self._wall(), "refused", version, reason=reason)
         ctx.ms.save_state(ctx.state)
         ctx.result.refused.append(version)
         ctx.log.bind(version=version).error("revision refused", reason=reason)

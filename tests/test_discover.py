@@ -8,6 +8,7 @@ import structlog
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.discover import Discovery
+from modelsync.errors import RefusedError
 from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
 from tests.helpers import manifest_doc, model_files, put_revision
@@ -17,7 +18,11 @@ def _discover(
     bucket: Path, active: int | None, refused: set[int], **model: object
 ) -> tuple[int | None, dict[int, str]]:
     seen: dict[int, str] = {}
-    discovery = Discovery(RetryPolicy(), lambda: 4e9, seen.__setitem__, structlog.get_logger())
+
+    def refuse(version: int, exc: RefusedError) -> None:
+        seen[version] = str(exc)
+
+    discovery = Discovery(RetryPolicy(), lambda: 4e9, refuse, structlog.get_logger())
     config = ModelConfig(name="ranker", source=f"file://{bucket}", **model)  # type: ignore[arg-type]
     found = discovery.newest(config, open_source(config.source), active, refused, CancelToken())
     return (found.version if found else None), seen

@@ -88,3 +88,20 @@ def test_a_link_in_the_state_directory_is_never_followed(tmp_path: Path, bucket:
     assert out.returncode == 1 and "is a symbolic link" in out.stderr
     assert (victim / "precious").read_text() == "keep me"
     assert json.loads(run_cli("status", "--json", *sidecar_flags(store, bucket)).stdout)
+
+
+def test_history_is_bounded_and_survives_a_reload(tmp_path: Path) -> None:
+    from modelsync.state import HISTORY_KEEP, HistoryEvent, ModelState
+
+    state = ModelState()
+    for version in range(1, HISTORY_KEEP + 51):
+        state.record(float(version), "activated", version, version - 1 or None)
+    state.record(9e9, "refused", 999, reason="gate: auc <script>")
+    state.refused_metrics[999] = {"auc": 0.1}
+    path = tmp_path / "state.json"
+    state.save(path)
+    loaded = ModelState.load(path)
+    assert len(loaded.history) == HISTORY_KEEP
+    assert loaded.history[-1] == HistoryEvent(9e9, "refused", 999, None, "gate: auc <script>")
+    assert loaded.history[0].version == 52
+    assert loaded.refused_metrics == {999: {"auc": 0.1}}

@@ -1,0 +1,149 @@
+"""The status page, read in a real browser (Debian's Chromium, driven by chromedriver)
+against a running daemon; the screenshot is what README shows."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelsync.publish import publish
+from modelsync.statuspage import render
+from tests.daemonproc import DaemonProcess
+from tests.helpers import write_tree
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+HOSTILE = "<script>window.__pwned = 1</script>"
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if CHROMIUM is None or DRIVER is None:
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed (.ci/run installs them)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1500"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _publish(root: Path, url: str, version: int, auc: float, **meta: str) -> None:
+    src = write_tree(root / f"src{version}", {"model.bin": b"v%d" % version * 100})
+    publish(
+        src, url, version=version, metrics={"auc": auc, "latency_ms": 10.0 + version}, metadata=meta
+    )
+
+
+def _wait(predicate: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("not in time")
+
+
+def test_the_page_in_a_browser(tmp_path: Path, browser: object, procs: list[DaemonProcess]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    assert isinstance(browser, WebDriver)
+    url = f"file://{tmp_path}/bucket/ranker"
+    store = tmp_path / "store"
+    _publish(tmp_path, url, 1, 0.81, owner="ranking team")
+    config = tmp_path / "modelsync.toml"
+    config.write_text(
+        f'store = "{store}"\ninterval = "1s"\n[admin]\ntoken = "{TOKEN}"\n'
+        f'[[models]]\nname = "ranker"\nsource = "{url}"\nmax_age = "30d"\n'
+        "gate = { auc = 0.5 }\n"
+    )
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "daemon.log")
+    procs.append(daemon)
+    daemon.wait_http()
+    current = store / "ranker" / "current"
+    _wait(lambda: current.is_symlink() and os.readlink(current) == "1")
+    _publish(tmp_path, url, 2, 0.84, note=HOSTILE, **{"trained on": "2026-11-22"})
+    _wait(lambda: os.readlink(current) == "2")
+    _publish(tmp_path, url, 3, 0.12)  # below the gate: refused before download
+    _wait(lambda: b"gate: auc" in daemon.http("GET", "/status")[1])
+
+    page = f"http://127.0.0.1:{daemon.port}/"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(page, timeout=5)
+    assert refused.value.code == 401 and "Basic" in refused.value.headers["WWW-Authenticate"]
+    refused.value.close()
+
+    basic = base64.b64encode(f"ops:{TOKEN}".encode()).decode()
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd(
+        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {basic}"}}
+    )
+    browser.get(page)
+    section = browser.find_element(By.ID, "model-ranker")
+    text = section.text
+    # What a person reads: the active version, its age, the retained one, the refusal.
+    assert "active version 2" in text
+    assert "revision age" in text and "(max_age 30.0 d)" in text
+    assert "previous / retained 1" in text
+    assert "version 3" in text and "gate: auc = 0.12 is below 0.5" in text
+    # The revisions side by side, with the gate's bar.
+    headers = [h.text for h in section.find_elements(By.CSS_SELECTOR, "table th.num")]
+    assert "2\nactive" in headers and "1\nretained" in headers
+    auc_row = section.find_element(By.XPATH, ".//tr[th='auc']").text
+    # refused 3 (below the bar, marked), active 2, retained 1
+    assert auc_row.split() == ["auc", "≥", "0.5", "0.12", "0.84", "0.81"]
+    below = section.find_elements(By.CSS_SELECTOR, "td.below")
+    assert [cell.text for cell in below] == ["0.12"]
+    # History, newest first.
+    history = section.find_element(By.XPATH, ".//h3[.='History']/following-sibling::table").text
+    assert history.index("refused") < history.index("activated")
+    # A hostile manifest is text, not markup.
+    assert HOSTILE in text
+    assert browser.execute_script("return window.__pwned") is None
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    shot = tmp_path / "status-page.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if os.environ.get("MODELSYNC_SCREENSHOT_DIR"):  # refresh the README's picture by hand
+        shutil.copy(shot, Path(os.environ["MODELSYNC_SCREENSHOT_DIR"]) / "status-page.png")
+
+
+def test_render_escapes_everything_from_the_report() -> None:
+    report = {
+        "store": "/data/<b>",
+        "models": [
+            {
+                "name": "m<i>",
+                "source": "file:///<x>",
+                "active_version": 2,
+                "refused": {"3": HOSTILE},
+                "revisions": [
+                    {
+                        "version": 2,
+                        "role": "active",
+                        "metrics": {HOSTILE: 1.0},
+                        "metadata": {HOSTILE: HOSTILE},
+                    },
+                ],
+                "gate": {},
+                "history": [{"at": "t", "event": "refused", "version": 3, "reason": HOSTILE}],
+                "server_reason": HOSTILE,
+            }
+        ],
+    }
+    html = render(report, "now").decode()
+    assert "<script>" not in html and "<b>" not in html and "<i>" not in html
+    assert html.count("&lt;script&gt;") >= 5
