@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelsync import __version__
+from modelsync.cliopts import config_option
 from modelsync.errors import ConfigError, ManifestError, ModelsyncError
 
 if TYPE_CHECKING:
@@ -60,13 +61,7 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(*args, config_input=ConfigInput(config_path, overrides), **kwargs)
 
     options = [
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(path_type=Path),
-            envvar="MODELSYNC_CONFIG",
-            help="TOML configuration file.",
-        ),
+        config_option("TOML configuration file."),
         click.option("--store", envvar="MODELSYNC_STORE", help="Served tree (absolute path)."),
         click.option(
             "--state-dir",

@@ -96,15 +96,7 @@ class Discovery:
                     return listed
                 continue
             try:
-                raw = call_with_retry(
-                    functools.partial(
-                        source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES, cancel
-                    ),
-                    self._retry,
-                    cancel,
-                    f"{source.url}/{version}/{MANIFEST_NAME}",
-                    self._log,
-                )
+                raw = self._read_manifest(source, version, cancel)
                 if raw is None:
                     self._log.debug("incomplete version (no manifest yet)", version=version)
                     continue
@@ -126,15 +118,7 @@ class Discovery:
         """
         if model.complete_marker is not None:
             return self._listed_revision(model, source, version, cancel)
-        raw = call_with_retry(
-            functools.partial(
-                source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES, cancel
-            ),
-            self._retry,
-            cancel,
-            f"{source.url}/{version}/{MANIFEST_NAME}",
-            self._log,
-        )
+        raw = self._read_manifest(source, version, cancel)
         if raw is None:
             self._log.warning(
                 "the channel names a version with no manifest (incomplete or missing)",
@@ -143,6 +127,17 @@ class Discovery:
             return None
         signature = self._check_signature(model, source, version, raw, cancel)
         return Candidate(version, check_manifest(model, source, version, raw), raw, signature)
+
+    def _read_manifest(self, source: Source, version: int, cancel: CancelToken) -> bytes | None:
+        return call_with_retry(
+            functools.partial(
+                source.read_object, version, MANIFEST_NAME, MAX_MANIFEST_BYTES, cancel
+            ),
+            self._retry,
+            cancel,
+            f"{source.url}/{version}/{MANIFEST_NAME}",
+            self._log,
+        )
 
     def _check_signature(
         self, model: ModelConfig, source: Source, version: int, raw: bytes, cancel: CancelToken

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from modelsync.cliopts import config_option
 from modelsync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,13 +24,7 @@ __all__ = ["release"]
 def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Which model's channel: from the configuration, or --source and --channel."""
     options = [
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(path_type=Path),
-            envvar="MODELSYNC_CONFIG",
-            help="TOML configuration naming MODEL (its source and channel).",
-        ),
+        config_option("TOML configuration naming MODEL (its source and channel)."),
         click.option("--source", help="Source URL of MODEL (instead of --config)."),
         click.option(
             "--source-option",
