@@ -41,11 +41,17 @@ def browser() -> Iterator[object]:
     driver.quit()
 
 
-def _publish(root: Path, url: str, version: int, auc: float, **meta: str) -> None:
+def _publish(
+    root: Path,
+    url: str,
+    version: int,
+    auc: float,
+    extra: dict[str, float] | None = None,
+    **meta: str,
+) -> None:
     src = write_tree(root / f"src{version}", {"model.bin": b"v%d" % version * 100})
-    publish(
-        src, url, version=version, metrics={"auc": auc, "latency_ms": 10.0 + version}, metadata=meta
-    )
+    metrics = {"auc": auc, "latency_ms": 10.0 + version, **(extra or {})}
+    publish(src, url, version=version, metrics=metrics, metadata=meta)
 
 
 def _wait(predicate: object, timeout: float = 30) -> None:
@@ -76,7 +82,8 @@ def test_the_page_in_a_browser(tmp_path: Path, browser: object, procs: list[Daem
     daemon.wait_http()
     current = store / "ranker" / "current"
     _wait(lambda: current.is_symlink() and os.readlink(current) == "1")
-    _publish(tmp_path, url, 2, 0.84, note=HOSTILE, **{"trained on": "2026-11-22"})
+    hostile_metric = {HOSTILE: 1.0}  # a metric name is any string a producer writes
+    _publish(tmp_path, url, 2, 0.84, hostile_metric, note=HOSTILE, **{"trained on": "2026-11-22"})
     _wait(lambda: os.readlink(current) == "2")
     _publish(tmp_path, url, 3, 0.12)  # below the gate: refused before download
     _wait(lambda: b"gate: auc" in daemon.http("GET", "/status")[1])
@@ -111,8 +118,8 @@ def test_the_page_in_a_browser(tmp_path: Path, browser: object, procs: list[Daem
     # History, newest first.
     history = section.find_element(By.XPATH, ".//h3[.='History']/following-sibling::table").text
     assert history.index("refused") < history.index("activated")
-    # A hostile manifest is text, not markup.
-    assert HOSTILE in text
+    # A hostile manifest (metadata and a metric name) is text, not markup.
+    assert text.count(HOSTILE) == 2
     assert browser.execute_script("return window.__pwned") is None
     assert browser.find_elements(By.TAG_NAME, "script") == []
     shot = tmp_path / "status-page.png"
