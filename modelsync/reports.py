@@ -78,7 +78,7 @@ def failed_hosts(listed: Iterable[str], version: int) -> set[str]:
 
 @dataclass(frozen=True)
 class Tally:
-    """A version's reports as read this pass."""
+    """A version's reports as read by one tally."""
 
     reports: tuple[Report, ...]
     # Objects under the prefix that are not reports (malformed, misnamed, too large).
@@ -93,8 +93,9 @@ class Tally:
 
 
 class ReportBook:
-    """Reads a version's reports, keeping each one until its tag changes (a listing a
-    pass when nothing changed). Shared by the passes of one daemon: thread-safe."""
+    """Reads a version's reports for `release status`, keeping each one until its tag
+    changes (a second tally of unchanged reports is one listing). Sidecars do not
+    read reports: they count failure markers (``failed_hosts``). Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
