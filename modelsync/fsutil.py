@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "atomic_write_bytes",
     "fsync_dir",
     "move_dir",
+    "read_regular",
     "remove_tree",
     "start_writeback",
     "store_error",
@@ -40,6 +42,61 @@ def store_error(action: str, path: Path, exc: OSError) -> StoreError:
     elif exc.errno == errno.EXDEV:
         hint = " (state_dir must be on the same filesystem as store)"
     return StoreError(f"cannot {action} {path}: {exc.strerror or exc}{hint}")
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` when it is a regular file of at most ``limit`` bytes.
+
+    The one way modelsync reads a local file whose name someone else could have
+    reused (state, manifests and signatures in trees, journals): a link is not
+    followed, and a FIFO or a device (``/dev/zero``, a pipe nobody writes to) is
+    refused before any read, so no such file can block or flood a pass.
+    FileNotFoundError passes through (callers treat "missing" themselves); anything
+    else is a one-line StoreError naming the path.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{path}: is a symbolic link; not followed") from None
+        raise store_error("read", path, exc) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"{path}: not a regular file ({_kind(info.st_mode)}); not read")
+        if info.st_size > limit:
+            raise StoreError(f"{path}: {info.st_size} bytes, more than the {limit} allowed")
+        chunks: list[bytes] = []
+        left = limit + 1  # one byte more tells a file that grew past the limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise store_error("read", path, exc) from exc
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise StoreError(f"{path}: more than the {limit} bytes allowed")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def fsync_dir(path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from modelsync.errors import StoreError
-from modelsync.fsutil import atomic_write_bytes, move_dir, remove_tree, swap_symlink
+from modelsync.fsutil import atomic_write_bytes, move_dir, read_regular, remove_tree, swap_symlink
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
@@ -46,3 +46,36 @@ def test_move_and_remove_tree(tmp_path: Path) -> None:
     assert not (tmp_path / "b" / "a").exists()
     assert os.listdir(tmp_path / "trash") == []
     remove_tree(tmp_path / "nothing", tmp_path / "trash")
+
+
+def test_read_regular_reads_a_file_within_its_limit(tmp_path: Path) -> None:
+    """A regular file at most ``limit`` bytes long comes back whole."""
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    assert read_regular(path, 10) == b"x" * 10
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: os.symlink("/dev/zero", p), "symbolic link"),
+        (lambda p: os.mkfifo(p), "a FIFO"),
+        (lambda p: p.mkdir(), "a directory"),
+        (lambda p: p.write_bytes(b"x" * 11), "more than the 10"),
+    ],
+    ids=["link-to-dev-zero", "fifo", "directory", "too-large"],
+)
+def test_read_regular_refuses_what_could_block_or_flood(
+    tmp_path: Path, make: object, message: str
+) -> None:
+    """A link, FIFO, directory or oversized file is a one-line error, never a blocked read."""
+    path = tmp_path / "f"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(StoreError, match=message):
+        read_regular(path, 10)
+
+
+def test_read_regular_missing_is_file_not_found(tmp_path: Path) -> None:
+    """A missing file is FileNotFoundError, for the caller to treat as absent."""
+    with pytest.raises(FileNotFoundError):
+        read_regular(tmp_path / "missing", 10)

@@ -146,7 +146,7 @@ class Sink:
                 # Streamed: drop whatever a kept partial file held past what was written.
                 self._handle.truncate(self._written)
             self._handle.flush()
-            os.fsync(self._handle.fileno()) if not os.environ.get("NOFSYNC") else None
+            os.fsync(self._handle.fileno())
             self._handle.close()
         except OSError as exc:
             raise store_error("write", self.path, exc) from exc
