@@ -18,7 +18,7 @@ from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig, default_state_dir
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Source
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy

@@ -1,7 +1,7 @@
 """A fleet of 10,000 sidecars in virtual time: promote, canary, halt; bucket requests counted.
 
 The decisions are modelsync's own code: each simulated sidecar has a real
-``modelsync.follow.Follower`` (pointer read with its tag, report tally with its
+``modelsync.sync.policy.follow.Follower`` (pointer read with its tag, report tally with its
 cache, ``channel.target_of``) reading an in-memory bucket that implements the
 control-object calls of a Source and counts every request by virtual second. What is
 simulated: the clock, the schedule (interval x (1 +/- jitter), as the daemon draws
@@ -25,10 +25,10 @@ import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.channel import Canary, Pointer, channel_key, in_cohort
-from modelsync.follow import Follower
 from modelsync.reports import Outcome, write_report
 from modelsync.retry import RetryPolicy
 from modelsync.sources.control import UNCHANGED, Control, Unchanged
+from modelsync.sync.policy.follow import Follower
 
 MODEL, CHANNEL = "ranker", "prod"
 FILES = 5  # objects fetched per activation besides the manifest

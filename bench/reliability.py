@@ -41,7 +41,7 @@ from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.logs import configure_logging
 from modelsync.retry import RetryPolicy
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultPlan, FaultProxy

@@ -123,14 +123,14 @@ class Target:
 
 
 def target_of(
-    pointer: Pointer, model: str, identity: str, active: int | None, failures: int
+    pointer: Pointer, model: str, identity: str, active: int | None, halted: bool
 ) -> Target:
-    """The version this host should serve, given the canary's failed-report count."""
+    """The version this host should serve, given whether the canary halted (a halt
+    rule's verdict: modelsync.sync.policy.halt)."""
     canary = pointer.canary
     if canary is None:
         return Target(pointer.stable, False, False, "stable")
     cohort = in_cohort(model, canary, identity)
-    halted = failures >= pointer.halt_after
     if not halted:
         if cohort:
             return Target(canary.version, True, False, "in the canary cohort")

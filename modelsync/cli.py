@@ -242,7 +242,7 @@ def sync(config_input: ConfigInput, require: bool) -> int:
     """Run one sync pass for every configured model (or --model)."""
     from modelsync.cancel import CancelToken
     from modelsync.progress import LoggedProgress, terminal_progress
-    from modelsync.syncer import Syncer
+    from modelsync.sync import Syncer
     from modelsync.volume import Store
 
     config = config_input.load()
@@ -348,7 +348,7 @@ def run(config_input: ConfigInput) -> int:
 def rollback(model_name: str, config_input: ConfigInput, to_version: int | None) -> int:
     """Serve a retained older revision of MODEL and pin it there until `unpin`."""
     from modelsync.cancel import CancelToken
-    from modelsync.syncer import Syncer
+    from modelsync.sync import Syncer
     from modelsync.volume import Store
 
     config = config_input.load()
@@ -369,7 +369,7 @@ def rollback(model_name: str, config_input: ConfigInput, to_version: int | None)
 @_config_options
 def unpin(model_name: str, config_input: ConfigInput) -> int:
     """Let MODEL follow new revisions again after a manual rollback."""
-    from modelsync.syncer import Syncer
+    from modelsync.sync import Syncer
     from modelsync.volume import Store
 
     config = config_input.load()

@@ -33,7 +33,7 @@ from modelsync.schedule import ModelSlot, Scheduler
 from modelsync.sdnotify import Notifier
 from modelsync.sources import SourceFactory, backend_for
 from modelsync.status import collect_status
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from modelsync.watch import Watcher
 
@@ -148,11 +148,14 @@ class Daemon:
         log = structlog.get_logger().bind(model=model.name, version=result.active)
         ms = self.syncer.store.model(model.name, model.layout)
         rollback_failed = result.rollback_failed
-        if result.ok and not rollback_failed:
+        # A refused or rolled-back revision is the pass doing its work: only a pass
+        # that could not do it (FAILED), or a rollback the server did not confirm,
+        # counts toward max_failures and "recovered" (and is retried with backoff).
+        if result.outcome is not Outcome.FAILED and not rollback_failed:
             if slot.failures:
                 log.info("recovered", after_failures=slot.failures)
             slot.failures = 0
-        elif not result.ok:
+        else:
             slot.failures += 1
         slot.waiting = slot.waiting + 1 if result.retry_soon else 0
         manifest = ms.manifest_of(result.active) if result.active is not None else None

@@ -1,49 +1,44 @@
 """Foreign entries: what is in a model's served directory that modelsync did not put
-there, moved aside before any pass can serve it.
+there, moved aside before any pass can serve it; and what a server wrote into a
+revision, stripped when the revision leaves the served directory.
 
-A version-named entry that is not a directory holding a manifest of that version (a
-leftover of another tool, a junk ``99``, a link), and a pointer to the active version
-that is not a symbolic link, go to ``<state_dir>/foreign/<model>/``, where an
-operator can look at them; nothing there is ever served or deleted by modelsync.
+In the served directory, a version-named entry that is not the active revision (or
+one an interrupted activation journalled) — a leftover of another tool, a junk
+``99``, a link, a copy someone planted, even one that looks intact — and a pointer
+to the active version that is not a symbolic link, go to
+``<state_dir>/foreign/<model>/``, where an operator can look at them; nothing
+there is ever served or deleted by modelsync. A revision only enters the served
+directory through admission (modelsync.sync.admit).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import uuid
+from collections.abc import Set
 from pathlib import Path
 
-from modelsync.errors import ManifestError
-from modelsync.fsutil import fsync_dir, store_error
-from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version, verify_dir
+from modelsync.errors import ManifestError, StoreError
+from modelsync.fsutil import fsync_dir, read_regular, remove_tree, store_error
+from modelsync.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    RESERVED_NAMES,
+    Manifest,
+    parse_version,
+)
 
-__all__ = ["evict_foreign", "manifest_digest", "move_aside", "tree_is"]
+__all__ = ["evict_foreign", "manifest_digest", "move_aside", "strip_unlisted"]
 
 
 def manifest_digest(tree: Path) -> str:
-    """sha256 of the manifest in ``tree`` ('' when it has none): what an activation
-    journals, so that recovery activates that tree and no other."""
+    """sha256 of the manifest in ``tree`` ('' when it has none or it is unreadable)."""
     try:
-        return hashlib.sha256((tree / MANIFEST_NAME).read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_regular(tree / MANIFEST_NAME, MAX_MANIFEST_BYTES)).hexdigest()
+    except (OSError, StoreError):
         return ""
-
-
-def tree_is(tree: Path, version: int, digest: str) -> bool:
-    """Whether ``tree`` is the verified revision ``version`` whose manifest has ``digest``:
-    a real directory, that manifest, every file as it lists (extra files allowed).
-    An empty ``digest`` (a journal written by modelsync 0.1) accepts any manifest of
-    that version whose files verify."""
-    if tree.is_symlink() or not tree.is_dir():
-        return False
-    if digest and manifest_digest(tree) != digest:
-        return False
-    try:
-        manifest = Manifest.parse((tree / MANIFEST_NAME).read_bytes(), str(tree))
-    except (OSError, ManifestError):
-        return False
-    return manifest.version == version and not verify_dir(tree, manifest, extra_ok=True)
 
 
 def move_aside(path: Path, aside: Path) -> Path:
@@ -58,9 +53,9 @@ def move_aside(path: Path, aside: Path) -> Path:
     return dest
 
 
-def evict_foreign(model_dir: Path, pointer: Path, aside: Path) -> list[Path]:
+def evict_foreign(model_dir: Path, pointer: Path, aside: Path, keep: Set[int]) -> list[Path]:
     """Move foreign entries out of ``model_dir`` (and a ``pointer`` that is not a link);
-    return where they went."""
+    ``keep`` are the versions that may be there. Return where they went."""
     moved: list[Path] = []
     if pointer.exists() and not pointer.is_symlink():
         moved.append(move_aside(pointer, aside))
@@ -72,16 +67,42 @@ def evict_foreign(model_dir: Path, pointer: Path, aside: Path) -> list[Path]:
         raise store_error("list", model_dir, exc) from exc
     for name in sorted(names):
         version = parse_version(name)
-        if version is not None and not _is_revision(model_dir / name, version):
-            moved.append(move_aside(model_dir / name, aside))
+        if version is None:
+            continue
+        path = model_dir / name
+        if version not in keep or path.is_symlink() or not path.is_dir():
+            moved.append(move_aside(path, aside))
     return moved
 
 
-def _is_revision(path: Path, version: int) -> bool:
-    if path.is_symlink() or not path.is_dir():
-        return False
+def strip_unlisted(tree: Path, trash: Path) -> list[str]:
+    """Remove from ``tree`` every entry its manifest does not list (files a server
+    wrote while serving it: caches, logs); return what was removed. A tree whose
+    manifest cannot be read is left as it is: admission refuses it anyway."""
     try:
-        manifest = Manifest.parse((path / MANIFEST_NAME).read_bytes(), str(path))
-    except (OSError, ManifestError):
-        return False
-    return manifest.version == version
+        manifest = Manifest.parse(read_regular(tree / MANIFEST_NAME, MAX_MANIFEST_BYTES), str(tree))
+    except (OSError, StoreError, ManifestError):
+        return []
+    files = {entry.path for entry in manifest.files} | RESERVED_NAMES
+    dirs = {
+        "/".join(parts[:i])
+        for parts in (path.split("/") for path in files)
+        for i in range(1, len(parts))
+    }
+    removed: list[str] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = list(os.scandir(tree / rel_dir if rel_dir else tree))
+        except OSError as exc:
+            raise store_error("list", tree / rel_dir, exc) from exc
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode) and rel in dirs:
+                stack.append(rel)
+            elif not (stat.S_ISREG(mode) and rel in files):
+                remove_tree(tree / rel, trash)
+                removed.append(rel)
+    return removed

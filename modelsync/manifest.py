@@ -228,8 +228,13 @@ def _parse_metrics(value: object, where: str) -> dict[str, float]:
         raise ManifestError(f"{where}: 'metrics' must be a JSON object")
     metrics: dict[str, float] = {}
     for key, number in value.items():
-        if type(number) not in (int, float) or not math.isfinite(number):
-            raise ManifestError(f"{where}: metric {key!r} must be a finite number")
+        try:
+            # An int of 400 digits is valid JSON and overflows a float: not a metric.
+            finite = type(number) in (int, float) and math.isfinite(float(number))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise ManifestError(f"{where}: metric {str(key)[:100]!r} must be a finite number")
         metrics[key] = float(number)
     return metrics
 

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from modelsync.outcome import Outcome, PassResult
 from modelsync.state import ChannelInfo
-from modelsync.syncer import Outcome, PassResult
 
 __all__ = ["Metrics"]
 

@@ -1,19 +1,18 @@
-"""One pass: what it works on (PassContext) and what it did (Outcome, PassResult)."""
+"""What one pass did: its Outcome and PassResult (read by the daemon, metrics, reports).
+
+Below the pass package (modelsync.sync) so that the modules that read results
+(metrics, schedule, status) never import the pass itself.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import structlog
-
-from modelsync.cancel import CancelToken
-from modelsync.config import ModelConfig
-from modelsync.state import ChannelInfo, ModelState
-from modelsync.store import ModelStore
+from modelsync.state import ChannelInfo
 from modelsync.transfer import TransferStats
 
-__all__ = ["Outcome", "PassContext", "PassResult"]
+__all__ = ["Outcome", "PassResult"]
 
 
 class Outcome(StrEnum):
@@ -44,15 +43,3 @@ class PassResult:
     @property
     def ok(self) -> bool:
         return self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED) and not self.refused
-
-
-@dataclass
-class PassContext:
-    """Everything one pass of one model works on, built once when it takes the lock."""
-
-    model: ModelConfig
-    ms: ModelStore
-    state: ModelState
-    cancel: CancelToken
-    result: PassResult
-    log: structlog.typing.FilteringBoundLogger

@@ -18,7 +18,8 @@ Layout (DESIGN.md):
 
 The two directories themselves are checked and prepared by volume.py.
 
-Only complete, verified trees are ever renamed into ``<store>/<model>/``. During an
+Only admitted trees are ever renamed into ``<store>/<model>/``: ``activate`` and
+``resume`` take an ``Admitted`` (modelsync.admitted), which only admission makes. During an
 activation the previous version stays beside the new one until the server confirms
 (so a "latest version" server keeps serving and rollback is one rename), then it
 moves to ``revisions/``.
@@ -36,11 +37,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelsync.admitted import Admitted
 from modelsync.cancel import CancelToken
 from modelsync.errors import ManifestError, StoreError
-from modelsync.foreign import evict_foreign, manifest_digest, move_aside, tree_is
-from modelsync.fsutil import move_dir, remove_tree, store_error, swap_symlink
-from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version
+from modelsync.foreign import evict_foreign, move_aside, strip_unlisted
+from modelsync.fsutil import move_dir, read_regular, remove_tree, store_error, swap_symlink
+from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, parse_version
 from modelsync.modelfiles import ModelFiles
 from modelsync.partial import PartialDownloads
 from modelsync.state import ModelState, Pending
@@ -81,6 +83,7 @@ class ModelStore:
         self.partial = PartialDownloads(state_dir / "partial" / name)
         self.quarantine_dir = state_dir / "quarantine" / name
         self.state_path = state_dir / "state" / f"{name}.json"
+        self.verified_path = state_dir / "verified" / f"{name}.json"
         self.lock_path = state_dir / "locks" / f"{name}.lock"
         self.trash = state_dir / "trash" / name
         self.tmp = state_dir / "tmp" / name
@@ -130,8 +133,8 @@ class ModelStore:
         if path is None:
             return None
         try:
-            return Manifest.parse((path / MANIFEST_NAME).read_bytes(), str(path))
-        except (OSError, ManifestError):
+            return Manifest.parse(read_regular(path / MANIFEST_NAME, MAX_MANIFEST_BYTES), str(path))
+        except (OSError, StoreError, ManifestError):
             return None
 
     def reuse_index(self) -> dict[str, Path]:
@@ -177,9 +180,15 @@ class ModelStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def evict_foreign(self) -> list[Path]:
-        """Move entries modelsync did not put in the served tree aside (foreign.py)."""
-        return evict_foreign(self.dir, self.current, self.foreign_dir)
+    def evict_foreign(self, state: ModelState) -> list[Path]:
+        """Move aside every entry of the served tree that is not the active revision or
+        one an interrupted activation journalled (foreign.py)."""
+        keep = {self.active_version()}
+        if state.pending is not None:
+            keep |= {state.pending.version, state.pending.previous}
+        return evict_foreign(
+            self.dir, self.current, self.foreign_dir, {v for v in keep if v is not None}
+        )
 
     def align_layout(self) -> None:
         """Keep the pointer to the active version where this layout wants it (the
@@ -220,38 +229,59 @@ class ModelStore:
 
     def activate(
         self,
-        version: int,
-        tree: Path,
+        admitted: Admitted,
         previous: int | None,
         state: ModelState,
         retire_to: str = "quarantine",
     ) -> None:
-        """Put the complete tree ``tree`` in place as ``version`` and point ``current`` at it.
+        """Put the admitted tree in place and point ``current`` at it.
 
         The journal entry is written first, so a crash at any point after it is
-        finished (or undone) by ``recover``.
+        finished (or undone) by the next pass, which admits the tree again.
         """
+        version, tree = admitted.version, admitted.tree
         self.model_files.backup()
         state.pending = Pending(
             version,
             previous,
             "activating",
             "cache" if retire_to == "cache" else "quarantine",
-            manifest_sha256=manifest_digest(tree),
+            manifest_sha256=admitted.manifest_sha256,
         )
         self.save_state(state)
         target = self.dir / str(version)
         if tree != target:
-            if tree_is(target, version, state.pending.manifest_sha256):
-                remove_tree(tree, self.trash)  # the same verified revision is in place
-            else:
-                if target.exists() or target.is_symlink():
-                    # Not ours (a leftover, a link): never served, never merged with ours.
-                    move_aside(target, self.foreign_dir)
-                move_dir(tree, target)
+            if target.exists() or target.is_symlink():
+                # Not the admitted tree (a leftover, a link): never served, never merged.
+                move_aside(target, self.foreign_dir)
+            move_dir(tree, target)
         # A cached copy of the version now served (a revision downloaded again after
         # a manual rollback) would otherwise sit in the cache beside it.
         remove_tree(self.cache_dir / str(version), self.trash)
+        self._place(version, previous)
+
+    def resume(self, admitted: Admitted, state: ModelState) -> None:
+        """Finish putting in place the activation a crash interrupted; its tree, at the
+        target already, was admitted again."""
+        pending = state.pending
+        assert pending is not None and pending.version == admitted.version
+        assert admitted.tree == self.dir / str(pending.version)
+        self._place(pending.version, pending.previous)
+
+    def abandon(self, state: ModelState) -> None:
+        """Undo an interrupted activation whose tree was not admitted again (killed
+        before it was moved in, or not the tree that was verified)."""
+        pending = state.pending
+        assert pending is not None
+        tree = self.dir / str(pending.version)
+        if tree.exists() or tree.is_symlink():
+            move_aside(tree, self.foreign_dir)
+        if self.current.is_symlink() and os.readlink(self.current) == str(pending.version):
+            self._point_to_previous(pending.previous)
+        state.pending = None
+        self.save_state(state)
+
+    def _place(self, version: int, previous: int | None) -> None:
         self.model_files.place(version)
         if self.layout.exclusive and previous is not None and previous != version:
             self._retire(previous)
@@ -298,33 +328,6 @@ class ModelStore:
                 move_dir(bad, dest)
                 self._trim(self.quarantine_dir, QUARANTINE_KEEP)
 
-    def recover(self, state: ModelState) -> Pending | None:
-        """Bring the disk in line with an interrupted activation; return it if it must
-        still be confirmed (or rolled back), None if there was nothing to finish."""
-        pending = state.pending
-        if pending is None:
-            return None
-        if pending.phase == "rolling_back":
-            self.rollback(state)
-            return pending
-        tree = self.dir / str(pending.version)
-        if not tree_is(tree, pending.version, pending.manifest_sha256):
-            # Killed before the tree was moved in (nothing visible changed), or what is
-            # there is not the tree that was verified: it is never activated.
-            if tree.exists() or tree.is_symlink():
-                move_aside(tree, self.foreign_dir)
-            if self.current.is_symlink() and os.readlink(self.current) == str(pending.version):
-                self._point_to_previous(pending.previous)
-            state.pending = None
-            self.save_state(state)
-            return None
-        self.model_files.place(pending.version)
-        if self.layout.exclusive and pending.previous not in (None, pending.version):
-            self._retire(pending.previous)
-        self._point_current(pending.version)
-        self._hide_newer_than(pending.version)
-        return pending
-
     def prune(self, keep: int) -> list[int]:
         """Keep ``keep - 1`` cached revisions besides the active one; remove the rest."""
         return self._trim(self.cache_dir, keep - 1)
@@ -355,6 +358,9 @@ class ModelStore:
         dest = self.cache_dir / str(version)
         remove_tree(dest, self.trash)
         move_dir(served, dest)
+        # What the server wrote while it served it (caches) is not the revision: a
+        # retained copy must equal its manifest to be admitted again.
+        strip_unlisted(dest, self.trash)
 
     def _hide_newer_than(self, version: int) -> None:
         """Move served versions newer than ``version`` to the cache.
@@ -365,9 +371,7 @@ class ModelStore:
         """
         for other in self.served_versions():
             if other > version:
-                dest = self.cache_dir / str(other)
-                remove_tree(dest, self.trash)
-                move_dir(self.dir / str(other), dest)
+                self._retire(other)
 
     def _trim(self, directory: Path, keep: int) -> list[int]:
         versions = _versions_in(directory)

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from modelsync.admitted import Admitted
 from modelsync.manifest import MANIFEST_NAME, Manifest, parse_version, verify_dir
 from modelsync.retry import RetryPolicy
+from modelsync.store import ModelStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -178,3 +180,28 @@ def check_invariants(store: Path, model: str) -> StoreView:
 
 # Retries for tests on local servers: quick, and enough for an emulator's hiccups.
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
+
+
+def admitted(ms: ModelStore, version: int, tree: Path) -> Admitted:
+    """``tree`` through admission as ``version`` of ``ms``'s model (its only way in)."""
+    import structlog
+
+    from modelsync.cancel import CancelToken
+    from modelsync.config import ModelConfig
+    from modelsync.outcome import Outcome, PassResult
+    from modelsync.sync.admit import admit
+    from modelsync.sync.context import PassContext
+
+    model = ModelConfig(name=ms.name, source="file:///nowhere")
+    result = PassResult(ms.name, Outcome.FAILED, None)
+    ctx = PassContext(
+        model,
+        ms,
+        ms.load_state(),
+        CancelToken(),
+        result,
+        structlog.get_logger(),
+        lambda: 0.0,
+        RetryPolicy(),
+    )
+    return admit(ctx, version, tree, "test")

@@ -16,7 +16,7 @@ from modelsync.config import ModelConfig
 from modelsync.errors import AccessDeniedError, IntegrityError, NotFoundError
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Sink, Source, SourceFactory
-from modelsync.syncer import Outcome, PassResult, Syncer
+from modelsync.sync import Outcome, PassResult, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy

@@ -18,7 +18,7 @@ from modelsync.config import ModelConfig
 from modelsync.errors import IntegrityError
 from modelsync.manifest import MANIFEST_NAME
 from modelsync.sources import Connections, open_source
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import S3Backend
 from tests.helpers import manifest_doc

@@ -84,18 +84,18 @@ def test_target_of() -> None:
     host = next(h for h in HOSTS if in_cohort("m", Canary(version=5, percent=20), h))
     other = next(h for h in HOSTS if not in_cohort("m", Canary(version=5, percent=20), h))
     canary = Pointer(stable=4, canary=Canary(version=5, percent=20))
-    assert target_of(Pointer(stable=4), "m", host, 3, 0).version == 4
-    assert target_of(canary, "m", host, 4, 0).version == 5
-    assert target_of(canary, "m", other, 4, 0).version == 4
-    halted = target_of(canary, "m", host, 5, 1)
+    assert target_of(Pointer(stable=4), "m", host, 3, False).version == 4
+    assert target_of(canary, "m", host, 4, False).version == 5
+    assert target_of(canary, "m", other, 4, False).version == 4
+    halted = target_of(canary, "m", host, 5, True)
     assert (halted.version, halted.halted) == (4, True)
     hold = canary.model_copy(update={"on_halt": "hold"})
-    assert target_of(hold, "m", host, 5, 1).version == 5  # an adopter stays
-    assert target_of(hold, "m", host, 4, 1).version == 4  # nobody else adopts
+    assert target_of(hold, "m", host, 5, True).version == 5  # an adopter stays
+    assert target_of(hold, "m", host, 4, True).version == 4  # nobody else adopts
     patient = canary.model_copy(update={"halt_after": 3})
-    assert target_of(patient, "m", host, 4, 2).version == 5
-    assert target_of(patient, "m", host, 5, 3).version == 4
-    assert target_of(Pointer(), "m", host, None, 0).version is None
+    assert target_of(patient, "m", host, 4, False).version == 5
+    assert target_of(patient, "m", host, 5, True).version == 4
+    assert target_of(Pointer(), "m", host, None, False).version is None
 
 
 def test_identity(monkeypatch: pytest.MonkeyPatch) -> None:

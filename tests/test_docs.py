@@ -13,7 +13,7 @@ from modelsync.methods import BUILT_IN, method_names, method_of
 from modelsync.metrics import Metrics
 from modelsync.sources import backends
 from modelsync.sources.ranges import RangeOptions
-from modelsync.syncer import Outcome, PassResult
+from modelsync.sync import Outcome, PassResult
 from tests.helpers import REPO
 
 DOCS = REPO / "docs"

@@ -1,4 +1,4 @@
-"""A pass that follows a channel (modelsync.follow), on a file:// bucket and real stores."""
+"""A pass that follows a channel (modelsync.sync.policy.follow), on a file:// bucket and real stores."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from modelsync.config import ModelConfig
 from modelsync.publish import publish
 from modelsync.reports import write_report
 from modelsync.sources import open_source
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.helpers import FAST_RETRY, write_tree
 
@@ -72,7 +72,7 @@ def test_a_version_that_fails_the_gate_is_refused_and_reported(tmp_path: Path) -
     syncer.sync(model, CancelToken())
     _pointer(url, Pointer(stable=3))
     result = syncer.sync(model, CancelToken())
-    assert result.outcome is Outcome.FAILED and result.refused == [3]
+    assert result.outcome is Outcome.UNCHANGED and result.refused == [3] and not result.ok
     assert _serving(tmp_path, "h1") == 1
     failed = tmp_path / "bucket" / "m" / "_reports" / "3" / "failed" / "h1.json"
     assert b'"refused"' in failed.read_bytes() and b"gate: auc" in failed.read_bytes()

@@ -17,7 +17,7 @@ from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import RefusedError
 from modelsync.manifest import MANIFEST_NAME
-from modelsync.syncer import Syncer
+from modelsync.sync import Syncer
 from modelsync.volume import Store
 from tests.helpers import (
     check_invariants,

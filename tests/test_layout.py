@@ -10,9 +10,10 @@ from pathlib import Path
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig, default_state_dir
 from modelsync.store import Layout
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import LEGACY_STATE, Store
 from tests.helpers import (
+    admitted,
     manifest_doc,
     model_files,
     put_revision,
@@ -40,18 +41,18 @@ def test_model_level_files_are_placed_and_restored_on_rollback(tmp_path: Path) -
     ms = store.model("m", TRITON)
     state = ms.load_state()
     v1 = {**model_files(1), "config.pbtxt": b'backend: "python"  # v1'}
-    ms.activate(1, _staged(store, 1, v1), None, state)
+    ms.activate(admitted(ms, 1, _staged(store, 1, v1)), None, state)
     ms.commit(state, keep=2, now=1.0)
     placed = ms.dir / "config.pbtxt"
     assert placed.read_bytes() == v1["config.pbtxt"]
     v2 = {**model_files(2), "config.pbtxt": b'backend: "python"  # v2'}
-    ms.activate(2, _staged(store, 2, v2), 1, state)
+    ms.activate(admitted(ms, 2, _staged(store, 2, v2)), 1, state)
     assert placed.read_bytes() == v2["config.pbtxt"]
     ms.rollback(state)
     assert placed.read_bytes() == v1["config.pbtxt"]
     assert sorted(os.listdir(ms.dir)) == ["1", "config.pbtxt"]  # no current in the tree
     state.pending = None
-    ms.activate(3, _staged(store, 3, model_files(3)), 1, state)
+    ms.activate(admitted(ms, 3, _staged(store, 3, model_files(3))), 1, state)
     assert placed.read_bytes() == v1["config.pbtxt"]
     assert not list((tmp_path / "models").rglob("*.tmp*"))
 
@@ -63,9 +64,9 @@ def test_exclusive_layout_serves_one_version_even_while_confirming(tmp_path: Pat
     store.prepare()
     ms = store.model("m", Layout(link_current=False, exclusive=True))
     state = ms.load_state()
-    ms.activate(1, _staged(store, 1, model_files(1)), None, state)
+    ms.activate(admitted(ms, 1, _staged(store, 1, model_files(1))), None, state)
     ms.commit(state, keep=2, now=1.0)
-    ms.activate(2, _staged(store, 2, model_files(2)), 1, state)
+    ms.activate(admitted(ms, 2, _staged(store, 2, model_files(2))), 1, state)
     assert ms.served_versions() == [2] and ms.cached_versions() == [1]
     ms.rollback(state)
     assert ms.served_versions() == [1] and ms.active_version() == 1
@@ -78,7 +79,7 @@ def test_the_pointer_moves_when_the_preset_changes(tmp_path: Path) -> None:
     store.prepare()
     ms = store.model("m")
     state = ms.load_state()
-    ms.activate(1, _staged(store, 1, model_files(1)), None, state)
+    ms.activate(admitted(ms, 1, _staged(store, 1, model_files(1))), None, state)
     ms.commit(state, keep=2, now=1.0)
     assert (ms.dir / "current").is_symlink()
     scanned = store.model("m", Layout(link_current=False))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 
 from modelsync.metrics import Metrics
-from modelsync.syncer import Outcome, PassResult
+from modelsync.sync import Outcome, PassResult
 from modelsync.transfer import TransferStats
 
 

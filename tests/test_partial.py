@@ -19,7 +19,7 @@ from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.partial import PartialDownloads
 from modelsync.retry import RetryPolicy
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend, NetworkBackend, put_objects, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy

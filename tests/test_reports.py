@@ -6,11 +6,11 @@ from pathlib import Path
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
-from modelsync.follow import outcomes_of
 from modelsync.outcome import Outcome, PassResult
 from modelsync.reports import MAX_READS_PER_PASS, Report, ReportBook, failed_hosts, write_report
 from modelsync.sources import open_source
 from modelsync.sources.control import Control
+from modelsync.sync.report import outcomes_of
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultProxy
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ConfirmConfig, ModelConfig, NotifyConfig
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.daemonproc import DaemonProcess
 from tests.helpers import check_invariants, manifest_doc, model_files, put_revision, snapshot

@@ -13,7 +13,7 @@ from modelsync.errors import ManifestError, NotFoundError, RefusedError
 from modelsync.manifest import MANIFEST_NAME
 from modelsync.publish import publish
 from modelsync.sources import Sink
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import Backend, GcsBackend, LocalBackend, put_objects
 from tests.helpers import model_files, write_tree

@@ -19,7 +19,7 @@ from modelsync.errors import PublishConflict, RefusedError
 from modelsync.publish import publish
 from modelsync.release import Release
 from modelsync.sources.control import UNCHANGED, Control
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import Backend, GcsBackend, LocalBackend, NetworkBackend
 from tests.faultproxy import FaultProxy

@@ -17,7 +17,7 @@ from modelsync.manifest import MANIFEST_NAME
 from modelsync.publish import publish
 from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
-from modelsync.syncer import Outcome, PassResult, Syncer
+from modelsync.sync import Outcome, PassResult, Syncer
 from modelsync.volume import Store
 from tests.backends import NetworkBackend, put_objects, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy

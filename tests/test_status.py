@@ -5,7 +5,7 @@ from pathlib import Path
 from modelsync.cancel import CancelToken
 from modelsync.config import load_config
 from modelsync.status import collect_status
-from modelsync.syncer import Syncer
+from modelsync.sync import Syncer
 from modelsync.volume import Store
 from tests.helpers import model_files, put_revision
 

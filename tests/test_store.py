@@ -8,7 +8,7 @@ import pytest
 from modelsync.cancel import CancelToken
 from modelsync.errors import ConfigError
 from modelsync.volume import Store
-from tests.helpers import check_invariants, manifest_doc, model_files, write_tree
+from tests.helpers import admitted, check_invariants, manifest_doc, model_files, write_tree
 
 
 def _staged(store: Store, name: str, version: int) -> Path:
@@ -33,9 +33,9 @@ def test_activate_commit_keeps_previous_until_commit(st: Store) -> None:
     """The previous version stays served until commit, then moves to the cache."""
     ms = st.model("m")
     state = ms.load_state()
-    ms.activate(1, _staged(st, "m", 1), None, state)
+    ms.activate(admitted(ms, 1, _staged(st, "m", 1)), None, state)
     ms.commit(state, keep=2, now=1.0)
-    ms.activate(2, _staged(st, "m", 2), 1, state)
+    ms.activate(admitted(ms, 2, _staged(st, "m", 2)), 1, state)
     assert ms.served_versions() == [1, 2]
     assert ms.active_version() == 2
     assert ms.load_state().pending is not None
@@ -52,7 +52,7 @@ def test_keep_trims_the_cache(st: Store) -> None:
     state = ms.load_state()
     previous = None
     for version in (1, 2, 3, 4):
-        ms.activate(version, _staged(st, "m", version), previous, state)
+        ms.activate(admitted(ms, version, _staged(st, "m", version)), previous, state)
         ms.commit(state, keep=2, now=float(version))
         previous = version
     assert ms.active_version() == 4
@@ -65,10 +65,10 @@ def test_rollback_restores_exactly(st: Store) -> None:
 
     ms = st.model("m")
     state = ms.load_state()
-    ms.activate(1, _staged(st, "m", 1), None, state)
+    ms.activate(admitted(ms, 1, _staged(st, "m", 1)), None, state)
     ms.commit(state, keep=2, now=1.0)
     before = snapshot(ms.dir)
-    ms.activate(2, _staged(st, "m", 2), 1, state)
+    ms.activate(admitted(ms, 2, _staged(st, "m", 2)), 1, state)
     ms.rollback(state)
     assert snapshot(ms.dir) == before
     assert (ms.quarantine_dir / "2").is_dir()
@@ -78,13 +78,13 @@ def test_activating_an_older_version_hides_newer_ones(st: Store) -> None:
     """Going back to an older version moves newer ones out (latest-version servers)."""
     ms = st.model("m")
     state = ms.load_state()
-    ms.activate(1, _staged(st, "m", 1), None, state)
+    ms.activate(admitted(ms, 1, _staged(st, "m", 1)), None, state)
     ms.commit(state, keep=3, now=1.0)
-    ms.activate(2, _staged(st, "m", 2), 1, state)
+    ms.activate(admitted(ms, 2, _staged(st, "m", 2)), 1, state)
     ms.commit(state, keep=3, now=2.0)
     path = ms.path_of(1)
     assert path is not None
-    ms.activate(1, path, 2, state, retire_to="cache")
+    ms.activate(admitted(ms, 1, path), 2, state, retire_to="cache")
     assert ms.served_versions() == [1]
     assert ms.active_version() == 1
     ms.commit(state, keep=3, now=3.0)
@@ -95,7 +95,7 @@ def test_recover_finishes_a_moved_tree_and_forgets_an_unmoved_one(st: Store) -> 
     """A journal whose tree is in place is finished; one whose tree never arrived is dropped."""
     ms = st.model("m")
     state = ms.load_state()
-    ms.activate(1, _staged(st, "m", 1), None, state)
+    ms.activate(admitted(ms, 1, _staged(st, "m", 1)), None, state)
     ms.commit(state, keep=2, now=1.0)
     # Simulate a crash after the move but before the swap.
     state.pending = None
@@ -107,14 +107,14 @@ def test_recover_finishes_a_moved_tree_and_forgets_an_unmoved_one(st: Store) -> 
     ms.save_state(state)
     move_dir(staged, ms.dir / "2")
     assert ms.active_version() == 1
-    pending = ms.recover(ms.load_state())
-    assert pending is not None and pending.version == 2
+    state = ms.load_state()
+    ms.resume(admitted(ms, 2, ms.dir / "2"), state)
     assert ms.active_version() == 2
-    # A journal for a version whose tree never moved in changes nothing.
+    # A journal for a version whose tree never moved in is undone: nothing changes.
     state = ms.load_state()
     state.pending = Pending(3, 2)
     ms.save_state(state)
-    assert ms.recover(state) is None
+    ms.abandon(state)
     assert ms.load_state().pending is None
     assert ms.active_version() == 2
 
@@ -123,7 +123,7 @@ def test_reuse_index_maps_hashes_to_retained_files(st: Store) -> None:
     """Files of retained revisions are offered for hard-linking by sha256."""
     ms = st.model("m")
     state = ms.load_state()
-    ms.activate(1, _staged(st, "m", 1), None, state)
+    ms.activate(admitted(ms, 1, _staged(st, "m", 1)), None, state)
     ms.commit(state, keep=2, now=1.0)
     index = ms.reuse_index()
     assert len(index) == 3

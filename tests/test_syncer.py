@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.manifest import MANIFEST_NAME
-from modelsync.syncer import Outcome, PassResult, Syncer
+from modelsync.sync import Outcome, PassResult, Syncer
 from modelsync.volume import Store
 from tests.helpers import check_invariants, manifest_doc, model_files, put_revision, snapshot
 
@@ -87,7 +88,8 @@ def test_corrupt_file_refuses_revision_and_keeps_store(store: Path, bucket: Path
     put_revision(bucket, 2, model_files(2))
     (bucket / "2" / "saved_model.pb").write_bytes(b"graph-X")
     result = _sync(store, bucket)
-    assert result.outcome is Outcome.FAILED
+    # Refusing it is the pass doing its work: not a failed pass, but not ok either.
+    assert result.outcome is Outcome.UNCHANGED and not result.ok
     assert "sha256" in (result.error or "")
     assert snapshot(store / "ranker") == before
     assert result.refused == [2]
@@ -107,12 +109,14 @@ def test_version_mismatch_and_max_bytes_refuse_before_download(store: Path, buck
 
 
 def test_not_enough_disk_space_fails_cleanly(store: Path, bucket: Path) -> None:
-    """A revision larger than the free space fails before downloading anything."""
+    """A revision larger than the free space fails before downloading anything, and is
+    not refused (space can be freed)."""
     put_revision(bucket, 1, model_files(1))
     _sync(store, bucket)
     before = snapshot(store / "ranker")
     doc = manifest_doc(model_files(2), version=2)
-    doc["files"][0]["size"] = 2**50  # type: ignore[index]
+    usage = shutil.disk_usage(store)  # more than is free, less than the volume
+    doc["files"][0]["size"] = usage.free + (usage.total - usage.free) // 2  # type: ignore[index]
     put_revision(bucket, 2, model_files(2), manifest=False)
     (bucket / "2" / MANIFEST_NAME).write_text(json.dumps(doc))
     result = _sync(store, bucket)
@@ -120,6 +124,20 @@ def test_not_enough_disk_space_fails_cleanly(store: Path, bucket: Path) -> None:
     assert "free" in (result.error or "")
     assert snapshot(store / "ranker") == before
     assert 2 not in Store(store, store / ".modelsync").model("ranker").load_state().refused
+
+
+def test_a_revision_larger_than_the_volume_is_refused(store: Path, bucket: Path) -> None:
+    """A revision that could never fit is refused, so it cannot block the next one."""
+    put_revision(bucket, 1, model_files(1))
+    _sync(store, bucket)
+    doc = manifest_doc(model_files(2), version=2)
+    doc["files"][0]["size"] = 2**50  # type: ignore[index]
+    put_revision(bucket, 2, model_files(2), manifest=False)
+    (bucket / "2" / MANIFEST_NAME).write_text(json.dumps(doc))
+    result = _sync(store, bucket)
+    assert result.refused == [2] and "whole volume" in (result.error or "")
+    put_revision(bucket, 3, model_files(3))
+    assert _sync(store, bucket).outcome is Outcome.ACTIVATED
 
 
 def test_missing_source_fails_with_a_clear_error(store: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig, ValidateConfig
 from modelsync.errors import ModelsyncError, RefusedError
-from modelsync.syncer import Outcome, Syncer
+from modelsync.sync import Outcome, Syncer
 from modelsync.validate import validate_revision
 from modelsync.volume import Store
 from tests.helpers import snapshot

@@ -1,30 +1,46 @@
+"""The newest policy (modelsync.sync.policy.newest), on a file:// bucket."""
+
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
-from modelsync.discover import Discovery
-from modelsync.errors import RefusedError
+from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
+from modelsync.sync.context import PassContext
+from modelsync.sync.policy.newest import Newest
+from modelsync.volume import Store
 from tests.helpers import manifest_doc, model_files, put_revision
 
 
 def _discover(
     bucket: Path, active: int | None, refused: set[int], **model: object
 ) -> tuple[int | None, dict[int, str]]:
-    seen: dict[int, str] = {}
-
-    def refuse(version: int, exc: RefusedError) -> None:
-        seen[version] = str(exc)
-
-    discovery = Discovery(RetryPolicy(), lambda: 4e9, refuse, structlog.get_logger())
     config = ModelConfig(name="ranker", source=f"file://{bucket}", **model)  # type: ignore[arg-type]
-    found = discovery.newest(config, open_source(config.source), active, refused, CancelToken())
+    root = bucket.parent.parent / f"store-{time.monotonic_ns()}"
+    store = Store(root / "models", root / "state")
+    store.prepare()
+    ms = store.model(config.name, config.layout)
+    state = ms.load_state()
+    state.refused = dict.fromkeys(refused, "before")
+    ctx = PassContext(
+        config,
+        ms,
+        state,
+        CancelToken(),
+        PassResult(config.name, Outcome.FAILED, None),
+        structlog.get_logger(),
+        lambda: 4e9,
+        RetryPolicy(),
+    )
+    found = Newest().choose(ctx, open_source(config.source), active)
+    seen = {v: r for v, r in state.refused.items() if v not in refused}
     return (found.version if found else None), seen
 
 
@@ -40,7 +56,7 @@ def test_newest_complete_newer_than_active(bucket: Path) -> None:
 
 
 def test_invalid_candidates_are_reported_and_passed_over(bucket: Path) -> None:
-    """A bad manifest or a gate miss is reported through refuse() and the next one is used."""
+    """A bad manifest or a gate miss is refused through the context and the next one used."""
     put_revision(bucket, 1, model_files(1))
     put_revision(bucket, 2, model_files(2))
     (bucket / "2" / "modelsync-manifest.json").write_text("{")
@@ -66,7 +82,7 @@ def test_a_producer_keeping_old_times_is_not_taken_mid_copy(tmp_path: Path) -> N
 
     from modelsync.cancel import CancelToken
     from modelsync.config import ModelConfig
-    from modelsync.syncer import Outcome, Syncer
+    from modelsync.sync import Outcome, Syncer
     from modelsync.volume import Store
 
     bucket = tmp_path / "bucket" / "ranker"

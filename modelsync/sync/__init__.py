@@ -1,0 +1,322 @@
+"""One sync pass for one model, as named steps ending in an Outcome.
+
+    prepare (layout, foreign entries, an interrupted activation) → re-confirm the
+    active revision → choose (policy/) → the chosen tree: a retained copy, or fetched
+    into staging (fetch.py) and validated → admit (admit.py: the one door into the
+    served tree) → activate, notify, confirm, commit — or roll back (activation.py)
+
+The pass re-derives everything from disk (``current``, the journal in the state
+file), so running it again after a crash finishes or undoes the interrupted one.
+The envelope (lock, context, staging cleanup, error recording) is written once, in
+``_envelope``, for the pass and for a manual rollback alike; every step raises and
+only the envelope records.
+
+How to see that nothing reaches the served tree unadmitted: ``ModelStore.activate``
+and ``ModelStore.resume`` are the only calls that put a revision there, both take
+an ``Admitted``, and only ``admit`` makes one (tests/test_admit.py checks both).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from modelsync.admitted import Admitted
+from modelsync.cancel import CancelToken
+from modelsync.channel import default_identity
+from modelsync.config import ModelConfig
+from modelsync.errors import Cancelled, ModelsyncError, RefusedError, ReloadError, StoreError
+from modelsync.foreign import move_aside
+from modelsync.outcome import Outcome, PassResult
+from modelsync.retry import RetryPolicy
+from modelsync.sources import Connections, Source, SourceFactory, open_source
+from modelsync.store import ModelStore
+from modelsync.sync import activation
+from modelsync.sync.admit import admit
+from modelsync.sync.context import PassContext
+from modelsync.sync.fetch import ProgressFactory, fetch
+from modelsync.sync.policy import Choice, Policy
+from modelsync.sync.policy.candidate import read_candidate
+from modelsync.sync.policy.follow import Follow, Follower
+from modelsync.sync.policy.newest import Newest
+from modelsync.sync.report import report_pass
+from modelsync.validate import validate_revision
+from modelsync.volume import Store
+
+__all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
+
+Log = structlog.typing.FilteringBoundLogger
+
+
+class Syncer:
+    """Runs passes against one store. Safe to call from one thread per model."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retry: RetryPolicy | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        progress: ProgressFactory | None = None,
+        sources: SourceFactory | None = None,
+        identity: str | None = None,
+    ) -> None:
+        self.store = store
+        # Sources of this syncer share clients (one per backend and options).
+        self._connections = Connections()
+        self._open_source = sources or functools.partial(open_source, connections=self._connections)
+        self.retry = retry or RetryPolicy()
+        self._wall = wall_clock
+        self._progress = progress
+        self._sources: dict[tuple[str, str], Source] = {}
+        self._sources_lock = threading.Lock()
+        # Release channels and reports (models with ``channel`` / ``report``).
+        self.follower = Follower(identity or default_identity(), self.retry)
+        self._newest, self._follow = Newest(), Follow(self.follower)
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()
+        self._sources.clear()
+        self._connections.close()
+
+    def _source(self, model: ModelConfig) -> Source:
+        # One source (one client, one connection pool) per URL and options.
+        key = (model.source, json.dumps(model.source_options, sort_keys=True, default=str))
+        with self._sources_lock:
+            if key not in self._sources:
+                self._sources[key] = self._open_source(model.source, model.source_options)
+            return self._sources[key]
+
+    def _policy(self, model: ModelConfig) -> Policy:
+        return self._newest if model.channel is None else self._follow
+
+    # -- the envelope ----------------------------------------------------------
+
+    def _envelope(
+        self,
+        model: ModelConfig,
+        cancel: CancelToken,
+        body: Callable[[PassContext], None],
+        *,
+        contain: bool = True,
+    ) -> PassResult:
+        """Lock the model, build the pass's context, run ``body``; whatever happens,
+        clean staging and record a failure in the result and the state. ``contain``:
+        a failure is the result's (a pass); else it is raised again (a command)."""
+        log: Log = structlog.get_logger().bind(model=model.name)
+        ms = self.store.model(model.name, model.layout)
+        result = PassResult(model.name, Outcome.FAILED, None)
+        started = time.monotonic()
+        ctx: PassContext | None = None
+        try:
+            self.store.prepare()
+            with ms.lock(cancel):
+                try:
+                    ctx = PassContext(
+                        model, ms, ms.load_state(), cancel, result, log, self._wall, self.retry
+                    )
+                    body(ctx)
+                finally:
+                    if ctx is not None:
+                        result.rollback_failed = ctx.state.rollback_failed
+                    ms.clean_staging()
+        except Cancelled as exc:
+            result.outcome, result.error = Outcome.FAILED, f"cancelled: {exc}"
+            log.warning("sync cancelled", version=result.candidate, reason=str(exc))
+            if not contain:
+                raise
+        except ModelsyncError as exc:
+            result.outcome, result.error = Outcome.FAILED, str(exc)
+            log.error("sync failed", version=result.candidate, error=str(exc))
+            if ctx is not None:
+                ctx.record_error(str(exc))
+            if not contain:
+                raise
+        except Exception as exc:
+            # A bug or an input nobody foresaw: this pass fails (counted, retried with
+            # backoff), the worker and every other model go on.
+            result.outcome = Outcome.FAILED
+            result.error = f"unexpected {type(exc).__name__}: {exc}"[:500]
+            log.exception("pass crashed; counted as failed", version=result.candidate)
+            if ctx is not None:
+                ctx.record_error(result.error)
+            if not contain:
+                raise
+        result.active = _safe_active(ms)
+        result.duration = time.monotonic() - started
+        return result
+
+    # -- the pass --------------------------------------------------------------
+
+    def sync(self, model: ModelConfig, cancel: CancelToken) -> PassResult:
+        """One pass for ``model``. Never raises for a sync failure: see the result."""
+        refused: dict[int, str] = {}
+
+        def body(ctx: PassContext) -> None:
+            try:
+                self._run(ctx)
+            finally:
+                refused.update(ctx.state.refused)
+
+        result = self._envelope(model, cancel, body)
+        if model.report:
+            report_pass(self._source(model), result, refused, self.follower.identity, self._wall)
+        return result
+
+    def _run(self, ctx: PassContext) -> None:
+        self._prepare(ctx)
+        if not activation.reconfirm(ctx):
+            return
+        active = ctx.ms.active_version()
+        if ctx.state.pinned is not None:
+            ctx.log.debug("pinned; not looking for new revisions", pinned=ctx.state.pinned)
+            ctx.ms.partial.keep_only(())
+            ctx.result.outcome = Outcome.UNCHANGED
+            return
+        source = self._source(ctx.model)
+        choice = self._policy(ctx.model).choose(ctx, source, active)
+        if choice is None:
+            ctx.settle_unchanged()
+            ctx.log.debug("up to date", version=active)
+            return
+        ctx.result.candidate = choice.version
+        admitted = self._from_retained(ctx, choice)
+        if admitted is None:
+            admitted = self._from_bucket(ctx, source, choice)
+            if admitted is None:
+                ctx.settle_unchanged()
+                return
+        ctx.result.outcome = activation.activate(ctx, admitted)
+
+    def _prepare(self, ctx: PassContext) -> None:
+        """Bring the disk in line before anything is chosen: the pointer where the
+        layout wants it, nothing foreign in the served tree, an interrupted activation
+        finished (if its tree is still admissible) or undone."""
+        ms, state, log = ctx.ms, ctx.state, ctx.log
+        ms.align_layout()
+        for moved in ms.evict_foreign(state):
+            log.warning("moved a foreign entry out of the served tree", moved_to=str(moved))
+        pending = state.pending
+        if pending is None:
+            return
+        if pending.phase == "activating":
+            tree = ms.dir / str(pending.version)
+            try:
+                admitted = admit(
+                    ctx, pending.version, tree, "crash recovery", journalled=pending.manifest_sha256
+                )
+            except RefusedError as exc:
+                log.warning("an interrupted activation is undone", reason=str(exc))
+                ms.abandon(state)
+                return
+            ms.resume(admitted, state)
+        else:
+            ms.rollback(state)
+        log.warning(
+            "finishing an interrupted activation", version=pending.version, phase=pending.phase
+        )
+        activation.finish(ctx)
+
+    def _from_retained(self, ctx: PassContext, choice: Choice) -> Admitted | None:
+        """The chosen revision from its local copy, if that copy is admitted; a copy that
+        is not is moved aside (never kept, never served) and the bucket decides."""
+        if choice.retained is None:
+            return None
+        try:
+            return admit(ctx, choice.version, choice.retained, "retained copy")
+        except RefusedError as exc:
+            moved = move_aside(choice.retained, ctx.ms.foreign_dir)
+            ctx.log.warning(
+                "a retained copy is not admissible; fetching the revision again",
+                version=choice.version,
+                reason=str(exc),
+                moved_to=str(moved),
+            )
+            return None
+
+    def _from_bucket(self, ctx: PassContext, source: Source, choice: Choice) -> Admitted | None:
+        """Fetch, validate and admit the chosen revision; refuse it when it fails a check
+        (the pass goes on: a refusal is not a failure)."""
+        version = choice.version
+        try:
+            candidate = choice.candidate or read_candidate(ctx, source, version)
+            if candidate is None:
+                ctx.log.warning("the chosen version has no manifest yet", version=version)
+                return None
+            staged = fetch(ctx, source, candidate, self._progress)
+            validate_revision(staged, ctx.model, version, ctx.cancel)
+            return admit(ctx, version, staged, "download")
+        except RefusedError as exc:
+            ctx.refuse(version, str(exc), exc.metrics)
+            return None
+
+    # -- manual rollback -------------------------------------------------------------
+
+    def rollback_to(
+        self, model: ModelConfig, version: int | None, cancel: CancelToken
+    ) -> PassResult:
+        """Activate a retained older revision by hand and pin the model to it; raise
+        (one line) when it cannot be done, with the store as it was."""
+        return self._envelope(
+            model, cancel, functools.partial(self._rollback, version=version), contain=False
+        )
+
+    def _rollback(self, ctx: PassContext, *, version: int | None) -> None:
+        ms, model, state = ctx.ms, ctx.model, ctx.state
+        self._prepare(ctx)
+        active = ms.active_version()
+        if active is None:
+            raise StoreError(f"model {model.name} has no active version")
+        retained = [v for v in ms.cached_versions() if v != active]
+        if version is None:
+            older = [v for v in retained if v < active]
+            if not older:
+                raise StoreError(
+                    f"model {model.name}: no retained revision older than "
+                    f"{active}; retained: {retained}"
+                )
+            version = max(older)
+        path = ms.path_of(version)
+        if path is None or version == active:
+            raise StoreError(
+                f"model {model.name}: version {version} is not a retained "
+                f"revision; retained: {retained}"
+            )
+        ctx.result.candidate = version
+        try:
+            admitted = admit(ctx, version, path, "manual rollback")
+        except RefusedError as exc:
+            moved = move_aside(path, ms.foreign_dir)
+            raise StoreError(f"{exc}; nothing changed (the copy was moved to {moved})") from None
+        ctx.result.outcome = activation.activate(ctx, admitted, retire_to="cache")
+        if ctx.result.outcome is not Outcome.ACTIVATED:
+            raise ReloadError(
+                f"the server did not confirm version {version}; version {active} was restored"
+            )
+        state.pinned = version
+        ms.save_state(state)
+        ctx.log.warning(
+            "rolled back by hand; pinned until `modelsync unpin`", version=version, previous=active
+        )
+
+    def unpin(self, model: ModelConfig) -> int | None:
+        """Let the model follow new revisions again; return the pin that was removed."""
+        ms = self.store.model(model.name, model.layout)
+        with ms.lock(CancelToken(deadline=time.monotonic() + 60)):
+            state = ms.load_state()
+            pinned, state.pinned = state.pinned, None
+            ms.save_state(state)
+        return pinned
+
+
+def _safe_active(ms: ModelStore) -> int | None:
+    try:
+        return ms.active_version()
+    except StoreError:
+        return None
