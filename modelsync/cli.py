@@ -109,7 +109,52 @@ def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The group's options that take a value; they may come after the command too.
+_GLOBAL_OPTIONS = ("--log-level", "--log-format")
+
+
+def _hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with the group's options moved before the command, wherever they were:
+    `modelsync run --log-format json` means what `modelsync --log-format json run` does."""
+    start = 0
+    while start < len(args) and args[start].startswith("-"):
+        start += 2 if args[start] in _GLOBAL_OPTIONS else 1
+    if start >= len(args):
+        return args
+    hoisted: list[str] = []
+    rest: list[str] = []
+    i = start + 1
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in _GLOBAL_OPTIONS and i + 1 < len(args):
+            hoisted += args[i : i + 2]
+            i += 2
+            continue
+        if arg.partition("=")[0] in _GLOBAL_OPTIONS:
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return [*args[:start], *hoisted, args[start], *rest]
+
+
+class _Commands(click.Group):
+    """The top-level group, whose options a command line may give before or after the
+    command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoist_global_options(args))
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="--log-level and --log-format may also follow the command "
+    "(modelsync run --log-format json).",
+)
 @click.version_option(__version__, prog_name="modelsync")
 @click.option(
     "--log-level",

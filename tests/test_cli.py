@@ -179,3 +179,14 @@ def test_verify_separates_damage_from_extra_files(tmp_path: Path, bucket: Path) 
     os.mkfifo(bucket / "1" / "pipe")
     out = run_cli("verify", str(bucket / "1"))
     assert out.returncode == 1 and "pipe: not a regular file" in out.stderr
+
+
+def test_global_options_may_follow_the_command(tmp_path: Path, bucket: Path, store: Path) -> None:
+    """--log-format and --log-level are accepted after the command as before it."""
+    _publish(tmp_path, bucket, 1)
+    out = run_cli("sync", *sidecar_flags(store, bucket), "--log-format", "console")
+    assert out.returncode == 0, out.stderr
+    assert "activated" in out.stderr and not out.stderr.lstrip().startswith("{")
+    out = run_cli("run", "--log-format=json", "--log-level", "debug", "--config", "/nonexistent")
+    assert out.returncode == 2
+    assert "No such option" not in out.stderr and "cannot read config file" in out.stderr
