@@ -206,14 +206,18 @@ def publish(
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     from modelsync.publish import publish as publish_revision
     from modelsync.sources import check_source
+    from modelsync.suggest import schemeless_url_hint
 
     metric_map = _kv(metrics, "--metric", number=True)
     meta_map = _kv(meta, "--meta", number=False)
     options = _kv(source_option, "--source-option", number=False)
+    hint = schemeless_url_hint(url)
+    if hint is not None:
+        raise click.BadParameter(hint, param_hint="URL")
     try:
         url, _ = check_source(url, options)  # the backend's own rules, before any upload
     except ValueError as exc:
-        raise ConfigError(f"publish: {exc}") from exc
+        raise click.BadParameter(str(exc), param_hint="URL") from exc
     published = publish_revision(
         src_dir,
         url,
