@@ -322,7 +322,7 @@ def sync(config_input: ConfigInput, require: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_input: ConfigInput, as_json: bool) -> int:
     """Show each model's active, retained and refused versions and last error."""
-    from modelsync.status import collect_status
+    from modelsync.status import collect_status, version_label
     from modelsync.volume import Store
 
     config = config_input.load()
@@ -332,12 +332,18 @@ def status(config_input: ConfigInput, as_json: bool) -> int:
         return 0
     for entry in report["models"]:
         click.echo(
-            f"{entry['name']}: active {entry.get('active_version') or 'none'}"
+            f"{entry['name']}: active {version_label(entry.get('active_version'))}"
             f" (activated {entry.get('activated_at') or '-'},"
             f" created {entry.get('created') or '-'})"
         )
         click.echo(f"  source    {entry['source']} (server: {entry['server']})")
-        click.echo(f"  retained  {entry.get('retained') or '-'}")
+        retained = ", ".join(version_label(v) for v in entry.get("retained") or ())
+        click.echo(f"  retained  {retained or '-'}")
+        channel = entry.get("channel")
+        if channel:
+            click.echo(f"  channel   {_channel_line(channel)}")
+        if entry.get("off_channel"):
+            click.echo(f"  not on it {entry['off_channel']}")
         if entry.get("rollback_failed"):
             click.echo("  ROLLBACK FAILED: the previous revision did not confirm; see server")
         elif entry.get("active_version") and entry.get("confirmed") is False:
@@ -347,12 +353,26 @@ def status(config_input: ConfigInput, as_json: bool) -> int:
         for version, count in (entry.get("unknown_outcomes") or {}).items():
             click.echo(f"  no verdict {version}: {count} rollback(s) without the server's verdict")
         for version, reason in (entry.get("refused") or {}).items():
-            click.echo(f"  refused   {version}: {reason}")
+            click.echo(f"  refused   {version_label(int(version))}: {reason}")
         if entry.get("pinned") is not None:
-            click.echo(f"  pinned    {entry['pinned']}")
+            click.echo(f"  pinned    {version_label(entry['pinned'])}")
         if entry.get("last_error") or entry.get("error"):
             click.echo(f"  error     {entry.get('last_error') or entry.get('error')}")
     return 0
+
+
+def _channel_line(channel: dict[str, Any]) -> str:
+    """What a model's release channel asks of this host, in one line."""
+    canary = "no canary"
+    if channel.get("canary") is not None:
+        cohort = "this host in its cohort" if channel.get("in_cohort") else "not this host"
+        halted = ", HALTED" if channel.get("halted") else ""
+        canary = f"canary {channel['canary']} at {channel['percent']:g} %, {cohort}{halted}"
+    target = channel.get("target")
+    return (
+        f"{channel['channel']} asks for {target if target is not None else 'nothing'} "
+        f"(stable {channel.get('stable') or '-'}; {canary})"
+    )
 
 
 @cli.command()

@@ -154,3 +154,33 @@ def test_render_escapes_everything_from_the_report() -> None:
     html = render(report, "now").decode()
     assert "<script>" not in html and "<b>" not in html and "<i>" not in html
     assert html.count("&lt;script&gt;") >= 5
+
+
+def test_render_shows_the_channel_target_and_why_not_on_it() -> None:
+    """The page names what the channel asks for and why this host does not serve it."""
+    channel = {
+        "channel": "prod",
+        "stable": 1,
+        "canary": 2,
+        "percent": 100.0,
+        "in_cohort": True,
+        "halted": False,
+        "target": 2,
+    }
+    report = {
+        "models": [
+            {
+                "name": "m",
+                "active_version": 1,
+                "channel": channel,
+                "off_channel": "version 2 was refused here: gate: auc = 0.1 is below 0.5",
+            }
+        ]
+    }
+    html = render(report, "now").decode()
+    assert "prod asks for 2: stable 1, canary 2 at 100 %" in html
+    assert render({"models": [{"name": "m", "active_version": 1700000300}]}, "now").count(
+        b"1700000300 (2023-11-14 22:18 UTC)"
+    )
+    assert "not on the channel&#x27;s version" in html
+    assert "version 2 was refused here: gate: auc = 0.1 is below 0.5" in html
