@@ -54,10 +54,22 @@ class ConfigInput:
 def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Flags shared by every command that reads the configuration; the command gets
     them as one ``config_input`` argument."""
+    return _with_config_flags(func, model_flags=True)
 
+
+def _store_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The configuration flags of a command whose MODEL argument names the model
+    (rollback, unpin): no --model beside it; --source only for a sidecar configured
+    without a file (MODELSYNC_KEEP still applies, from the environment)."""
+    return _with_config_flags(func, model_flags=False)
+
+
+def _with_config_flags(func: Callable[..., Any], model_flags: bool) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
         overrides = {key: kwargs.pop(key) for key in _OVERRIDES if key in kwargs}
+        if not model_flags:
+            overrides["model"] = kwargs["model_name"]
         return func(*args, config_input=ConfigInput(config_path, overrides), **kwargs)
 
     options = [
@@ -68,6 +80,26 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             envvar="MODELSYNC_STATE_DIR",
             help="State directory (default .modelsync-<store name> beside the store).",
         ),
+    ]
+    if model_flags:
+        options += _model_flags()
+    else:
+        options += [
+            click.option(
+                "--source",
+                envvar="MODELSYNC_SOURCE",
+                help="Source URL of MODEL, without a configuration file.",
+            ),
+            click.option("--keep", type=int, envvar="MODELSYNC_KEEP", hidden=True),
+        ]
+    decorated: Callable[..., Any] = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
+
+
+def _model_flags() -> list[Callable[[Any], Any]]:
+    return [
         click.option(
             "--model",
             envvar="MODELSYNC_MODEL",
@@ -85,10 +117,6 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Revisions retained for rollback (with --model).",
         ),
     ]
-    decorated: Callable[..., Any] = wrapper
-    for option in reversed(options):
-        decorated = option(decorated)
-    return decorated
 
 
 def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
@@ -258,13 +286,19 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
     manifest = Manifest.parse(raw, str(manifest_path))
     problems = verify_dir(directory, manifest, extra_ok=True)
     extra = extra_files(directory, manifest)
+    signed_by: Path | None = None
     if public_keys:
-        keys = [load_public_key(path) for path in public_keys]
+        keys = [(path, load_public_key(path)) for path in public_keys]
         signature_path = directory / SIGNATURE_NAME
         if not signature_path.is_file():
             problems.append(f"{SIGNATURE_NAME}: missing (the revision is unsigned)")
-        elif not verify_signature(keys, raw, signature_path.read_bytes()):
-            problems.append(f"{SIGNATURE_NAME}: does not match any given public key")
+        else:
+            signature = signature_path.read_bytes()
+            signed_by = next(
+                (path for path, key in keys if verify_signature([key], raw, signature)), None
+            )
+            if signed_by is None:
+                problems.append(f"{SIGNATURE_NAME}: does not match any given public key")
     for problem in problems:
         click.echo(f"{directory}: {problem}", err=True)
     for rel in extra:
@@ -277,6 +311,10 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
         + (f"; {len(extra)} extra files" if extra else "")
         + ")"
     )
+    if signed_by is not None:
+        click.echo(f"{directory}: signature: valid (key {signed_by})")
+    elif (directory / SIGNATURE_NAME).is_file():
+        click.echo(f"{directory}: signature: not checked (give --public-key PEM to check it)")
     return 0
 
 
@@ -407,7 +445,7 @@ def run(config_input: ConfigInput) -> int:
 
 @cli.command()
 @click.argument("model_name", metavar="MODEL")
-@_config_options
+@_store_options
 @click.option(
     "--to",
     "to_version",
@@ -435,7 +473,7 @@ def rollback(model_name: str, config_input: ConfigInput, to_version: int | None)
 
 @cli.command()
 @click.argument("model_name", metavar="MODEL")
-@_config_options
+@_store_options
 def unpin(model_name: str, config_input: ConfigInput) -> int:
     """Let MODEL follow new revisions again after a manual rollback."""
     from modelsync.syncer import Syncer

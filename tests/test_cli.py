@@ -228,3 +228,28 @@ def test_publish_to_a_path_says_the_url_to_write(tmp_path: Path) -> None:
     assert "config error" not in out.stderr
     assert f"write file://{tmp_path}/bucket/ranker" in out.stderr
     assert not (tmp_path / "bucket").exists()
+
+
+def test_rollback_and_unpin_help_lists_no_model_flags() -> None:
+    """rollback/unpin take the model as MODEL: their help offers no --model or --keep."""
+    for command in ("rollback", "unpin"):
+        out = run_cli(command, "--help")
+        assert out.returncode == 0
+        assert f"Usage: modelsync {command} [OPTIONS] MODEL" in out.stdout
+        assert "--model" not in out.stdout and "--keep" not in out.stdout
+        assert "--source TEXT  " in out.stdout or "--source TEXT " in out.stdout
+
+
+def test_rollback_without_a_file_names_the_model_once(
+    tmp_path: Path, bucket: Path, store: Path
+) -> None:
+    """A sidecar without a file rolls back with MODEL, --store and --source, and unpins."""
+    for version in (1, 2):
+        _publish(tmp_path, bucket, version)
+        assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    flags = ["--store", str(store), "--source", f"file://{bucket}"]
+    out = run_cli("rollback", "ranker", *flags)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ranker: serving version 1; pinned")
+    out = run_cli("unpin", "ranker", *flags)
+    assert out.returncode == 0 and out.stdout == "ranker: unpinned from version 1\n"
