@@ -232,6 +232,7 @@ def publish(
     source_option: tuple[str, ...],
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
+    from modelsync.progress import LoggedProgress, terminal_progress
     from modelsync.publish import publish as publish_revision
     from modelsync.sources import check_source
     from modelsync.suggest import schemeless_url_hint
@@ -254,6 +255,10 @@ def publish(
         metadata=meta_map,
         sign_key=sign_key,
         source_options=options,
+        # A bar for a person at a terminal; a line every 10 s in a pipeline's log.
+        progress=terminal_progress
+        if sys.stderr.isatty()
+        else LoggedProgress(event="upload progress"),
     )
     click.echo(published)
     return 0
