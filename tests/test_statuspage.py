@@ -82,7 +82,7 @@ def test_the_page_in_a_browser(tmp_path: Path, browser: object, procs: list[Daem
     daemon.wait_http()
     current = store / "ranker" / "current"
     _wait(lambda: current.is_symlink() and os.readlink(current) == "1")
-    _publish(tmp_path, url, 2, 0.84, note="weekly retrain", **{"trained on": "2026-11-22"})
+    _publish(tmp_path, url, 2, 0.84, None, note="weekly retrain", **{"trained on": "2026-11-22"})
     _wait(lambda: os.readlink(current) == "2")
     _publish(tmp_path, url, 3, 0.12)  # below the gate: refused before download
     _wait(lambda: b"gate: auc" in daemon.http("GET", "/status")[1])
