@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # modelsync images. Default target: with the tensorflow extra (validate.tensorflow).
-#   docker build -t modelsync .                 # with TensorFlow (CPU)
-#   docker build -t modelsync:slim --target slim .   # without TensorFlow
+# deploy/kubernetes/ runs the slim one; put your registry's name in the tag and the
+# manifests (docs/operations.md#install):
+#   docker build --target slim -t ghcr.io/example/modelsync:0.1.0-slim .   # without TensorFlow
+#   docker build -t ghcr.io/example/modelsync:0.1.0 .                       # with TensorFlow (CPU)
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: a self-contained virtual environment in /opt/modelsync ------------------

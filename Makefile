@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps reliability reliability-short servers servers-test clean
+.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,21 @@ reliability-short: $(STAMP)
 # The Dockerfile's install steps, run without a Docker engine.
 docker-steps: $(STAMP)
 	$(BIN)/python .ci/dockerfile_steps.py
+
+# A wheel in dist/ for hosts that install modelsync without the source tree:
+#   python3 -m venv /opt/modelsync && /opt/modelsync/bin/pip install dist/modelsync-*.whl
+# (docs/operations.md#install). Built from a clean build/: a stale one would ship
+# modules that no longer exist.
+DIST := dist
+wheel:
+	rm -rf $(DIST) build
+	$(PYTHON) -m venv $(DIST)/.build-env
+	$(DIST)/.build-env/bin/pip wheel --quiet --disable-pip-version-check --no-deps -w $(DIST) .
+	rm -rf $(DIST)/.build-env build
+
+# The wheel in a fresh virtual environment: --version, publish, sync, status, verify.
+wheel-check: wheel
+	$(PYTHON) .ci/wheel_check.py $(DIST)/modelsync-*.whl
 
 # The real model servers, each in its own virtual environment (their pins conflict
 # with each other and with TensorFlow): installed once, reused by every run.
@@ -104,4 +119,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS) $(EMULATORS) $(PEERS) .pytest_cache .mypy_cache .ruff_cache demo-run
+	rm -rf $(VENV) $(SERVERS) $(EMULATORS) $(PEERS) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run

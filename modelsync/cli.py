@@ -54,10 +54,22 @@ class ConfigInput:
 def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Flags shared by every command that reads the configuration; the command gets
     them as one ``config_input`` argument."""
+    return _with_config_flags(func, model_flags=True)
 
+
+def _store_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The configuration flags of a command whose MODEL argument names the model
+    (rollback, unpin): no --model beside it; --source only for a sidecar configured
+    without a file (MODELSYNC_KEEP still applies, from the environment)."""
+    return _with_config_flags(func, model_flags=False)
+
+
+def _with_config_flags(func: Callable[..., Any], model_flags: bool) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, config_path: Path | None, **kwargs: Any) -> Any:
         overrides = {key: kwargs.pop(key) for key in _OVERRIDES if key in kwargs}
+        if not model_flags:
+            overrides["model"] = kwargs["model_name"]
         return func(*args, config_input=ConfigInput(config_path, overrides), **kwargs)
 
     options = [
@@ -68,6 +80,26 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             envvar="MODELSYNC_STATE_DIR",
             help="State directory (default .modelsync-<store name> beside the store).",
         ),
+    ]
+    if model_flags:
+        options += _model_flags()
+    else:
+        options += [
+            click.option(
+                "--source",
+                envvar="MODELSYNC_SOURCE",
+                help="Source URL of MODEL, without a configuration file.",
+            ),
+            click.option("--keep", type=int, envvar="MODELSYNC_KEEP", hidden=True),
+        ]
+    decorated: Callable[..., Any] = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
+
+
+def _model_flags() -> list[Callable[[Any], Any]]:
+    return [
         click.option(
             "--model",
             envvar="MODELSYNC_MODEL",
@@ -85,10 +117,6 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Revisions retained for rollback (with --model).",
         ),
     ]
-    decorated: Callable[..., Any] = wrapper
-    for option in reversed(options):
-        decorated = option(decorated)
-    return decorated
 
 
 def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
@@ -109,7 +137,52 @@ def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The group's options that take a value; they may come after the command too.
+_GLOBAL_OPTIONS = ("--log-level", "--log-format")
+
+
+def _hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with the group's options moved before the command, wherever they were:
+    `modelsync run --log-format json` means what `modelsync --log-format json run` does."""
+    start = 0
+    while start < len(args) and args[start].startswith("-"):
+        start += 2 if args[start] in _GLOBAL_OPTIONS else 1
+    if start >= len(args):
+        return args
+    hoisted: list[str] = []
+    rest: list[str] = []
+    i = start + 1
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in _GLOBAL_OPTIONS and i + 1 < len(args):
+            hoisted += args[i : i + 2]
+            i += 2
+            continue
+        if arg.partition("=")[0] in _GLOBAL_OPTIONS:
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return [*args[:start], *hoisted, args[start], *rest]
+
+
+class _Commands(click.Group):
+    """The top-level group, whose options a command line may give before or after the
+    command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoist_global_options(args))
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="--log-level and --log-format may also follow the command "
+    "(modelsync run --log-format json).",
+)
 @click.version_option(__version__, prog_name="modelsync")
 @click.option(
     "--log-level",
@@ -159,16 +232,21 @@ def publish(
     source_option: tuple[str, ...],
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
+    from modelsync.progress import LoggedProgress, terminal_progress
     from modelsync.publish import publish as publish_revision
     from modelsync.sources import check_source
+    from modelsync.suggest import schemeless_url_hint
 
     metric_map = _kv(metrics, "--metric", number=True)
     meta_map = _kv(meta, "--meta", number=False)
     options = _kv(source_option, "--source-option", number=False)
+    hint = schemeless_url_hint(url)
+    if hint is not None:
+        raise click.BadParameter(hint, param_hint="URL")
     try:
         url, _ = check_source(url, options)  # the backend's own rules, before any upload
     except ValueError as exc:
-        raise ConfigError(f"publish: {exc}") from exc
+        raise click.BadParameter(str(exc), param_hint="URL") from exc
     published = publish_revision(
         src_dir,
         url,
@@ -177,6 +255,10 @@ def publish(
         metadata=meta_map,
         sign_key=sign_key,
         source_options=options,
+        # A bar for a person at a terminal; a line every 10 s in a pipeline's log.
+        progress=terminal_progress
+        if sys.stderr.isatty()
+        else LoggedProgress(event="upload progress"),
     )
     click.echo(published)
     return 0
@@ -209,13 +291,19 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
     manifest = Manifest.parse(raw, str(manifest_path))
     problems = verify_dir(directory, manifest, extra_ok=True)
     extra = extra_files(directory, manifest)
+    signed_by: Path | None = None
     if public_keys:
-        keys = [load_public_key(path) for path in public_keys]
+        keys = [(path, load_public_key(path)) for path in public_keys]
         signature_path = directory / SIGNATURE_NAME
         if not signature_path.is_file():
             problems.append(f"{SIGNATURE_NAME}: missing (the revision is unsigned)")
-        elif not verify_signature(keys, raw, signature_path.read_bytes()):
-            problems.append(f"{SIGNATURE_NAME}: does not match any given public key")
+        else:
+            signature = signature_path.read_bytes()
+            signed_by = next(
+                (path for path, key in keys if verify_signature([key], raw, signature)), None
+            )
+            if signed_by is None:
+                problems.append(f"{SIGNATURE_NAME}: does not match any given public key")
     for problem in problems:
         click.echo(f"{directory}: {problem}", err=True)
     for rel in extra:
@@ -228,6 +316,10 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
         + (f"; {len(extra)} extra files" if extra else "")
         + ")"
     )
+    if signed_by is not None:
+        click.echo(f"{directory}: signature: valid (key {signed_by})")
+    elif (directory / SIGNATURE_NAME).is_file():
+        click.echo(f"{directory}: signature: not checked (give --public-key PEM to check it)")
     return 0
 
 
@@ -273,7 +365,7 @@ def sync(config_input: ConfigInput, require: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_input: ConfigInput, as_json: bool) -> int:
     """Show each model's active, retained and refused versions and last error."""
-    from modelsync.status import collect_status
+    from modelsync.status import collect_status, version_label
     from modelsync.volume import Store
 
     config = config_input.load()
@@ -283,12 +375,18 @@ def status(config_input: ConfigInput, as_json: bool) -> int:
         return 0
     for entry in report["models"]:
         click.echo(
-            f"{entry['name']}: active {entry.get('active_version') or 'none'}"
+            f"{entry['name']}: active {version_label(entry.get('active_version'))}"
             f" (activated {entry.get('activated_at') or '-'},"
             f" created {entry.get('created') or '-'})"
         )
         click.echo(f"  source    {entry['source']} (server: {entry['server']})")
-        click.echo(f"  retained  {entry.get('retained') or '-'}")
+        retained = ", ".join(version_label(v) for v in entry.get("retained") or ())
+        click.echo(f"  retained  {retained or '-'}")
+        channel = entry.get("channel")
+        if channel:
+            click.echo(f"  channel   {_channel_line(channel)}")
+        if entry.get("off_channel"):
+            click.echo(f"  not on it {entry['off_channel']}")
         if entry.get("rollback_failed"):
             click.echo("  ROLLBACK FAILED: the previous revision did not confirm; see server")
         elif entry.get("active_version") and entry.get("confirmed") is False:
@@ -298,12 +396,26 @@ def status(config_input: ConfigInput, as_json: bool) -> int:
         for version, count in (entry.get("unknown_outcomes") or {}).items():
             click.echo(f"  no verdict {version}: {count} rollback(s) without the server's verdict")
         for version, reason in (entry.get("refused") or {}).items():
-            click.echo(f"  refused   {version}: {reason}")
+            click.echo(f"  refused   {version_label(int(version))}: {reason}")
         if entry.get("pinned") is not None:
-            click.echo(f"  pinned    {entry['pinned']}")
+            click.echo(f"  pinned    {version_label(entry['pinned'])}")
         if entry.get("last_error") or entry.get("error"):
             click.echo(f"  error     {entry.get('last_error') or entry.get('error')}")
     return 0
+
+
+def _channel_line(channel: dict[str, Any]) -> str:
+    """What a model's release channel asks of this host, in one line."""
+    canary = "no canary"
+    if channel.get("canary") is not None:
+        cohort = "this host in its cohort" if channel.get("in_cohort") else "not this host"
+        halted = ", HALTED" if channel.get("halted") else ""
+        canary = f"canary {channel['canary']} at {channel['percent']:g} %, {cohort}{halted}"
+    target = channel.get("target")
+    return (
+        f"{channel['channel']} asks for {target if target is not None else 'nothing'} "
+        f"(stable {channel.get('stable') or '-'}; {canary})"
+    )
 
 
 @cli.command()
@@ -338,7 +450,7 @@ def run(config_input: ConfigInput) -> int:
 
 @cli.command()
 @click.argument("model_name", metavar="MODEL")
-@_config_options
+@_store_options
 @click.option(
     "--to",
     "to_version",
@@ -366,7 +478,7 @@ def rollback(model_name: str, config_input: ConfigInput, to_version: int | None)
 
 @cli.command()
 @click.argument("model_name", metavar="MODEL")
-@_config_options
+@_store_options
 def unpin(model_name: str, config_input: ConfigInput) -> int:
     """Let MODEL follow new revisions again after a manual rollback."""
     from modelsync.sync import Syncer

@@ -10,7 +10,7 @@ import importlib.util
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import unquote
 
 from pydantic import (
@@ -29,6 +29,7 @@ from modelsync.manifest import check_relpath, parse_version
 from modelsync.notify import NotifyConfig
 from modelsync.sources import backend_for, check_source
 from modelsync.store import CURRENT, Layout
+from modelsync.suggest import schemeless_url_hint, unknown_key
 from modelsync.units import Duration, Size
 
 __all__ = [
@@ -225,6 +226,9 @@ class ModelConfig(_Strict):
     def _known_backend(cls, value: str) -> str:
         if any(c in unquote(value) for c in "\x00\r\n"):
             raise ValueError(f"source {value!r} contains a NUL or line break")
+        hint = schemeless_url_hint(value)
+        if hint is not None:
+            raise ValueError(hint)
         return backend_for(value).parse(value)  # the backend's own URL rules
 
 
@@ -314,10 +318,46 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+def _table_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The configuration model of the table at ``loc`` (None where it is not one)."""
+    table: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next(
+            (f for n, f in table.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return None
+        table = inner
+    return table
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _first_error(exc: ValidationError, origin: str) -> ConfigError:
-    err = exc.errors()[0]
-    loc = _format_loc(tuple(p for p in err["loc"] if p not in ("function-after",)))
-    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+    errors = exc.errors()
+    # A misspelt key also makes the key meant "missing": the misspelling is the news.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    where = tuple(p for p in err["loc"] if p not in ("function-after",))
+    loc = _format_loc(where)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        table = _table_at(where[:-1])
+        known = (f.alias or n for n, f in table.model_fields.items()) if table else ()
+        msg = unknown_key(str(where[-1]), known)
+    elif where[-1:] == ("models",) and err["type"] == "tuple_type":
+        msg = "must be a list of tables: write [[models]] (two brackets) above each model"
     msg = msg.removeprefix("Value error, ")
     return ConfigError(f"{origin}: {loc}: {msg}")
 
@@ -364,7 +404,18 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         if keep is not None:
             entry["keep"] = keep
         raw["models"] = models if match else [*models, entry]
+    if isinstance(raw.get("models"), dict):
+        raise ConfigError(
+            f"{origin}: models: [models] is one table; write [[models]] (two brackets) "
+            "above each model's keys"
+        )
     if "store" not in raw:
+        if path is None:
+            raise ConfigError(
+                "no configuration: give --config FILE (or MODELSYNC_CONFIG=FILE), or "
+                "--store, --model and --source (MODELSYNC_STORE, MODELSYNC_MODEL, "
+                "MODELSYNC_SOURCE) for one model"
+            )
         raise ConfigError(
             f"{origin}: store: missing (set it in the file, --store or MODELSYNC_STORE)"
         )
@@ -374,7 +425,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         raise _first_error(exc, origin) from exc
     if not config.models:
         raise ConfigError(
-            f"{origin}: models: no model configured (add [[models]] or --model/--source)"
+            f"{origin}: models: no model configured (add [[models]] with name and source "
+            "to the file given by --config or MODELSYNC_CONFIG, or give --model and --source)"
         )
     if model_name is not None:
         config.model(model_name)

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from modelsync.admin import AdminServer
 from modelsync.cancel import CancelToken
 from modelsync.config import Config, ModelConfig
+from modelsync.daemonlock import DaemonLock
 from modelsync.errors import ConfigError, ModelsyncError, StoreError
 from modelsync.metrics import Metrics
 from modelsync.progress import LoggedProgress
@@ -247,6 +248,15 @@ class Daemon:
         if install_signals:
             self._install_signals()
         self.syncer.store.prepare()
+        lock = DaemonLock(self.config.state_path, self.config.store)
+        lock.acquire()
+        try:
+            self._serve()
+        finally:
+            lock.release()
+
+    def _serve(self) -> None:
+        """Everything the daemon runs, while it holds the store's daemon lock."""
         self._watcher.start()
         if self._watch_config:
             from pathlib import Path

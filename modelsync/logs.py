@@ -18,11 +18,13 @@ __all__ = ["configure_logging"]
 _SECRET_KEYS = ("token", "password", "secret", "credential", "authorization", "private_key")
 
 
-def _every_event_names_model_and_version(
+def _drop_empty(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    event.setdefault("model", None)
-    event.setdefault("version", None)
+    # An event about one model names it (and its version) by binding them; a key bound
+    # to nothing (the daemon's own events: model=None version=None) says nothing.
+    for key in [k for k, v in event.items() if v is None]:
+        del event[key]
     return event
 
 
@@ -50,7 +52,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _every_event_names_model_and_version,
+            _drop_empty,
             _redact,
             structlog.processors.format_exc_info,
             renderer,

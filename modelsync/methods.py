@@ -17,6 +17,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from modelsync.suggest import unknown_key
+
 __all__ = ["BUILT_IN", "Method", "MethodOptions", "method_names", "parse_options"]
 
 # No module: "none" does nothing, "server" is the server preset's (modelsync/servers/).
@@ -74,6 +76,8 @@ def parse_options(package: str, base: type[Opts], raw: Mapping[str, Any]) -> Opt
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = unknown_key(key, (f.alias or n for n, f in model.model_fields.items()))
         msg = msg.removeprefix("Value error, ")
         raise ValueError(f"{key}: {msg}" if key else msg) from None

@@ -1,5 +1,5 @@
-"""Download progress a person can read: a bar on a terminal, a log line every few
-seconds (and a gauge) in the daemon or a pipe.
+"""Transfer progress a person can read: a bar on a terminal, a log line every few
+seconds (and a gauge) in the daemon or a pipe; for downloads and for `publish`.
 
 Both are ``ProgressFactory`` values for the Syncer: called with (model, version,
 total bytes), they give a context manager whose value takes byte counts from the
@@ -92,9 +92,12 @@ class LoggedProgress:
     (also when it stalls: the rate then says so), and ``gauge`` (the bytes done,
     labelled by model) present only while it runs."""
 
-    def __init__(self, interval: float = 10.0, gauge: Gauge | None = None) -> None:
+    def __init__(
+        self, interval: float = 10.0, gauge: Gauge | None = None, event: str = "download progress"
+    ) -> None:
         self.interval = interval
         self._gauge = gauge
+        self._event = event
 
     @contextmanager
     def __call__(self, model: str, version: int, total: int) -> Iterator[Callable[[int], None]]:
@@ -106,7 +109,7 @@ class LoggedProgress:
             while not stop.wait(self.interval):
                 eta = tally.eta()
                 log.info(
-                    "download progress",
+                    self._event,
                     bytes=tally.done,
                     total_bytes=total,
                     percent=round(100 * tally.done / max(total, 1), 1),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ def publish(
     sources: SourceFactory = open_source,
     source_options: Mapping[str, Any] | None = None,
     sign_key: Path | None = None,
+    progress: Callable[[str, int, int], AbstractContextManager[Callable[[int], None]]]
+    | None = None,
 ) -> int:
     """Upload ``src`` as ``<url>/<version>/`` and return the version.
 
@@ -43,6 +46,9 @@ def publish(
     reader never sees a half revision as complete. An existing complete version is
     never overwritten, and the manifest is written create-only where the store has
     such a write, so two publishers cannot both complete one version.
+
+    ``progress`` (modelsync.progress: a bar, or a log line every few seconds) is told
+    each file's bytes as its upload completes.
     """
     key = load_private_key(sign_key) if sign_key is not None else None
     if not src.is_dir():
@@ -85,9 +91,19 @@ def publish(
                 log,
             )
 
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            for future in [pool.submit(upload, e.path) for e in manifest.files]:
+        sizes = {e.path: e.size for e in manifest.files}
+        shown = (
+            progress(model, version, manifest.total_size)
+            if progress is not None
+            else nullcontext(lambda _count: None)
+        )
+        with shown as advance, ThreadPoolExecutor(max_workers=concurrency) as pool:
+            # Largest first: the bar's rate settles early and the last file is small.
+            order = sorted(sizes, key=lambda rel: -sizes[rel])
+            futures = {pool.submit(upload, rel): rel for rel in order}
+            for future in as_completed(futures):
                 future.result()
+                advance(sizes[futures[future]])
         with tempfile.TemporaryDirectory() as tmp:
             manifest_file = Path(tmp) / MANIFEST_NAME
             manifest_file.write_bytes(manifest.to_bytes())

@@ -9,16 +9,32 @@ from typing import Any
 from modelsync.config import Config, ModelConfig
 from modelsync.errors import ManifestError, StoreError
 from modelsync.manifest import MANIFEST_NAME, Manifest
+from modelsync.state import ModelState
 from modelsync.store import ModelStore
 from modelsync.volume import Store
 
-__all__ = ["collect_status", "model_status", "rfc3339"]
+__all__ = ["collect_status", "model_status", "rfc3339", "version_label"]
 
 
 def rfc3339(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Versions in this range read as Unix times (2001-09-09 to 2100-01-01): the
+# TensorFlow Serving and TFX convention, and publish's default.
+_UNIX_TIME_VERSIONS = range(1_000_000_000, 4_102_444_800)
+
+
+def version_label(version: int | None) -> str:
+    """``version`` for people: with its date beside it when it looks like a Unix time."""
+    if version is None:
+        return "none"
+    if version in _UNIX_TIME_VERSIONS:
+        when = datetime.fromtimestamp(version, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return f"{version} ({when})"
+    return str(version)
 
 
 def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]:
@@ -55,12 +71,36 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         server_reason=state.server_reason,
         unknown_outcomes={str(v): n for v, n in sorted(state.unknown.items())},
         channel=dataclasses.asdict(state.channel) if state.channel else None,
+        off_channel=_off_channel(model, state, active),
         max_age_seconds=model.max_age,
         gate=dict(sorted(model.gate.items())),
         revisions=_revisions(ms, active, state.refused, state.refused_metrics),
         history=[{**dataclasses.asdict(e), "at": rfc3339(e.at)} for e in reversed(state.history)],
     )
     return report
+
+
+def _off_channel(model: ModelConfig, state: ModelState, active: int | None) -> str | None:
+    """Why this host does not serve the version its channel asks for (None when it
+    does, or follows no channel): a host that refused it would otherwise look idle."""
+    if model.channel is None:
+        return None
+    info = state.channel
+    if info is None:
+        return f"channel {model.channel} not read yet (no pass since it was configured)"
+    target = info.target
+    if target is None or target == active:
+        return None
+    if target in state.refused:
+        return f"version {version_label(target)} was refused here: {state.refused[target]}"
+    if state.pinned is not None:
+        return (
+            f"pinned to {version_label(state.pinned)} by a manual rollback "
+            f"(modelsync unpin {model.name} to follow the channel again)"
+        )
+    if state.last_error:
+        return f"the last pass failed: {state.last_error}"
+    return f"version {version_label(target)} is not activated yet (the next pass fetches it)"
 
 
 def _revisions(

@@ -12,6 +12,8 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
+from modelsync.status import version_label
+
 __all__ = ["render"]
 
 REFRESH_SECONDS = 10
@@ -73,13 +75,15 @@ def _summary(model: dict[str, Any]) -> str:
     max_age = model.get("max_age_seconds")
     age = model.get("revision_age_seconds")
     age_text = _age(age) + (f" (max_age {_age(max_age)})" if max_age else "")
-    retained = [r["version"] for r in model.get("revisions", []) if r["role"] == "retained"]
+    retained = [
+        version_label(r["version"]) for r in model.get("revisions", []) if r["role"] == "retained"
+    ]
     pairs: list[tuple[str, object]] = [
-        ("active version", model.get("active_version") or "none"),
+        ("active version", version_label(model.get("active_version"))),
         ("revision created", model.get("created") or "-"),
         ("revision age", age_text),
         ("activated", model.get("activated_at") or "-"),
-        ("previous / retained", ", ".join(map(str, retained)) or "none"),
+        ("previous / retained", ", ".join(retained) or "none"),
         ("last successful pass", model.get("last_success_at") or "-"),
         ("last outcome", model.get("last_outcome") or "-"),
     ]
@@ -100,10 +104,13 @@ def _summary(model: dict[str, Any]) -> str:
         pairs.append(
             (
                 "release channel",
-                f"{channel['channel']}: stable {channel.get('stable') or '-'}, {canary}; "
+                f"{channel['channel']} asks for {channel.get('target') or 'nothing'}: "
+                f"stable {channel.get('stable') or '-'}, {canary}; "
                 f"this host {cohort}; {'HALTED' if channel.get('halted') else 'not halted'}",
             )
         )
+    if model.get("off_channel"):
+        pairs.append(("not on the channel's version", model["off_channel"]))
     return f"<table>{_rows(pairs)}</table>"
 
 
@@ -114,7 +121,8 @@ def _metrics(model: dict[str, Any]) -> str:
     if not revisions:
         return '<p class="muted">no revision on this host yet</p>'
     head = "".join(
-        f'<th class="num">{_e(r["version"])}<br><span class="muted">{_e(r["role"])}</span></th>'
+        f'<th class="num">{_e(version_label(r["version"]))}<br>'
+        f'<span class="muted">{_e(r["role"])}</span></th>'
         for r in revisions
     )
     body = []
@@ -142,7 +150,8 @@ def _refused(model: dict[str, Any]) -> str:
     refused = model.get("refused") or {}
     if not refused:
         return '<p class="muted">none</p>'
-    return "<table>" + _rows((f"version {v}", why) for v, why in refused.items()) + "</table>"
+    rows = _rows((f"version {version_label(int(v))}", why) for v, why in refused.items())
+    return f"<table>{rows}</table>"
 
 
 def _history(model: dict[str, Any]) -> str:
@@ -151,7 +160,8 @@ def _history(model: dict[str, Any]) -> str:
         return '<p class="muted">nothing yet</p>'
     rows = "".join(
         f"<tr><td>{_e(h['at'])}</td><td>{_e(h['event'].replace('_', ' '))}</td>"
-        f"<td class='num'>{_e(h['version'])}</td><td class='num'>{_e(h.get('previous') or '')}</td>"
+        f"<td class='num'>{_e(version_label(h['version']))}</td>"
+        f"<td class='num'>{_e(version_label(h['previous']) if h.get('previous') else '')}</td>"
         f"<td>{_e(h.get('reason'))}</td></tr>"
         for h in history[:30]
     )

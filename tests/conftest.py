@@ -16,6 +16,9 @@ from tests.gcs_emulator import start as start_emulator
 
 SERVER_FIGURES = pytest.StashKey[dict[str, dict[str, object]]]()
 
+# The run's last line counts the skipped tests and says why.
+pytest_plugins = ["tests.skipsummary"]
+
 
 @pytest.fixture(autouse=True)
 def _quiet_logs() -> Iterator[io.StringIO]:

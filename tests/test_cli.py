@@ -121,6 +121,23 @@ BAD_CONFIGS = {
         "unsupported source URL",
     ),
     "not toml": ("store = \n", "invalid TOML"),
+    "one [models] table": (
+        'store = "{store}"\n[models]\nname = "m"\nsource = "file:///b"\n',
+        "models: [models] is one table; write [[models]] (two brackets)",
+    ),
+    "misspelt key": (
+        'store = "{store}"\n[[models]]\nname = "m"\nsorce = "file:///b"\n',
+        "models[0].sorce: unknown key; did you mean 'source'?",
+    ),
+    "misspelt method key": (
+        'store = "{store}"\n[[models]]\nname = "m"\nsource = "file:///b"\n'
+        '[models.notify]\nmethod = "signal"\nsignall = "SIGHUP"\n',
+        "signall: unknown key; did you mean 'signal'?",
+    ),
+    "source without scheme": (
+        'store = "{store}"\n[[models]]\nname = "m"\nsource = "/srv/bucket/m"\n',
+        "'/srv/bucket/m' is not a URL: for a local directory write file:///srv/bucket/m",
+    ),
 }
 
 
@@ -179,3 +196,60 @@ def test_verify_separates_damage_from_extra_files(tmp_path: Path, bucket: Path) 
     os.mkfifo(bucket / "1" / "pipe")
     out = run_cli("verify", str(bucket / "1"))
     assert out.returncode == 1 and "pipe: not a regular file" in out.stderr
+
+
+def test_global_options_may_follow_the_command(tmp_path: Path, bucket: Path, store: Path) -> None:
+    """--log-format and --log-level are accepted after the command as before it."""
+    _publish(tmp_path, bucket, 1)
+    out = run_cli("sync", *sidecar_flags(store, bucket), "--log-format", "console")
+    assert out.returncode == 0, out.stderr
+    assert "activated" in out.stderr and not out.stderr.lstrip().startswith("{")
+    out = run_cli("run", "--log-format=json", "--log-level", "debug", "--config", "/nonexistent")
+    assert out.returncode == 2
+    assert "No such option" not in out.stderr and "cannot read config file" in out.stderr
+
+
+def test_sync_without_configuration_names_config_and_flags(tmp_path: Path) -> None:
+    """sync with no configuration at all points at --config and MODELSYNC_CONFIG."""
+    out = run_cli("sync", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr == (
+        "modelsync: config error: no configuration: give --config FILE (or "
+        "MODELSYNC_CONFIG=FILE), or --store, --model and --source (MODELSYNC_STORE, "
+        "MODELSYNC_MODEL, MODELSYNC_SOURCE) for one model\n"
+    )
+
+
+def test_publish_to_a_path_says_the_url_to_write(tmp_path: Path) -> None:
+    """publish to a relative path exits 2 naming the file:// URL meant; nothing written."""
+    src = write_tree(tmp_path / "src", model_files(1))
+    out = run_cli("publish", str(src), "bucket/ranker", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "config error" not in out.stderr
+    assert f"write file://{tmp_path}/bucket/ranker" in out.stderr
+    assert not (tmp_path / "bucket").exists()
+
+
+def test_rollback_and_unpin_help_lists_no_model_flags() -> None:
+    """rollback/unpin take the model as MODEL: their help offers no --model or --keep."""
+    for command in ("rollback", "unpin"):
+        out = run_cli(command, "--help")
+        assert out.returncode == 0
+        assert f"Usage: modelsync {command} [OPTIONS] MODEL" in out.stdout
+        assert "--model" not in out.stdout and "--keep" not in out.stdout
+        assert "--source TEXT  " in out.stdout or "--source TEXT " in out.stdout
+
+
+def test_rollback_without_a_file_names_the_model_once(
+    tmp_path: Path, bucket: Path, store: Path
+) -> None:
+    """A sidecar without a file rolls back with MODEL, --store and --source, and unpins."""
+    for version in (1, 2):
+        _publish(tmp_path, bucket, version)
+        assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    flags = ["--store", str(store), "--source", f"file://{bucket}"]
+    out = run_cli("rollback", "ranker", *flags)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ranker: serving version 1; pinned")
+    out = run_cli("unpin", "ranker", *flags)
+    assert out.returncode == 0 and out.stdout == "ranker: unpinned from version 1\n"

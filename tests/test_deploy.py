@@ -20,6 +20,8 @@ from tests.helpers import REPO, model_files, put_revision
 
 BIN = Path(sys.executable).parent
 UNITS = ("modelsync.service", "modelsync-sync.service", "modelsync-sync.timer")
+# Where docs/operations.md#install puts the command (a virtual environment of its own).
+INSTALLED = "/opt/modelsync/bin/modelsync"
 
 
 def test_hadolint_passes() -> None:
@@ -59,9 +61,7 @@ def _units_installed_at(tmp_path: Path) -> Path:
     """The units with ExecStart pointing at this checkout's modelsync (verify checks it exists)."""
     for unit in UNITS:
         text = (REPO / "systemd" / unit).read_text()
-        (tmp_path / unit).write_text(
-            text.replace("/usr/local/bin/modelsync", str(BIN / "modelsync"))
-        )
+        (tmp_path / unit).write_text(text.replace(INSTALLED, str(BIN / "modelsync")))
     return tmp_path
 
 
@@ -93,7 +93,7 @@ def _unit_exec(unit: str) -> tuple[list[str], dict[str, str], float]:
 def test_run_as_the_unit_runs_it_and_see_ready(tmp_path: Path, bucket: Path) -> None:
     """The unit's ExecStart and Environment, a real NOTIFY_SOCKET: READY=1 then WATCHDOG=1."""
     argv, env, watchdog = _unit_exec("modelsync.service")
-    assert argv[:3] == ["/usr/local/bin/modelsync", "run", "--config"]
+    assert argv[:3] == [INSTALLED, "run", "--config"]
     config = tmp_path / "modelsync.toml"
     config.write_text(
         f'store = "{tmp_path / "store"}"\nadmin = {{ listen = "127.0.0.1:{free_port()}" }}\n'
@@ -176,3 +176,68 @@ def test_pod_shape(tmp_path: Path) -> None:
         assert config.store.parent == volume, container["name"]
         assert config.state_path.parent == volume, container["name"]
     assert f"--model_base_path={config.store / model.name}" in server["args"]
+
+
+def test_the_units_start_the_documented_install() -> None:
+    """Both services start the command where docs/operations.md installs it."""
+    install = (REPO / "docs" / "operations.md").read_text()
+    assert "sudo python3 -m venv /opt/modelsync\n" in install
+    assert "sudo /opt/modelsync/bin/pip install dist/modelsync-*.whl" in install
+    for unit in ("modelsync.service", "modelsync-sync.service"):
+        argv, _, _ = _unit_exec(unit)
+        assert argv[0] == INSTALLED, unit
+    assert "pip install modelsync " not in (REPO / "systemd" / "modelsync.service").read_text()
+
+
+def test_the_documented_image_is_the_one_the_manifests_run() -> None:
+    """The docs' docker build tag is the manifests' image, at the package's version."""
+    from modelsync import __version__
+
+    images = {
+        c["image"]
+        for d in _documents()
+        if d["kind"] == "Deployment"
+        for c in [
+            *d["spec"]["template"]["spec"]["initContainers"],
+            *d["spec"]["template"]["spec"]["containers"],
+        ]
+        if "modelsync" in c["image"]
+    }
+    assert images == {f"ghcr.io/example/modelsync:{__version__}-slim"}
+    install = (REPO / "docs" / "operations.md").read_text()
+    assert (
+        f"docker build --target slim -t ghcr.io/example/modelsync:{__version__}-slim ." in install
+    )
+
+
+def test_the_wheel_installs_in_a_fresh_venv_and_syncs(tmp_path: Path) -> None:
+    """make wheel's wheel, pip-installed in a new virtual environment, runs a real sync."""
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(
+        REPO / "modelsync", tmp_path / "modelsync", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    built = subprocess.run(
+        [str(BIN / "pip"), "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("modelsync-*.whl")
+    out = subprocess.run(
+        [sys.executable, str(REPO / ".ci" / "wheel_check.py"), str(wheel)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("ok: ") == 7
+    makefile = (REPO / "Makefile").read_text()
+    assert (
+        "wheel-check: wheel\n" in makefile
+        and "make wheel-check" in (REPO / ".ci" / "run").read_text()
+    )

@@ -79,7 +79,8 @@ def test_junk_versions_are_not_rollback_targets(tmp_path: Path, bucket: Path) ->
     (store / "ranker" / "99").mkdir()
     (store / "ranker" / "99" / "junk").write_text("x")
     _sync(store, bucket)
-    out = run_cli("rollback", "ranker", "--to", "99", *sidecar_flags(store, bucket))
+    flags = ["--store", str(store), "--source", f"file://{bucket}"]
+    out = run_cli("rollback", "ranker", "--to", "99", *flags)
     assert out.returncode == 1 and "not a retained revision" in out.stderr
     assert _foreign(store) == ["99"]
     assert check_invariants(store, "ranker").active == 2

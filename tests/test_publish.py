@@ -1,5 +1,11 @@
+"""`modelsync publish` (modelsync.publish): order on the wire, refusals, progress."""
+
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,3 +55,39 @@ def test_publish_refuses_overwrite_and_bad_input(tmp_path: Path) -> None:
     with pytest.raises(PublishError, match="not a directory"):
         publish(tmp_path / "nope", f"file://{bucket}", version=2)
     assert publish(src, f"file://{bucket}", clock=lambda: 1_800_000_000.5) == 1_800_000_000
+
+
+def test_publish_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal, publish draws the sync bar: model, version, percent and MB done."""
+    src = write_tree(tmp_path / "src", {f"shard-{i}.bin": os.urandom(1_000_000) for i in range(4)})
+    url = f"file://{tmp_path}/bucket/ranker"
+    controller, terminal = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelsync", "publish", str(src), url, "--version", "5"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env={**env, "COLUMNS": "120"},
+    )
+    os.close(terminal)
+    seen = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: the child has exited
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    stdout, _ = proc.communicate(timeout=120)
+    reader.join(10)
+    os.close(controller)
+    assert proc.returncode == 0, seen.decode(errors="replace")
+    assert stdout == b"5\n"
+    bar = seen.decode(errors="replace")
+    assert "ranker v5" in bar and "100%" in bar and "4/4 MB" in bar

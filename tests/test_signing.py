@@ -66,10 +66,23 @@ def test_signed_publish_then_verified_sync(tmp_path: Path) -> None:
     assert (signed.bucket / "1" / "modelsync-manifest.sig").stat().st_size == 64
     code, err = signed.sync()
     assert code == 0, err
+    served = signed.store / "ranker" / "1"
     out = run_cli(
-        "verify", str(signed.store / "ranker" / "1"), "--public-key", str(tmp_path / "ours.pub")
+        "verify",
+        str(served),
+        "--public-key",
+        str(tmp_path / "theirs.pub"),
+        "--public-key",
+        str(tmp_path / "ours.pub"),
     )
     assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == (
+        f"{served}: signature: valid (key {tmp_path / 'ours.pub'})"
+    )
+    out = run_cli("verify", str(served))
+    assert out.stdout.splitlines()[-1] == (
+        f"{served}: signature: not checked (give --public-key PEM to check it)"
+    )
     out = run_cli(
         "verify", str(signed.store / "ranker" / "1"), "--public-key", str(tmp_path / "theirs.pub")
     )

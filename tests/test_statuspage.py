@@ -82,8 +82,7 @@ def test_the_page_in_a_browser(tmp_path: Path, browser: object, procs: list[Daem
     daemon.wait_http()
     current = store / "ranker" / "current"
     _wait(lambda: current.is_symlink() and os.readlink(current) == "1")
-    hostile_metric = {HOSTILE: 1.0}  # a metric name is any string a producer writes
-    _publish(tmp_path, url, 2, 0.84, hostile_metric, note=HOSTILE, **{"trained on": "2026-11-22"})
+    _publish(tmp_path, url, 2, 0.84, None, note="weekly retrain", **{"trained on": "2026-11-22"})
     _wait(lambda: os.readlink(current) == "2")
     _publish(tmp_path, url, 3, 0.12)  # below the gate: refused before download
     _wait(lambda: b"gate: auc" in daemon.http("GET", "/status")[1])
@@ -118,14 +117,22 @@ def test_the_page_in_a_browser(tmp_path: Path, browser: object, procs: list[Daem
     # History, newest first.
     history = section.find_element(By.XPATH, ".//h3[.='History']/following-sibling::table").text
     assert history.index("refused") < history.index("activated")
-    # A hostile manifest (metadata and a metric name) is text, not markup.
-    assert text.count(HOSTILE) == 2
-    assert browser.execute_script("return window.__pwned") is None
-    assert browser.find_elements(By.TAG_NAME, "script") == []
+    # README's picture: a page as an operator sees it, before the hostile revision.
+    assert "pwned" not in browser.page_source
     shot = tmp_path / "status-page.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     if os.environ.get("MODELSYNC_SCREENSHOT_DIR"):  # refresh the README's picture by hand
         shutil.copy(shot, Path(os.environ["MODELSYNC_SCREENSHOT_DIR"]) / "status-page.png")
+
+    hostile_metric = {HOSTILE: 1.0}  # a metric name is any string a producer writes
+    _publish(tmp_path, url, 4, 0.86, hostile_metric, note=HOSTILE)
+    _wait(lambda: os.readlink(current) == "4")
+    browser.get(page)
+    text = browser.find_element(By.ID, "model-ranker").text
+    # A hostile manifest (metadata and a metric name) is text, not markup.
+    assert text.count(HOSTILE) == 2
+    assert browser.execute_script("return window.__pwned") is None
+    assert browser.find_elements(By.TAG_NAME, "script") == []
 
 
 def test_render_escapes_everything_from_the_report() -> None:
@@ -154,3 +161,33 @@ def test_render_escapes_everything_from_the_report() -> None:
     html = render(report, "now").decode()
     assert "<script>" not in html and "<b>" not in html and "<i>" not in html
     assert html.count("&lt;script&gt;") >= 5
+
+
+def test_render_shows_the_channel_target_and_why_not_on_it() -> None:
+    """The page names what the channel asks for and why this host does not serve it."""
+    channel = {
+        "channel": "prod",
+        "stable": 1,
+        "canary": 2,
+        "percent": 100.0,
+        "in_cohort": True,
+        "halted": False,
+        "target": 2,
+    }
+    report = {
+        "models": [
+            {
+                "name": "m",
+                "active_version": 1,
+                "channel": channel,
+                "off_channel": "version 2 was refused here: gate: auc = 0.1 is below 0.5",
+            }
+        ]
+    }
+    html = render(report, "now").decode()
+    assert "prod asks for 2: stable 1, canary 2 at 100 %" in html
+    assert render({"models": [{"name": "m", "active_version": 1700000300}]}, "now").count(
+        b"1700000300 (2023-11-14 22:18 UTC)"
+    )
+    assert "not on the channel&#x27;s version" in html
+    assert "version 2 was refused here: gate: auc = 0.1 is below 0.5" in html
