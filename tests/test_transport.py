@@ -34,7 +34,7 @@ def _stage(backend: NetworkBackend, stage: str) -> str:
         "listing": backend.listing_mark,
         "manifest": MANIFEST_NAME,
         "media": backend.in_path("1/variables/shard-"),
-        "control": "_channels/",
+        "control": backend.in_path("_channels/stable.json"),
     }[stage]
 
 
@@ -74,3 +74,24 @@ def test_a_dripping_or_silent_store_is_cut_at_the_pass_deadline(
     elapsed = time.monotonic() - started
     print(f"{network_backend.name} {stage} {mode}: cut after {elapsed:.2f} s")
     assert elapsed < PASS_TIMEOUT + SLACK, elapsed
+
+
+def test_s3_behind_an_http_proxy_is_cut_at_the_deadline(
+    s3_backend: NetworkBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's proxy pools (made on first use, of its own classes) are cut too."""
+    put_objects(s3_backend, 1, shard_files(1, 4096, 3))
+    port = int(s3_backend.options()["endpoint_url"].rsplit(":", 1)[1])
+    proxy = FaultProxy(port, FaultPlan(drip=2.0, slow=lambda p: "delimiter" in p)).start()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "")
+    source = s3_backend.source()
+    started = time.monotonic()
+    try:
+        with pytest.raises(Cancelled):
+            source.list_versions(CancelToken(deadline=started + PASS_TIMEOUT))
+    finally:
+        source.close()
+        proxy.stop()
+    assert len(proxy.requests) >= 1  # the request did go through the proxy
+    assert time.monotonic() - started < PASS_TIMEOUT + SLACK
