@@ -110,14 +110,14 @@ class Activation:
         prober = prober_for(ctx.model)
         if prober is None:
             return False
-        probe = prober.probe(target, probe_timeout(ctx.model.confirm))
+        probe = prober.probe(target, probe_timeout(ctx.model.confirm), ctx.cancel)
         return probe.state is ProbeState.UNREACHABLE
 
     def _reload(self, ctx: PassContext, target: ReloadTarget, *, unreachable_ends: bool) -> None:
         """Tell the server and wait for its verdict on ``target``."""
         notifier, prober = notifier_for(ctx.model), prober_for(ctx.model)
         if notifier is not None:
-            notifier.notify(target)
+            notifier.notify(target, ctx.cancel)
         if prober is not None:
             wait_loaded(
                 prober, target, ctx.model.confirm, ctx.cancel, unreachable_ends=unreachable_ends
@@ -218,7 +218,7 @@ class Activation:
         if active is None or prober is None:
             return True
         target = self._target(ctx, active)
-        probe = prober.probe(target, probe_timeout(ctx.model.confirm))
+        probe = prober.probe(target, probe_timeout(ctx.model.confirm), ctx.cancel)
         if probe.state is ProbeState.LOADED:
             self._served(ctx, active)
             return True

@@ -6,6 +6,7 @@ import subprocess
 
 from pydantic import Field
 
+from modelsync.cancel import CancelToken
 from modelsync.errors import ReloadError
 from modelsync.methods import Method
 from modelsync.notify import NotifyConfig
@@ -52,7 +53,7 @@ class ExecNotifier:
     def __init__(self, config: ExecNotifyOptions) -> None:
         self._config = config
 
-    def notify(self, target: ReloadTarget) -> None:
+    def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
         run_command(self._config.command, target, self._config.timeout)
 
 

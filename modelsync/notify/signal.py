@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import model_validator
 
+from modelsync.cancel import CancelToken
 from modelsync.errors import ReloadError
 from modelsync.methods import Method
 from modelsync.notify import NotifyConfig
@@ -86,7 +87,7 @@ class SignalNotifier:
             )
         return pids
 
-    def notify(self, target: ReloadTarget) -> None:
+    def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
         for pid in self._pids():
             try:
                 os.kill(pid, self._signal)

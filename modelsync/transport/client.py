@@ -9,17 +9,18 @@ and fails in one line naming the cause and host:port.
 from __future__ import annotations
 
 import base64
+import threading
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import Cancelled
+from modelsync.errors import Cancelled, LoadUnknown, ReloadError, ServerNotRunning
 from modelsync.transport.deadline import Deadlines
 from modelsync.transport.errors import cause, endpoint
 
-__all__ = ["HttpClient", "HttpFailure", "Response"]
+__all__ = ["HttpClient", "HttpFailure", "Response", "server_call"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,17 @@ class HttpFailure(Exception):
 
 class HttpClient:
     """One pool set for every server API call of the process."""
+
+    _shared: HttpClient | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> HttpClient:
+        """The process's one client (its pools are reused by every server call)."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
 
     def __init__(self) -> None:
         self._deadlines = Deadlines()
@@ -97,3 +109,23 @@ class HttpClient:
             words = cause(exc) or f"{type(exc).__name__}"
             where = endpoint(exc) or host
             raise HttpFailure(f"{words} ({where})", words == "connection refused") from exc
+
+
+def server_call(
+    method: str, url: str, body: bytes | None, timeout: float, cancel: CancelToken | None
+) -> tuple[int, bytes]:
+    """Status and body of one call to a model server's API; ServerNotRunning when
+    nothing listens, LoadUnknown when it did not answer in time or hung up,
+    Cancelled when the pass's token fired. Messages never show user:password."""
+    from modelsync.reload import redact_url
+
+    shown = redact_url(url)
+    if not url.startswith(("http://", "https://")):
+        raise ReloadError(f"{shown}: only http:// and https:// URLs can be called")
+    try:
+        answer = HttpClient.shared().request(method, url, body, timeout, cancel)
+    except HttpFailure as exc:
+        if exc.refused:
+            raise ServerNotRunning(f"{shown}: {exc}") from exc
+        raise LoadUnknown(f"{shown}: {exc}") from exc
+    return answer.status, answer.body

@@ -81,7 +81,11 @@ def cause(exc: BaseException) -> str | None:
 def endpoint(exc: BaseException) -> str | None:
     """host:port of the failed connection, from whichever layer of the chain knew it."""
     for item in _chain(exc):
-        for holder in (getattr(item, "conn", None), getattr(item, "pool", None)):
+        # urllib3's NewConnectionError keeps a deprecated ``pool`` alias of ``conn``.
+        holders = [getattr(item, "conn", None)]
+        if holders[0] is None and "pool" in vars(item):
+            holders.append(item.pool)  # type: ignore[attr-defined]
+        for holder in holders:
             host, port = getattr(holder, "host", None), getattr(holder, "port", None)
             if isinstance(host, str) and host:
                 return f"{host}:{port}" if port else host
