@@ -33,6 +33,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         for linked in (
             getattr(current, "reason", None),  # urllib3 MaxRetryError, urllib URLError
             getattr(current, "original_error", None),
+            getattr(current, "inner_exception", None),  # azure-core
             getattr(current, "error", None),  # botocore keeps the wrapped one here
             current.__cause__,
             current.__context__,
