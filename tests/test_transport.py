@@ -4,6 +4,7 @@ said in one line with the cause and the host."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -14,9 +15,9 @@ import pytest
 from modelsync.cancel import CancelToken
 from modelsync.confirm import ConfirmConfig, build_prober, wait_loaded
 from modelsync.errors import Cancelled, LoadUnknown, ReloadError, SourceError
+from modelsync.manifest import MANIFEST_NAME
 from modelsync.notify import NotifyConfig, build_notifier
 from modelsync.reload import ReloadTarget
-from modelsync.manifest import MANIFEST_NAME
 from modelsync.sources.base import Sink
 from tests.backends import NetworkBackend, put_objects, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
@@ -125,10 +126,8 @@ def blackhole() -> Iterator[int]:
     for _ in range(4):
         filler = socket.socket()
         filler.setblocking(False)
-        try:
+        with contextlib.suppress(BlockingIOError):
             filler.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
         fillers.append(filler)
     time.sleep(0.2)
     yield port
@@ -160,10 +159,14 @@ def test_the_pass_deadline_cuts_a_confirm_and_a_notify(server_proxy: FaultProxy,
     notify = NotifyConfig.of(method="http", url=f"{server_proxy.url}/load", timeout="60s")
     prober = build_prober(confirm)
     assert prober is not None
-    for call in (
-        lambda cancel: wait_loaded(prober, TARGET, confirm, cancel),
-        lambda cancel: build_notifier(notify).notify(TARGET, cancel),
-    ):
+
+    def confirming(cancel: CancelToken) -> None:
+        wait_loaded(prober, TARGET, confirm, cancel)
+
+    def notifying(cancel: CancelToken) -> None:
+        build_notifier(notify).notify(TARGET, cancel)
+
+    for call in (confirming, notifying):
         started = time.monotonic()
         with pytest.raises(Cancelled):
             call(CancelToken(deadline=started + 2))
