@@ -32,7 +32,7 @@ class ExecProber:
 
     def probe(self, target: ReloadTarget, timeout: float, cancel: CancelToken) -> Probe:
         try:
-            run_command(self._command, target, timeout)
+            run_command(self._command, target, timeout, cancel)
         except CommandFailed as exc:
             state = ProbeState.FAILED if exc.returncode == FAILED_EXIT else ProbeState.LOADING
             return Probe(state, str(exc))
