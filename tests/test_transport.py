@@ -217,3 +217,18 @@ def test_a_refused_store_is_one_line_with_host_and_port(network_backend: Network
     finally:
         source.close()
     _one_line_refused(str(info.value), port)
+
+
+def test_a_blackholed_store_connect_ends_at_the_pass_deadline(
+    network_backend: NetworkBackend, blackhole: int
+) -> None:
+    """Each backend, its endpoint a port that never completes a connect: Cancelled at
+    the pass deadline (2 s), not at the SDK's connect timeout."""
+    source = network_backend.source(f"http://127.0.0.1:{blackhole}")
+    started = time.monotonic()
+    try:
+        with pytest.raises(Cancelled):
+            source.list_versions(CancelToken(deadline=started + 2))
+    finally:
+        source.close()
+    assert time.monotonic() - started < 2 + SLACK
