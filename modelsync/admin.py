@@ -80,10 +80,8 @@ class _HeaderReader:
             with self._lock:
                 if self._closed:
                     return
-                empty = not self._pending
-            if empty:
-                time.sleep(0.05)
-                continue
+            # epoll sees a socket registered while it waits: a new request is read at
+            # once, not at the next turn.
             ready = self._selector.select(timeout=0.1)
             with self._lock:
                 for key, _ in ready:

@@ -73,8 +73,9 @@ def test_a_truncated_state_file_fails_passes_until_repaired(
 
 
 def test_a_link_in_the_state_directory_is_never_followed(tmp_path: Path, bucket: Path) -> None:
-    """<state_dir>/staging planted as a link to a directory elsewhere: the pass refuses
-    to go on and the directory it points at is untouched (issue 11 finding 17)."""
+    """<state_dir>/staging planted as a link to a directory elsewhere is removed (a work
+    area: never followed, never kept); <state_dir>/revisions as a link stops the pass;
+    the directory they point at is untouched either way (issue 11 finding 17)."""
     store = tmp_path / "data" / "models"
     put_revision(bucket, 1, model_files(1))
     assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
@@ -85,6 +86,15 @@ def test_a_link_in_the_state_directory_is_never_followed(tmp_path: Path, bucket:
     if staging.exists():
         staging.rmdir()
     staging.symlink_to(victim.parent)
+    put_revision(bucket, 2, model_files(2))
+    out = run_cli("sync", *sidecar_flags(store, bucket))
+    assert out.returncode == 0, out.stderr
+    assert not staging.is_symlink() and check_invariants(store, "ranker").active == 2
+    assert sorted(p.name for p in victim.iterdir()) == ["precious"]
+    revisions = default_state_dir(store) / "revisions"
+    aside = revisions.with_name("revisions.aside")
+    revisions.rename(aside)
+    revisions.symlink_to(victim.parent)
     out = run_cli("sync", *sidecar_flags(store, bucket))
     assert out.returncode == 1 and "is a symbolic link" in out.stderr
     assert (victim / "precious").read_text() == "keep me"
