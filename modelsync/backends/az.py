@@ -183,7 +183,7 @@ class AzureSource:
     def __init__(
         self, url: str, options: AzureOptions | None = None, retry: RetryPolicy | None = None
     ) -> None:
-        from modelsync.transport import Deadlines
+        from modelsync.transport.deadline import Deadlines
 
         self.url = url
         self.account, self.container_name, self.prefix = _split(url)
@@ -208,7 +208,7 @@ class AzureSource:
         from azure.storage.blob import BlobServiceClient
 
         opts = self.options
-        from modelsync.transport import mount
+        from modelsync.transport.sdk import mount
 
         # The pass's deadline cuts this session's connects and reads (modelsync.transport).
         session = requests.Session()

@@ -188,7 +188,7 @@ class GcsSource:
     def __init__(
         self, url: str, options: GcsOptions | None = None, retry: RetryPolicy | None = None
     ) -> None:
-        from modelsync.transport import Deadlines
+        from modelsync.transport.deadline import Deadlines
 
         parts = urlsplit(url)
         self.url = url
@@ -216,7 +216,7 @@ class GcsSource:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        from modelsync.transport import mount
+        from modelsync.transport.sdk import mount
 
         endpoint = self.options.endpoint
         try:

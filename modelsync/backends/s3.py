@@ -51,7 +51,7 @@ from modelsync.sources.ranges import (
 from modelsync.transport.errors import network_error
 
 if TYPE_CHECKING:
-    from modelsync.transport import Deadlines
+    from modelsync.transport.deadline import Deadlines
 
 __all__ = ["BACKEND", "S3Options", "S3Source"]
 
@@ -210,7 +210,8 @@ class S3Source:
         import botocore
         import botocore.config
 
-        from modelsync.transport import Deadlines, wire_botocore
+        from modelsync.transport.deadline import Deadlines
+        from modelsync.transport.sdk import wire_botocore
 
         opts = self.options
         config = botocore.config.Config(

@@ -15,7 +15,6 @@ from modelsync.cancel import CancelToken
 from modelsync.errors import LoadFailed, LoadUnknown, ReloadError, ServerNotRunning
 from modelsync.methods import MethodOptions, method_of, parse_options
 from modelsync.reload import Probe, Prober, ProbeState, ReloadTarget
-from modelsync.transport.client import server_call
 from modelsync.units import Duration
 
 __all__ = ["ConfirmConfig", "ask", "build_prober", "probe_timeout", "wait_loaded"]
@@ -40,6 +39,8 @@ def ask(
     """One request of a probe: (status, body), or the Probe that no answer means
     (unreachable when nothing listens, loading when it did not answer in time);
     Cancelled when the pass's token fired."""
+    from modelsync.transport.client import server_call  # urllib3 only when a server is asked
+
     try:
         return server_call(method, url, body, timeout, cancel)
     except ServerNotRunning as exc:

@@ -9,7 +9,6 @@ from modelsync.errors import ReloadError
 from modelsync.methods import Method
 from modelsync.notify import NotifyConfig
 from modelsync.reload import ReloadTarget, redact_url, render, server_words
-from modelsync.transport.client import server_call
 
 __all__ = ["METHOD", "HttpNotifier", "HttpNotifyOptions"]
 
@@ -31,6 +30,8 @@ class HttpNotifier:
     def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
         url = render(self._config.url, target)
         body = render(self._config.body, target).encode() if self._config.body else None
+        from modelsync.transport.client import server_call
+
         status, answer = server_call(
             self._config.http_method, url, body, self._config.timeout, cancel
         )

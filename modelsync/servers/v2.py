@@ -13,7 +13,6 @@ from modelsync.cancel import CancelToken
 from modelsync.confirm import ask
 from modelsync.errors import LoadFailed
 from modelsync.reload import Probe, ProbeState, ReloadTarget, server_words
-from modelsync.transport.client import server_call
 
 __all__ = ["RepositoryLoad", "ready_probe"]
 
@@ -29,6 +28,8 @@ class RepositoryLoad:
 
     def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
         url = f"{self._base}/v2/repository/models/{quote(target.model, safe='')}/load"
+        from modelsync.transport.client import server_call
+
         status, body = server_call("POST", url, None, self._timeout, cancel)
         if not 200 <= status < 300:
             raise LoadFailed(

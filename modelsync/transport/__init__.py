@@ -14,21 +14,31 @@ reuse) builds its PoolManager and calls ``Deadlines.wire`` on it, like HttpClien
 the deadline and the transport are the same layer.
 """
 
-from modelsync.transport.client import HttpClient, HttpFailure, Response, server_call
-from modelsync.transport.deadline import Deadlines
-from modelsync.transport.errors import cause, endpoint, network_error, network_line
-from modelsync.transport.sdk import mount, wire_botocore
+from __future__ import annotations
 
-__all__ = [
-    "Deadlines",
-    "HttpClient",
-    "HttpFailure",
-    "Response",
-    "cause",
-    "endpoint",
-    "mount",
-    "network_error",
-    "network_line",
-    "server_call",
-    "wire_botocore",
-]
+import importlib
+from typing import Any
+
+# Imported on first use: urllib3 and requests cost ~60 ms at every start, and a
+# file:// pass without a server API never needs them.
+_WHERE = {
+    "Deadlines": "deadline",
+    "HttpClient": "client",
+    "HttpFailure": "client",
+    "Response": "client",
+    "server_call": "client",
+    "cause": "errors",
+    "endpoint": "errors",
+    "network_error": "errors",
+    "network_line": "errors",
+    "mount": "sdk",
+    "wire_botocore": "sdk",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
