@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
+import io
 import json
+import selectors
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -20,11 +24,119 @@ from modelsync.statuspage import render as render_page
 
 __all__ = ["AdminServer", "AdminView"]
 
-# Connections served at once; more are closed at once, so a flood of (idle)
-# connections cannot take the threads the model workers and the watcher need.
+# Requests served at once; more are answered 503 at once, so a flood cannot take
+# the threads the model workers and the watcher need.
 MAX_CONNECTIONS = 32
-# A connection that sends nothing for this long is closed.
+# Connections still sending their request header, all waited on by one thread; more
+# are closed at once (the oldest kept: a flood of new ones only loses new ones).
+MAX_PENDING = 512
+# The whole request header must arrive within this (a total, not per byte: a client
+# dripping one byte a second is dropped here, never given a thread).
+HEADER_TIMEOUT = 3.0
+MAX_HEADER_BYTES = 32 * 1024
+# A request body (POST /sync has none) that sends nothing for this long is dropped.
 IDLE_TIMEOUT = 5.0
+
+
+class _HeaderReader:
+    """One thread that collects the request headers of every new connection, with a
+    total deadline each; only a connection whose header is complete is handed on and
+    takes a thread, so slow or idle clients cannot starve /healthz and /readyz."""
+
+    def __init__(self, dispatch: Any) -> None:
+        self._dispatch = dispatch
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._pending: dict[socket.socket, tuple[bytearray, float, Any]] = {}
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="admin-headers", daemon=True)
+        self._thread.start()
+
+    def add(self, sock: socket.socket, address: Any) -> None:
+        with self._lock:
+            if self._closed or len(self._pending) >= MAX_PENDING:
+                _close(sock)
+                return
+            sock.setblocking(False)
+            self._pending[sock] = (bytearray(), time.monotonic() + HEADER_TIMEOUT, address)
+            self._selector.register(sock, selectors.EVENT_READ)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for sock in list(self._pending):
+                self._drop(sock)
+        self._thread.join(2)
+        self._selector.close()
+
+    def _drop(self, sock: socket.socket) -> None:
+        self._pending.pop(sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(sock)
+        _close(sock)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+            # epoll sees a socket registered while it waits: a new request is read at
+            # once, not at the next turn.
+            ready = self._selector.select(timeout=0.1)
+            with self._lock:
+                for key, _ in ready:
+                    self._receive(key.fileobj)  # type: ignore[arg-type]
+                now = time.monotonic()
+                for sock, (_, deadline, _) in list(self._pending.items()):
+                    if now >= deadline:
+                        self._drop(sock)
+
+    def _receive(self, sock: socket.socket) -> None:
+        entry = self._pending.get(sock)
+        if entry is None:
+            return
+        buffer, _, address = entry
+        try:
+            data = sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sock)
+            return
+        buffer += data
+        if b"\r\n\r\n" in buffer or b"\n\n" in buffer:
+            self._pending.pop(sock)
+            self._selector.unregister(sock)
+            sock.setblocking(True)
+            self._dispatch(sock, bytes(buffer), address)
+        elif len(buffer) > MAX_HEADER_BYTES:
+            self._drop(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+class _Prefixed(io.RawIOBase):
+    """The socket's bytes, after those of the header already read."""
+
+    def __init__(self, head: bytes, sock: socket.socket) -> None:
+        self._head = head
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        return self._sock.recv_into(buffer)
 
 
 class _BoundedServer(ThreadingHTTPServer):
@@ -32,23 +144,47 @@ class _BoundedServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._heads: dict[int, bytes] = {}
+        # Before binding: a failed bind calls server_close, which closes the reader.
+        self._reader = _HeaderReader(self._complete)
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        # Accepted: the header is read by the reader, with its deadline, first.
+        self._reader.add(request, client_address)
+
+    def _complete(self, request: socket.socket, head: bytes, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(_BUSY)
             self.shutdown_request(request)
             return
+        self._heads[request.fileno()] = head
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self._heads.pop(request.fileno(), None)
             self._slots.release()
             raise
+
+    def take_head(self, request: socket.socket) -> bytes:
+        return self._heads.pop(request.fileno(), b"")
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def server_close(self) -> None:
+        self._reader.close()
+        super().server_close()
+
+
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\n\r\n"
+)
 
 
 class AdminView(Protocol):
@@ -115,6 +251,17 @@ def _make_handler(
     class Handler(BaseHTTPRequestHandler):
         server_version = "modelsync"
         timeout = IDLE_TIMEOUT
+
+        def setup(self) -> None:
+            super().setup()
+            assert isinstance(self.server, _BoundedServer)
+            head = self.server.take_head(self.request)
+            self.rfile = io.BufferedReader(_Prefixed(head, self.request))
+
+        def handle(self) -> None:
+            # One request per connection: a kept-alive connection would read its next
+            # header on a worker thread, outside the header deadline.
+            self.handle_one_request()
 
         def log_message(self, *_args: object) -> None:
             return None

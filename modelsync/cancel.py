@@ -31,6 +31,13 @@ class CancelToken:
         token._parent = self
         return token
 
+    def within(self, seconds: float) -> CancelToken:
+        """A child that also fires ``seconds`` from now (one call's own time limit)."""
+        token = self.child()
+        end = self._clock() + seconds
+        token._deadline = end if self._deadline is None else min(end, self._deadline)
+        return token
+
     def caused(self, exc: BaseException | None) -> bool:
         """Whether ``exc`` is the Cancelled this token raised (not a failure of its own)."""
         return isinstance(exc, Cancelled) and self._stop.is_set()

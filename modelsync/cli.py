@@ -279,14 +279,22 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
 
     Files a server wrote into the revision (Triton's __pycache__) are listed but
     are not damage, unless --strict."""
-    from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, extra_files, verify_dir
-    from modelsync.signing import load_public_key
+    from modelsync.fsutil import read_regular
+    from modelsync.manifest import (
+        MANIFEST_NAME,
+        MAX_MANIFEST_BYTES,
+        SIGNATURE_NAME,
+        Manifest,
+        extra_files,
+        verify_dir,
+    )
+    from modelsync.signing import SIGNATURE_LIMIT, load_public_key
     from modelsync.signing import verify as verify_signature
 
     manifest_path = directory / MANIFEST_NAME
     try:
-        raw = manifest_path.read_bytes()
-    except OSError as exc:
+        raw = read_regular(manifest_path, MAX_MANIFEST_BYTES)
+    except FileNotFoundError as exc:
         raise ManifestError(f"{manifest_path}: cannot read: {exc.strerror}") from exc
     manifest = Manifest.parse(raw, str(manifest_path))
     problems = verify_dir(directory, manifest, extra_ok=True)
@@ -298,7 +306,7 @@ def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
         if not signature_path.is_file():
             problems.append(f"{SIGNATURE_NAME}: missing (the revision is unsigned)")
         else:
-            signature = signature_path.read_bytes()
+            signature = read_regular(signature_path, SIGNATURE_LIMIT)
             signed_by = next(
                 (path for path, key in keys if verify_signature([key], raw, signature)), None
             )

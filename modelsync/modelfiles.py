@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelsync.fsutil import atomic_write_bytes, remove_tree, store_error
+from modelsync.fsutil import atomic_write_bytes, read_regular, remove_tree
 
 __all__ = ["ModelFiles"]
+
+# config.pbtxt and its kind are a few KiB; a larger one is not a model-level file.
+_FILE_LIMIT = 16 << 20
 
 
 def _install(source: Path, dest: Path, tmp: Path) -> None:
     """Copy a (small) model-level file into place in one rename, made in ``tmp``."""
-    try:
-        data = source.read_bytes()
-    except OSError as exc:
-        raise store_error("read", source, exc) from exc
+    data = read_regular(source, _FILE_LIMIT)
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(dest, data, tmp_dir=tmp)
 

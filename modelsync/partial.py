@@ -8,13 +8,19 @@ Everything is keyed by the manifest's sha256, so kept bytes are never used for o
 content, and everything is checked again before use (a kept block by its crc32c, a
 kept file by its sha256). Only files of the revision being downloaded are kept
 (``keep_only``), so the directory never holds more than one revision.
+
+Links are never followed here: an entry that is not a regular file (a symbolic link,
+a FIFO, a directory where a file goes) is removed, not kept, so a planted one costs
+one download at most instead of failing every pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import stat
 from collections.abc import Collection
 from pathlib import Path
 
@@ -38,7 +44,11 @@ class PartialDownloads:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise store_error("create", self.dir, exc) from exc
-        return self.dir / f"{sha256}.part", RangeJournal(self.dir / f"{sha256}.ranges")
+        part, ranges = self.dir / f"{sha256}.part", self.dir / f"{sha256}.ranges"
+        for path in (part, ranges):
+            if _exists(path) and not _regular(path):
+                _remove(path)
+        return part, RangeJournal(ranges)
 
     def finish(self, sha256: str) -> Path:
         """The verified file for ``sha256``, its journal no longer needed."""
@@ -59,7 +69,7 @@ class PartialDownloads:
 
     def complete(self) -> dict[str, Path]:
         """sha256 → a fetched, verified file (re-checked by the caller before use)."""
-        return {m[1]: p for p, m in self._entries() if m[2] is None and p.is_file()}
+        return {m[1]: p for p, m in self._entries() if m[2] is None and _regular(p)}
 
     def kept_bytes(self, sizes: dict[str, int]) -> int:
         """About how many bytes of the files ``sizes`` (sha256 → size) are already here."""
@@ -80,18 +90,10 @@ class PartialDownloads:
         removed = 0
         for path in self._listing():
             match = _NAME.match(path.name)
-            if match is not None and match[1] in wanted and path.is_file():
+            if match is not None and match[1] in wanted and _regular(path):
                 continue
-            try:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise store_error("clean", path, exc) from exc
-            removed += 1
+            if _remove(path):
+                removed += 1
         return removed
 
     def _listing(self) -> list[Path]:
@@ -109,3 +111,32 @@ class PartialDownloads:
             if match is not None:
                 found.append((path, match))
         return found
+
+
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _regular(path: Path) -> bool:
+    """A regular file itself (lstat: a link to one is not)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise store_error("read", path, exc) from exc
+
+
+def _remove(path: Path) -> bool:
+    """Remove ``path`` whatever it is (a directory with what it holds; a link, not
+    what it points at); False when it was already gone."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise store_error("clean", path, exc) from exc
+    return True

@@ -16,6 +16,7 @@ import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import PublishConflict, PublishError
+from modelsync.fsutil import read_regular
 from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, build_manifest
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.signing import load_private_key, sign
@@ -127,7 +128,7 @@ def publish(
                 )
             except PublishConflict as exc:
                 # A retried write may find its own first attempt: that one is ours.
-                ours = manifest_file.read_bytes()
+                ours = read_regular(manifest_file, MAX_MANIFEST_BYTES)
                 if source.read_object(version, MANIFEST_NAME, MAX_MANIFEST_BYTES) != ours:
                     raise PublishConflict(
                         f"{url}/{version}: another publisher completed this version first; "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from modelsync.cancel import CancelToken
 from modelsync.errors import ReloadError, ServerNotRunning
 
 __all__ = [
@@ -131,13 +132,15 @@ class Probe:
 
 
 class Notifier(Protocol):
-    def notify(self, target: ReloadTarget) -> None:
-        """Tell the server; raise ServerNotRunning, LoadFailed (the server refused it
-        outright, e.g. a synchronous load API) or ReloadError."""
+    def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
+        """Tell the server, within the pass's ``cancel``; raise ServerNotRunning,
+        LoadFailed (the server refused it outright, e.g. a synchronous load API),
+        ReloadError, or Cancelled."""
         ...
 
 
 class Prober(Protocol):
-    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
-        """Ask the server once, within ``timeout`` seconds, what it does with ``target``."""
+    def probe(self, target: ReloadTarget, timeout: float, cancel: CancelToken) -> Probe:
+        """Ask the server once, within ``timeout`` seconds and the pass's ``cancel``,
+        what it does with ``target``; Cancelled when the token fired."""
         ...

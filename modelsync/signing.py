@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from modelsync.errors import ConfigError, PublishError
+from modelsync.errors import ConfigError, PublishError, StoreError
+from modelsync.fsutil import read_regular
 
 __all__ = ["generate_keypair", "load_private_key", "load_public_key", "sign", "verify"]
 
@@ -48,8 +49,8 @@ def generate_keypair(private_path: Path, public_path: Path) -> None:
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        key = serialization.load_pem_private_key(_read_key(path), password=None)
+    except (OSError, ValueError, TypeError, StoreError) as exc:
         raise PublishError(f"{path}: not a readable, unencrypted PEM private key ({exc})") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise PublishError(f"{path}: not an Ed25519 key")
@@ -58,8 +59,8 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        key = serialization.load_pem_public_key(_read_key(path))
+    except (OSError, ValueError, StoreError) as exc:
         raise ConfigError(f"{path}: not a readable PEM public key ({exc})") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{path}: not an Ed25519 public key")
@@ -79,3 +80,15 @@ def verify(keys: Sequence[Ed25519PublicKey], data: bytes, signature: bytes) -> b
         except InvalidSignature:
             continue
     return False
+
+
+# A PEM key is a few hundred bytes; a signature file a few KiB.
+KEY_LIMIT = 64 << 10
+SIGNATURE_LIMIT = 64 << 10
+
+
+def _read_key(path: Path) -> bytes:
+    """A key file's bytes: the operator's own links are followed to their end (a
+    Kubernetes Secret volume is made of links), the end must be a small regular file
+    (never a FIFO or a device that would block or flood)."""
+    return read_regular(path.resolve(), KEY_LIMIT)

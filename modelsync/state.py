@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter, ValidationError
 
 from modelsync.errors import StoreError
-from modelsync.fsutil import atomic_write_bytes
+from modelsync.fsutil import atomic_write_bytes, read_regular
 from modelsync.manifest import MAX_VERSION
 
 __all__ = ["HISTORY_KEEP", "ChannelInfo", "HistoryEvent", "ModelState", "Pending"]
@@ -59,6 +59,9 @@ class ChannelInfo:
 
 # Events kept in a model's history (the oldest are dropped).
 HISTORY_KEEP = 100
+# A state file is tens of KiB (the history keeps HISTORY_KEEP events of at most 1000
+# characters); more is not a file modelsync wrote.
+STATE_LIMIT = 4 << 20
 Event = Literal["activated", "rolled_back", "refused", "manual_rollback"]
 
 
@@ -106,9 +109,11 @@ class ModelState:
     def load(cls, path: Path) -> ModelState:
         """The saved state, or a fresh one when none was saved yet."""
         try:
-            doc: dict[str, Any] = json.loads(path.read_bytes())
+            doc: dict[str, Any] = json.loads(read_regular(path, STATE_LIMIT))
         except FileNotFoundError:
             return cls()
+        except StoreError as exc:
+            raise StoreError(f"{exc}; move it aside") from None
         except (OSError, ValueError, RecursionError) as exc:
             raise StoreError(f"{path}: unreadable state file ({exc}); move it aside") from exc
         try:
@@ -121,6 +126,9 @@ class ModelState:
                 f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else str(exc)
             )
             raise StoreError(f"{path}: malformed state file ({what}); move it aside") from None
+        # Bounded when read too: a file written by hand (or by an older modelsync) with
+        # a long history never makes every later save carry it.
+        del state.history[:-HISTORY_KEEP]
         for version in [*state.refused, *state.unknown, state.pinned, *_pending(state)]:
             if version is not None and not 0 < version <= MAX_VERSION:
                 raise StoreError(f"{path}: malformed state file (version {version}); move it aside")

@@ -11,12 +11,12 @@ be busy) and is tried again.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from modelsync.cancel import CancelToken
+from modelsync.children import ChildTimedOut, run_child
 from modelsync.config import ModelConfig
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError
 from modelsync.reload import ReloadTarget, child_env
@@ -46,36 +46,14 @@ def _run(
     argv: Sequence[str], env: dict[str, str], timeout: float, cancel: CancelToken, what: str
 ) -> None:
     try:
-        child = subprocess.Popen(
-            list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
-        )
+        done = run_child(argv, env, timeout, cancel)
+    except Cancelled as exc:
+        raise Cancelled(f"{exc} during {what}") from None
+    except ChildTimedOut:
+        raise ModelsyncError(f"{what} did not finish within {timeout:g}s") from None
     except OSError as exc:
         raise ModelsyncError(f"{what}: cannot run {argv[0]}: {exc.strerror}") from exc
-    with child:
-        try:
-            _, err = _communicate(child, timeout, cancel, what)
-        except BaseException:
-            child.kill()
-            child.wait()
-            raise
-    if child.returncode != 0:
-        lines = err.decode(errors="replace").strip().splitlines()
-        reason = lines[-1][:400] if lines else f"exit {child.returncode}"
-        raise RefusedError(f"{what} failed (exit {child.returncode}): {reason}")
-
-
-def _communicate(
-    child: subprocess.Popen[bytes], timeout: float, cancel: CancelToken, what: str
-) -> tuple[bytes, bytes]:
-    """Wait for the child in short slices so a stop request is honoured at once."""
-    waited = 0.0
-    while True:
-        try:
-            out, err = child.communicate(timeout=0.5)
-            return out or b"", err or b""
-        except subprocess.TimeoutExpired:
-            waited += 0.5
-            if cancel.cancelled():
-                raise Cancelled(f"stop requested during {what}") from None
-            if waited >= timeout:
-                raise ModelsyncError(f"{what} did not finish within {timeout:g}s") from None
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        reason = lines[-1][:400] if lines else f"exit {done.returncode}"
+        raise RefusedError(f"{what} failed (exit {done.returncode}): {reason}")

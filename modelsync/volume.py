@@ -9,6 +9,7 @@ served tree is moved out on the first run.
 from __future__ import annotations
 
 import contextlib
+import stat
 from pathlib import Path
 
 from modelsync.errors import ConfigError, StoreError
@@ -33,6 +34,26 @@ _STATE_PARTS = (
     "tmp",
     "trash",
 )
+
+# Parts of the state directory that hold nothing a later pass needs as it is.
+_DISPOSABLE = ("partial", "staging", "tmp")
+
+
+def _remove_planted(path: Path) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise store_error("read", path, exc) from exc
+    if stat.S_ISDIR(info.st_mode):
+        return
+    try:
+        path.unlink()  # a link itself, not what it points at
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise store_error("clean", path, exc) from exc
 
 
 class Store:
@@ -61,6 +82,11 @@ class Store:
             raise ConfigError(
                 f"cannot create state_dir {self.state_dir}: {exc.strerror}; {hint}"
             ) from exc
+        for part in _DISPOSABLE:
+            # Work areas whose content is rebuilt at will: something planted where one
+            # goes (a link, a FIFO, a file) is removed, never followed and never kept,
+            # so it cannot fail every pass for good.
+            _remove_planted(self.state_dir / part)
         for part in _STATE_PARTS:
             if (self.state_dir / part).is_symlink():
                 # Following it would write (or delete) wherever it points.

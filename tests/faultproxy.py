@@ -33,6 +33,11 @@ class FaultPlan:
     throttle: int = 0
     # Called with the request path: True throttles that response (default: all).
     slow: Callable[[str], bool] | None = None
+    # Seconds between single bytes of the whole answer to a slow path, status line and
+    # headers included (0: off): a read timeout never trips, only a deadline can help.
+    drip: float = 0.0
+    # Slow paths get no answer at all: the request is read, the connection held open.
+    silent: bool = False
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +109,10 @@ class FaultProxy:
         with self.lock:
             self.requests.append((handler.command, handler.path))
             self.bodies.append(body[:1024])
+        slow = self.plan.slow is None or self.plan.slow(handler.path)
+        if slow and self.plan.silent:
+            self._hold(handler)
+            return
         fault = self._pick_fault()
         if fault:
             with self.lock:
@@ -136,6 +145,9 @@ class FaultProxy:
             flipped = bytearray(data)
             flipped[len(flipped) // 2] ^= 0xFF
             data = bytes(flipped)
+        if slow and self.plan.drip:
+            self._drip(handler, response, data)
+            return
         handler.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in _HOP | {"content-length"}:
@@ -165,4 +177,42 @@ class FaultProxy:
                     self.bytes_out += len(data)
         except (BrokenPipeError, ConnectionResetError, OSError):
             handler.close_connection = True
+            return
+
+    def _hold(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        # Until the client hangs up or the proxy stops: never a byte back.
+        handler.close_connection = True
+        handler.connection.settimeout(0.5)
+        while self.thread.is_alive():
+            try:
+                if not handler.connection.recv(1):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def _drip(
+        self,
+        handler: http.server.BaseHTTPRequestHandler,
+        response: http.client.HTTPResponse,
+        data: bytes,
+    ) -> None:
+        head = [f"HTTP/1.1 {response.status} {response.reason}"]
+        head += [
+            f"{k}: {v}"
+            for k, v in response.getheaders()
+            if k.lower() not in _HOP | {"content-length"}
+        ]
+        head.append(f"Content-Length: {len(data) if handler.command != 'HEAD' else 0}")
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        raw += data if handler.command != "HEAD" else b""
+        handler.close_connection = True
+        try:
+            for i in range(len(raw)):
+                handler.connection.sendall(raw[i : i + 1])
+                with self.lock:
+                    self.bytes_out += 1
+                time.sleep(self.plan.drip)
+        except OSError:
             return

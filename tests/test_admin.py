@@ -121,3 +121,57 @@ def test_idle_connections_cannot_take_every_thread() -> None:
         for sock in sockets:
             sock.close()
         server.stop()
+
+
+def test_probes_answer_while_40_clients_drip_their_headers() -> None:
+    """40 unauthenticated clients dripping request headers a byte at a time: every
+    /healthz and /readyz probe meanwhile answers at once, and each dripper is dropped
+    once HEADER_TIMEOUT has passed (a total per header, not per byte)."""
+    import socket
+    import threading
+    import time
+
+    from modelsync.admin import HEADER_TIMEOUT
+
+    view = FakeView()
+    view.ready = []
+    server = AdminServer(("127.0.0.1", 0), view, CollectorRegistry(), token=None)
+    server.start()
+    stop = threading.Event()
+    dropped_after: list[float] = []
+
+    def drip() -> None:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        started = time.monotonic()
+        try:
+            for byte in b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000:
+                if stop.is_set():
+                    return
+                sock.sendall(bytes([byte]))
+                time.sleep(0.1)
+        except OSError:
+            dropped_after.append(time.monotonic() - started)
+        finally:
+            sock.close()
+
+    drippers = [threading.Thread(target=drip) for _ in range(40)]
+    try:
+        for thread in drippers:
+            thread.start()
+        time.sleep(0.5)
+        statuses = []
+        for _ in range(10):
+            for path in ("/healthz", "/readyz"):
+                started = time.monotonic()
+                statuses.append(_call(server.port, "GET", path)[0])
+                assert time.monotonic() - started < 1.0
+            time.sleep(0.2)
+        assert statuses == [200] * 20
+        time.sleep(HEADER_TIMEOUT + 1)
+        assert len(dropped_after) == 40
+        assert max(dropped_after) < HEADER_TIMEOUT + 1.5
+    finally:
+        stop.set()
+        for thread in drippers:
+            thread.join(5)
+        server.stop()

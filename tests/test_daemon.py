@@ -305,3 +305,87 @@ def test_a_flood_of_sync_requests_costs_a_few_passes(
         if row.startswith("modelsync_sync_total{")
     ]
     assert counts and sum(counts) <= 4, metrics
+
+
+def test_sigterm_while_an_s3_read_drips_exits_within_5_s(
+    tmp_path: Path, s3_backend: Any, procs: list[DaemonProcess]
+) -> None:
+    """`modelsync run` blocked on an S3 object answer dripped at 1 byte / 2 s (moto
+    behind a proxy): SIGTERM ends it with exit 0 within 5 s, staging cleaned, store
+    untouched."""
+    from tests.backends import S3_ENV, put_objects, shard_files
+
+    put_objects(s3_backend, 1, shard_files(1, 1000, 1))
+    port = int(s3_backend.options()["endpoint_url"].rsplit(":", 1)[1])
+    proxy = FaultProxy(port).start()
+    try:
+        store = tmp_path / "store"
+        env = {**S3_ENV, "AWS_ENDPOINT_URL_S3": proxy.url}
+        flags = [*sidecar_flags(store, s3_backend.url), "--interval", "1h"]
+        daemon = DaemonProcess(flags, tmp_path / "log", env=env)
+        procs.append(daemon)
+        daemon.wait_for(_activated(1))
+        before = snapshot(store / "ranker")
+        put_objects(s3_backend, 2, shard_files(1, 1000, 2))
+        media = s3_backend.in_path("2/variables/shard-")
+        proxy.plan = FaultPlan(drip=2.0, slow=lambda path: media in path)
+        daemon.wait_http()
+        daemon.http("POST", "/sync")
+        deadline = time.monotonic() + 30
+        while not any(media in path for _, path in proxy.requests):
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(10) == 0
+        print(f"SIGTERM on a dripping S3 read: exit 0 after {time.monotonic() - started:.2f} s")
+        assert time.monotonic() - started < 5
+        assert snapshot(store / "ranker") == before
+        assert not list((default_state_dir(store) / "staging").rglob("*"))
+    finally:
+        proxy.stop()
+
+
+def test_sigterm_while_a_confirm_answer_drips_exits_within_5_s(
+    tmp_path: Path, bucket: Path, procs: list[DaemonProcess]
+) -> None:
+    """`modelsync run` waiting on a confirm endpoint that drips its answer (confirm
+    timeout 60 s): SIGTERM ends it with exit 0 within 5 s, staging cleaned, the store
+    whole (the next start finishes or undoes the swap)."""
+    from tests.httpstub import http_stub
+
+    with http_stub(lambda *_: (200, b"{}")) as (url, _seen):
+        proxy = FaultProxy(int(url.rsplit(":", 1)[1])).start()
+        try:
+            store = tmp_path / "store"
+            put_revision(bucket, 1, model_files(1))
+            config = tmp_path / "c.toml"
+            config.write_text(
+                f'store = "{store}"\ninterval = "1h"\n[[models]]\nname = "ranker"\n'
+                f'source = "file://{bucket}"\n[models.confirm]\nmethod = "http"\n'
+                f'url = "{proxy.url}/ready"\ntimeout = "60s"\n'
+            )
+            daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
+            procs.append(daemon)
+            daemon.wait_for(_activated(1))
+            proxy.plan = FaultPlan(drip=2.0)
+            mark = len(proxy.requests)
+            put_revision(bucket, 2, model_files(2))
+            daemon.wait_http()
+            daemon.http("POST", "/sync")
+            deadline = time.monotonic() + 30
+            while len(proxy.requests) == mark:
+                assert time.monotonic() < deadline, "the confirm never started"
+                time.sleep(0.1)
+            time.sleep(1.0)
+            started = time.monotonic()
+            daemon.signal(signal.SIGTERM)
+            assert daemon.proc.wait(10) == 0
+            elapsed = time.monotonic() - started
+            print(f"SIGTERM on a dripping confirm: exit 0 after {elapsed:.2f} s")
+            assert elapsed < 5
+            assert not list((default_state_dir(store) / "staging").rglob("*"))
+            check_invariants(store, "ranker")
+        finally:
+            proxy.stop()

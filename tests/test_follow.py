@@ -1,4 +1,4 @@
-"""A pass that follows a channel (modelsync.sync.policy.follow), on a file:// bucket and real stores."""
+"""A pass that follows a channel (sync/policy/follow.py), on a file:// bucket and real stores."""
 
 from __future__ import annotations
 

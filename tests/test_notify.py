@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from modelsync.cancel import CancelToken
 from modelsync.config import NotifyConfig
 from modelsync.errors import ReloadError
 from modelsync.notify import build_notifier
@@ -20,6 +21,8 @@ from tests.daemonproc import free_port
 from tests.httpstub import http_stub
 
 TARGET = ReloadTarget("ranker", 7, Path("/models/ranker/7"))
+# A pass without a deadline (tests of the deadline give their own).
+PASS = CancelToken()
 CATCHER = (
     "import signal, sys, time\n"
     "signal.signal(signal.SIGHUP, lambda *a: (print('HUP', flush=True), sys.exit(0)))\n"
@@ -39,7 +42,7 @@ def test_signal_by_pidfile_reaches_the_process(tmp_path: Path) -> None:
     proc = _catcher("pidfile")
     pidfile = tmp_path / "server.pid"
     pidfile.write_text(f"{proc.pid}\n")
-    build_notifier(NotifyConfig.of(method="signal", pidfile=pidfile)).notify(TARGET)
+    build_notifier(NotifyConfig.of(method="signal", pidfile=pidfile)).notify(TARGET, PASS)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "HUP"
     assert proc.wait(5) == 0
     proc.stdout.close()
@@ -50,7 +53,7 @@ def test_signal_by_process_pattern(tmp_path: Path) -> None:
     tag = f"modelsync-test-server-{time.monotonic_ns()}"
     proc = _catcher(tag)
     assert find_processes(tag) == [proc.pid]
-    build_notifier(NotifyConfig.of(method="signal", process=tag)).notify(TARGET)
+    build_notifier(NotifyConfig.of(method="signal", process=tag)).notify(TARGET, PASS)
     assert proc.wait(5) == 0
     assert proc.stdout is not None
     proc.stdout.close()
@@ -59,20 +62,24 @@ def test_signal_by_process_pattern(tmp_path: Path) -> None:
 def test_signal_without_a_server_says_not_running(tmp_path: Path) -> None:
     """No pidfile, a dead PID, or no matching process: ServerNotRunning."""
     with pytest.raises(ServerNotRunning, match="does not exist"):
-        build_notifier(NotifyConfig.of(method="signal", pidfile=tmp_path / "none")).notify(TARGET)
+        build_notifier(NotifyConfig.of(method="signal", pidfile=tmp_path / "none")).notify(
+            TARGET, CancelToken()
+        )
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / "dead.pid").write_text(str(dead.pid))
     with pytest.raises(ServerNotRunning):
         build_notifier(NotifyConfig.of(method="signal", pidfile=tmp_path / "dead.pid")).notify(
-            TARGET
+            TARGET, CancelToken()
         )
     with pytest.raises(ServerNotRunning, match="no process matches"):
-        build_notifier(NotifyConfig.of(method="signal", process="no-such-thing-xyz")).notify(TARGET)
+        build_notifier(NotifyConfig.of(method="signal", process="no-such-thing-xyz")).notify(
+            TARGET, CancelToken()
+        )
     (tmp_path / "junk.pid").write_text("not a pid")
     with pytest.raises(ReloadError, match="not a PID"):
         build_notifier(NotifyConfig.of(method="signal", pidfile=tmp_path / "junk.pid")).notify(
-            TARGET
+            TARGET, CancelToken()
         )
 
 
@@ -84,7 +91,7 @@ def test_http_posts_the_rendered_body() -> None:
             url=url + "/v2/repository/models/{model}/load",
             body='{{"version": {version}, "path": "{path}"}}',
         )
-        build_notifier(config).notify(TARGET)
+        build_notifier(config).notify(TARGET, PASS)
     assert seen[0][:2] == ("POST", "/v2/repository/models/ranker/load")
     assert json.loads(seen[0][2]) == {"version": 7, "path": "/models/ranker/7"}
 
@@ -95,11 +102,11 @@ def test_http_errors_refused_and_timeouts() -> None:
         http_stub(lambda m, p, b: (500, b'{"error": "failed to load ranker"}')) as (url, _),
         pytest.raises(ReloadError, match=r"HTTP 500.*failed to load ranker"),
     ):
-        build_notifier(NotifyConfig.of(method="http", url=url)).notify(TARGET)
+        build_notifier(NotifyConfig.of(method="http", url=url)).notify(TARGET, PASS)
     with pytest.raises(ServerNotRunning, match="connection refused"):
         build_notifier(
             NotifyConfig.of(method="http", url=f"http://127.0.0.1:{free_port()}/")
-        ).notify(TARGET)
+        ).notify(TARGET, PASS)
 
     def slow(m: str, p: str, b: bytes) -> tuple[int, bytes]:
         time.sleep(3)
@@ -108,7 +115,9 @@ def test_http_errors_refused_and_timeouts() -> None:
     with http_stub(slow) as (url, _):
         started = time.monotonic()
         with pytest.raises(ReloadError):
-            build_notifier(NotifyConfig.of(method="http", url=url, timeout=0.5)).notify(TARGET)
+            build_notifier(NotifyConfig.of(method="http", url=url, timeout=0.5)).notify(
+                TARGET, CancelToken()
+            )
         assert time.monotonic() - started < 2.5
 
 
@@ -120,14 +129,18 @@ def test_exec_gets_the_environment_and_fails_clearly(tmp_path: Path) -> None:
         "for k in ('MODEL', 'VERSION', 'PATH')))"
     )
     build_notifier(NotifyConfig.of(method="exec", command=(sys.executable, "-c", script))).notify(
-        TARGET
+        TARGET, CancelToken()
     )
     assert out.read_text() == "ranker 7 /models/ranker/7"
     failing = (sys.executable, "-c", "import sys; sys.exit('reload refused: bad graph')")
     with pytest.raises(ReloadError, match="exited 1: reload refused: bad graph"):
-        build_notifier(NotifyConfig.of(method="exec", command=failing)).notify(TARGET)
+        build_notifier(NotifyConfig.of(method="exec", command=failing)).notify(
+            TARGET, CancelToken()
+        )
     with pytest.raises(ReloadError, match="command not found"):
-        build_notifier(NotifyConfig.of(method="exec", command=("/no/such/cmd",))).notify(TARGET)
+        build_notifier(NotifyConfig.of(method="exec", command=("/no/such/cmd",))).notify(
+            TARGET, CancelToken()
+        )
     with pytest.raises(ReloadError, match="did not finish"):
         build_notifier(
             NotifyConfig.of(
@@ -135,7 +148,7 @@ def test_exec_gets_the_environment_and_fails_clearly(tmp_path: Path) -> None:
                 timeout=0.5,
                 command=(sys.executable, "-c", "import time; time.sleep(5)"),
             )
-        ).notify(TARGET)
+        ).notify(TARGET, PASS)
 
 
 def test_config_requires_what_each_method_needs() -> None:
@@ -164,7 +177,9 @@ def test_credentials_in_a_url_become_a_header_and_never_show() -> None:
     with http_stub(answer, record_headers=headers) as (url, _):
         secret_url = url.replace("http://", "http://ops:s3cr%40t@") + "/reload"
         with pytest.raises(ReloadError) as info:
-            build_notifier(NotifyConfig.of(method="http", url=secret_url)).notify(TARGET)
+            build_notifier(NotifyConfig.of(method="http", url=secret_url)).notify(
+                TARGET, CancelToken()
+            )
     assert "s3cr" not in str(info.value) and "ops" not in str(info.value)
     assert "***@127.0.0.1" in str(info.value)
     assert headers == ["Basic " + base64.b64encode(b"ops:s3cr@t").decode()]
@@ -178,7 +193,7 @@ def test_commands_never_see_the_admin_token(
     out = tmp_path / "env"
     script = f"import os, pathlib; pathlib.Path({str(out)!r}).write_text(repr(dict(os.environ)))"
     build_notifier(NotifyConfig.of(method="exec", command=(sys.executable, "-c", script))).notify(
-        TARGET
+        TARGET, CancelToken()
     )
     seen = out.read_text()
     assert "MODELSYNC_VERSION" in seen and "t0k" not in seen
@@ -191,7 +206,9 @@ def test_a_pattern_matching_two_processes_signals_neither(tmp_path: Path) -> Non
     first, second = _catcher(tag), _catcher(tag + "-backup")
     try:
         with pytest.raises(ReloadError, match="matches 2 processes"):
-            build_notifier(NotifyConfig.of(method="signal", process=tag)).notify(TARGET)
+            build_notifier(NotifyConfig.of(method="signal", process=tag)).notify(
+                TARGET, CancelToken()
+            )
         time.sleep(0.3)
         assert first.poll() is None and second.poll() is None  # neither got SIGHUP
     finally:

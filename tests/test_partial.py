@@ -5,6 +5,7 @@ they leave it); and the kept downloads stay bounded to the revision wanted."""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import signal
 import subprocess
@@ -247,3 +248,30 @@ def test_a_range_resumes_after_its_last_complete_block(
         assert proxy.bytes_out < BIG - 4 * 1024 * 1024
     finally:
         proxy.stop()
+
+
+def test_hostile_entries_are_removed_not_kept(tmp_path: Path) -> None:
+    """A link, a FIFO or a directory planted where a kept download goes is removed (never
+    followed, never kept), so the next download starts clean instead of failing for good."""
+    from modelsync.sources.base import Sink
+
+    sha = "a" * 64
+    kept = PartialDownloads(tmp_path / "partial")
+    kept.dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    (kept.dir / f"{sha}.part").symlink_to(victim)
+    os.mkfifo(kept.dir / f"{sha}.ranges")
+    (kept.dir / sha).symlink_to(victim)
+    (kept.dir / ("b" * 64)).mkdir()
+    assert kept.complete() == {}
+    part, journal = kept.part(sha)
+    assert not part.exists() and not (kept.dir / f"{sha}.ranges").exists()
+    with Sink(part, 3, "x", journal=journal) as sink:
+        assert journal.kept(3) == {}
+        sink.write(b"abc")
+        sink.finish()
+    journal.close()
+    assert kept.keep_only({sha}) == 2  # the planted <sha> link and the directory
+    assert victim.read_bytes() == b"keep me"
+    assert sorted(p.name for p in kept.dir.iterdir()) == [f"{sha}.part", f"{sha}.ranges"]

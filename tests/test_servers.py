@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import LoadFailed, RefusedError, ServerNotRunning
 from modelsync.reload import ProbeState, ReloadTarget, server_words
@@ -88,7 +89,7 @@ def test_triton_index_gives_each_version_its_own_verdict() -> None:
         prober = prober_for(_model("triton", server_url=url))
         assert prober is not None
         states = {
-            v: prober.probe(ReloadTarget("iris", v, Path(f"/m/{v}")), 2).state
+            v: prober.probe(ReloadTarget("iris", v, Path(f"/m/{v}")), 2, CancelToken()).state
             for v in (1, 2, 3, 4, 5)
         }
     assert states == {
@@ -102,7 +103,10 @@ def test_triton_index_gives_each_version_its_own_verdict() -> None:
     port = free_port()
     dead = prober_for(_model("triton", server_url=f"http://127.0.0.1:{port}"))
     assert dead is not None
-    assert dead.probe(ReloadTarget("iris", 2, Path("/m/2")), 2).state is ProbeState.UNREACHABLE
+    assert (
+        dead.probe(ReloadTarget("iris", 2, Path("/m/2")), 2, CancelToken()).state
+        is ProbeState.UNREACHABLE
+    )
 
 
 def test_repository_load_failure_is_the_servers_verdict() -> None:
@@ -113,12 +117,12 @@ def test_repository_load_failure_is_the_servers_verdict() -> None:
         notifier = notifier_for(_model("mlserver", server_url=url))
         assert notifier is not None
         with pytest.raises(LoadFailed, match=r"HTTP 500\): _pickle.UnpicklingError: truncated"):
-            notifier.notify(ReloadTarget("iris", 7, Path("/m/7")))
+            notifier.notify(ReloadTarget("iris", 7, Path("/m/7")), CancelToken())
     assert seen[0][:2] == ("POST", "/v2/repository/models/iris/load")
     dead = notifier_for(_model("kserve", server_url=f"http://127.0.0.1:{free_port()}"))
     assert dead is not None
     with pytest.raises(ServerNotRunning):
-        dead.notify(ReloadTarget("iris", 7, Path("/m/7")))
+        dead.notify(ReloadTarget("iris", 7, Path("/m/7")), CancelToken())
 
 
 def test_server_words_keep_the_line_that_names_the_error() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,9 @@ def test_a_truncated_state_file_fails_passes_until_repaired(
 
 
 def test_a_link_in_the_state_directory_is_never_followed(tmp_path: Path, bucket: Path) -> None:
-    """<state_dir>/staging planted as a link to a directory elsewhere: the pass refuses
-    to go on and the directory it points at is untouched (issue 11 finding 17)."""
+    """<state_dir>/staging planted as a link to a directory elsewhere is removed (a work
+    area: never followed, never kept); <state_dir>/revisions as a link stops the pass;
+    the directory they point at is untouched either way (issue 11 finding 17)."""
     store = tmp_path / "data" / "models"
     put_revision(bucket, 1, model_files(1))
     assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
@@ -84,6 +86,15 @@ def test_a_link_in_the_state_directory_is_never_followed(tmp_path: Path, bucket:
     if staging.exists():
         staging.rmdir()
     staging.symlink_to(victim.parent)
+    put_revision(bucket, 2, model_files(2))
+    out = run_cli("sync", *sidecar_flags(store, bucket))
+    assert out.returncode == 0, out.stderr
+    assert not staging.is_symlink() and check_invariants(store, "ranker").active == 2
+    assert sorted(p.name for p in victim.iterdir()) == ["precious"]
+    revisions = default_state_dir(store) / "revisions"
+    aside = revisions.with_name("revisions.aside")
+    revisions.rename(aside)
+    revisions.symlink_to(victim.parent)
     out = run_cli("sync", *sidecar_flags(store, bucket))
     assert out.returncode == 1 and "is a symbolic link" in out.stderr
     assert (victim / "precious").read_text() == "keep me"
@@ -105,3 +116,44 @@ def test_history_is_bounded_and_survives_a_reload(tmp_path: Path) -> None:
     assert loaded.history[-1] == HistoryEvent(9e9, "refused", 999, None, "gate: auc <script>")
     assert loaded.history[0].version == 52
     assert loaded.refused_metrics == {999: {"auc": 0.1}}
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "huge"])
+def test_a_state_file_that_never_ends_fails_sync_at_once(
+    tmp_path: Path, bucket: Path, kind: str
+) -> None:
+    """The state file linked to /dev/zero, a FIFO nobody writes, or 5 MiB: `modelsync
+    sync` exits 1 within seconds with one line naming the file."""
+    store = tmp_path / "data" / "models"
+    put_revision(bucket, 1, model_files(1))
+    assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    state_file = default_state_dir(store) / "state" / "ranker.json"
+    state_file.unlink()
+    if kind == "dev-zero":
+        state_file.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(state_file)
+    else:
+        state_file.write_text(" " * (5 << 20))
+    started = time.monotonic()
+    out = run_cli("sync", *sidecar_flags(store, bucket), timeout=30)
+    assert time.monotonic() - started < 10
+    assert out.returncode == 1, out.stderr
+    line = out.stderr.strip()
+    assert "\n" not in line and str(state_file) in line, line
+
+
+def test_a_long_history_is_cut_when_read(tmp_path: Path) -> None:
+    """A state file holding more than HISTORY_KEEP events loads with the newest only."""
+    from modelsync.state import HISTORY_KEEP, ModelState
+
+    path = tmp_path / "state.json"
+    events = [
+        {"at": float(i), "event": "activated", "version": i, "previous": None, "reason": ""}
+        for i in range(1, HISTORY_KEEP * 3)
+    ]
+    path.write_text(json.dumps({"history": events}))
+    loaded = ModelState.load(path)
+    assert (
+        len(loaded.history) == HISTORY_KEEP and loaded.history[-1].version == HISTORY_KEEP * 3 - 1
+    )

@@ -51,6 +51,7 @@ from modelsync.sources.ranges import (
     first_line,
     object_key,
 )
+from modelsync.transport.errors import network_error
 
 __all__ = ["BACKEND", "AzureOptions", "AzureSource"]
 
@@ -121,6 +122,9 @@ def translate(exc: BaseException, what: str, container: str) -> ModelsyncError:
         if status in (408, 429) or status >= 500:
             return TransientSourceError(f"{what}: {code}")
         return SourceError(f"{what}: {code}: {first_line(exc)}")
+    line = network_error(exc, what)
+    if line is not None:
+        return line
     if isinstance(exc, az.AzureError | ConnectionError | TimeoutError | OSError):
         # ServiceRequestError, ServiceResponseError, IncompleteReadError, DecodeError:
         # the connection failed or broke mid-body.
@@ -179,7 +183,7 @@ class AzureSource:
     def __init__(
         self, url: str, options: AzureOptions | None = None, retry: RetryPolicy | None = None
     ) -> None:
-        from modelsync.sources.deadline import ConnectionTracker
+        from modelsync.transport.deadline import Deadlines
 
         self.url = url
         self.account, self.container_name, self.prefix = _split(url)
@@ -187,7 +191,7 @@ class AzureSource:
         self._retry = retry or RetryPolicy()
         self._container: Any = None
         self._lock = threading.Lock()
-        self._connections = ConnectionTracker()
+        self._connections = Deadlines()
         self._log = structlog.get_logger().bind(source=url)
 
     # -- plumbing --------------------------------------------------------------
@@ -204,14 +208,11 @@ class AzureSource:
         from azure.storage.blob import BlobServiceClient
 
         opts = self.options
-        # The pools of this session report which connection each thread reads from,
-        # so that a pass's deadline can cut a dripping read (deadline.py).
+        from modelsync.transport.sdk import mount
+
+        # The pass's deadline cuts this session's connects and reads (modelsync.transport).
         session = requests.Session()
-        adapter = self._connections.adapter(
-            pool_connections=4, pool_maxsize=opts.max_pool_connections
-        )
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
+        mount(self._connections, session, opts.max_pool_connections)
         transport = RequestsTransport(
             session=session,
             session_owner=True,

@@ -51,6 +51,7 @@ from modelsync.sources.ranges import (
     first_line,
     object_key,
 )
+from modelsync.transport.errors import network_error
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -132,7 +133,9 @@ def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
     if status is not None and (status == 429 or status == 408 or status >= 500):
         return TransientSourceError(f"{what}: HTTP {status}")
     if isinstance(exc, _transient_exceptions()):
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
+        return network_error(exc, what) or TransientSourceError(
+            f"{what}: {type(exc).__name__}: {first_line(exc)}"
+        )
     if status is not None:
         return SourceError(f"{what}: HTTP {status}: {first_line(exc)}")
     return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
@@ -185,7 +188,7 @@ class GcsSource:
     def __init__(
         self, url: str, options: GcsOptions | None = None, retry: RetryPolicy | None = None
     ) -> None:
-        from modelsync.sources.deadline import ConnectionTracker
+        from modelsync.transport.deadline import Deadlines
 
         parts = urlsplit(url)
         self.url = url
@@ -195,7 +198,7 @@ class GcsSource:
         self._retry = retry or RetryPolicy()
         self._client: storage.Client | None = None
         self._lock = threading.Lock()
-        self._connections = ConnectionTracker()
+        self._connections = Deadlines()
         self._log = structlog.get_logger().bind(source=url)
 
     # -- plumbing --------------------------------------------------------------
@@ -213,6 +216,8 @@ class GcsSource:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
+        from modelsync.transport.sdk import mount
+
         endpoint = self.options.endpoint
         try:
             if endpoint or os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -227,14 +232,9 @@ class GcsSource:
                 client = storage.Client(project=self.options.project)
         except Exception as exc:
             raise translate(exc, self.url, self.bucket_name) from exc
-        # Parallel downloads need more pooled connections than requests' default 10.
-        # Its pools report which connection each thread reads from, so that a pass's
-        # deadline can cut a read that a dripping server stretches (deadline.py).
-        adapter = self._connections.adapter(
-            pool_connections=4, pool_maxsize=self.options.http_pool_size
-        )
-        client._http.mount("https://", adapter)
-        client._http.mount("http://", adapter)
+        # Parallel downloads need more pooled connections than requests' default 10;
+        # the pass's deadline cuts its connects and reads (modelsync.transport).
+        mount(self._connections, client._http, self.options.http_pool_size)
         settle_environment(client._http, client.api_endpoint)
         return client
 

@@ -48,9 +48,10 @@ from modelsync.sources.ranges import (
     first_line,
     object_key,
 )
+from modelsync.transport.errors import network_error
 
 if TYPE_CHECKING:
-    from modelsync.sources.deadline import ConnectionTracker
+    from modelsync.transport.deadline import Deadlines
 
 __all__ = ["BACKEND", "S3Options", "S3Source"]
 
@@ -134,6 +135,9 @@ def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
         ConnectionError,
         TimeoutError,
     )
+    line = network_error(exc, what)
+    if line is not None:
+        return line
     if isinstance(exc, transient):
         return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
     if isinstance(exc, OSError):  # a socket cut by the deadline watcher, a reset
@@ -190,23 +194,24 @@ class S3Source:
         return self._pair()[0]
 
     @property
-    def _connections(self) -> ConnectionTracker:
+    def _connections(self) -> Deadlines:
         return self._pair()[1]
 
-    def _pair(self) -> tuple[Any, ConnectionTracker]:
-        pair: tuple[Any, ConnectionTracker] = self._shared.get(
+    def _pair(self) -> tuple[Any, Deadlines]:
+        pair: tuple[Any, Deadlines] = self._shared.get(
             ("s3", self.options.model_dump_json()),
             self._make_client,
             lambda made: made[0].close(),
         )
         return pair
 
-    def _make_client(self) -> tuple[Any, ConnectionTracker]:
+    def _make_client(self) -> tuple[Any, Deadlines]:
         import boto3
         import botocore
         import botocore.config
 
-        from modelsync.sources.deadline import ConnectionTracker
+        from modelsync.transport.deadline import Deadlines
+        from modelsync.transport.sdk import wire_botocore
 
         opts = self.options
         config = botocore.config.Config(
@@ -227,10 +232,10 @@ class S3Source:
         except Exception as exc:
             raise translate(exc, self.url, self.bucket) from exc
 
-        # Its pools report which connection each thread reads from, so that a pass's
-        # deadline can cut a read that a dripping server stretches (deadline.py).
-        tracker = ConnectionTracker()
-        tracker.track(client._endpoint.http_session._manager)
+        # The pass's deadline cuts its connects and reads, proxies' pools included
+        # (modelsync.transport).
+        tracker = Deadlines()
+        wire_botocore(tracker, client)
 
         def ask_for_checksums(request: Any, **_: Any) -> None:
             request.headers["x-amz-checksum-mode"] = "ENABLED"

@@ -14,7 +14,6 @@ from typing import Any
 from modelsync.cancel import CancelToken
 from modelsync.errors import LoadFailed, LoadUnknown, ReloadError, ServerNotRunning
 from modelsync.methods import MethodOptions, method_of, parse_options
-from modelsync.notify.http import http_call
 from modelsync.reload import Probe, Prober, ProbeState, ReloadTarget
 from modelsync.units import Duration
 
@@ -34,11 +33,16 @@ class ConfirmConfig(MethodOptions):
         return parse_options(__name__, ConfirmConfig, raw)
 
 
-def ask(method: str, url: str, body: bytes | None, timeout: float) -> tuple[int, bytes] | Probe:
+def ask(
+    method: str, url: str, body: bytes | None, timeout: float, cancel: CancelToken
+) -> tuple[int, bytes] | Probe:
     """One request of a probe: (status, body), or the Probe that no answer means
-    (unreachable when nothing listens, loading when it did not answer in time)."""
+    (unreachable when nothing listens, loading when it did not answer in time);
+    Cancelled when the pass's token fired."""
+    from modelsync.transport.client import server_call  # urllib3 only when a server is asked
+
     try:
-        return http_call(method, url, body, timeout)
+        return server_call(method, url, body, timeout, cancel)
     except ServerNotRunning as exc:
         return Probe(ProbeState.UNREACHABLE, str(exc))
     except ReloadError as exc:
@@ -67,7 +71,7 @@ def wait_loaded(
     deadline = time.monotonic() + config.timeout
     while True:
         left = deadline - time.monotonic()
-        probe = prober.probe(target, max(0.5, min(probe_timeout(config), left)))
+        probe = prober.probe(target, max(0.5, min(probe_timeout(config), left)), cancel)
         if probe.state is ProbeState.LOADED:
             return
         if probe.state is ProbeState.FAILED:

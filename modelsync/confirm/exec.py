@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from modelsync.cancel import CancelToken
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ReloadError
 from modelsync.methods import Method
@@ -29,9 +30,9 @@ class ExecProber:
     def __init__(self, config: ExecConfirmOptions) -> None:
         self._command = config.command
 
-    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+    def probe(self, target: ReloadTarget, timeout: float, cancel: CancelToken) -> Probe:
         try:
-            run_command(self._command, target, timeout)
+            run_command(self._command, target, timeout, cancel)
         except CommandFailed as exc:
             state = ProbeState.FAILED if exc.returncode == FAILED_EXIT else ProbeState.LOADING
             return Probe(state, str(exc))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from modelsync.cancel import CancelToken
 from modelsync.confirm import ConfirmConfig, ask
 from modelsync.methods import Method
 from modelsync.reload import (
@@ -38,9 +39,9 @@ class HttpProber:
     def __init__(self, config: HttpConfirmOptions) -> None:
         self._config = config
 
-    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+    def probe(self, target: ReloadTarget, timeout: float, cancel: CancelToken) -> Probe:
         url = render(self._config.url, target)
-        answer = ask("GET", url, None, timeout)
+        answer = ask("GET", url, None, timeout, cancel)
         if isinstance(answer, Probe):
             return answer
         status, body = answer

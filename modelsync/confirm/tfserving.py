@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
+from modelsync.cancel import CancelToken
 from modelsync.confirm import ConfirmConfig, ask
 from modelsync.methods import Method
 from modelsync.reload import Probe, ProbeState, ReloadTarget, parse_json, render
@@ -38,9 +39,9 @@ class TfServingProber:
     def __init__(self, url_template: str) -> None:
         self._url = url_template
 
-    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+    def probe(self, target: ReloadTarget, timeout: float, cancel: CancelToken) -> Probe:
         url = render(self._url, target)
-        answer = ask("GET", url, None, timeout)
+        answer = ask("GET", url, None, timeout, cancel)
         if isinstance(answer, Probe):
             return answer
         status, body = answer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelsync.cancel import CancelToken
 from modelsync.methods import MethodOptions, method_of, parse_options
 from modelsync.reload import Notifier, ReloadTarget
 from modelsync.units import Duration
@@ -31,7 +32,7 @@ class NotifyConfig(MethodOptions):
 class NoNotify:
     """The server watches the directory itself (TF Serving, Triton in poll mode)."""
 
-    def notify(self, target: ReloadTarget) -> None:
+    def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
         return None
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 from pydantic import Field
 
+from modelsync.cancel import CancelToken
+from modelsync.children import ChildTimedOut, run_child
 from modelsync.errors import ReloadError
 from modelsync.methods import Method
 from modelsync.notify import NotifyConfig
@@ -22,20 +22,19 @@ class CommandFailed(ReloadError):
         self.returncode = returncode
 
 
-def run_command(argv: tuple[str, ...], target: ReloadTarget, timeout: float) -> None:
-    """Run ``argv``; ReloadError with its last stderr line unless it exits 0 in time."""
+def run_command(
+    argv: tuple[str, ...], target: ReloadTarget, timeout: float, cancel: CancelToken
+) -> None:
+    """Run ``argv``; ReloadError with its last stderr line unless it exits 0 in time,
+    Cancelled (the command stopped) when the pass's token fires first."""
     try:
-        done = subprocess.run(
-            list(argv),
-            env=child_env(target.env()),
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
+        done = run_child(argv, child_env(target.env()), timeout, cancel)
     except FileNotFoundError as exc:
         raise ReloadError(f"command not found: {argv[0]}") from exc
-    except subprocess.TimeoutExpired as exc:
+    except ChildTimedOut as exc:
         raise ReloadError(f"{argv[0]} did not finish within {timeout:g}s; killed") from exc
+    except OSError as exc:
+        raise ReloadError(f"cannot run {argv[0]}: {exc.strerror}") from exc
     if done.returncode != 0:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         last = lines[-1][:300] if lines else "(no output)"
@@ -52,8 +51,8 @@ class ExecNotifier:
     def __init__(self, config: ExecNotifyOptions) -> None:
         self._config = config
 
-    def notify(self, target: ReloadTarget) -> None:
-        run_command(self._config.command, target, self._config.timeout)
+    def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
+        run_command(self._config.command, target, self._config.timeout, cancel)
 
 
 METHOD = Method(ExecNotifyOptions, ExecNotifier)

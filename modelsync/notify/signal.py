@@ -9,12 +9,18 @@ from pathlib import Path
 
 from pydantic import model_validator
 
-from modelsync.errors import ReloadError
+from modelsync.cancel import CancelToken
+from modelsync.errors import ReloadError, StoreError
+from modelsync.fsutil import read_regular
 from modelsync.methods import Method
 from modelsync.notify import NotifyConfig
 from modelsync.reload import ReloadTarget, ServerNotRunning
 
 __all__ = ["METHOD", "SignalNotifier", "SignalOptions", "find_processes"]
+
+
+# A PID is a few digits; a larger pidfile is not one.
+_PIDFILE_LIMIT = 4096
 
 
 class SignalOptions(NotifyConfig):
@@ -66,9 +72,14 @@ class SignalNotifier:
     def _pids(self) -> list[int]:
         if self._pidfile is not None:
             try:
-                text = self._pidfile.read_text().strip()
+                # The configured path's links are followed (a shared volume may link
+                # it); what it ends at must be a small regular file, never a FIFO.
+                raw = read_regular(self._pidfile.resolve(), _PIDFILE_LIMIT)
+                text = raw.decode(errors="replace").strip()
             except FileNotFoundError as exc:
                 raise ServerNotRunning(f"pidfile {self._pidfile} does not exist") from exc
+            except StoreError as exc:
+                raise ReloadError(f"cannot read pidfile: {exc}") from exc
             except OSError as exc:
                 raise ReloadError(f"cannot read pidfile {self._pidfile}: {exc.strerror}") from exc
             if not text.isdigit():
@@ -86,7 +97,7 @@ class SignalNotifier:
             )
         return pids
 
-    def notify(self, target: ReloadTarget) -> None:
+    def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
         for pid in self._pids():
             try:
                 os.kill(pid, self._signal)

@@ -10,6 +10,7 @@ only the revision being served is in ``<store>/<model>``.
 
 from __future__ import annotations
 
+from modelsync.cancel import CancelToken
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget
 from modelsync.servers.base import PresetDefaults, PresetModel
 from modelsync.servers.v2 import RepositoryLoad, ready_probe
@@ -21,8 +22,8 @@ class ReadyProber:
     def __init__(self, base_url: str) -> None:
         self._base = base_url
 
-    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
-        return ready_probe(self._base, target.model, None, timeout)
+    def probe(self, target: ReloadTarget, timeout: float, cancel: CancelToken) -> Probe:
+        return ready_probe(self._base, target.model, None, timeout, cancel)
 
 
 class KServe(PresetDefaults):

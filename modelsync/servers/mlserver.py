@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
 from modelsync.servers.base import PresetDefaults, PresetModel
@@ -57,9 +58,11 @@ class SettingsProber:
     def __init__(self, base_url: str) -> None:
         self._base = base_url
 
-    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
+    def probe(self, target: ReloadTarget, timeout: float, cancel: CancelToken) -> Probe:
         versioned = settings_version(target.path) is not None
-        return ready_probe(self._base, target.model, target.version if versioned else None, timeout)
+        return ready_probe(
+            self._base, target.model, target.version if versioned else None, timeout, cancel
+        )
 
 
 class MlServer(PresetDefaults):

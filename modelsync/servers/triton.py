@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from modelsync.cancel import CancelToken
 from modelsync.confirm import ask
 from modelsync.errors import RefusedError
 from modelsync.reload import (
@@ -53,8 +54,8 @@ class IndexProber:
     def __init__(self, base_url: str) -> None:
         self._url = base_url.rstrip("/") + "/v2/repository/index"
 
-    def probe(self, target: ReloadTarget, timeout: float) -> Probe:
-        answer = ask("POST", self._url, b"{}", timeout)
+    def probe(self, target: ReloadTarget, timeout: float, cancel: CancelToken) -> Probe:
+        answer = ask("POST", self._url, b"{}", timeout, cancel)
         if isinstance(answer, Probe):
             return answer
         status, body = answer

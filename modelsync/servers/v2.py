@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from modelsync.cancel import CancelToken
 from modelsync.confirm import ask
 from modelsync.errors import LoadFailed
-from modelsync.notify.http import http_call
 from modelsync.reload import Probe, ProbeState, ReloadTarget, server_words
 
 __all__ = ["RepositoryLoad", "ready_probe"]
@@ -26,9 +26,11 @@ class RepositoryLoad:
         # The call returns when the load is over, so it may take as long as a confirm.
         self._timeout = timeout
 
-    def notify(self, target: ReloadTarget) -> None:
+    def notify(self, target: ReloadTarget, cancel: CancelToken) -> None:
         url = f"{self._base}/v2/repository/models/{quote(target.model, safe='')}/load"
-        status, body = http_call("POST", url, None, self._timeout)
+        from modelsync.transport.client import server_call
+
+        status, body = server_call("POST", url, None, self._timeout, cancel)
         if not 200 <= status < 300:
             raise LoadFailed(
                 f"{self._server} could not load version {target.version} "
@@ -36,12 +38,14 @@ class RepositoryLoad:
             )
 
 
-def ready_probe(base_url: str, model: str, version: int | None, timeout: float) -> Probe:
+def ready_probe(
+    base_url: str, model: str, version: int | None, timeout: float, cancel: CancelToken
+) -> Probe:
     """Readiness of ``model`` (of one ``version`` when given) as a Probe."""
     path = f"/v2/models/{quote(model, safe='')}"
     if version is not None:
         path += f"/versions/{version}"
-    answer = ask("GET", f"{base_url.rstrip('/')}{path}/ready", None, timeout)
+    answer = ask("GET", f"{base_url.rstrip('/')}{path}/ready", None, timeout, cancel)
     if isinstance(answer, Probe):
         return answer
     status, body = answer

@@ -17,13 +17,16 @@ import os
 import threading
 from pathlib import Path
 
-from modelsync.fsutil import store_error
+from modelsync.errors import StoreError
+from modelsync.fsutil import read_regular, store_error
 
 __all__ = ["RangeJournal", "crc32c", "range_matches"]
 
 _MAGIC = "modelsync-ranges 2"
 # Reads of kept blocks being checked: a dozen may run at once (memory budget).
 _READ = 256 * 1024
+# A line per completed block (about 35 bytes): room for a million blocks.
+_JOURNAL_LIMIT = 40 << 20
 
 
 def crc32c(data: bytes | memoryview, value: int = 0) -> int:
@@ -47,11 +50,15 @@ class RangeJournal:
         bytes; a journal written for another size is started over."""
         header = f"{_MAGIC} {size}"
         try:
-            lines = self.path.read_text(errors="replace").splitlines()
+            raw = read_regular(self.path, _JOURNAL_LIMIT)
+            lines = raw.decode(errors="replace").splitlines()
         except FileNotFoundError:
             lines = []
-        except OSError as exc:
-            raise store_error("read", self.path, exc) from exc
+        except StoreError:
+            # Not a regular file of ours (a link, a FIFO, grown past reason): dropped,
+            # and the download starts over, rather than failing every pass.
+            _drop(self.path)
+            lines = []
         if not lines or lines[0] != header:
             self._start(header)
             return {}
@@ -87,7 +94,11 @@ class RangeJournal:
 
     def _start(self, header: str) -> None:
         try:
-            self.path.write_text(header + "\n")
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            try:
+                os.write(fd, (header + "\n").encode())
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise store_error("write", self.path, exc) from exc
         self._open()
@@ -96,7 +107,7 @@ class RangeJournal:
         with self._lock:
             if self._fd is None:
                 try:
-                    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+                    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
                 except OSError as exc:
                     raise store_error("open", self.path, exc) from exc
 
@@ -111,3 +122,18 @@ def range_matches(fd: int, start: int, length: int, crc: int) -> bool:
         value = crc32c(chunk, value)
         offset += len(chunk)
     return value == crc
+
+
+def _drop(path: Path) -> None:
+    """Remove a hostile journal entry (a directory too); never follows a link."""
+    import shutil
+
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise store_error("clean", path, exc) from exc

@@ -120,7 +120,7 @@ def _unreachable(ctx: PassContext, target: ReloadTarget) -> bool:
     prober = prober_for(ctx.model)
     if prober is None:
         return False
-    probe = prober.probe(target, probe_timeout(ctx.model.confirm))
+    probe = prober.probe(target, probe_timeout(ctx.model.confirm), ctx.cancel)
     return probe.state is ProbeState.UNREACHABLE
 
 
@@ -128,7 +128,7 @@ def _reload(ctx: PassContext, target: ReloadTarget, *, unreachable_ends: bool) -
     """Tell the server and wait for its verdict on ``target``."""
     notifier, prober = notifier_for(ctx.model), prober_for(ctx.model)
     if notifier is not None:
-        notifier.notify(target)
+        notifier.notify(target, ctx.cancel)
     if prober is not None:
         wait_loaded(
             prober, target, ctx.model.confirm, ctx.cancel, unreachable_ends=unreachable_ends
@@ -236,7 +236,7 @@ def reconfirm(ctx: PassContext) -> bool:
     if active is None or prober is None:
         return True
     target = _target(ctx, active)
-    probe = prober.probe(target, probe_timeout(ctx.model.confirm))
+    probe = prober.probe(target, probe_timeout(ctx.model.confirm), ctx.cancel)
     if probe.state is ProbeState.LOADED:
         _served(ctx, active)
         return True

@@ -1,0 +1,44 @@
+"""The one transport layer: every socket modelsync opens, under the pass's deadline.
+
+    Deadlines      the registry of connections per thread and the watcher that cuts
+                   them when a CancelToken fires (deadline.py); pool classes derived
+                   from any urllib3 pool class, connects included
+    mount          a requests Session's pools (google-cloud-storage, azure) (sdk.py)
+    wire_botocore  boto3/botocore's own managers, proxies included (sdk.py)
+    HttpClient     the model servers' APIs: notify, confirm, presets; server_call
+                   says no answer as ServerNotRunning / LoadUnknown (client.py)
+    network_line   a network failure as "<cause> (<host:port>)" (errors.py)
+
+A data plane fetching object bytes with urllib3 directly (ranged reads, connection
+reuse) builds its PoolManager and calls ``Deadlines.wire`` on it, like HttpClient:
+the deadline and the transport are the same layer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported on first use: urllib3 and requests cost ~60 ms at every start, and a
+# file:// pass without a server API never needs them.
+_WHERE = {
+    "Deadlines": "deadline",
+    "HttpClient": "client",
+    "HttpFailure": "client",
+    "Response": "client",
+    "server_call": "client",
+    "cause": "errors",
+    "endpoint": "errors",
+    "network_error": "errors",
+    "network_line": "errors",
+    "mount": "sdk",
+    "wire_botocore": "sdk",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
