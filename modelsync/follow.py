@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.channel import MAX_POINTER_BYTES, Pointer, Target, channel_key, target_of
+from modelsync.channel_trust import trusted_pointer
 from modelsync.errors import ChannelError
 from modelsync.outcome import Outcome as PassOutcome
 from modelsync.outcome import PassContext, PassResult
@@ -44,7 +47,7 @@ class Follower:
         self.identity = identity
         self._retry = retry
         self._lock = threading.Lock()
-        self._pointers: dict[tuple[str, str], tuple[str, Pointer]] = {}
+        self._pointers: dict[tuple[str, str], tuple[str, bytes]] = {}
 
     def view(
         self,
@@ -54,8 +57,9 @@ class Follower:
         active: int | None,
         cancel: CancelToken,
         log: structlog.typing.FilteringBoundLogger,
+        admit: Callable[[bytes, str], Pointer] = Pointer.parse,
     ) -> ChannelView:
-        pointer = self.pointer(channel, source, cancel, log)
+        pointer = self.pointer(channel, source, cancel, log, admit)
         failures = 0
         if pointer.canary is not None:
             version = pointer.canary.version
@@ -66,7 +70,7 @@ class Follower:
                 f"{source.url}/{report_prefix(version)}: list",
                 log,
             )
-            failures = len(failed_hosts(listed, version))
+            failures = len(failed_hosts(listed, version, pointer.canary.nonce))
         target = target_of(pointer, model, self.identity, active, failures)
         return ChannelView(channel, pointer, target, failures)
 
@@ -76,6 +80,7 @@ class Follower:
         source: ControlStore,
         cancel: CancelToken,
         log: structlog.typing.FilteringBoundLogger,
+        admit: Callable[[bytes, str], Pointer] = Pointer.parse,
     ) -> Pointer:
         key = channel_key(channel)
         where = f"{source.url}/{key}"
@@ -97,10 +102,10 @@ class Follower:
             )
         if not isinstance(got, Control):
             assert known is not None
-            return known[1]
-        pointer = Pointer.parse(got.data, where)
+            return admit(known[1], where)  # checked again: an unchanged pointer expires too
+        pointer = admit(got.data, where)
         with self._lock:
-            self._pointers[(source.url, channel)] = (got.tag, pointer)
+            self._pointers[(source.url, channel)] = (got.tag, got.data)
         return pointer
 
 
@@ -110,7 +115,18 @@ def channel_target(
     """The version the model's channel names for this host, when it should change;
     records what the channel said in the pass's result and the model's state."""
     assert ctx.model.channel is not None
-    view = follower.view(ctx.model.name, ctx.model.channel, source, active, ctx.cancel, ctx.log)
+    marks = dict(ctx.state.channel_marks)
+    admit = functools.partial(
+        trusted_pointer,
+        model=ctx.model.name,
+        channel=ctx.model.channel,
+        verify=ctx.model.verify,
+        state=ctx.state,
+        now=time.time(),
+    )
+    view = follower.view(
+        ctx.model.name, ctx.model.channel, source, active, ctx.cancel, ctx.log, admit
+    )
     pointer, target = view.pointer, view.target
     info = ChannelInfo(
         channel=view.channel,
@@ -121,9 +137,11 @@ def channel_target(
         halted=target.halted,
         target=target.version,
         failures=view.failures,
+        nonce=pointer.canary.nonce if pointer.canary else "",
+        seq=pointer.seq,
     )
     ctx.result.channel = info
-    if ctx.state.channel != info:  # saved on change only: an idle pass writes nothing
+    if ctx.state.channel != info or ctx.state.channel_marks != marks:  # saved on change only
         if info.halted and (ctx.state.channel is None or not ctx.state.channel.halted):
             ctx.log.error(
                 "canary halted: hosts rolled it back",

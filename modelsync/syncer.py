@@ -207,6 +207,7 @@ class Syncer:
                     outcome,
                     reason,
                     self._wall,
+                    channel=result.channel,
                 )
             except Exception as exc:  # the pass's outcome stands; say why
                 structlog.get_logger().warning(

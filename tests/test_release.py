@@ -90,7 +90,7 @@ def test_a_concurrent_change_is_not_lost(tmp_path: Path) -> None:
     alice.promote(1)
     alice.start(2, 5.0, None, None)
 
-    def alice_widens_while_bob_decides(pointer: Pointer | None) -> Pointer:
+    def alice_widens_while_bob_decides(pointer: Pointer | None, seq: int) -> Pointer:
         alice.set_percent(50.0)  # lands between bob's read and bob's write
         assert pointer is not None
         return pointer.model_copy(update={"canary": None})
