@@ -15,6 +15,7 @@ pointer can only be replaced (``set --stable N``, ``promote --version N``).
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -188,7 +189,7 @@ class Release:
             "seq": seq,
             "model": self.model,
             "channel": self.channel,
-            "expires": int(now + self._expires_in) if self._signer else None,
+            "expires": math.ceil(now + self._expires_in) if self._signer else None,
         }
         new = _validated(change(base, seq).model_copy(update=update), self.where)
         data = sign_pointer(new, self._signer) if self._signer else new.to_bytes()

@@ -134,7 +134,7 @@ def test_sign_key_writes_a_signed_pointer_with_seq_and_expiry(tmp_path: Path) ->
     first = _envelope(tmp_path)
     assert set(first) == {"signed", "signatures"} and first["signed"]["stable"] == 1
     assert (first["signed"]["model"], first["signed"]["channel"]) == ("ranker", "prod")
-    assert 7100 < first["signed"]["expires"] - first["signed"]["updated_at"] <= 7200
+    assert 7200 <= first["signed"]["expires"] - first["signed"]["updated_at"] < 7201
     assert _release(url, "start", "2", "--percent", "10", *sign)[0] == 0
     second = _envelope(tmp_path)
     assert second["signed"]["seq"] > first["signed"]["seq"]
