@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelsync.channel import Pointer
+from modelsync.cli import main
 from modelsync.errors import ChannelError
 from modelsync.publish import publish
 from modelsync.release import Release
@@ -287,3 +290,42 @@ def test_a_hostile_pointer_is_one_line_in_status(tmp_path: Path, pointer: bytes)
     code, _, err = _release(url, "status")
     assert code == 1 and "_channels/prod.json" in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+_HOSTILE_ARGS = ["2", str(2**63 - 1), str(2**63), "9" * 400, "nan", "inf", "-inf", "1e400"]
+_HOSTILE_ARGS += ["-0", "0x10", "1_000", "", " 5", "true", "5.5", "1e-400", "\x00"]
+_ARGS = (
+    st.sampled_from(_HOSTILE_ARGS)
+    | st.integers().map(str)
+    | st.floats().map(str)
+    | st.text(max_size=12)
+)
+
+
+@pytest.fixture(scope="module")
+def shared_bucket(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _bucket(tmp_path_factory.mktemp("generated"))
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(version=_ARGS, percent=_ARGS, halt_after=_ARGS, expires=_ARGS)
+def test_generated_arguments_never_give_a_traceback(
+    shared_bucket: str,
+    capsys: pytest.CaptureFixture[str],
+    version: str,
+    percent: str,
+    halt_after: str,
+    expires: str,
+) -> None:
+    """Generated VERSION, --percent, --halt-after and --expires values (in process, the
+    CLI's own entry point): exit 0, 1 with one line, or 2; never an exception."""
+    argv = ["release", "start", "ranker", version, "--percent", percent]
+    argv += ["--halt-after", halt_after, "--expires", expires]
+    argv += ["--source", shared_bucket, "--channel", "prod"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code in (0, 1, 2), err
+    assert exc.value.code != 1 or len(err.strip().splitlines()) == 1, err
