@@ -68,14 +68,6 @@ HOSTILE = st.recursive(
 )
 
 
-def deep(levels: int) -> object:
-    """A JSON value nested ``levels`` deep."""
-    value: object = 1
-    for _ in range(levels):
-        value = [value]
-    return value
-
-
 PATH_PARTS = st.sampled_from(
     [
         "a",
