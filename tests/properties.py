@@ -30,7 +30,7 @@ JSON = st.recursive(
 MAX_VERSION = 2**63 - 1
 # Values a hostile writer puts in a pointer or a report: numbers no float holds, no
 # int64 holds, NaN and infinities, bools where numbers go, 19-digit versions (a
-# nanosecond timestamp), huge strings, deep nesting.
+# nanosecond timestamp), huge strings, nesting (50,000 deep: raw bytes in the tests).
 HOSTILE_SCALARS = (
     st.sampled_from(
         [
