@@ -2,8 +2,15 @@
 
 A model with ``channel = "prod"`` follows ``<source>/_channels/prod.json``::
 
-    {"stable": 12, "canary": {"version": 13, "percent": 20},
-     "halt_after": 1, "on_halt": "revert"}
+    {"stable": 12, "canary": {"version": 13, "percent": 20, "nonce": "9f86d081884c7d65"},
+     "halt_after": 1, "on_halt": "revert", "seq": 3}
+
+or, signed by ``modelsync release --sign-key`` (modelsync.channel_trust checks it), the
+same pointer inside one envelope, so that a conditional write or GET is still one object::
+
+    {"signed": {"stable": 12, ..., "model": "ranker", "channel": "prod",
+                "seq": 1796000000123, "expires": 1796604800},
+     "signatures": [{"keyid": "<sha256 of the raw public key>", "sig": "<base64>"}]}
 
 Every sidecar computes the same answer from the pointer, the canary's reports
 (modelsync.reports) and its own identity; there is no controller:
@@ -19,13 +26,16 @@ Every sidecar computes the same answer from the pointer, the canary's reports
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import math
 import os
 import re
 import socket
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,26 +45,36 @@ from modelsync.manifest import MAX_VERSION
 __all__ = [
     "MAX_POINTER_BYTES",
     "Canary",
+    "Envelope",
     "Pointer",
     "Target",
+    "canonical_bytes",
     "channel_key",
     "cohort_score",
     "default_identity",
     "in_cohort",
+    "one_line",
+    "parse_envelope",
     "target_of",
 ]
 
 MAX_POINTER_BYTES = 16 * 1024
+MAX_SIGNATURES = 8
 _IDENTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class Canary(_Doc):
     version: int = Field(ge=1, le=MAX_VERSION)
     percent: float = Field(ge=0, le=100)
+    # Random, chosen by `release start`: failure markers count for the canary only
+    # under this name (modelsync.reports), so markers of an earlier canary of the same
+    # version, or planted before this one started, never halt it. "" in pointers
+    # written by hand: the markers of any canary of the version count.
+    nonce: str = Field(default="", pattern=r"^([0-9a-f]{16})?$")
 
 
 class Pointer(_Doc):
@@ -67,35 +87,132 @@ class Pointer(_Doc):
     on_halt: Literal["revert", "hold"] = "revert"
     # Who changed it last, and when (seconds since the epoch): for `release status`.
     updated_by: str = Field(default="", max_length=200)
-    updated_at: float = 0.0
+    updated_at: float = Field(default=0.0, ge=0, le=MAX_VERSION)
+    # Raised by every `modelsync release` change; hosts that require signatures never
+    # accept a signed pointer whose seq is below the newest they accepted (TUF's
+    # rollback-attack check).
+    seq: int = Field(default=0, ge=0, le=MAX_VERSION)
+    # Seconds since the epoch after which hosts refuse it (TUF's freeze-attack check:
+    # a replayed old-but-valid pointer stops working); signed pointers only.
+    expires: int | None = Field(default=None, ge=1, le=MAX_VERSION)
+    # What the signature is for: a pointer signed for one model's channel is never
+    # accepted as another's.
+    model: str = Field(default="", max_length=128)
+    channel: str = Field(default="", max_length=64)
+    # The seq of the pointer that deliberately moved ``stable`` back (`release set
+    # --stable N --rollback`): hosts accept an older stable only past such a mark.
+    rollback_seq: int | None = Field(default=None, ge=0, le=MAX_VERSION)
 
     @classmethod
     def parse(cls, raw: bytes, where: str) -> Pointer:
-        """The pointer in ``raw``; ChannelError (one line, naming ``where``) otherwise."""
-        try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise ChannelError(f"{where}: channel pointer is not JSON ({exc})") from None
+        """The pointer in ``raw`` (bare or in a signed envelope, whose signature is not
+        checked here); ChannelError (one line, naming ``where``) otherwise."""
+        return parse_envelope(raw, where).pointer
+
+    @classmethod
+    def from_doc(cls, doc: object, where: str) -> Pointer:
+        """The pointer in the decoded JSON ``doc``; ChannelError otherwise."""
         if isinstance(doc, dict) and isinstance(doc.get("canary"), dict):
             # JSON has one number type: 20 and 20.0 are both a percentage.
-            percent = doc["canary"].get("percent")
-            if isinstance(percent, int) and not isinstance(percent, bool):
-                doc["canary"] = {**doc["canary"], "percent": float(percent)}
-        if isinstance(doc, dict) and isinstance(doc.get("updated_at"), int):
-            doc["updated_at"] = float(doc["updated_at"])
+            doc = {
+                **doc,
+                "canary": {**doc["canary"], "percent": _number(doc["canary"].get("percent"))},
+            }
+        if isinstance(doc, dict) and "updated_at" in doc:
+            doc = {**doc, "updated_at": _number(doc["updated_at"])}
         try:
             pointer = cls.model_validate(doc)
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            raise ChannelError(f"{where}: channel pointer: {loc}: {msg}") from None
+            raise ChannelError(one_line(f"{where}: channel pointer: {loc}: {msg}")) from None
         if pointer.canary is not None and pointer.canary.version == pointer.stable:
             raise ChannelError(f"{where}: channel pointer: canary is the stable version")
         return pointer
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.model_dump(), indent=2, sort_keys=True) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A pointer as stored: bare (``payload`` None), or signed."""
+
+    pointer: Pointer
+    # The canonical bytes of the ``signed`` object: what the signatures are over.
+    payload: bytes | None = None
+    signatures: tuple[tuple[str, bytes], ...] = ()  # (keyid, raw signature)
+
+
+def canonical_bytes(doc: Any) -> bytes:
+    """One byte string per JSON value (sorted keys, no spaces, ASCII): what is signed,
+    re-derived by the reader from the object it decoded, as TUF's canonical JSON."""
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
+
+
+def parse_envelope(raw: bytes, where: str) -> Envelope:
+    """The pointer in ``raw`` with its signatures (not checked here: channel_trust)."""
+    try:
+        doc = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ChannelError(one_line(f"{where}: channel pointer is not JSON ({exc})")) from None
+    if not (isinstance(doc, dict) and "signed" in doc):
+        return Envelope(Pointer.from_doc(doc, where))
+    if set(doc) != {"signed", "signatures"}:
+        raise ChannelError(f"{where}: signed channel pointer: keys must be signed, signatures")
+    listed = doc["signatures"]
+    if not isinstance(listed, list) or len(listed) > MAX_SIGNATURES:
+        raise ChannelError(
+            f"{where}: signed channel pointer: signatures: a list of at most {MAX_SIGNATURES}"
+        )
+    signatures = []
+    for entry in listed:
+        keyid = entry.get("keyid") if isinstance(entry, dict) else None
+        sig = entry.get("sig") if isinstance(entry, dict) else None
+        if not (
+            isinstance(entry, dict)
+            and set(entry) == {"keyid", "sig"}
+            and isinstance(keyid, str)
+            and re.fullmatch(r"[0-9a-f]{64}", keyid)
+            and isinstance(sig, str)
+            and len(sig) <= 200
+        ):
+            raise ChannelError(
+                f"{where}: signed channel pointer: each signature is "
+                '{"keyid": 64 hex digits, "sig": base64}'
+            )
+        try:
+            signatures.append((keyid, base64.b64decode(sig, validate=True)))
+        except (ValueError, binascii.Error):
+            raise ChannelError(f"{where}: signed channel pointer: sig is not base64") from None
+    pointer = Pointer.from_doc(doc["signed"], where)
+    return Envelope(pointer, canonical_bytes(doc["signed"]), tuple(signatures))
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """``text`` as one printable line of at most ``limit`` characters (a hostile key or
+    value quoted in an error never breaks a log line or a terminal)."""
+    flat = "".join(c if c.isprintable() else "?" for c in text)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _number(value: object) -> object:
+    """An integer as the float it stands for; anything else (or an integer no float
+    holds) as it is, for validation to refuse."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            as_float = float(value)
+        except OverflowError:
+            return value
+        return as_float if math.isfinite(as_float) else value
+    return value
 
 
 def channel_key(channel: str) -> str:

@@ -5,26 +5,57 @@ it in between (the store's conditional write on the tag read: a GCS generation, 
 S3 or Azure ETag; create-only when there was none). Two operators therefore cannot
 lose each other's change: the second gets a one-line error and runs the command
 again. gcp-storage-emulator ignores preconditions (real GCS keeps them).
+
+Each change raises the pointer's ``seq``. With a signing key (``--sign-key``) the
+pointer is written as a signed envelope with an expiry (modelsync.channel_trust), and a
+change is made only to a pointer that key (or one of the model's ``verify.public_keys``)
+signed: the tool never signs what a bucket writer without the key put there. Such a
+pointer can only be replaced (``set --stable N``, ``promote --version N``).
 """
 
 from __future__ import annotations
 
+import math
+import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from modelsync.cancel import CancelToken
-from modelsync.channel import MAX_POINTER_BYTES, Canary, Pointer, channel_key, in_cohort
+from modelsync.channel import (
+    MAX_POINTER_BYTES,
+    Canary,
+    Envelope,
+    Pointer,
+    channel_key,
+    in_cohort,
+    one_line,
+    parse_envelope,
+)
+from modelsync.channel_trust import sign_pointer, signed_by
 from modelsync.errors import ChannelError, PublishConflict
-from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES
-from modelsync.reports import FAILED_OUTCOMES, ReportBook, Tally
+from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_VERSION
+from modelsync.reports import FAILED_OUTCOMES, ReportBook, Tally, failure_markers
 from modelsync.sources import Source
 from modelsync.sources.control import Control
 
-__all__ = ["Release", "RolloutStatus"]
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
-Change = Callable[[Pointer | None], Pointer]
+__all__ = ["DEFAULT_EXPIRY", "Release", "RolloutStatus"]
+
+# How long a signed pointer stays valid: the longest a replayed one can freeze a fleet.
+DEFAULT_EXPIRY = 7 * 86400.0
+
+# The pointer as read (None when there is none or it cannot be trusted) and the seq the
+# new pointer gets -> the new pointer.
+Change = Callable[[Pointer | None, int], Pointer]
 
 
 @dataclass(frozen=True)
@@ -35,17 +66,44 @@ class RolloutStatus:
     # Hosts known to the channel (they reported on the stable or the canary version)
     # that should serve ``version`` and have not reported on it.
     not_reported: tuple[str, ...]
+    # The canary's failure markers (identity -> outcome and reason): what halts it,
+    # whatever the host's report says now.
+    markers: dict[str, str] = field(default_factory=dict)
+    signed: bool = False
+
+    @property
+    def halted(self) -> bool:
+        return self.pointer.canary is not None and len(self.markers) >= self.pointer.halt_after
+
+    def failed(self) -> dict[str, str]:
+        reports = self.tally.reports if self.tally else ()
+        found = {
+            r.identity: f"{r.outcome}: {r.reason}"
+            for r in sorted(reports, key=lambda r: r.identity)
+            if r.outcome in FAILED_OUTCOMES
+        }
+        for identity, why in self.markers.items():
+            found[identity] = why or found.get(identity) or "failure marker (unreadable)"
+        return dict(sorted(found.items()))
 
     def as_dict(self) -> dict[str, Any]:
         reports = self.tally.reports if self.tally else ()
+        failed = self.failed()
+        pointer = self.pointer
         return {
-            "pointer": self.pointer.model_dump(),
+            "pointer": pointer.model_dump(),
+            "signed": self.signed,
             "version": self.version,
-            "confirmed": sorted(r.identity for r in reports if r.outcome == "confirmed"),
-            "failed": {
-                r.identity: f"{r.outcome}: {r.reason}"
-                for r in sorted(reports, key=lambda r: r.identity)
-                if r.outcome in FAILED_OUTCOMES
+            "confirmed": sorted(
+                r.identity for r in reports if r.outcome == "confirmed" and r.identity not in failed
+            ),
+            "failed": failed,
+            "halted": self.halted,
+            "halt": {
+                "rule": "halt_after",
+                "halt_after": pointer.halt_after,
+                "on_halt": pointer.on_halt,
+                "failed_hosts": sorted(self.markers),
             },
             "not_reported": list(self.not_reported),
             "unreadable_reports": self.tally.ignored if self.tally else 0,
@@ -62,9 +120,16 @@ class Release:
         channel: str,
         who: str,
         wall: Callable[[], float] = time.time,
+        *,
+        signer: Ed25519PrivateKey | None = None,
+        trusted: Sequence[Ed25519PublicKey] = (),
+        expires_in: float = DEFAULT_EXPIRY,
     ) -> None:
         self.source, self.model, self.channel, self.who = source, model, channel, who
         self._wall = wall
+        self._signer = signer
+        self._trusted = tuple(trusted)
+        self._expires_in = expires_in
         self._cancel = CancelToken(deadline=time.monotonic() + 300)
 
     @property
@@ -73,20 +138,63 @@ class Release:
 
     def read(self) -> tuple[Pointer | None, str]:
         """The pointer and its tag ("" when there is none)."""
+        envelope, tag = self.read_envelope()
+        return (envelope.pointer if envelope else None), tag
+
+    def read_envelope(self) -> tuple[Envelope | None, str]:
         got = self.source.get_control(
             channel_key(self.channel), MAX_POINTER_BYTES, None, self._cancel
         )
         if not isinstance(got, Control):
             return None, ""
-        return Pointer.parse(got.data, self.where), got.tag
+        return parse_envelope(got.data, self.where), got.tag
 
-    def _update(self, change: Change) -> Pointer:
-        pointer, tag = self.read()
-        new = change(pointer).model_copy(
-            update={"updated_by": self.who, "updated_at": self._wall()}
-        )
+    def _base(self, envelope: Envelope | None, replaces: bool) -> tuple[Pointer | None, int]:
+        """The pointer a change starts from, and its seq; refuses to sign on top of a
+        pointer the signing key cannot vouch for (unless the change ``replaces`` it)."""
+        if envelope is None:
+            return None, 0
+        pointer = envelope.pointer
+        if self._signer is None:
+            if envelope.payload is not None:
+                raise ChannelError(
+                    f"{self.where}: the pointer is signed: give --sign-key (hosts that require "
+                    "signatures refuse an unsigned one)"
+                )
+            return pointer, pointer.seq
+        keys = [self._signer.public_key(), *self._trusted]
+        ours = (pointer.model, pointer.channel) == (self.model, self.channel)
+        if signed_by(envelope, keys) and ours:
+            return pointer, pointer.seq
+        if not replaces:
+            raise ChannelError(
+                f"{self.where}: the current pointer is not signed by this key (unsigned, forged, "
+                "or another key's): not signing what it says; replace it with `modelsync "
+                "release set --stable N` or `promote --version N`"
+            )
+        return None, 0
+
+    def _update(self, change: Change, replaces: bool = False) -> Pointer:
+        envelope, tag = self.read_envelope()
+        base, base_seq = self._base(envelope, replaces)
+        now = self._wall()
+        # Clock-based, so that a pointer that replaces an untrusted one still outranks
+        # every pointer hosts accepted before; +1 when two changes share a millisecond.
+        seq = max(base_seq + 1, int(now * 1000))
+        if seq > MAX_VERSION:
+            raise ChannelError(f"{self.where}: seq {base_seq} cannot grow any more")
+        update: dict[str, Any] = {
+            "updated_by": self.who,
+            "updated_at": now,
+            "seq": seq,
+            "model": self.model,
+            "channel": self.channel,
+            "expires": math.ceil(now + self._expires_in) if self._signer else None,
+        }
+        new = _validated(change(base, seq).model_copy(update=update), self.where)
+        data = sign_pointer(new, self._signer) if self._signer else new.to_bytes()
         try:
-            self.source.put_control(channel_key(self.channel), new.to_bytes(), match=tag)
+            self.source.put_control(channel_key(self.channel), data, match=tag)
         except PublishConflict:
             raise ChannelError(
                 f"{self.where}: changed by someone else since it was read; nothing was "
@@ -101,6 +209,18 @@ class Release:
                 f"{self.source.url}/{version}: no such complete version (no {MANIFEST_NAME})"
             )
 
+    def _canary(self, version: int, percent: float, nonce: str) -> Canary:
+        try:
+            return Canary(version=version, percent=percent, nonce=nonce)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ChannelError(one_line(f"{self.where}: canary {loc}: {err['msg']}")) from None
+
+    def failures(self, canary: Canary) -> dict[str, str]:
+        """The hosts whose failure markers count against ``canary`` (and what they say)."""
+        return failure_markers(self.source, self.model, canary.version, canary.nonce, self._cancel)
+
     # -- the commands ------------------------------------------------------------------
 
     def start(
@@ -108,7 +228,7 @@ class Release:
     ) -> Pointer:
         self._check_version(version)
 
-        def change(pointer: Pointer | None) -> Pointer:
+        def change(pointer: Pointer | None, seq: int) -> Pointer:
             pointer = pointer or Pointer()
             if pointer.canary is not None and pointer.canary.version != version:
                 raise ChannelError(
@@ -117,29 +237,60 @@ class Release:
                 )
             if pointer.stable == version:
                 raise ChannelError(f"{self.where}: {version} is already the stable version")
-            update: dict[str, Any] = {"canary": Canary(version=version, percent=percent)}
+            # A new canary gets a new nonce: failure markers of any earlier one (or
+            # planted before this one) are filed elsewhere and do not count.
+            nonce = pointer.canary.nonce if pointer.canary else secrets.token_hex(8)
+            update: dict[str, Any] = {"canary": self._canary(version, percent, nonce)}
             if halt_after is not None:
                 update["halt_after"] = halt_after
             if on_halt is not None:
                 update["on_halt"] = on_halt
-            return _validated(pointer.model_copy(update=update), self.where)
+            return pointer.model_copy(update=update)
 
         return self._update(change)
 
     def set_percent(self, percent: float) -> Pointer:
-        def change(pointer: Pointer | None) -> Pointer:
+        def change(pointer: Pointer | None, seq: int) -> Pointer:
             if pointer is None or pointer.canary is None:
                 raise ChannelError(f"{self.where}: no canary in progress (release start)")
-            canary = Canary(version=pointer.canary.version, percent=percent)
+            canary = self._canary(pointer.canary.version, percent, pointer.canary.nonce)
             return pointer.model_copy(update={"canary": canary})
 
         return self._update(change)
 
-    def promote(self, version: int | None = None) -> Pointer:
+    def set_stable(self, version: int, rollback: bool) -> Pointer:
+        """Make ``version`` the stable one; an older one only as a deliberate rollback,
+        which hosts that require signatures accept only from a signed pointer."""
+        self._check_version(version)
+
+        def change(pointer: Pointer | None, seq: int) -> Pointer:
+            pointer = pointer or Pointer()
+            current = pointer.stable
+            if current is not None and version < current and not rollback:
+                raise ChannelError(
+                    f"{self.where}: {version} is older than the stable {current}: add "
+                    "--rollback to move the fleet back deliberately"
+                )
+            if rollback and current is not None and version >= current:
+                raise ChannelError(
+                    f"{self.where}: --rollback: {version} is not older than the stable {current}"
+                )
+            if pointer.canary is not None and pointer.canary.version == version:
+                raise ChannelError(
+                    f"{self.where}: {version} is the canary: `modelsync release promote`"
+                )
+            update: dict[str, Any] = {"stable": version}
+            if rollback:
+                update["rollback_seq"] = seq
+            return pointer.model_copy(update=update)
+
+        return self._update(change, replaces=True)
+
+    def promote(self, version: int | None = None, force: bool = False) -> Pointer:
         if version is not None:
             self._check_version(version)
 
-        def change(pointer: Pointer | None) -> Pointer:
+        def change(pointer: Pointer | None, seq: int) -> Pointer:
             pointer = pointer or Pointer()
             target = version
             if target is None:
@@ -148,39 +299,70 @@ class Release:
                         f"{self.where}: no canary to promote (or name one with --version)"
                     )
                 target = pointer.canary.version
+            canary = pointer.canary
+            if canary is not None and canary.version == target and not force:
+                failed = self.failures(canary)
+                if len(failed) >= pointer.halt_after:
+                    hosts = ", ".join(sorted(failed)[:5]) + (", ..." if len(failed) > 5 else "")
+                    raise ChannelError(
+                        f"{self.where}: canary {target} is HALTED ({len(failed)} hosts failed "
+                        f"it: {hosts}; halt_after {pointer.halt_after}): not promoted; see "
+                        "`modelsync release status`, or promote it anyway with --force"
+                    )
+            if pointer.stable is not None and target < pointer.stable:
+                raise ChannelError(
+                    f"{self.where}: {target} is older than the stable {pointer.stable}: to "
+                    f"move the fleet back, `modelsync release set --stable {target} --rollback`"
+                )
             return pointer.model_copy(update={"stable": target, "canary": None})
 
-        return self._update(change)
+        return self._update(change, replaces=version is not None)
 
     def abort(self) -> Pointer:
-        def change(pointer: Pointer | None) -> Pointer:
+        def change(pointer: Pointer | None, seq: int) -> Pointer:
             if pointer is None or pointer.canary is None:
                 raise ChannelError(f"{self.where}: no canary in progress")
             return pointer.model_copy(update={"canary": None})
 
         return self._update(change)
 
+    def renew(self) -> Pointer:
+        """The same pointer, signed again with a new seq and expiry (run it well within
+        the expiry, e.g. daily from a scheduler)."""
+        if self._signer is None:
+            raise ChannelError(f"{self.where}: renew signs the pointer: give --sign-key")
+
+        def change(pointer: Pointer | None, seq: int) -> Pointer:
+            if pointer is None:
+                raise ChannelError(f"{self.where}: channel pointer does not exist")
+            return pointer
+
+        return self._update(change)
+
     def status(self) -> RolloutStatus:
-        pointer, _ = self.read()
-        if pointer is None:
+        envelope, _ = self.read_envelope()
+        if envelope is None:
             raise ChannelError(f"{self.where}: channel pointer does not exist")
+        pointer = envelope.pointer
+        signed = envelope.payload is not None
         book = ReportBook()
         version = pointer.canary.version if pointer.canary else pointer.stable
         if version is None:
-            return RolloutStatus(pointer, None, None, ())
+            return RolloutStatus(pointer, None, None, (), signed=signed)
         tally = book.tally(self.source, self.model, version, self._cancel)
+        markers = self.failures(pointer.canary) if pointer.canary else {}
         known = {r.identity for r in tally.reports}
         if pointer.stable is not None and pointer.stable != version:
             stable = book.tally(self.source, self.model, pointer.stable, self._cancel)
             known |= {r.identity for r in stable.reports}
-        reported = {r.identity for r in tally.reports}
+        reported = {r.identity for r in tally.reports} | set(markers)
         canary = pointer.canary
         expected = sorted(
             host
             for host in known - reported
             if canary is None or in_cohort(self.model, canary, host)
         )
-        return RolloutStatus(pointer, version, tally, tuple(expected))
+        return RolloutStatus(pointer, version, tally, tuple(expected), markers, signed)
 
 
 def _validated(pointer: Pointer, where: str) -> Pointer:

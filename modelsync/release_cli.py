@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import math
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ import click
 
 from modelsync.cliopts import config_option
 from modelsync.errors import ConfigError
+from modelsync.manifest import MAX_VERSION
 
 if TYPE_CHECKING:
     from modelsync.release import Release, RolloutStatus
@@ -41,17 +44,57 @@ def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return decorated
 
 
+def _signing_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How a changed pointer is signed (modelsync.channel_trust)."""
+    options = [
+        click.option(
+            "--sign-key",
+            "sign_key",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="MODELSYNC_SIGN_KEY",
+            help="Ed25519 private key (PEM, as for `publish --sign-key`): write the pointer "
+            "signed, with a sequence number and an expiry (env MODELSYNC_SIGN_KEY).",
+        ),
+        click.option(
+            "--expires",
+            default="7d",
+            show_default=True,
+            help="How long the signed pointer stays valid (e.g. 12h, 7d): hosts that require "
+            "signatures refuse it after that; renew it with `release renew`.",
+        ),
+    ]
+    decorated: Callable[..., Any] = func
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
+
+
 def _open(
     model: str,
     config_path: Path | None,
     source: str | None,
     source_option: tuple[str, ...],
     channel: str | None,
+    sign_key: Path | None = None,
+    expires: str = "7d",
 ) -> Release:
     from modelsync.config import load_config
     from modelsync.release import Release
     from modelsync.sources import open_source
+    from modelsync.units import parse_duration
 
+    try:
+        expires_in = parse_duration(expires)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires") from None
+    if expires_in <= 0:
+        raise click.BadParameter("must be longer than 0", param_hint="--expires")
+    signer = None
+    if sign_key is not None:
+        from modelsync.signing import load_private_key
+
+        signer = load_private_key(sign_key)
+    trusted = []
     options: dict[str, Any] = {}
     for pair in source_option:
         key, sep, value = pair.partition("=")
@@ -64,10 +107,22 @@ def _open(
         entry = load_config(config_path).model(model)
         source, options = entry.source, {**entry.source_options, **options}
         channel = channel or entry.channel
+        if signer is not None:
+            from modelsync.signing import load_public_key
+
+            trusted = [load_public_key(path) for path in entry.verify.public_keys]
     if channel is None:
         raise ConfigError(f"release: model {model!r} has no `channel`: give --channel NAME")
     who = f"{getpass.getuser()}@{socket.gethostname()}"
-    return Release(open_source(source, options), model, channel, who)
+    return Release(
+        open_source(source, options),
+        model,
+        channel,
+        who,
+        signer=signer,
+        trusted=trusted,
+        expires_in=expires_in,
+    )
 
 
 def _command(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,7 +135,8 @@ def _command(func: Callable[..., Any]) -> Callable[..., Any]:
         channel: str | None,
         **kwargs: Any,
     ) -> Any:
-        release = _open(model, config_path, source, source_option, channel)
+        signing = {k: kwargs.pop(k) for k in ("sign_key", "expires") if k in kwargs}
+        release = _open(model, config_path, source, source_option, channel, **signing)
         try:
             return func(release, **kwargs)
         finally:
@@ -90,17 +146,28 @@ def _command(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _show(release: Release, action: str) -> None:
-    pointer, _ = release.read()
-    assert pointer is not None
+    envelope, _ = release.read_envelope()
+    assert envelope is not None
+    pointer = envelope.pointer
     canary = (
         f"canary {pointer.canary.version} at {pointer.canary.percent:g} %"
         if pointer.canary
         else "no canary"
     )
+    signed = ""
+    if envelope.payload is not None and pointer.expires is not None:
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(pointer.expires, 2**34)))
+        signed = f"; signed, seq {pointer.seq}, expires {expires}"
     click.echo(
         f"{release.model} [{release.channel}]: {action}: stable {pointer.stable or '-'}, "
-        f"{canary} (halt_after {pointer.halt_after}, on_halt {pointer.on_halt})"
+        f"{canary} (halt_after {pointer.halt_after}, on_halt {pointer.on_halt}{signed})"
     )
+
+
+def _finite_percent(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number from 0 to 100")
+    return value
 
 
 @click.group()
@@ -109,16 +176,24 @@ def release() -> None:
 
 
 _percent = click.option(
-    "--percent", type=click.FloatRange(0, 100), required=True, help="Share of hosts (0-100)."
+    "--percent",
+    type=click.FloatRange(0, 100),
+    required=True,
+    callback=_finite_percent,
+    help="Share of hosts (0-100).",
 )
+_VERSION = click.IntRange(1, MAX_VERSION)
 
 
 @release.command()
 @click.argument("model")
-@click.argument("version", type=click.IntRange(min=1))
+@click.argument("version", type=_VERSION)
 @_target_options
+@_signing_options
 @_percent
-@click.option("--halt-after", type=click.IntRange(min=1), help="Failed reports that halt it.")
+@click.option(
+    "--halt-after", type=click.IntRange(1, 1_000_000), help="Failed reports that halt it."
+)
 @click.option("--on-halt", type=click.Choice(["revert", "hold"]), help="Adopters on a halt.")
 @_command
 def start(
@@ -133,10 +208,32 @@ def start(
 @release.command(name="set")
 @click.argument("model")
 @_target_options
-@_percent
+@_signing_options
+@click.option(
+    "--percent",
+    type=click.FloatRange(0, 100),
+    callback=_finite_percent,
+    help="Share of hosts that serve the canary (hosts in stay in).",
+)
+@click.option("--stable", type=_VERSION, help="Make this the stable version.")
+@click.option(
+    "--rollback",
+    is_flag=True,
+    help="--stable is older than the current stable: move the fleet back deliberately "
+    "(hosts that require signatures accept an older stable only so).",
+)
 @_command
-def set_percent(release: Release, percent: float) -> int:
-    """Change the share of hosts that serve the canary (hosts in stay in)."""
+def set_pointer(release: Release, percent: float | None, stable: int | None, rollback: bool) -> int:
+    """Change the canary's share (--percent) or the stable version (--stable)."""
+    if (percent is None) == (stable is None):
+        raise click.UsageError("give --percent or --stable (one of them)")
+    if rollback and stable is None:
+        raise click.UsageError("--rollback goes with --stable")
+    if stable is not None:
+        release.set_stable(stable, rollback)
+        _show(release, "rolled back" if rollback else "stable set")
+        return 0
+    assert percent is not None
     release.set_percent(percent)
     _show(release, "canary share changed")
     return 0
@@ -145,11 +242,20 @@ def set_percent(release: Release, percent: float) -> int:
 @release.command()
 @click.argument("model")
 @_target_options
-@click.option("--version", type=click.IntRange(min=1), help="Make this the stable version.")
+@_signing_options
+@click.option("--version", type=_VERSION, help="Make this the stable version.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Promote the canary even when it is halted (its failure markers reached "
+    "halt_after): every host then serves the version some hosts could not.",
+)
 @_command
-def promote(release: Release, version: int | None) -> int:
-    """The canary (or --version) becomes the stable version on every host."""
-    release.promote(version)
+def promote(release: Release, version: int | None, force: bool) -> int:
+    """The canary (or --version) becomes the stable version on every host.
+
+    A halted canary is refused (exit 1) unless --force."""
+    release.promote(version, force)
     _show(release, "promoted")
     return 0
 
@@ -157,6 +263,19 @@ def promote(release: Release, version: int | None) -> int:
 @release.command()
 @click.argument("model")
 @_target_options
+@_signing_options
+@_command
+def renew(release: Release) -> int:
+    """Sign the unchanged pointer again with a new seq and expiry (needs --sign-key)."""
+    release.renew()
+    _show(release, "renewed")
+    return 0
+
+
+@release.command()
+@click.argument("model")
+@_target_options
+@_signing_options
 @_command
 def abort(release: Release) -> int:
     """Drop the canary: every host serves the stable version again."""
@@ -186,6 +305,19 @@ def _print_reports(rollout: RolloutStatus) -> None:
     if rollout.version is None:
         click.echo("no version named yet")
         return
+    if rollout.halted:
+        pointer = rollout.pointer
+        click.echo(
+            f"HALTED: canary {rollout.version}: {len(rollout.markers)} hosts failed it "
+            f"(rule halt_after {pointer.halt_after}; on_halt {pointer.on_halt}: "
+            + (
+                "its adopters went back to stable"
+                if pointer.on_halt == "revert"
+                else "adopters hold it"
+            )
+            + "); no host adopts it: abort it, or promote --force"
+        )
+        click.echo("  failed: " + ", ".join(sorted(rollout.markers)))
     click.echo(
         f"version {rollout.version}: {len(doc['confirmed'])} confirmed, "
         f"{len(doc['failed'])} rolled back or refused, {len(doc['not_reported'])} not reported"

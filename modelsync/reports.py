@@ -6,18 +6,24 @@ reason) or ``refused`` (the revision failed a check before or after download). T
 reports of a channel's canary are what halts it fleet-wide (modelsync.channel), and
 what ``modelsync release status`` counts.
 
-A failure is also written as ``_reports/<version>/failed/<identity>.json``, so that
-a sidecar counts failures from one listing without reading any report: with 10,000
-hosts and a 500-host cohort, reading every report would be 5 million GETs per
-canary (bench/fleet_sim.py). Anyone who can write under ``_reports/`` can halt a
-canary (the safe direction) but cannot make a host adopt anything. ``release
-status`` reads the reports themselves, bounded: only new or changed ones, each at
-most MAX_REPORT_BYTES, at most MAX_READS_PER_PASS per call.
+A failure is also written as a marker, ``_reports/<version>/failed/<nonce>/<identity>.json``
+(``<nonce>`` is the canary's, from its pointer; ``failed/<identity>.json`` when the
+failed version was no canary with a nonce), so that a sidecar counts failures from one
+listing without reading any report: with 10,000 hosts and a 500-host cohort, reading
+every report would be 5 million GETs per canary (bench/fleet_sim.py). Only the markers
+under the running canary's nonce count, once per identity, and any other key is
+ignored: a marker of an earlier canary of the same version, or one planted before the
+canary started (its nonce is random), never halts it. Anyone who can write under
+``_reports/`` can halt a canary (the safe direction) but cannot make a host adopt
+anything. ``release status`` reads the reports themselves, bounded: only new or
+changed ones, each at most MAX_REPORT_BYTES, at most MAX_READS_PER_PASS per call; and
+the failures from the markers, so that a report rewritten ``confirmed`` hides none.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modelsync.cancel import CancelToken
 from modelsync.manifest import MAX_VERSION
 from modelsync.sources.control import Control, ControlStore, report_prefix
+from modelsync.state import ChannelInfo
 
 __all__ = [
     "FAILED_OUTCOMES",
@@ -38,6 +45,7 @@ __all__ = [
     "Tally",
     "failed_hosts",
     "failure_key",
+    "failure_markers",
     "report_key",
     "write_report",
 ]
@@ -46,17 +54,20 @@ MAX_REPORT_BYTES = 4096
 MAX_READS_PER_PASS = 2000
 Outcome = Literal["confirmed", "rolled_back", "refused"]
 FAILED_OUTCOMES = ("rolled_back", "refused")
+_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class Report(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
 
     identity: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     model: str = Field(max_length=128)
     version: int = Field(ge=1, le=MAX_VERSION)
     outcome: Outcome
     reason: str = Field(default="", max_length=2000)
-    at: float = 0.0
+    at: float = Field(default=0.0, ge=0, le=MAX_VERSION)
+    # The nonce of the canary this report is about ("" when none).
+    canary: str = Field(default="", pattern=r"^([0-9a-f]{16})?$")
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.model_dump(), sort_keys=True) + "\n").encode()
@@ -66,14 +77,45 @@ def report_key(version: int, identity: str) -> str:
     return f"{report_prefix(version)}{identity}.json"
 
 
-def failure_key(version: int, identity: str) -> str:
-    return f"{report_prefix(version)}failed/{identity}.json"
+def failure_key(version: int, identity: str, nonce: str = "") -> str:
+    return f"{_marker_prefix(version, nonce)}{identity}.json"
 
 
-def failed_hosts(listed: Iterable[str], version: int) -> set[str]:
-    """The hosts with a failure marker among the listed keys of ``version``'s reports."""
-    marker = f"{report_prefix(version)}failed/"
-    return {k[len(marker) : -len(".json")] for k in listed if k.startswith(marker)}
+def _marker_prefix(version: int, nonce: str) -> str:
+    return f"{report_prefix(version)}failed/{nonce + '/' if nonce else ''}"
+
+
+def failed_hosts(listed: Iterable[str], version: int, nonce: str = "") -> set[str]:
+    """The hosts with a failure marker of the canary ``nonce`` of ``version`` among the
+    listed keys (each host once; keys that are not such a marker are ignored)."""
+    marker = _marker_prefix(version, nonce)
+    found = set()
+    for key in listed:
+        if key.startswith(marker) and key.endswith(".json"):
+            identity = key[len(marker) : -len(".json")]
+            if _IDENTITY.fullmatch(identity):
+                found.add(identity)
+    return found
+
+
+def failure_markers(
+    source: ControlStore, model: str, version: int, nonce: str, cancel: CancelToken
+) -> dict[str, str]:
+    """The hosts that failed the canary ``nonce`` of ``version`` -> what their marker
+    says (its outcome and reason; "" when it cannot be read). At most
+    MAX_READS_PER_PASS markers are read; the rest count with no reason."""
+    listed = source.list_control(report_prefix(version), cancel)
+    found: dict[str, str] = {}
+    for identity in sorted(failed_hosts(listed, version, nonce)):
+        found[identity] = ""
+        if len(found) > MAX_READS_PER_PASS:
+            continue
+        report = ReportBook._read(
+            source, failure_key(version, identity, nonce), model, version, cancel
+        )
+        if report is not None and report.identity == identity:
+            found[identity] = f"{report.outcome}: {report.reason}"
+    return found
 
 
 @dataclass(frozen=True)
@@ -140,8 +182,10 @@ class ReportBook:
         except (ValidationError, ValueError):
             return None
         # A report counts for the object it is stored as, nothing else.
-        expected = f"{report_prefix(version)}{report.identity}.json"
-        if key != expected or report.version != version or report.model != model:
+        expected = {report_key(version, report.identity)}
+        if report.outcome in FAILED_OUTCOMES:
+            expected.add(failure_key(version, report.identity, report.canary))
+        if key not in expected or report.version != version or report.model != model:
             return None
         return report
 
@@ -154,8 +198,12 @@ def write_report(
     outcome: Outcome,
     reason: str = "",
     wall: Callable[[], float] = time.time,
+    channel: ChannelInfo | None = None,
 ) -> None:
-    """Store this host's report on ``version`` (replacing its earlier one)."""
+    """Store this host's report on ``version`` (replacing its earlier one); a failure
+    also as a marker, under the canary's nonce when ``version`` is the canary the
+    ``channel`` named at this pass."""
+    nonce = channel.nonce if channel is not None and channel.canary == version else ""
     report = Report(
         identity=identity,
         model=model,
@@ -163,7 +211,8 @@ def write_report(
         outcome=outcome,
         reason=reason[:2000],
         at=wall(),
+        canary=nonce,
     )
     source.put_control(report_key(version, identity), report.to_bytes())
     if outcome in FAILED_OUTCOMES:
-        source.put_control(failure_key(version, identity), report.to_bytes())
+        source.put_control(failure_key(version, identity, nonce), report.to_bytes())

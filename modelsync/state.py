@@ -19,7 +19,7 @@ from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes, read_regular
 from modelsync.manifest import MAX_VERSION
 
-__all__ = ["HISTORY_KEEP", "ChannelInfo", "HistoryEvent", "ModelState", "Pending"]
+__all__ = ["HISTORY_KEEP", "ChannelInfo", "ChannelMark", "HistoryEvent", "ModelState", "Pending"]
 
 Phase = Literal["activating", "rolling_back"]
 
@@ -55,6 +55,21 @@ class ChannelInfo:
     target: int | None
     # Canary reports counted as failures (rolled back or refused) at that pass.
     failures: int = 0
+    # The canary's nonce (its failure markers are filed under it) and the pointer's seq.
+    nonce: str = ""
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class ChannelMark:
+    """The newest signed pointer of a channel this host accepted (modelsync.channel_trust):
+    what a replayed older pointer is refused against."""
+
+    seq: int
+    # The newest stable version accepted, and the seq of the pointer that set it: an
+    # older stable is accepted only from a pointer signed as a rollback after that.
+    stable: int | None = None
+    stable_seq: int = 0
 
 
 # Events kept in a model's history (the oldest are dropped).
@@ -97,6 +112,8 @@ class ModelState:
     history: list[HistoryEvent] = field(default_factory=list)
     # Manifest metrics of revisions refused before download (for the status page).
     refused_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    # Channel name -> the newest signed pointer accepted (require_signature only).
+    channel_marks: dict[str, ChannelMark] = field(default_factory=dict)
 
     def record(
         self, at: float, event: Event, version: int, previous: int | None = None, reason: str = ""
@@ -129,6 +146,10 @@ class ModelState:
         # Bounded when read too: a file written by hand (or by an older modelsync) with
         # a long history never makes every later save carry it.
         del state.history[:-HISTORY_KEEP]
+        marks = state.channel_marks.values()
+        numbers = [n for m in marks for n in (m.seq, m.stable, m.stable_seq) if n is not None]
+        if not all(0 <= n <= MAX_VERSION for n in numbers):
+            raise StoreError(f"{path}: malformed state file (channel_marks); move it aside")
         for version in [*state.refused, *state.unknown, state.pinned, *_pending(state)]:
             if version is not None and not 0 < version <= MAX_VERSION:
                 raise StoreError(f"{path}: malformed state file (version {version}); move it aside")

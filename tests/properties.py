@@ -27,6 +27,47 @@ JSON = st.recursive(
     ),
     max_leaves=20,
 )
+MAX_VERSION = 2**63 - 1
+# Values a hostile writer puts in a pointer or a report: numbers no float holds, no
+# int64 holds, NaN and infinities, bools where numbers go, 19-digit versions (a
+# nanosecond timestamp), huge strings, nesting (50,000 deep: raw bytes in the tests).
+HOSTILE_SCALARS = (
+    st.sampled_from(
+        [
+            MAX_VERSION,
+            MAX_VERSION + 1,
+            10**18,
+            10**19 - 1,
+            -1,
+            0,
+            10**400,
+            -(10**400),
+            True,
+            False,
+            None,
+            float("nan"),
+            float("inf"),
+            -float("inf"),
+            1e308,
+            "x" * 100_000,
+            "12",
+            "",
+            "\n\x00",
+        ]
+    )
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=30)
+)
+HOSTILE = st.recursive(
+    HOSTILE_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
 PATH_PARTS = st.sampled_from(
     [
         "a",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelsync.channel import (
     Canary,
@@ -15,6 +18,8 @@ from modelsync.channel import (
     target_of,
 )
 from modelsync.errors import ChannelError
+from modelsync.sources.control import check_control_key
+from tests.properties import HOSTILE
 
 HOSTS = [f"pod-{i:05d}" for i in range(10_000)]
 
@@ -108,3 +113,72 @@ def test_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODELSYNC_IDENTITY")
     host = default_identity()
     assert host and "/" not in host
+
+
+_FIELDS = ["stable", "canary", "halt_after", "on_halt", "updated_by", "updated_at", "seq"]
+_FIELDS += ["expires", "model", "channel", "rollback_seq", "extra"]
+_CANARY = st.fixed_dictionaries(
+    {}, optional={"version": HOSTILE, "percent": HOSTILE, "nonce": HOSTILE, "x": HOSTILE}
+)
+_POINTERS = st.dictionaries(
+    st.sampled_from(_FIELDS), HOSTILE | _CANARY, max_size=6
+) | st.fixed_dictionaries({"stable": HOSTILE, "canary": _CANARY})
+
+
+def _parses_or_one_line(raw: bytes) -> None:
+    try:
+        pointer = Pointer.parse(raw, "p")
+    except ChannelError as exc:
+        message = str(exc)
+        assert message.startswith("p: ") and "\n" not in message and len(message) < 1000
+        return
+    # Accepted: every number is in range and the pointer writes back as it reads.
+    assert pointer.stable is None or 1 <= pointer.stable <= 2**63 - 1
+    if pointer.canary is not None:
+        assert 0 <= pointer.canary.percent <= 100
+    assert Pointer.parse(pointer.to_bytes(), "p") == pointer
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=_POINTERS, signed=st.booleans())
+def test_generated_hostile_pointers_parse_or_fail_in_one_line(
+    doc: dict[str, object], signed: bool
+) -> None:
+    """Generated pointers (bare or in an envelope) with huge ints, NaN, inf, bools, wrong
+    types, 19-digit and MAX_VERSION+1 versions: a Pointer or one ChannelError line."""
+    value: object = {"signed": doc, "signatures": []} if signed else doc
+    _parses_or_one_line(json.dumps(value).encode())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"stable": 1, "canary": {"version": 2, "percent": ' + b"9" * 400 + b"}}",
+        b'{"stable": 1, "canary": {"version": 2, "percent": ' + b"9" * 5000 + b"}}",
+        b'{"stable": 1, "canary": {"version": 2, "percent": -1e400}}',
+        b'{"stable": 1, "updated_at": 1e400}',
+        b'{"stable": 1, "canary": {"version": 2, "percent": Infinity}}',
+        b'{"stable": 1, "canary": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"stable": 9223372036854775808}',
+        b'{"stable": 1, "seq": 9223372036854775808}',
+        b'{"signed": ' + b"[" * 50_000 + b"]" * 50_000 + b', "signatures": []}',
+        b'{"signed": {"stable": 1}, "signatures": [' + b'{"keyid": "a", "sig": "b"},' * 9 + b"1]}",
+        b'{"signed": {"stable": 1}}',
+        b'{"\\n\\u001b[31m": 1}',
+    ],
+)
+def test_hostile_numbers_and_shapes_are_one_line(raw: bytes) -> None:
+    """The values that gave tracebacks (a 400-digit percent) and their relatives."""
+    with pytest.raises(ChannelError):
+        Pointer.parse(raw, "p")
+    _parses_or_one_line(raw)
+
+
+def test_nineteen_digit_versions_are_versions() -> None:
+    """MAX_VERSION (19 digits) is a version; MAX_VERSION + 1 is refused in one line."""
+    pointer = Pointer.parse(b'{"stable": 9223372036854775807}', "p")
+    assert pointer.stable == 2**63 - 1
+    assert check_control_key("_reports/9223372036854775807/failed/pod-a.json")
+    assert check_control_key(f"_reports/{2**63 - 1}/failed/0123456789abcdef/pod-a.json")
+    with pytest.raises(ValueError):
+        check_control_key(f"_reports/{10**19}/a.json")

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.outcome import Outcome, PassResult
-from modelsync.reports import MAX_READS_PER_PASS, Report, ReportBook, failed_hosts, write_report
+from modelsync.reports import (
+    MAX_READS_PER_PASS,
+    Report,
+    ReportBook,
+    failed_hosts,
+    failure_markers,
+    write_report,
+)
 from modelsync.sources import open_source
 from modelsync.sources.control import Control
+from modelsync.state import ChannelInfo
 from modelsync.sync.report import outcomes_of
 from tests.backends import GcsBackend
 from tests.faultproxy import FaultProxy
+from tests.properties import HOSTILE
 
 
 def _report(identity: str, version: int = 5, outcome: str = "confirmed", model: str = "m") -> bytes:
@@ -107,3 +121,73 @@ def test_failures_are_counted_from_the_listing(tmp_path: Path) -> None:
     ]
     assert failed_hosts(listed, 5) == {"b", "c"}
     assert failed_hosts(listed, 6) == set()
+
+
+def test_markers_count_for_their_canary_only(tmp_path: Path) -> None:
+    """Only markers under the canary's nonce count, once per host; a marker of another
+    canary of the version, one without a nonce, and junk keys are ignored."""
+    source = open_source(f"file://{tmp_path}/bucket/m")
+    nonce, other = "0123456789abcdef", "fedcba9876543210"
+    info = ChannelInfo("prod", 4, 5, 10.0, True, False, 5, nonce=nonce)
+    write_report(source, "m", 5, "b", "rolled_back", "oom", channel=info)
+    write_report(source, "m", 5, "b", "refused", "again", channel=info)  # same host
+    write_report(source, "m", 4, "s", "refused", "gate", channel=info)  # not the canary
+    write_report(source, "m", 5, "old", "rolled_back", "oom", channel=replace(info, nonce=other))
+    write_report(source, "m", 5, "planted", "rolled_back", "oom")
+    listed = dict(source.list_control("_reports/5/"))
+    junk = [
+        f"_reports/5/failed/{nonce}/.json",
+        f"_reports/5/failed/{nonce}/x/y.json",
+        f"_reports/5/failed/{nonce}/-bad.json",
+        f"_reports/5/failed/{nonce}/c.txt",
+    ]
+    listed.update(dict.fromkeys(junk, "t"))
+    assert f"_reports/5/failed/{nonce}/b.json" in listed
+    assert "_reports/4/failed/s.json" in source.list_control("_reports/4/")
+    assert failed_hosts(listed, 5, nonce) == {"b"}
+    assert failed_hosts(listed, 5, other) == {"old"}
+    assert failed_hosts(listed, 5) == {"planted"}
+    markers = failure_markers(source, "m", 5, nonce, CancelToken())
+    assert markers == {"b": "refused: again"}
+
+
+_REPORTS = HOSTILE | st.fixed_dictionaries(
+    {"identity": st.just("a") | HOSTILE, "model": st.just("m") | HOSTILE},
+    optional={
+        "version": st.just(5) | HOSTILE,
+        "outcome": st.sampled_from(["confirmed", "refused"]) | HOSTILE,
+        "reason": HOSTILE,
+        "at": HOSTILE,
+        "canary": HOSTILE,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=_REPORTS)
+def test_hostile_reports_are_not_counted(doc: object) -> None:
+    """Any JSON value stored as a report is counted only when it is a valid report of
+    its key; never an exception."""
+    source = _MemoryStore({"_reports/5/a.json": json.dumps(doc).encode()})
+    tally = ReportBook().tally(source, "m", 5, CancelToken())
+    assert len(tally.reports) + tally.ignored == 1
+
+
+class _MemoryStore:
+    url = "mem://m"
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get_control(
+        self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
+    ) -> Control | None:
+        data = self.objects.get(key)
+        return Control(data, "t") if data is not None else None
+
+    def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
+        self.objects[key] = data
+        return "t"
+
+    def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
+        return {k: "t" for k in self.objects if k.startswith(prefix)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -18,7 +19,9 @@ from modelsync.config import ModelConfig
 from modelsync.errors import PublishConflict, RefusedError
 from modelsync.publish import publish
 from modelsync.release import Release
+from modelsync.reports import failed_hosts, failure_markers, write_report
 from modelsync.sources.control import UNCHANGED, Control
+from modelsync.state import ChannelInfo
 from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from tests.backends import Backend, GcsBackend, LocalBackend, NetworkBackend
@@ -91,6 +94,51 @@ def test_list_reports_and_refuse_other_keys(backend: Backend) -> None:
         with pytest.raises(ValueError, match="not a control object key"):
             source.get_control(bad, 100)
     source.close()
+
+
+def test_nineteen_digit_versions_and_nonce_markers(backend: Backend) -> None:
+    """Reports of MAX_VERSION (a nanosecond timestamp) and markers filed under a canary's
+    nonce are written, listed and read back on every store."""
+    source = backend.source()
+    version = 2**63 - 1
+    info = ChannelInfo("prod", 1, version, 5.0, True, False, version, nonce="0123456789abcdef")
+    write_report(source, "ranker", version, "pod-a", "rolled_back", "oom", channel=info)
+    listed = source.list_control(f"_reports/{version}/")
+    assert sorted(listed) == [
+        f"_reports/{version}/failed/0123456789abcdef/pod-a.json",
+        f"_reports/{version}/pod-a.json",
+    ]
+    assert failed_hosts(listed, version, "0123456789abcdef") == {"pod-a"}
+    markers = failure_markers(source, "ranker", version, "0123456789abcdef", CancelToken())
+    assert markers == {"pod-a": "rolled_back: oom"}
+    source.close()
+
+
+def test_file_control_objects_follow_no_link(tmp_path: Path) -> None:
+    """file://: a _reports/<v> (or _reports, or _channels) made a link is never written
+    through, read through or listed through; nothing lands outside the bucket."""
+    root = tmp_path / "bucket" / "ranker"
+    outside = tmp_path / "served" / "ranker" / "1"
+    outside.mkdir(parents=True)
+    (outside / "a.json").write_bytes(b"{}")
+    source = LocalBackend(root).source()
+    source.put_control("_reports/4/a.json", b"{}")
+    (root / "_reports" / "5").symlink_to(outside)
+    with pytest.raises(RefusedError, match=r"_reports/5/h\.json: a link or a file on its path"):
+        source.put_control("_reports/5/h.json", b"{}")
+    with pytest.raises(RefusedError, match="links are not followed"):
+        source.get_control("_reports/5/a.json", 100)
+    assert source.list_control("_reports/5/") == {}
+    with pytest.raises(RefusedError):  # a host's report: a warning in its log
+        write_report(source, "ranker", 5, "h", "rolled_back", "x")
+    (root / "_reports" / "4" / "failed").symlink_to(outside)
+    assert source.list_control("_reports/4/") == {"_reports/4/a.json": ANY}
+    with pytest.raises(RefusedError):
+        source.put_control("_reports/4/failed/h.json", b"{}")
+    (root / "_channels").symlink_to(outside)
+    with pytest.raises(RefusedError):
+        source.put_control(KEY, b"{}")
+    assert sorted(p.name for p in outside.iterdir()) == ["a.json"]
 
 
 def _publish(backend: Backend, root: Path, version: int) -> None:

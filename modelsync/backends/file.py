@@ -180,13 +180,44 @@ class LocalSource:
             ) from exc
 
     # -- control objects (sources/control.py) ---------------------------------------
+    # Every control call walks from the source's root one component at a time, each
+    # opened relative to its parent with O_NOFOLLOW: a ``_reports/<version>`` (or any
+    # other directory on the way) made a link never sends a read or a write out of the
+    # bucket (into the served tree, say). The root itself is the configured path.
+
+    def _control_dir(self, key: str, parts: list[str], create: bool) -> int:
+        """A descriptor of ``<root>/<parts...>`` (created when ``create``);
+        FileNotFoundError when missing, RefusedError when a component is a link."""
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise RefusedError(
+                    f"{self.url}/{key}: a link or a file on its path; links are not followed"
+                ) from None
+            raise
+        return fd
 
     def get_control(
         self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
     ) -> Control | Unchanged | None:
-        path = self.root / check_control_key(key)
+        *dirs, name = check_control_key(key).split("/")
         try:
-            fd = os.open(path, _FILE_FLAGS)
+            dir_fd = self._control_dir(key, dirs, create=False)
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -207,56 +238,93 @@ class LocalSource:
         return Control(data, found)
 
     def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
-        path = self.root / check_control_key(key)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        *dirs, name = check_control_key(key).split("/")
+        tmp = f".{name}.{uuid.uuid4().hex[:8]}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
+            dir_fd = self._control_dir(key, dirs, create=True)
+        except OSError as exc:
+            raise SourceError(f"{self.url}/{key}: cannot write: {exc.strerror}") from exc
+        try:
+            out = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+                dir_fd=dir_fd,
+            )
+            with os.fdopen(out, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             # The compare and the rename happen under one lock per directory, so two
             # writers on this host (or on a filesystem with working flock) cannot both
             # win a match; readers never lock (the rename is atomic).
-            with _locked(path.parent / ".lock"):
+            with _locked(dir_fd):
                 if match is not None:
                     try:
-                        current: str | None = _tag(os.stat(path, follow_symlinks=False))
+                        current: str | None = _tag(
+                            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                        )
                     except FileNotFoundError:
                         current = None
                     if current != (match or None):
                         raise PublishConflict(
                             f"{self.url}/{key}: changed by someone else since it was read"
                         )
-                tmp.replace(path)
-                fsync_dir(path.parent)
-                return _tag(os.stat(path, follow_symlinks=False))
+                os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                os.fsync(dir_fd)
+                return _tag(os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
         except OSError as exc:
             raise SourceError(f"{self.url}/{key}: cannot write: {exc.strerror}") from exc
         finally:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp, dir_fd=dir_fd)
+            os.close(dir_fd)
 
     def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
-        # Like a bucket listing, recursive: reports and their failed/ markers.
+        # Like a bucket listing, recursive: reports and their failed/ markers. A
+        # directory that is a link is not entered: what it holds is not in the bucket.
+        parts = check_control_key(prefix).rstrip("/").split("/")
+        try:
+            top = self._control_dir(prefix, parts, create=False)
+        except (FileNotFoundError, NotADirectoryError, RefusedError):
+            return {}
+        except OSError as exc:
+            raise SourceError(f"{self.url}/{prefix}: cannot list: {exc.strerror}") from exc
         found: dict[str, str] = {}
-        pending = [check_control_key(prefix)]
-        while pending:
-            relative = pending.pop()
-            try:
-                entries = list(os.scandir(self.root / relative))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as exc:
-                raise SourceError(f"{self.url}/{relative}: cannot list: {exc.strerror}") from exc
+        pending = [(prefix, top)]
+        try:
+            while pending:
+                relative, fd = pending.pop()
+                try:
+                    self._list_into(found, pending, relative, fd)
+                finally:
+                    os.close(fd)
+        finally:
+            for _, fd in pending:  # left open when a listing failed
+                os.close(fd)
+        return found
+
+    def _list_into(
+        self, found: dict[str, str], pending: list[tuple[str, int]], relative: str, fd: int
+    ) -> None:
+        """Add the files of directory ``fd`` to ``found`` and its directories to ``pending``."""
+        try:
+            with os.scandir(fd) as listing:
+                entries = list(listing)
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(f"{relative}{entry.name}/")
-                elif entry.is_file(follow_symlinks=False):
-                    found[relative + entry.name] = _tag(entry.stat(follow_symlinks=False))
-        return found
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    try:
+                        inner = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                    except OSError:
+                        continue  # gone, or swapped for a link since the listing
+                    pending.append((f"{relative}{entry.name}/", inner))
+                elif stat.S_ISREG(info.st_mode):
+                    found[relative + entry.name] = _tag(info)
+        except OSError as exc:
+            raise SourceError(f"{self.url}/{relative}: cannot list: {exc.strerror}") from exc
 
     def close(self) -> None:
         return None
@@ -268,8 +336,10 @@ def _tag(info: os.stat_result) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+def _locked(dir_fd: int) -> Iterator[None]:
+    fd = os.open(
+        ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd
+    )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

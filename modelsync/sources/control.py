@@ -6,8 +6,8 @@ two kinds of control object whose names can never be a version:
 - ``_channels/<channel>.json``: a release channel's pointer (modelsync.channel),
   read by every sidecar each interval and written by ``modelsync release``;
 - ``_reports/<version>/<identity>.json``: what one sidecar's server said about one
-  version, and ``_reports/<version>/failed/<identity>.json`` beside it when that was
-  a failure (modelsync.reports).
+  version, and ``_reports/<version>/failed/[<nonce>/]<identity>.json`` beside it when
+  that was a failure (modelsync.reports).
 
 Each backend reads them with a conditional GET (nothing but a "not modified" crosses
 the network when the tag still matches), writes them with the store's conditional
@@ -36,9 +36,12 @@ __all__ = [
 
 # ``_channels/prod.json``, ``_reports/12/host-a.json``: plain names only, so a key
 # never leaves the model's prefix and never looks like a version.
+# A version has up to 19 digits (MAX_VERSION = 2**63 - 1, a nanosecond timestamp);
+# a failure marker may sit under its canary's nonce (modelsync.reports).
 _KEY = re.compile(
     r"^(_channels/[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.json"
-    r"|_reports/[1-9][0-9]{0,17}/((failed/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json)?)$"
+    r"|_reports/[1-9][0-9]{0,18}/"
+    r"((failed/([0-9a-f]{16}/)?)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json)?)$"
 )
 
 

@@ -166,7 +166,14 @@ class Syncer:
 
         result = self._envelope(model, cancel, body)
         if model.report:
-            report_pass(self._source(model), result, refused, self.follower.identity, self._wall)
+            report_pass(
+                self._source(model),
+                result,
+                refused,
+                self.follower.identity,
+                self._wall,
+                result.channel,
+            )
         return result
 
     def _run(self, ctx: PassContext) -> None:

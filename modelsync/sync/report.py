@@ -10,6 +10,7 @@ from modelsync.outcome import Outcome as PassOutcome
 from modelsync.outcome import PassResult
 from modelsync.reports import Outcome, write_report
 from modelsync.sources.control import ControlStore
+from modelsync.state import ChannelInfo
 
 __all__ = ["outcomes_of", "report_pass"]
 
@@ -33,11 +34,14 @@ def report_pass(
     refused: dict[int, str],
     identity: str,
     wall: Callable[[], float],
+    channel: ChannelInfo | None = None,
 ) -> None:
     """Write the reports; a report that cannot be written is logged, never fatal."""
     for version, outcome, reason in outcomes_of(result, refused):
         try:
-            write_report(source, result.model, version, identity, outcome, reason, wall)
+            write_report(
+                source, result.model, version, identity, outcome, reason, wall, channel=channel
+            )
         except Exception as exc:  # the pass's outcome stands; say why
             structlog.get_logger().warning(
                 "could not write the report", model=result.model, version=version, error=str(exc)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.channel import MAX_POINTER_BYTES, Pointer, Target, channel_key, target_of
+from modelsync.channel_trust import trusted_pointer
 from modelsync.errors import ChannelError, RefusedError
 from modelsync.reports import failed_hosts
 from modelsync.retry import RetryPolicy, call_with_retry
@@ -47,7 +49,7 @@ class Follower:
         self._retry = retry
         self.halt = halt or FailedHosts()
         self._lock = threading.Lock()
-        self._pointers: dict[tuple[str, str], tuple[str, Pointer]] = {}
+        self._pointers: dict[tuple[str, str], tuple[str, bytes]] = {}
 
     def view(
         self,
@@ -57,8 +59,9 @@ class Follower:
         active: int | None,
         cancel: CancelToken,
         log: structlog.typing.FilteringBoundLogger,
+        admit: Callable[[bytes, str], Pointer] = Pointer.parse,
     ) -> ChannelView:
-        pointer = self.pointer(channel, source, cancel, log)
+        pointer = self.pointer(channel, source, cancel, log, admit)
         failed: set[str] = set()
         if pointer.canary is not None:
             version = pointer.canary.version
@@ -69,7 +72,7 @@ class Follower:
                 f"{source.url}/{report_prefix(version)}: list",
                 log,
             )
-            failed = failed_hosts(listed, version)
+            failed = failed_hosts(listed, version, pointer.canary.nonce)
         halted = pointer.canary is not None and self.halt.halted(pointer, failed)
         target = target_of(pointer, model, self.identity, active, halted)
         return ChannelView(channel, pointer, target, len(failed))
@@ -80,6 +83,7 @@ class Follower:
         source: ControlStore,
         cancel: CancelToken,
         log: structlog.typing.FilteringBoundLogger,
+        admit: Callable[[bytes, str], Pointer] = Pointer.parse,
     ) -> Pointer:
         key = channel_key(channel)
         where = f"{source.url}/{key}"
@@ -101,10 +105,10 @@ class Follower:
             )
         if not isinstance(got, Control):
             assert known is not None
-            return known[1]
-        pointer = Pointer.parse(got.data, where)
+            return admit(known[1], where)  # checked again: an unchanged pointer expires too
+        pointer = admit(got.data, where)
         with self._lock:
-            self._pointers[(source.url, channel)] = (got.tag, pointer)
+            self._pointers[(source.url, channel)] = (got.tag, got.data)
         return pointer
 
 
@@ -141,8 +145,17 @@ class Follow:
         """The version the channel names for this host, when it should change; records
         what the channel said in the pass's result and the model's state."""
         assert ctx.model.channel is not None
+        marks = dict(ctx.state.channel_marks)
+        admit = functools.partial(
+            trusted_pointer,
+            model=ctx.model.name,
+            channel=ctx.model.channel,
+            verify=ctx.model.verify,
+            state=ctx.state,
+            now=ctx.wall(),
+        )
         view = self._follower.view(
-            ctx.model.name, ctx.model.channel, source, active, ctx.cancel, ctx.log
+            ctx.model.name, ctx.model.channel, source, active, ctx.cancel, ctx.log, admit
         )
         pointer, target = view.pointer, view.target
         info = ChannelInfo(
@@ -154,9 +167,11 @@ class Follow:
             halted=target.halted,
             target=target.version,
             failures=view.failures,
+            nonce=pointer.canary.nonce if pointer.canary else "",
+            seq=pointer.seq,
         )
         ctx.result.channel = info
-        if ctx.state.channel != info:  # saved on change only: an idle pass writes nothing
+        if ctx.state.channel != info or ctx.state.channel_marks != marks:  # saved on change only
             if info.halted and (ctx.state.channel is None or not ctx.state.channel.halted):
                 ctx.log.error(
                     "canary halted: hosts rolled it back",
