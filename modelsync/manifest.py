@@ -148,7 +148,7 @@ class Manifest:
         unknown = sorted(set(doc) - allowed)
         if unknown:
             raise ManifestError(f"{where}: unknown manifest key {unknown[0]!r}")
-        if doc.get("format") != 1:
+        if type(doc.get("format")) is not int or doc.get("format") != 1:  # true == 1 in Python
             raise ManifestError(f"{where}: unsupported manifest format {doc.get('format')!r}")
         model = doc.get("model")
         if not isinstance(model, str) or not model:

@@ -112,6 +112,9 @@ class ModelState:
     history: list[HistoryEvent] = field(default_factory=list)
     # Manifest metrics of revisions refused before download (for the status page).
     refused_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    # sha256 of the manifest each local revision was fetched with, from the bucket:
+    # a retained copy is admitted again only with that manifest (modelsync.sync.admit).
+    manifests: dict[int, str] = field(default_factory=dict)
     # Channel name -> the newest signed pointer accepted (require_signature only).
     channel_marks: dict[str, ChannelMark] = field(default_factory=dict)
 
@@ -160,6 +163,7 @@ class ModelState:
         doc["refused"] = {str(k): v for k, v in sorted(self.refused.items())}
         doc["unknown"] = {str(k): v for k, v in sorted(self.unknown.items())}
         doc["refused_metrics"] = {str(k): v for k, v in sorted(self.refused_metrics.items())}
+        doc["manifests"] = {str(k): v for k, v in sorted(self.manifests.items())}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
@@ -169,7 +173,7 @@ def _with_int_keys(doc: Any) -> Any:
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     doc = {k: v for k, v in doc.items() if k in ModelState.__dataclass_fields__}
-    for key in ("refused", "unknown", "refused_metrics"):
+    for key in ("refused", "unknown", "refused_metrics", "manifests"):
         value = doc.get(key, {})
         if not isinstance(value, dict) or not all(k.isdigit() for k in value):
             raise ValueError(f"{key}: not a map of versions")

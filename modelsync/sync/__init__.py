@@ -37,7 +37,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.store import ModelStore
 from modelsync.sync import activation
-from modelsync.sync.admit import admit
+from modelsync.sync.admit import DOWNLOAD, admit
 from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
 from modelsync.sync.policy import Choice, Policy
@@ -258,7 +258,7 @@ class Syncer:
                 return None
             staged = fetch(ctx, source, candidate, self._progress)
             validate_revision(staged, ctx.model, version, ctx.cancel)
-            return admit(ctx, version, staged, "download")
+            return admit(ctx, version, staged, DOWNLOAD)
         except RefusedError as exc:
             ctx.refuse(version, str(exc), exc.metrics)
             return None

@@ -97,6 +97,10 @@ def _commit(ctx: PassContext, *, confirmed: bool) -> None:
         pending.previous,
     )
     removed = ctx.ms.commit(state, ctx.model.keep, ctx.wall())
+    local = {*ctx.ms.cached_versions(), *ctx.ms.served_versions()}
+    if any(v not in local for v in state.manifests):
+        state.manifests = {v: d for v, d in state.manifests.items() if v in local}
+        ctx.ms.save_state(state)
     # Never claim a confirmation nobody gave: with no confirm method, nobody did.
     asked = prober_for(ctx.model) is not None
     ctx.log.info(

@@ -42,7 +42,10 @@ from modelsync.sync.policy.candidate import (
 )
 from modelsync.verified import VerifiedFiles
 
-__all__ = ["admit", "tree_problems"]
+__all__ = ["DOWNLOAD", "admit", "tree_problems"]
+
+# The road of a tree just fetched from the bucket (its manifest came from there).
+DOWNLOAD = "download"
 
 _CHUNK = 1024 * 1024
 
@@ -74,6 +77,15 @@ def admit(
         digest = hashlib.sha256(raw).hexdigest()
         if journalled and digest != journalled:
             raise RefusedError(f"{where}: is not the revision that was verified (manifest differs)")
+        if road != DOWNLOAD:
+            # A local copy carries the manifest it was fetched with, or it is not that
+            # revision: a manifest rewritten to match rewritten files is consistent,
+            # and only this record (or a signature) tells it from the bucket's.
+            fetched = ctx.state.manifests.get(version)
+            if fetched is None and not journalled:
+                raise RefusedError(f"{where}: no record of this copy being fetched here")
+            if digest != (fetched or journalled):
+                raise RefusedError(f"{where}: manifest is not the one fetched from the bucket")
         signature = _read(tree / SIGNATURE_NAME, MAX_SIGNATURE_BYTES, where)
         check_signature(model, f"{where}: {SIGNATURE_NAME}", raw, signature)
         manifest = check_manifest(model, f"{where}: {MANIFEST_NAME}", version, raw)
@@ -85,6 +97,8 @@ def admit(
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise RefusedError(f"{where}: does not equal its manifest: {problems[0]}{more}")
+    if road == DOWNLOAD:
+        ctx.state.manifests[version] = digest  # saved with the activation's journal
     return Admitted(version, tree, digest, road, ADMISSION_TICKET)
 
 
