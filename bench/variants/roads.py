@@ -14,10 +14,11 @@ import json
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 from bench.variants.core import Ctx
-from bench.variants.world import MANIFEST, SIGNATURE, World, files_for, manifest_for
+from bench.variants.world import MANIFEST, SIGNATURE, Run, World, files_for, manifest_for
 
 __all__ = ["ROADS", "TAMPERS", "roads"]
 
@@ -122,13 +123,33 @@ def _copy(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, symlinks=True, copy_function=shutil.copy2)
 
 
+def _pass(ctx: Ctx, world: World, by_daemon: bool) -> Run:
+    """One pass by the CLI, or two passes' worth of the daemon (then SIGTERM)."""
+    if not by_daemon:
+        return world.sync()
+    daemon = world.daemon(interval="1s")
+    ctx.cleanups.append(daemon.terminate)
+    started = time.monotonic()
+    daemon.wait_up()
+    time.sleep(3)
+    took, code = daemon.terminate()
+    if code is None or took > 5:
+        ctx.fail(f"SIGTERM: daemon {'killed' if code is None else code} after {took:.1f} s")
+    log = (world.root / "daemon.log").read_text(errors="replace")
+    return Run(["run"], code if code is not None else -9, "", log, time.monotonic() - started, False)
+
+
 def roads(ctx: Ctx) -> None:
     rng = ctx.rng
     road = rng.choice(ROADS)
     kind = rng.choice(EXTRAS if road == "target-leftover" else TAMPERS)
     signed = kind in SIGNED_ONLY or rng.random() < 0.4
     channel = road.startswith("channel") or (road != "target-leftover" and rng.random() < 0.3)
-    ctx.describe(f"road={road} tamper={kind} signed={signed} channel={channel}")
+    by_daemon = not road.startswith("rollback") and rng.random() < 0.25
+    ctx.describe(
+        f"road={road} tamper={kind} signed={signed} channel={channel} "
+        f"via={'daemon' if by_daemon else 'cli'}"
+    )
     world = ctx.world(channel="prod" if channel else None, signed=signed)
     world.publish(1, files_for(rng, 1))
     if channel:
@@ -163,13 +184,13 @@ def roads(ctx: Ctx) -> None:
         if channel:
             world.pointer({"stable": 3})
         ctx.describe(f"{ctx.trial.input}: bucket's revision 3 at the target, plus: {done}")
-        run = world.sync()
+        run = _pass(ctx, world, by_daemon)
     elif road.endswith("retained"):
         done = tamper(world, retained, kind, ctx)
         ctx.describe(f"{ctx.trial.input}: retained copy of 1: {done}")
         if road == "channel-retained":
             world.pointer({"stable": 1})
-            run = world.sync()
+            run = _pass(ctx, world, by_daemon)
         else:
             run = world.cli("rollback", "ranker", "--to", "1")
     elif road.endswith("leftover"):
@@ -180,7 +201,7 @@ def roads(ctx: Ctx) -> None:
         ctx.describe(f"{ctx.trial.input}: leftover <store>/ranker/1: {done}")
         if road == "channel-leftover":
             world.pointer({"stable": 1})
-            run = world.sync()
+            run = _pass(ctx, world, by_daemon)
         else:
             run = world.cli("rollback", "ranker", "--to", "1")
     else:  # journal: a crash "left" a tampered tree half-activated
@@ -209,7 +230,7 @@ def roads(ctx: Ctx) -> None:
             f"journal digest {'of the tampered manifest' if digest else 'empty'}; "
             f"current {'already swapped' if swapped else 'not swapped'}"
         )
-        run = world.sync()
+        run = _pass(ctx, world, by_daemon)
     if run.hung or run.returncode not in (0, 1) or "Traceback" in run.stderr:
         ctx.fail(f"{' '.join(run.args)}: exit {run.returncode}: {run.tail()}")
     ctx.check(world, road)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -36,6 +37,15 @@ __all__ = ["MODEL", "Endpoints", "World", "files_for", "manifest_for"]
 
 MODEL = "ranker"
 REPO = Path(__file__).resolve().parents[2]
+
+
+# Children may not take the machine down with them: a read of /dev/zero that nothing
+# bounds would otherwise grow until the kernel's OOM killer picks a victim.
+MEMORY_LIMIT = 3 << 30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def files_for(rng: random.Random, version: int) -> dict[str, bytes]:
@@ -215,6 +225,7 @@ class World:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_limit_memory,
         )
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -306,6 +317,7 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             start_new_session=True,
+            preexec_fn=_limit_memory,
         )
 
     def get(self, path: str, timeout: float = 2.0) -> tuple[int, float]:
