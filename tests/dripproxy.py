@@ -1,5 +1,5 @@
 """An HTTP proxy (or a stand-alone endpoint) that stalls chosen requests: it drips the
-answer one byte every 1–2 s, drips only the body, or never answers at all.
+answer one byte every 1-2 s, drips only the body, or never answers at all.
 
 The campaign's deadline trials put it in front of a storage API or use it as a
 confirm endpoint: whatever it stalls, a pass must end by its deadline.
@@ -102,7 +102,12 @@ class DripProxy:
         upstream.close()
         lines = [f"HTTP/1.1 {response.status} {response.reason}"]
         for key, value in response.getheaders():
-            if key.lower() not in {"connection", "keep-alive", "transfer-encoding", "content-length"}:
+            if key.lower() not in {
+                "connection",
+                "keep-alive",
+                "transfer-encoding",
+                "content-length",
+            }:
                 lines.append(f"{key}: {value}")
         declared = response.getheader("Content-Length") if handler.command == "HEAD" else None
         lines.append(f"Content-Length: {declared or len(data)}")

@@ -113,11 +113,12 @@ def check_revision(tree: Path, version: int, policy: Policy) -> list[str]:
             problems.append("a manifest file entry is not an object")
             continue
         path, size, sha = entry.get("path"), entry.get("size"), entry.get("sha256")
-        if not isinstance(path, str) or not _is_int(size) or not isinstance(sha, str):
+        if not isinstance(path, str) or not isinstance(sha, str) or not _is_int(size):
             problems.append(f"bad manifest entry {str(entry)[:80]}")
             continue
         if path in listed or path in (MANIFEST, SIGNATURE):
             problems.append(f"path listed twice or reserved: {path!r}")
+        assert isinstance(size, int)
         if size < 0 or not _HEX64.fullmatch(sha):
             problems.append(f"bad size or sha256 for {path!r}")
         listed[path] = (size, sha)
@@ -159,7 +160,7 @@ def refused_versions(state_dir: Path, model: str) -> set[int]:
 
 
 def check_served(
-    store: Path, policy: Policy, refused: set[int] = frozenset()  # type: ignore[assignment]
+    store: Path, policy: Policy, refused: frozenset[int] | set[int] = frozenset()
 ) -> ServedView:
     """Every entry of ``<store>/<model>/`` against admission; ``current`` a relative link
     to one of the version directories. ``refused``: versions that must not be served."""

@@ -1,4 +1,4 @@
-"""Class 3: deadlines. A proxy drips answers (1 byte every 1–2 s) or never answers,
+"""Class 3: deadlines. A proxy drips answers (1 byte every 1-2 s) or never answers,
 in front of a storage API (the listing, the manifest, an object, the channel pointer)
 or as the confirm endpoint; or a state file or a bucket's manifest is a link to
 /dev/zero or a FIFO. The pass (CLI) must end within pass_timeout + slack with the
@@ -43,7 +43,10 @@ def deadlines(ctx: Ctx) -> None:
     timeout = rng.choice([3.0, 4.0, 5.0])
     use_daemon = rng.random() < 0.3
     proxy: DripProxy | None = None
-    kwargs: dict[str, object] = {"pass_timeout": timeout, "channel": "prod" if stage == "channel" else None}
+    kwargs: dict[str, object] = {
+        "pass_timeout": timeout,
+        "channel": "prod" if stage == "channel" else None,
+    }
     if network:
         probe = ctx.world()  # only to learn the backend's port
         proxy = DripProxy(probe.backend.port).start()  # type: ignore[attr-defined]
@@ -60,7 +63,7 @@ def deadlines(ctx: Ctx) -> None:
         }
     if proxy is not None:
         ctx.cleanups.append(proxy.stop)
-    world = ctx.world(**kwargs)  # type: ignore[arg-type]
+    world = ctx.world(**kwargs)
     world.publish(1, files_for(rng, 1))
     if world.channel:
         world.pointer({"stable": 1})
@@ -86,15 +89,21 @@ def deadlines(ctx: Ctx) -> None:
         else:
             path.symlink_to(target)
         what = f"{stage} file replaced by {target}"
-    ctx.describe(f"{what}; pass_timeout {timeout:g} s; {'daemon + SIGTERM' if use_daemon else 'sync'}")
+    ctx.describe(
+        f"{what}; pass_timeout {timeout:g} s; {'daemon + SIGTERM' if use_daemon else 'sync'}"
+    )
     if use_daemon:
         _sigterm(ctx, world, proxy)
     else:
         run = world.sync(timeout=timeout + 60)
         if run.hung:
-            ctx.fail(f"the pass hung: killed after {run.seconds:.0f} s (pass_timeout {timeout:g} s)")
+            ctx.fail(
+                f"the pass hung: killed after {run.seconds:.0f} s (pass_timeout {timeout:g} s)"
+            )
         elif run.seconds > timeout + SLACK:
-            ctx.fail(f"the pass took {run.seconds:.1f} s (pass_timeout {timeout:g} s + {SLACK:g} s)")
+            ctx.fail(
+                f"the pass took {run.seconds:.1f} s (pass_timeout {timeout:g} s + {SLACK:g} s)"
+            )
         if run.returncode not in (0, 1) or "Traceback" in run.stderr:
             ctx.fail(f"sync exit {run.returncode}: {run.tail()}")
     if proxy is not None and not proxy.stalled:

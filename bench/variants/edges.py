@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -147,15 +148,13 @@ def _slowloris(ctx: Ctx) -> None:
         ctx.fail("daemon did not come up")
         return
     socks = daemon.slowloris(count)
-    ctx.cleanups.append(lambda: [s.close() for s in socks])
+    ctx.cleanups += [sock.close for sock in socks]
     slow: list[str] = []
     end = time.monotonic() + 6
     while time.monotonic() < end:
         for sock in socks:
-            try:
+            with contextlib.suppress(OSError):
                 sock.send(b"X")
-            except OSError:
-                pass
         for path in ("/healthz", "/readyz"):
             status, took = daemon.get(path, timeout=3)
             if status == 0 or took > 2:
@@ -165,5 +164,6 @@ def _slowloris(ctx: Ctx) -> None:
         ctx.fail(f"admin port starved by {count} slow clients: {slow[:3]} ({len(slow)} probes)")
     took, code = daemon.terminate()
     if code is None or took > 5:
-        ctx.fail(f"SIGTERM with {count} slow clients: {'killed' if code is None else code} after {took:.1f} s")
+        how = "killed" if code is None else f"exit {code}"
+        ctx.fail(f"SIGTERM with {count} slow clients: {how} after {took:.1f} s")
     ctx.check(world, "slowloris")

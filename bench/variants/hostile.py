@@ -1,6 +1,6 @@
 """Class 2: hostile revisions and channel pointers must be refused, never block.
 
-Each trial generates one hostile newest revision (1–3 mutations of a good manifest:
+Each trial generates one hostile newest revision (1-3 mutations of a good manifest:
 overflowing numbers, NaN, wrong types, odd keys, versions near 2**63-1) or one
 hostile channel pointer, runs a pass, then publishes a good revision and expects it
 served within two passes. A fraction of trials run the daemon instead of the CLI and
@@ -147,7 +147,9 @@ MUTATIONS: dict[str, Callable[[dict[str, Any], random.Random, Raw], str]] = {
 _MAYBE_FINE = {"metric", "keys", "created"}
 
 
-def hostile_manifest(rng: random.Random, files: dict[str, bytes], version: int) -> tuple[bytes, str]:
+def hostile_manifest(
+    rng: random.Random, files: dict[str, bytes], version: int
+) -> tuple[bytes, str]:
     doc = manifest_for(files, version)
     raw: Raw = {}
     kinds = rng.sample(sorted(MUTATIONS), rng.randint(1, 3))
@@ -176,7 +178,10 @@ def _pointer(rng: random.Random, good: int) -> tuple[bytes, str]:
 
 
 POINTERS: dict[str, Callable[[random.Random, int, Raw], dict[str, Any] | bytes]] = {
-    "percent": lambda r, g, raw: {"stable": g, "canary": {"version": g + 1, "percent": _number(r, raw)}},
+    "percent": lambda r, g, raw: {
+        "stable": g,
+        "canary": {"version": g + 1, "percent": _number(r, raw)},
+    },
     "stable": lambda r, g, raw: {"stable": _number(r, raw)},
     "canary-version": lambda r, g, raw: {
         "stable": g,
@@ -203,8 +208,10 @@ def _served_within_two(ctx: Ctx, world: World, version: int, where: str) -> None
         run = world.sync()
         if world.active() == version:
             return
-    ctx.fail(f"{where}: liveness: good revision {version} not served after two passes "
-             f"(active {world.active()}): {run.tail()}")
+    ctx.fail(
+        f"{where}: liveness: good revision {version} not served after two passes "
+        f"(active {world.active()}): {run.tail()}"
+    )
 
 
 def hostile(ctx: Ctx) -> None:

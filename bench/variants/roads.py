@@ -96,11 +96,11 @@ def tamper(world: World, tree: Path, kind: str, ctx: Ctx) -> str:
         (tree / victim).unlink()
         return f"removed listed file {victim}"
     if kind == "forged-manifest":
-        data = b"forged " + (tree / victim).read_bytes()
-        _rewrite(tree / victim, data)
+        forged = b"forged " + (tree / victim).read_bytes()
+        _rewrite(tree / victim, forged)
         for entry in doc["files"]:
             if entry["path"] == victim:
-                entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+                entry["size"], entry["sha256"] = len(forged), hashlib.sha256(forged).hexdigest()
         _rewrite(tree / MANIFEST, json.dumps(doc).encode())
         return f"changed {victim} and forged the manifest to match (old signature kept)"
     if kind == "unsigned":
@@ -136,7 +136,9 @@ def _pass(ctx: Ctx, world: World, by_daemon: bool) -> Run:
     if code is None or took > 5:
         ctx.fail(f"SIGTERM: daemon {'killed' if code is None else code} after {took:.1f} s")
     log = (world.root / "daemon.log").read_text(errors="replace")
-    return Run(["run"], code if code is not None else -9, "", log, time.monotonic() - started, False)
+    return Run(
+        ["run"], code if code is not None else -9, "", log, time.monotonic() - started, False
+    )
 
 
 def roads(ctx: Ctx) -> None:
@@ -163,7 +165,9 @@ def roads(ctx: Ctx) -> None:
         world.publish(2, files_for(rng, 2))
         second = world.sync()
     if world.active() != 2 or not (world.cache_dir / "1").is_dir():
-        ctx.fail(f"setup: expected 2 active and 1 retained; active {world.active()}: {second.tail()}")
+        ctx.fail(
+            f"setup: expected 2 active and 1 retained; active {world.active()}: {second.tail()}"
+        )
         return
     before = world.digest(2)
     retained = world.cache_dir / "1"

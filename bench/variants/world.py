@@ -33,7 +33,18 @@ from tests.backends import AzureBackend, Backend, GcsBackend, LocalBackend, S3Ba
 from tests.helpers import free_port
 from tests.oracle import MANIFEST, SIGNATURE, Policy, check_served, refused_versions
 
-__all__ = ["MODEL", "Endpoints", "World", "files_for", "manifest_for"]
+__all__ = [
+    "MANIFEST",
+    "MODEL",
+    "SIGNATURE",
+    "Daemon",
+    "Endpoints",
+    "Run",
+    "World",
+    "files_for",
+    "manifest_for",
+    "tree_digest",
+]
 
 MODEL = "ranker"
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +60,7 @@ def _limit_memory() -> None:
 
 
 def files_for(rng: random.Random, version: int) -> dict[str, bytes]:
-    """A small revision: 2–4 files, one of them nested, contents unique to ``version``."""
+    """A small revision: 2-4 files, one of them nested, contents unique to ``version``."""
     files = {"saved_model.pb": b"graph-%d-" % version + rng.randbytes(rng.randint(1, 300))}
     for i in range(rng.randint(1, 3)):
         files[f"variables/shard-{i}"] = rng.randbytes(rng.randint(0, 2000))
@@ -324,7 +335,9 @@ class Daemon:
         """(status, seconds) of GET ``path`` on the admin port; status 0: no answer."""
         started = time.monotonic()
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}{path}", timeout=timeout
+            ) as r:
                 return r.status, time.monotonic() - started
         except urllib.error.HTTPError as exc:
             return exc.code, time.monotonic() - started
