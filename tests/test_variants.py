@@ -99,7 +99,7 @@ def test_short_form_covers_every_class_and_backend() -> None:
     """--short plans trials of every class, on all four backends where meaningful."""
     args = type("Args", (), {"cls": None, "backend": None, "trial_seed": None})()
     args.trials, args.long, args.seed = None, False, 7
-    trials = plan(args)  # type: ignore[arg-type]
+    trials = plan(args)
     assert {c for c, _, _ in trials} == set(CLASSES)
     assert {b for c, b, _ in trials if c == "hostile"} == {"file", "gs", "s3", "az"}
     assert len({s for _, _, s in trials}) == len(trials)  # every trial its own seed
