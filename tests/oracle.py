@@ -192,3 +192,28 @@ def check_served(
         if version in refused:
             violations.append(f"{name}: served although refused")
     return ServedView(active, served, violations)
+
+
+def _hook(argv: list[str]) -> int:
+    """``python -m tests.oracle STORE MODEL LOG [PUBKEY]``: a notify command that judges
+    the served tree at the moment the server is told, appending one JSON line to LOG.
+    It always exits 0, so that it never changes what modelsync does."""
+    from cryptography.hazmat.primitives import serialization
+
+    store, model, log = Path(argv[0]), argv[1], Path(argv[2])
+    keys: list[Ed25519PublicKey] = []
+    if len(argv) > 3:
+        key = serialization.load_pem_public_key(Path(argv[3]).read_bytes())
+        assert isinstance(key, Ed25519PublicKey)
+        keys.append(key)
+    view = check_served(store, Policy(model, keys, bool(keys)))
+    line = {"version": os.environ.get("MODELSYNC_VERSION"), "violations": view.violations}
+    with log.open("a") as out:
+        out.write(json.dumps(line) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_hook(sys.argv[1:]))

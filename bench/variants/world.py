@@ -131,6 +131,7 @@ class World:
             )
         )
         self.config = self.root / "modelsync.toml"
+        self.notified = self.root / "notified.jsonl"
         self.write_config()
 
     # -- the publisher's side ---------------------------------------------------
@@ -210,6 +211,12 @@ class World:
                 f'public_keys = ["{self.pubkey}"]',
                 "require_signature = true",
             ]
+        # The server is told through the oracle: what it would load is judged then too,
+        # not only after the command (a pass may serve a tree and move on).
+        hook = [sys.executable, "-m", "tests.oracle", str(self.store), MODEL, str(self.notified)]
+        if self.signed:
+            hook.append(str(self.pubkey))
+        lines += ["[models.notify]", 'method = "exec"', f"command = {json.dumps(hook)}"]
         if self.confirm:
             lines.append("[models.confirm]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in self.confirm.items()]
@@ -271,7 +278,14 @@ class World:
     def check(self) -> list[str]:
         """The oracle's verdict on the served tree now."""
         refused = self.refused | refused_versions(self.state, MODEL)
-        return check_served(self.store, self.policy(), refused).violations
+        problems = check_served(self.store, self.policy(), refused).violations
+        # What the served tree was when the server was told of each activation.
+        if self.notified.exists():
+            for line in self.notified.read_text().splitlines():
+                told = json.loads(line)
+                problems += [f"when told of {told['version']}: {v}" for v in told["violations"]]
+            self.notified.unlink()
+        return problems
 
     def digest(self, version: int) -> str:
         """A digest of what is served as ``version`` (names, kinds, bytes)."""
