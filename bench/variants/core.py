@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import sys
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.variants.world import Endpoints, World
+from bench.variants.world import Endpoints, Run, World
 
 __all__ = ["Ctx", "Generator", "Result", "Trial"]
 
@@ -56,6 +57,17 @@ class Ctx:
 
     def fail(self, what: str) -> None:
         self.problems.append(what[:600])
+
+    def judge_run(self, run: Run) -> None:
+        """A command must end (by itself), exit 0 or 1, and never with a traceback."""
+        said = f"{' '.join(run.args)}: exit {run.returncode} after {run.seconds:.1f} s"
+        if run.hung:
+            self.fail(f"{said}: hung, killed by the harness")
+        elif "Traceback" in run.stderr:
+            raised = re.findall(r"(?:^|\\n|\n)(\w+(?:Error|Exception|Exit)\b[^\n\\]*)", run.stderr)
+            self.fail(f"{said}: traceback: {raised[-1] if raised else run.tail()}")
+        elif run.returncode not in (0, 1):
+            self.fail(f"{said}: {run.tail()}")
 
     def world(self, **kwargs: Any) -> World:
         world = World(

@@ -55,8 +55,7 @@ def _report_link(ctx: Ctx) -> None:
         world.refused.add(1)
     ctx.describe(f"bucket {where} -> {outside}")
     run = world.sync()
-    if run.hung or "Traceback" in run.stderr:
-        ctx.fail(f"sync exit {run.returncode}: {run.tail()}")
+    ctx.judge_run(run)
     after = tree_digest(world.root / "outside")
     if after != before:
         written = sorted(p.name for p in (world.root / "outside").rglob("*"))
@@ -127,8 +126,7 @@ def _partial_link(ctx: Ctx) -> None:
     world.publish(2, files)
     ctx.describe(f"{how}: <state>/partial/ranker/{sha[:12]}… ({name}) is a link outside")
     run = world.sync()
-    if run.hung or "Traceback" in run.stderr:
-        ctx.fail(f"sync exit {run.returncode}: {run.tail()}")
+    ctx.judge_run(run)
     if tree_digest(world.root / "outside") != before:
         ctx.fail(f"{how}: a file outside the state directory was written through the link")
     ctx.check(world, "partial link")

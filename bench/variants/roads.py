@@ -235,8 +235,7 @@ def roads(ctx: Ctx) -> None:
             f"current {'already swapped' if swapped else 'not swapped'}"
         )
         run = _pass(ctx, world, by_daemon)
-    if run.hung or run.returncode not in (0, 1) or "Traceback" in run.stderr:
-        ctx.fail(f"{' '.join(run.args)}: exit {run.returncode}: {run.tail()}")
+    ctx.judge_run(run)
     ctx.check(world, road)
     active = world.active()
     if active == 2 and world.digest(2) != before:
