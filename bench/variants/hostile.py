@@ -125,7 +125,7 @@ def _m_keys(doc: dict[str, Any], rng: random.Random, raw: Raw) -> str:
 
 
 def _m_deep(doc: dict[str, Any], rng: random.Random, raw: Raw) -> str:
-    depth = rng.choice([100, 1000, 100_000])
+    depth = rng.choice([1000, 100_000])
     doc["metadata"] = _raw(raw, "[" * depth + "]" * depth)
     return f"metadata nested {depth} deep"
 
@@ -148,9 +148,11 @@ _MAYBE_FINE = {"metric", "keys", "created"}
 
 
 def hostile_manifest(
-    rng: random.Random, files: dict[str, bytes], version: int
+    rng: random.Random, files: dict[str, bytes], version: int, *, gated: bool = False
 ) -> tuple[bytes, str]:
     doc = manifest_for(files, version)
+    if gated:  # passes the gate unless a mutation says otherwise
+        doc["metrics"] = {"ndcg@10": 0.5}
     raw: Raw = {}
     kinds = rng.sample(sorted(MUTATIONS), rng.randint(1, 3))
     if set(kinds) <= _MAYBE_FINE:
@@ -198,7 +200,11 @@ POINTERS: dict[str, Callable[[random.Random, int, Raw], dict[str, Any] | bytes]]
 
 
 def _good(world: World, rng: random.Random, version: int) -> None:
-    world.publish(version, files_for(rng, version))
+    files = files_for(rng, version)
+    doc = manifest_for(files, version)
+    if world.gate:
+        doc["metrics"] = {"ndcg@10": 0.5}
+    world.publish(version, files, doc=doc)
     if world.channel:
         world.pointer({"stable": version})
 
@@ -218,7 +224,11 @@ def hostile(ctx: Ctx) -> None:
     rng = ctx.rng
     channel = rng.random() < 0.35
     daemon = not channel and rng.random() < 0.2
-    world = ctx.world(channel="prod" if channel else None)
+    # A gate compares the manifest's metrics, max_bytes adds up its sizes: two more
+    # places an overflowing number meets arithmetic.
+    gate = {"ndcg@10": rng.choice([0.0, 0.3])} if rng.random() < 0.5 else None
+    max_bytes = rng.choice([None, 10**6, 2**63 - 1])
+    world = ctx.world(channel="prod" if channel else None, gate=gate, max_bytes=max_bytes)
     if daemon:
         _daemon_trial(ctx, world)
         return
@@ -230,14 +240,14 @@ def hostile(ctx: Ctx) -> None:
     before = world.digest(1)
     if channel:
         raw, said = _pointer(rng, 1)
-        ctx.describe(f"channel pointer {said}")
+        ctx.describe(f"channel pointer {said}; gate {gate}, max_bytes {max_bytes}")
         world.pointer(raw)
         good = 2
     else:
         version = rng.choice([2, 2, 2, 2**63 - 1, 1795444309123456789, 2**31])
         files = files_for(rng, version)
-        raw, said = hostile_manifest(rng, files, version)
-        ctx.describe(f"revision {version}: {said}")
+        raw, said = hostile_manifest(rng, files, version, gated=bool(gate))
+        ctx.describe(f"revision {version}: {said}; gate {gate}, max_bytes {max_bytes}")
         world.refused.add(version)
         for name, data in files.items():
             world.put(f"{version}/{name}", data)
@@ -258,7 +268,7 @@ def _daemon_trial(ctx: Ctx, world: World) -> None:
     revision published next is served by the daemon within two passes."""
     rng = ctx.rng
     files = files_for(rng, 5)
-    raw, said = hostile_manifest(rng, files, 5)
+    raw, said = hostile_manifest(rng, files, 5, gated=bool(world.gate))
     ctx.describe(f"daemon, fresh host, only revision 5: {said}")
     world.refused.add(5)
     for name, data in files.items():
@@ -276,7 +286,13 @@ def _daemon_trial(ctx: Ctx, world: World) -> None:
             ctx.fail(f"/readyz says ready with nothing verified active (active {world.active()})")
             break
         time.sleep(0.3)
-    world.publish(6, files_for(rng, 6))
+    for path in ("/status", "/", "/metrics"):
+        status, took = daemon.get(path, timeout=3)
+        if status != 200 or took > 2:
+            ctx.fail(
+                f"GET {path} after the hostile revision: {status or 'no answer'} in {took:.1f} s"
+            )
+    _good(world, rng, 6)
     deadline = time.monotonic() + 8  # two passes at 1 s, plus the retry backoff
     while time.monotonic() < deadline and world.active() != 6:
         time.sleep(0.3)

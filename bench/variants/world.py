@@ -113,6 +113,8 @@ class World:
     confirm: dict[str, Any] | None = None
     source_endpoint: str | None = None  # a proxy in front of the storage API
     identity: str = "host-a"
+    gate: dict[str, float] | None = None
+    max_bytes: int | None = None
     refused: set[int] = field(default_factory=set)  # versions the trial knows are hostile
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
 
@@ -201,6 +203,11 @@ class World:
             lines.append(f'channel = "{self.channel}"')
         if self.report:
             lines.append("report = true")
+        if self.max_bytes is not None:
+            lines.append(f"max_bytes = {self.max_bytes}")
+        if self.gate:
+            pairs = ", ".join(f"{json.dumps(k)} = {v}" for k, v in self.gate.items())
+            lines.append(f"gate = {{ {pairs} }}")
         options = self.backend.options(self.source_endpoint)
         if options:
             lines.append("[models.source_options]")
