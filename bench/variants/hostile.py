@@ -226,8 +226,10 @@ def hostile(ctx: Ctx) -> None:
     daemon = not channel and rng.random() < 0.2
     # A gate compares the manifest's metrics, max_bytes adds up its sizes: two more
     # places an overflowing number meets arithmetic.
-    gate = {"ndcg@10": rng.choice([0.0, 0.3])} if rng.random() < 0.5 else None
-    max_bytes = rng.choice([None, 10**6, 2**63 - 1])
+    # (drawn from a stream of their own, so that adding them changed no other input)
+    limits = random.Random(ctx.trial.seed ^ 0x5EED)
+    gate = {"ndcg@10": limits.choice([0.0, 0.3])} if limits.random() < 0.5 else None
+    max_bytes = limits.choice([None, 10**6, 2**63 - 1])
     world = ctx.world(channel="prod" if channel else None, gate=gate, max_bytes=max_bytes)
     if daemon:
         _daemon_trial(ctx, world)
