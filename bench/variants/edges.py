@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 
 from bench.variants.core import Ctx
@@ -146,18 +147,36 @@ def _slowloris(ctx: Ctx) -> None:
         ctx.fail("daemon did not come up")
         return
     socks = daemon.slowloris(count)
-    ctx.cleanups += [sock.close for sock in socks]
-    slow: list[str] = []
-    end = time.monotonic() + 6
-    while time.monotonic() < end:
+    # Each client trickles one byte every 0.5-2 s (inside any idle timeout, never done)
+    # and, as a real slowloris does, connects again when the server drops it.
+    every = rng.uniform(0.5, 2.0)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(every):
+            for index, sock in enumerate(socks):
+                try:
+                    sock.send(b"X")
+                except OSError:
+                    sock.close()
+                    with contextlib.suppress(OSError):
+                        socks[index] = daemon.slowloris(1)[0]
         for sock in socks:
-            with contextlib.suppress(OSError):
-                sock.send(b"X")
+            sock.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    ctx.cleanups.append(stop.set)
+    ctx.describe(f"{ctx.trial.input}; a byte every {every:.1f} s")
+    slow: list[str] = []
+    end = time.monotonic() + 8
+    while time.monotonic() < end:
         for path in ("/healthz", "/readyz"):
             status, took = daemon.get(path, timeout=3)
             if status == 0 or took > 2:
                 slow.append(f"{path}: {status or 'no answer'} after {took:.1f} s")
         time.sleep(0.5)
+    stop.set()
     if slow:
         ctx.fail(f"admin port starved by {count} slow clients: {slow[:3]} ({len(slow)} probes)")
     took, code = daemon.terminate()
