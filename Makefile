@@ -44,11 +44,13 @@ unit: $(STAMP) emulators
 test: lint typecheck unit servers-test
 
 # The reliability campaign: kill -9, storage faults, corruption, fuzzing; then invariants.
+# Then the variant campaign (issue 21): generated hostile inputs of every class, on
+# file://, gs, s3 and az, through the CLI and the daemon; both run, either fails the target.
 reliability: $(STAMP)
-	$(BIN)/python -m bench.reliability
+	$(BIN)/python -m bench.reliability; a=$$?; $(BIN)/python -m bench.variants --long; b=$$?; exit $$((a | b))
 
 reliability-short: $(STAMP)
-	$(BIN)/python -m bench.reliability --short
+	$(BIN)/python -m bench.reliability --short; a=$$?; $(BIN)/python -m bench.variants --short; b=$$?; exit $$((a | b))
 
 # The Dockerfile's install steps, run without a Docker engine.
 docker-steps: $(STAMP)

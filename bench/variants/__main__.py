@@ -1,0 +1,5 @@
+import sys
+
+from bench.variants.runner import main
+
+sys.exit(main())

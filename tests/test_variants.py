@@ -1,0 +1,154 @@
+"""The variant campaign's harness (bench/variants): its oracle, its exit status, and a
+small slice of its trials on file://, each replayed from its seed.
+
+Trials marked ``xfail(strict=True)`` break on the code before the issue-21 fixes; when
+a fix lands the trial passes, the strict xfail fails, and its marker is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench.variants.core import Record, Result, Trial
+from bench.variants.runner import CLASSES, main, plan, summary
+from bench.variants.world import Endpoints
+from tests.oracle import MANIFEST, SIGNATURE, Policy, check_served
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def _revision(store: Path, version: int, *, model: str = "ranker", sign: bool = False) -> Path:
+    tree = store / "ranker" / str(version)
+    (tree / "variables").mkdir(parents=True)
+    files = {"saved_model.pb": b"graph", "variables/shard-0": b"weights"}
+    for name, data in files.items():
+        (tree / name).write_bytes(data)
+    doc = {
+        "format": 1,
+        "model": model,
+        "version": version,
+        "created": "2026-11-01T00:00:00Z",
+        "files": [
+            {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+            for p, d in files.items()
+        ],
+    }
+    raw = json.dumps(doc).encode()
+    (tree / MANIFEST).write_bytes(raw)
+    if sign:
+        (tree / SIGNATURE).write_bytes(KEY.sign(raw))
+    os.symlink(str(version), store / "ranker" / "current")
+    return tree
+
+
+def _problems(store: Path, signed: bool = False, refused: frozenset[int] = frozenset()) -> str:
+    policy = Policy("ranker", [KEY.public_key()] if signed else [], signed)
+    return " | ".join(check_served(store, policy, refused).violations)
+
+
+def test_oracle_accepts_an_exact_revision(tmp_path: Path) -> None:
+    """A tree equal to its (signed) manifest, behind current, passes."""
+    _revision(tmp_path, 3, sign=True)
+    assert _problems(tmp_path, signed=True) == ""
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda t: (t / "extra").write_bytes(b"x"), "unlisted file 'extra'"),
+        (lambda t: os.symlink("/etc", t / "link"), "symlink 'link'"),
+        (lambda t: os.mkfifo(t / "variables" / "pipe"), "not a regular file"),
+        (lambda t: (t / "empty").mkdir(), "empty directory 'empty'"),
+        (lambda t: (t / "saved_model.pb").unlink(), "listed file missing"),
+        (lambda t: (t / "saved_model.pb").write_bytes(b"graph!"), "differs from the manifest"),
+        (lambda t: (t / SIGNATURE).unlink(), "unsigned"),
+        (lambda t: (t / SIGNATURE).write_bytes(b"\0" * 64), "does not verify"),
+    ],
+)
+def test_oracle_refuses_what_admission_refuses(tmp_path: Path, damage: object, said: str) -> None:
+    """Each kind of damage to a served tree is named by the oracle."""
+    tree = _revision(tmp_path, 3, sign=True)
+    damage(tree)  # type: ignore[operator]
+    assert said in _problems(tmp_path, signed=True)
+
+
+def test_oracle_checks_model_version_and_refusals(tmp_path: Path) -> None:
+    """Another model's manifest, a refused version and a stray entry are violations."""
+    _revision(tmp_path, 3, model="sandbox")
+    (tmp_path / "ranker" / "notes.txt").write_text("x")
+    said = _problems(tmp_path, refused=frozenset({3}))
+    assert "model 'sandbox'" in said and "served although refused" in said
+    assert "unexpected entry 'notes.txt'" in said
+
+
+def test_exit_status_counts_enforced_failures_only() -> None:
+    """A failed trial fails the run; a failed trial of a pending class does not."""
+    failed = Result(Trial("roads", "file", 1), ["served tree: x"], 0.1, pending=False)
+    pending = Result(Trial("signed", "file", 2), ["moved"], 0.1, pending=True)
+    assert summary(Record([pending]), 0, 1.0) == 0
+    assert summary(Record([pending, failed]), 0, 1.0) == 1
+
+
+def test_short_form_covers_every_class_and_backend() -> None:
+    """--short plans trials of every class, on all four backends where meaningful."""
+    args = type("Args", (), {"cls": None, "backend": None, "trial_seed": None})()
+    args.trials, args.long, args.seed = None, False, 7
+    trials = plan(args)
+    assert {c for c, _, _ in trials} == set(CLASSES)
+    assert {b for c, b, _ in trials if c == "hostile"} == {"file", "gs", "s3", "az"}
+    assert len({s for _, _, s in trials}) == len(trials)  # every trial its own seed
+
+
+def test_one_trial_again_from_its_seed() -> None:
+    """`--trial-seed` replays one trial (a manifest naming another model, its version a
+    string, a duplicate key: refused, then the next revision served); it exits 0."""
+    assert main(["--class", "hostile", "--backend", "file", "--trial-seed", "346174374"]) == 0
+
+
+def _run(cls: str, seed: int, tmp_path: Path) -> list[str]:
+    spec = CLASSES[cls]
+    trial = Trial(cls, "file", seed)
+    return Record().run(trial, spec.generator, tmp_path, Endpoints(), pending=False).problems
+
+
+PASSING = [
+    ("roads", 1946362798),  # a journal pointing at a tree with a FIFO in it: not activated
+    ("edges", 1995636171),  # a .part linked to a directory outside
+]
+# Known to break before the issue-21 fixes (bench/variants, docs/reliability.md).
+BROKEN = [
+    ("roads", 224323076, "rollback --to onto a retained copy with a flipped bit"),
+    ("roads", 1882375140, "a leftover at the target: the bucket's revision plus one file"),
+    ("roads", 1872723634, "a channel back to a retained copy re-signed as another model"),
+    ("roads", 1097, "crash recovery activates a journalled tree with an unlisted file"),
+    ("hostile", 516236466, "a manifest with format true at version 2**63-1 is served"),
+    ("hostile", 13, "a canary percent of -10**400 crashes the pass (OverflowError)"),
+    ("edges", 1927587610, "a finished partial file that links outside is served as a link"),
+    ("edges", 1612050305, "a report written through a _reports/<v>/failed symlink"),
+    ("edges", 2052024645, "a failure marker planted before the canary started halts it"),
+    ("signed", 1907474360, "an unsigned channel pointer is followed (feature pending)"),
+]
+
+
+@pytest.mark.parametrize(("cls", "seed"), PASSING)
+def test_trial_holds(cls: str, seed: int, tmp_path: Path) -> None:
+    """These generated trials keep every invariant on the current code."""
+    assert _run(cls, seed, tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("cls", "seed"),
+    [
+        pytest.param(cls, seed, marks=pytest.mark.xfail(strict=True, reason=f"issue 21: {why}"))
+        for cls, seed, why in BROKEN
+    ],
+)
+def test_trial_broken_before_the_fixes(cls: str, seed: int, tmp_path: Path) -> None:
+    """Each of these trials finds an invariant broken before the issue-21 fixes."""
+    assert _run(cls, seed, tmp_path) == []
