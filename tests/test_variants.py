@@ -1,8 +1,9 @@
 """The variant campaign's harness (bench/variants): its oracle, its exit status, and a
 small slice of its trials on file://, each replayed from its seed.
 
-Trials marked ``xfail(strict=True)`` break on the code before the issue-21 fixes; when
-a fix lands the trial passes, the strict xfail fails, and its marker is removed.
+``FIXED`` are the trials that broke an invariant before the issue-21 fixes (admission,
+the deadline layer, signed pointers, canary-bound markers, link-safe control writes):
+kept as regressions, replayed from their seeds.
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ PASSING = [
     ("roads", 1946362798),  # a journal pointing at a tree with a FIFO in it: not activated
     ("edges", 1995636171),  # a .part linked to a directory outside
 ]
-# Known to break before the issue-21 fixes (bench/variants, docs/reliability.md).
-BROKEN = [
+# Broke before the issue-21 fixes (bench/variants, docs/reliability.md).
+FIXED = [
     ("roads", 224323076, "rollback --to onto a retained copy with a flipped bit"),
     ("roads", 1882375140, "a leftover at the target: the bucket's revision plus one file"),
     ("roads", 1872723634, "a channel back to a retained copy re-signed as another model"),
@@ -132,7 +133,7 @@ BROKEN = [
     ("edges", 1927587610, "a finished partial file that links outside is served as a link"),
     ("edges", 1612050305, "a report written through a _reports/<v>/failed symlink"),
     ("edges", 2052024645, "a failure marker planted before the canary started halts it"),
-    ("signed", 1907474360, "an unsigned channel pointer is followed (feature pending)"),
+    ("signed", 1907474360, "an unsigned channel pointer is followed"),
 ]
 
 
@@ -142,13 +143,9 @@ def test_trial_holds(cls: str, seed: int, tmp_path: Path) -> None:
     assert _run(cls, seed, tmp_path) == []
 
 
-@pytest.mark.parametrize(
-    ("cls", "seed"),
-    [
-        pytest.param(cls, seed, marks=pytest.mark.xfail(strict=True, reason=f"issue 21: {why}"))
-        for cls, seed, why in BROKEN
-    ],
-)
-def test_trial_broken_before_the_fixes(cls: str, seed: int, tmp_path: Path) -> None:
-    """Each of these trials finds an invariant broken before the issue-21 fixes."""
-    assert _run(cls, seed, tmp_path) == []
+@pytest.mark.parametrize(("cls", "seed", "why"), FIXED)
+def test_trial_that_broke_before_the_fixes_holds(
+    cls: str, seed: int, why: str, tmp_path: Path
+) -> None:
+    """Each of these trials found an invariant broken before the issue-21 fixes."""
+    assert _run(cls, seed, tmp_path) == [], why

@@ -52,7 +52,7 @@ CLASSES: dict[str, Class] = {
     "roads": Class(roads, ALL, {"file": 8, "gs": 2, "s3": 2, "az": 2}),
     "hostile": Class(hostile, ALL, {"file": 8, "gs": 3, "s3": 3, "az": 3}),
     "deadlines": Class(deadlines, ALL, {"file": 4, "gs": 3, "s3": 3, "az": 3}),
-    "signed": Class(signed_channels, ("file", "s3"), {"file": 4, "s3": 1}, pending=True),
+    "signed": Class(signed_channels, ("file", "s3"), {"file": 4, "s3": 1}),
     "edges": Class(edges, ("file", "gs"), {"file": 5, "gs": 1}),
 }
 

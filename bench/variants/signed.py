@@ -1,25 +1,24 @@
-"""Class 4 (PENDING: the feature is being built): signed channel state.
+"""Class 4: signed channel state (docs/fleet.md, "Signed pointers").
 
-DESIGN.md: "With signatures required, the pointer is signed and carries a sequence
-number: hosts refuse unsigned pointers and pointers that go back (TUF-style rollback
-and freeze protection)." The format is not settled; these trials assume the obvious
-one, in one place (``signed_pointer``): the pointer carries ``seq`` (an integer that
-only grows) and ``expires`` (Unix time), and ``_channels/<name>.json.sig`` is the
-detached Ed25519 signature of the pointer's bytes, made by a key of
-``verify.public_keys``. Adjust ``signed_pointer`` when the feature lands.
+With signatures required, the pointer is a signed envelope carrying ``seq`` (only
+grows) and ``expires``; hosts refuse unsigned pointers, bad signatures, a seq going
+back, an expired pointer, and a stable moving back without a signed rollback mark.
+``signed_pointer`` writes the documented format (World.envelope), independently of
+modelsync's code.
 
 Each trial establishes a signed pointer (stable 1, then 2), then presents one of:
-an unsigned pointer, one whose seq goes back, an expired one, an old pointer replayed
-(stable moving back), or a pointer with the current seq but other content. The host
-must stay where it is.
+an unsigned pointer, one signed by another key, one whose seq goes back, an expired
+one, an old pointer replayed (stable moving back), or a newer pointer moving stable
+back without the rollback mark. The host must stay where it is.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.variants.core import Ctx
 from bench.variants.world import World, files_for
@@ -29,16 +28,11 @@ __all__ = ["ATTACKS", "signed_channels", "signed_pointer"]
 ATTACKS = ("unsigned", "bad-signature", "seq-back", "expired", "replay", "same-seq-other-content")
 
 
-def signed_pointer(world: World, doc: dict[str, Any], *, sign: bool = True) -> bytes:
-    """Write ``doc`` as the pointer, with its detached signature (or with none)."""
-    raw = json.dumps(doc).encode()
-    sig = f"_channels/{world.channel}.json.sig"
-    if sign:
-        world.put(sig, world.key.sign(raw))
-    elif isinstance(getattr(world.backend, "root", None), Path):
-        (world.backend.root / sig).unlink(missing_ok=True)  # type: ignore[attr-defined]
-    else:
-        world.put(sig, b"")  # the network backends' helpers cannot delete
+def signed_pointer(
+    world: World, doc: dict[str, Any], *, sign: bool = True, key: Any = None
+) -> bytes:
+    """Write ``doc`` as the pointer: a signed envelope (or the bare document)."""
+    raw = world.envelope(doc, key) if sign else json.dumps(doc).encode()
     world.put(f"_channels/{world.channel}.json", raw)
     return raw
 
@@ -50,6 +44,7 @@ def signed_channels(ctx: Ctx) -> None:
     for version in (1, 2, 3):
         world.publish(version, files_for(rng, version))
     now = time.time()
+    now = int(now)
     first = {"stable": 1, "seq": 10, "expires": now + 3600}
     signed_pointer(world, first)
     world.sync()
@@ -58,7 +53,7 @@ def signed_channels(ctx: Ctx) -> None:
     run = world.sync()
     if world.active() != 2:
         ctx.fail(
-            f"baseline: a signed pointer (seq, expires, .sig) to 2 is not followed "
+            f"baseline: a signed pointer (seq, expires) to 2 is not followed "
             f"(active {world.active()}, after the first pointer {baseline}): {run.tail()}"
         )
     held = world.active()
@@ -66,9 +61,8 @@ def signed_channels(ctx: Ctx) -> None:
     if attack == "unsigned":
         signed_pointer(world, {"stable": 3}, sign=False)
     elif attack == "bad-signature":
-        raw = json.dumps({"stable": 3, "seq": 12, "expires": now + 3600}).encode()
-        world.put("_channels/prod.json.sig", world.key.sign(raw + b" "))
-        world.put("_channels/prod.json", raw)
+        stranger = Ed25519PrivateKey.generate()
+        signed_pointer(world, {"stable": 3, "seq": 12, "expires": now + 3600}, key=stranger)
     elif attack == "seq-back":
         signed_pointer(world, {"stable": 3, "seq": rng.choice([1, 9, 10]), "expires": now + 3600})
     elif attack == "expired":

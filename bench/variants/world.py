@@ -8,6 +8,7 @@ while the pass is rewritten underneath it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -117,6 +118,7 @@ class World:
     max_bytes: int | None = None
     refused: set[int] = field(default_factory=set)  # versions the trial knows are hostile
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    _seq: int = 0
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -160,12 +162,41 @@ class World:
         self.put(f"{version}/{MANIFEST}", raw)
         return raw
 
-    def pointer(self, doc: dict[str, Any] | bytes, *, sign: bool = False) -> None:
-        raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    def pointer(self, doc: dict[str, Any] | bytes, *, sign: bool | None = None) -> None:
+        """Write the channel pointer: raw bytes as they are; a document as a signed
+        envelope when the model requires signatures (``sign`` overrides), with a fresh
+        seq, an expiry an hour away and a deliberate-rollback mark, so that a trial
+        about another class can move the channel either way."""
         assert self.channel is not None
-        if sign:
-            self.put(f"_channels/{self.channel}.json.sig", self.key.sign(raw))
+        if isinstance(doc, bytes):
+            raw = doc
+        elif self.signed if sign is None else sign:
+            self._seq = max(self._seq + 1, int(time.time() * 1000))
+            full = {"seq": self._seq, "expires": int(time.time()) + 3600, **doc}
+            full.setdefault("rollback_seq", full["seq"])
+            raw = self.envelope(full)
+        else:
+            raw = json.dumps(doc).encode()
         self.put(f"_channels/{self.channel}.json", raw)
+
+    def envelope(self, doc: dict[str, Any], key: Ed25519PrivateKey | None = None) -> bytes:
+        """``doc`` as modelsync's signed pointer (docs/fleet.md): {"signed", "signatures"},
+        Ed25519 over the canonical JSON of "signed" (sorted keys, no spaces, ASCII),
+        keyid the sha256 of the raw public key. Written here from the documented format,
+        not with modelsync's code, so the campaign judges the format too."""
+        signer = key or self.key
+        signed = {"model": MODEL, "channel": self.channel, **doc}
+        payload = json.dumps(
+            signed, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        ).encode()
+        public = signer.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        signature = {
+            "keyid": hashlib.sha256(public).hexdigest(),
+            "sig": base64.b64encode(signer.sign(payload)).decode(),
+        }
+        return json.dumps({"signed": signed, "signatures": [signature]}).encode()
 
     # -- the host's side ----------------------------------------------------------
 
