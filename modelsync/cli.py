@@ -359,7 +359,12 @@ def sync(config_input: ConfigInput, require: bool) -> int:
         for entry in config.models:
             cancel = CancelToken(deadline=time.monotonic() + config.pass_timeout)
             result = syncer.sync(entry, cancel)
-            failed |= not result.ok
+            if not result.ok:
+                failed = True
+                # One plain line per model that did not get where it should, beside the
+                # log: what a person or an init container's log reader sees last.
+                why = result.error or result.outcome.value
+                click.echo(f"modelsync: model {entry.name}: {why}", err=True)
             if require and result.active is None:
                 click.echo(f"modelsync: model {entry.name} has no active version", err=True)
                 failed = True
@@ -401,6 +406,12 @@ def status(config_input: ConfigInput, as_json: bool) -> int:
             click.echo("  unconfirmed: the server has not confirmed the active revision yet")
         if entry.get("server_reason"):
             click.echo(f"  server    {entry['server_reason']}")
+        waiting = entry.get("waiting")
+        if waiting:
+            click.echo(
+                f"  waiting   {version_label(waiting['version'])} since {waiting['since']}: "
+                f"{waiting['reason']}"
+            )
         for version, count in (entry.get("unknown_outcomes") or {}).items():
             click.echo(f"  no verdict {version}: {count} rollback(s) without the server's verdict")
         for version, reason in (entry.get("refused") or {}).items():

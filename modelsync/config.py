@@ -139,6 +139,9 @@ class ModelConfig(_Strict):
     # (<source>/_reports/<version>/<identity>.json, modelsync.reports).
     channel: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     report: bool = False
+    # A source with no revision at all is an error (a typo'd prefix looks just like
+    # it) unless the model is marked as waiting for its first revision.
+    allow_empty: bool = False
 
     @model_validator(mode="after")
     def _source_options(self) -> ModelConfig:

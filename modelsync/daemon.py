@@ -32,6 +32,7 @@ from modelsync.metrics import Metrics
 from modelsync.progress import LoggedProgress
 from modelsync.schedule import ModelSlot, Scheduler
 from modelsync.sdnotify import Notifier
+from modelsync.servers import notifier_for, prober_for
 from modelsync.sources import SourceFactory, backend_for
 from modelsync.status import collect_status
 from modelsync.sync import Outcome, Syncer
@@ -205,11 +206,16 @@ class Daemon:
                 reasons.append(f"{model.name}: {exc}")
                 continue
             if ms.active_version() is None:
-                reasons.append(f"{model.name}: no active version")
+                why = f" ({state.last_error})" if state.last_error else ""
+                reasons.append(f"{model.name}: no active version{why}")
             elif state.rollback_failed:
                 reasons.append(f"{model.name}: previous version failed to confirm after rollback")
             elif state.server_reason is not None:
                 reasons.append(f"{model.name}: the server does not serve the active version")
+            elif state.waiting is not None:
+                reasons.append(
+                    f"{model.name}: version {state.waiting.version} waits: {state.waiting.reason}"
+                )
         return reasons
 
     def status(self) -> dict[str, Any]:
@@ -276,6 +282,15 @@ class Daemon:
             admin=self.config.admin.listen,
             interval_s=self.config.interval,
         )
+        for model in self.config.models:
+            if notifier_for(model) is None and prober_for(model) is None:
+                # Nothing will be told or asked: say so once, never claim a confirmation.
+                self._log.warning(
+                    "no server is told about new revisions and none confirms them "
+                    "(set server, or [models.notify] / [models.confirm]); the server "
+                    "must watch the directory itself",
+                    model=model.name,
+                )
         failure: str | None = None
         try:
             failure = self._loop()

@@ -9,6 +9,7 @@ ModelsyncError                 base: one clear line; ``retryable`` says whether 
 ├── SourceError                the storage backend failed
 │   ├── TransientSourceError   worth retrying: 429, 5xx, resets, timeouts
 │   ├── NotFoundError          the bucket or object does not exist
+│   ├── EmptySourceError       the source holds no revision at all (a typo'd prefix?)
 │   └── AccessDeniedError      401/403: credentials or permissions
 ├── StoreError                 the local store cannot be written (disk full, damaged layout)
 ├── PublishError               a publish that would overwrite or cannot proceed
@@ -27,6 +28,7 @@ __all__ = [
     "Cancelled",
     "ChannelError",
     "ConfigError",
+    "EmptySourceError",
     "IntegrityError",
     "LoadFailed",
     "LoadUnknown",
@@ -87,6 +89,10 @@ class TransientSourceError(SourceError):
 
 class NotFoundError(SourceError):
     """The bucket or object does not exist."""
+
+
+class EmptySourceError(SourceError):
+    """The source holds no revision at all: a typo'd or empty prefix looks the same."""
 
 
 class AccessDeniedError(SourceError):

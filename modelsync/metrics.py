@@ -88,6 +88,12 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.waiting_version = Gauge(
+            "modelsync_waiting_version",
+            "A newer revision found but not brought in (the server does not answer); 0: none.",
+            ["model"],
+            registry=registry,
+        )
         self.consecutive_failures = Gauge(
             "modelsync_consecutive_failures",
             "Failed passes in a row.",
@@ -151,6 +157,7 @@ class Metrics:
         self.consecutive_failures.labels(model).set(failures)
         self.stale.labels(model).set(1 if stale else 0)
         self.rollback_failed.labels(model).set(1 if rollback_failed else 0)
+        self.waiting_version.labels(model).set(result.waiting or 0)
         if result.outcome is Outcome.ROLLED_BACK:
             self.rollbacks.labels(model).inc()
         if result.ok:
@@ -202,6 +209,7 @@ class Metrics:
             self.consecutive_failures,
             self.stale,
             self.rollback_failed,
+            self.waiting_version,
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(model)

@@ -39,7 +39,16 @@ class PassResult:
     rollback_failed: bool = False
     # The release channel as this pass saw it (models with ``channel`` only).
     channel: ChannelInfo | None = None
+    # A newer revision this pass found but could not bring in (the server does not
+    # answer): a one-shot `sync` that leaves one waiting did not do its job.
+    waiting: int | None = None
+    # What the probe said when the server could not be reached.
+    unreachable: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED) and not self.refused
+        return (
+            self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED)
+            and not self.refused
+            and self.waiting is None
+        )

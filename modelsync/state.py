@@ -19,7 +19,15 @@ from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes, read_regular
 from modelsync.manifest import MAX_VERSION
 
-__all__ = ["HISTORY_KEEP", "ChannelInfo", "ChannelMark", "HistoryEvent", "ModelState", "Pending"]
+__all__ = [
+    "HISTORY_KEEP",
+    "ChannelInfo",
+    "ChannelMark",
+    "HistoryEvent",
+    "ModelState",
+    "Pending",
+    "Waiting",
+]
 
 Phase = Literal["activating", "rolling_back"]
 
@@ -72,6 +80,15 @@ class ChannelMark:
     stable_seq: int = 0
 
 
+@dataclass
+class Waiting:
+    """A newer revision found but not brought in, and why (the server does not answer)."""
+
+    version: int
+    reason: str
+    since: float
+
+
 # Events kept in a model's history (the oldest are dropped).
 HISTORY_KEEP = 100
 # A state file is tens of KiB (the history keeps HISTORY_KEEP events of at most 1000
@@ -115,6 +132,8 @@ class ModelState:
     # sha256 of the manifest each local revision was fetched with, from the bucket:
     # a retained copy is admitted again only with that manifest (modelsync.sync.admit).
     manifests: dict[int, str] = field(default_factory=dict)
+    # A newer revision that waits for the server (None when nothing waits).
+    waiting: Waiting | None = None
     # Channel name -> the newest signed pointer accepted (require_signature only).
     channel_marks: dict[str, ChannelMark] = field(default_factory=dict)
 

@@ -69,6 +69,15 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         confirmed=state.confirmed,
         rollback_failed=state.rollback_failed,
         server_reason=state.server_reason,
+        waiting=(
+            {
+                "version": state.waiting.version,
+                "reason": state.waiting.reason,
+                "since": rfc3339(state.waiting.since),
+            }
+            if state.waiting
+            else None
+        ),
         unknown_outcomes={str(v): n for v, n in sorted(state.unknown.items())},
         channel=dataclasses.asdict(state.channel) if state.channel else None,
         off_channel=_off_channel(model, state, active),

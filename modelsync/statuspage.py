@@ -91,6 +91,15 @@ def _summary(model: dict[str, Any]) -> str:
         pairs.append(("last error", f"{model['last_error']} ({model.get('last_error_at')})"))
     if model.get("server_reason"):
         pairs.append(("the server said", model["server_reason"]))
+    waiting = model.get("waiting")
+    if waiting:
+        pairs.append(
+            (
+                "waiting",
+                f"version {version_label(waiting['version'])} since {waiting['since']}: "
+                f"{waiting['reason']}",
+            )
+        )
     if model.get("download_progress_bytes") is not None:
         pairs.append(("downloading", f"{model['download_progress_bytes'] / 1e6:,.1f} MB in place"))
     channel = model.get("channel")

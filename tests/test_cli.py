@@ -87,9 +87,11 @@ def test_failed_sync_exits_1_and_keeps_store(tmp_path: Path, bucket: Path, store
 
 
 def test_require_fails_without_any_version(tmp_path: Path, bucket: Path, store: Path) -> None:
-    """--require exits 1 when a model has nothing to serve (init containers)."""
+    """--require exits 1 when a model has nothing to serve (init containers); an
+    empty source is an error even without it (a typo'd prefix looks the same)."""
     flags = sidecar_flags(store, bucket)
-    assert run_cli("sync", *flags).returncode == 0
+    plain = run_cli("sync", *flags)
+    assert plain.returncode == 1 and "no revisions there" in plain.stderr
     out = run_cli("sync", "--require", *flags)
     assert out.returncode == 1
     assert "no active version" in out.stderr

@@ -35,6 +35,7 @@ from modelsync.foreign import move_aside
 from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
+from modelsync.state import Waiting
 from modelsync.store import ModelStore
 from modelsync.sync import activation
 from modelsync.sync.admit import DOWNLOAD, admit
@@ -178,8 +179,9 @@ class Syncer:
 
     def _run(self, ctx: PassContext) -> None:
         self._prepare(ctx)
-        if not activation.reconfirm(ctx):
-            return
+        reachable = activation.reconfirm(ctx)
+        if not reachable and ctx.result.unreachable is None:
+            return  # the pass ended in there (a rollback)
         active = ctx.ms.active_version()
         if ctx.state.pinned is not None:
             ctx.log.debug("pinned; not looking for new revisions", pinned=ctx.state.pinned)
@@ -188,6 +190,12 @@ class Syncer:
             return
         source = self._source(ctx.model)
         choice = self._policy(ctx.model).choose(ctx, source, active)
+        if not reachable:
+            self._wait(ctx, choice)
+            return
+        if ctx.state.waiting is not None:
+            ctx.state.waiting = None
+            ctx.ms.save_state(ctx.state)
         if choice is None:
             ctx.settle_unchanged()
             ctx.log.debug("up to date", version=active)
@@ -200,6 +208,31 @@ class Syncer:
                 ctx.settle_unchanged()
                 return
         ctx.result.outcome = activation.activate(ctx, admitted)
+
+    def _wait(self, ctx: PassContext, choice: Choice | None) -> None:
+        """The server does not answer: a newer revision found is not brought in (the
+        active one is kept), but it is said — in the result, the state and the log."""
+        state, since = ctx.state, ctx.wall()
+        if choice is None:
+            if state.waiting is not None:
+                state.waiting = None
+                ctx.ms.save_state(state)
+            return
+        if state.waiting is not None and state.waiting.version == choice.version:
+            since = state.waiting.since
+        reason = f"server unreachable: {ctx.result.unreachable}"
+        if state.waiting != Waiting(choice.version, reason, since):
+            state.waiting = Waiting(choice.version, reason, since)
+            ctx.ms.save_state(state)
+        ctx.result.waiting = choice.version
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+        ctx.result.error = f"version {choice.version} waits: server unreachable since {stamp}"
+        ctx.log.warning(
+            "a newer revision waits for the server",
+            version=choice.version,
+            since=stamp,
+            reason=ctx.result.unreachable,
+        )
 
     def _prepare(self, ctx: PassContext) -> None:
         """Bring the disk in line before anything is chosen: the pointer where the

@@ -252,6 +252,7 @@ def reconfirm(ctx: PassContext) -> bool:
         )
         ctx.result.outcome = Outcome.UNCHANGED
         ctx.result.retry_soon = True
+        ctx.result.unreachable = probe.detail or "unreachable"
         return False
     try:
         if probe.state is ProbeState.LOADING:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 
-from modelsync.errors import RefusedError
+from modelsync.errors import EmptySourceError, RefusedError
 from modelsync.retry import call_with_retry
 from modelsync.sources import Source
 from modelsync.sync.context import PassContext
@@ -31,6 +31,11 @@ class Newest:
             f"{source.url}: list",
             ctx.log,
         )
+        if not versions and not ctx.model.allow_empty:
+            raise EmptySourceError(
+                f"{source.url}: no revisions there (no <version>/ under it); check the URL, "
+                "or set allow_empty = true while the first revision is on its way"
+            )
         for version in sorted(versions, reverse=True):
             if active is not None and version <= active:
                 return None
