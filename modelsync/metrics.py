@@ -160,7 +160,7 @@ class Metrics:
         self.waiting_version.labels(model).set(result.waiting or 0)
         if result.outcome is Outcome.ROLLED_BACK:
             self.rollbacks.labels(model).inc()
-        if result.ok:
+        if result.succeeded and not rollback_failed:
             self.last_success.labels(model).set_to_current_time()
         if result.channel is not None:
             self._record_channel(model, result.channel)

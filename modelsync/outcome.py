@@ -46,6 +46,12 @@ class PassResult:
     unreachable: str | None = None
 
     @property
+    def succeeded(self) -> bool:
+        """The pass did its work (a refusal included): what ``last_success_at`` and its
+        metric record, alike."""
+        return self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED) and self.waiting is None
+
+    @property
     def ok(self) -> bool:
         return (
             self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED)

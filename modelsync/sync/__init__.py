@@ -30,7 +30,14 @@ from modelsync.admitted import Admitted
 from modelsync.cancel import CancelToken
 from modelsync.channel import default_identity
 from modelsync.config import ModelConfig
-from modelsync.errors import Cancelled, ModelsyncError, RefusedError, ReloadError, StoreError
+from modelsync.errors import (
+    Cancelled,
+    EmptySourceError,
+    ModelsyncError,
+    RefusedError,
+    ReloadError,
+    StoreError,
+)
 from modelsync.foreign import move_aside
 from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
@@ -134,7 +141,9 @@ class Syncer:
                 raise
         except ModelsyncError as exc:
             result.outcome, result.error = Outcome.FAILED, str(exc)
-            log.error("sync failed", version=result.candidate, error=str(exc))
+            # An empty source may be a typo or a first revision on its way: a warning.
+            level = log.warning if isinstance(exc, EmptySourceError) else log.error
+            level("sync failed", version=result.candidate, error=str(exc))
             if ctx is not None:
                 ctx.record_error(str(exc))
             if not contain:
