@@ -25,6 +25,7 @@ __all__ = [
     "fsync_dir",
     "move_dir",
     "read_regular",
+    "remove_entry",
     "remove_tree",
     "start_writeback",
     "store_error",
@@ -189,6 +190,22 @@ def remove_tree(path: Path, trash: Path) -> None:
             fsync_dir(path.parent)
     except OSError as exc:
         raise store_error("remove", path, exc) from exc
+
+
+def remove_entry(path: Path) -> bool:
+    """Remove ``path`` whatever it is (a directory with what it holds; a link, not what
+    it points at): a hostile entry where modelsync keeps its own files. False when it
+    was already gone."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise store_error("clean", path, exc) from exc
+    return True
 
 
 # Start writing these pages back now, without waiting (sync_file_range(2)).

@@ -19,12 +19,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
 from collections.abc import Collection
 from pathlib import Path
 
-from modelsync.fsutil import store_error
+from modelsync.fsutil import remove_entry, store_error
 from modelsync.sources.journal import RangeJournal
 
 __all__ = ["PartialDownloads"]
@@ -47,7 +46,7 @@ class PartialDownloads:
         part, ranges = self.dir / f"{sha256}.part", self.dir / f"{sha256}.ranges"
         for path in (part, ranges):
             if _exists(path) and not _regular(path):
-                _remove(path)
+                remove_entry(path)
         return part, RangeJournal(ranges)
 
     def finish(self, sha256: str) -> Path:
@@ -92,7 +91,7 @@ class PartialDownloads:
             match = _NAME.match(path.name)
             if match is not None and match[1] in wanted and _regular(path):
                 continue
-            if _remove(path):
+            if remove_entry(path):
                 removed += 1
         return removed
 
@@ -125,18 +124,3 @@ def _regular(path: Path) -> bool:
         return False
     except OSError as exc:
         raise store_error("read", path, exc) from exc
-
-
-def _remove(path: Path) -> bool:
-    """Remove ``path`` whatever it is (a directory with what it holds; a link, not
-    what it points at); False when it was already gone."""
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise store_error("clean", path, exc) from exc
-    return True

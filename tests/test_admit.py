@@ -165,12 +165,9 @@ def test_a_manual_rollback_refuses_a_tampered_copy(tmp_path: Path, kind: str) ->
     assert served_is_exact(store, bucket, "m") == []
 
 
-@pytest.mark.parametrize("kind", TAMPERS)
-def test_a_leftover_at_the_target_is_never_taken_for_the_revision(
-    tmp_path: Path, kind: str
-) -> None:
-    """The bucket's own revision 2 planted at <store>/m/2, then tampered: the pass moves
-    it aside and serves what it fetched and admitted."""
+def _serving_1_with_2_planted(tmp_path: Path) -> tuple[Path, Syncer, Path, ModelConfig]:
+    """Version 1 served; the bucket's version 2 then published and copied, as it is, to
+    <store>/m/2 (a leftover, or the tree a journal names)."""
     bucket, url = _bucket(tmp_path)
     syncer, store = _syncer(tmp_path)
     model = ModelConfig(name="m", source=url)
@@ -178,6 +175,16 @@ def test_a_leftover_at_the_target_is_never_taken_for_the_revision(
     assert syncer.sync(model, CancelToken()).outcome is Outcome.ACTIVATED
     publish(write_tree(tmp_path / "src2", model_files(2)), url, version=2)
     shutil.copytree(bucket / "2", store / "m" / "2")
+    return bucket, syncer, store, model
+
+
+@pytest.mark.parametrize("kind", TAMPERS)
+def test_a_leftover_at_the_target_is_never_taken_for_the_revision(
+    tmp_path: Path, kind: str
+) -> None:
+    """The bucket's own revision 2 planted at <store>/m/2, then tampered: the pass moves
+    it aside and serves what it fetched and admitted."""
+    bucket, syncer, store, model = _serving_1_with_2_planted(tmp_path)
     tamper(store / "m" / "2", kind)
     result = syncer.sync(model, CancelToken())
     assert result.outcome is Outcome.ACTIVATED, result.error
@@ -189,13 +196,7 @@ def test_a_leftover_at_the_target_is_never_taken_for_the_revision(
 def test_crash_recovery_admits_the_journalled_tree_again(tmp_path: Path, kind: str) -> None:
     """A journal whose tree was tampered with after the crash: recovery undoes it, and
     the next choice is fetched and admitted."""
-    bucket, url = _bucket(tmp_path)
-    syncer, store = _syncer(tmp_path)
-    model = ModelConfig(name="m", source=url)
-    shutil.rmtree(bucket / "2")
-    assert syncer.sync(model, CancelToken()).outcome is Outcome.ACTIVATED
-    publish(write_tree(tmp_path / "src2", model_files(2)), url, version=2)
-    shutil.copytree(bucket / "2", store / "m" / "2")
+    bucket, syncer, store, model = _serving_1_with_2_planted(tmp_path)
     import hashlib
 
     digest = hashlib.sha256((bucket / "2" / MANIFEST_NAME).read_bytes()).hexdigest()

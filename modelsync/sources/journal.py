@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from modelsync.errors import StoreError
-from modelsync.fsutil import read_regular, store_error
+from modelsync.fsutil import read_regular, remove_entry, store_error
 
 __all__ = ["RangeJournal", "crc32c", "range_matches"]
 
@@ -57,7 +57,7 @@ class RangeJournal:
         except StoreError:
             # Not a regular file of ours (a link, a FIFO, grown past reason): dropped,
             # and the download starts over, rather than failing every pass.
-            _drop(self.path)
+            remove_entry(self.path)
             lines = []
         if not lines or lines[0] != header:
             self._start(header)
@@ -122,18 +122,3 @@ def range_matches(fd: int, start: int, length: int, crc: int) -> bool:
         value = crc32c(chunk, value)
         offset += len(chunk)
     return value == crc
-
-
-def _drop(path: Path) -> None:
-    """Remove a hostile journal entry (a directory too); never follows a link."""
-    import shutil
-
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise store_error("clean", path, exc) from exc
