@@ -246,7 +246,8 @@ def publish(
     try:
         url, _ = check_source(url, options)  # the backend's own rules, before any upload
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="URL") from exc
+        # A URL of a known form with a bad option: one line, as for the config file.
+        raise ConfigError(str(exc)) from exc
     published = publish_revision(
         src_dir,
         url,

@@ -113,23 +113,31 @@ def test_what_no_handler_catches_does_not_stop_the_model(
     assert daemon.alive()
 
 
-def test_a_pass_stuck_past_its_deadline_fails_healthz(
+def test_a_command_that_ignores_the_pass_deadline_is_stopped_and_healthz_stays_up(
     tmp_path: Path, bucket: Path, procs: list[DaemonProcess]
 ) -> None:
-    """A notify command that ignores the pass deadline (its own timeout is longer) holds
-    the pass: /healthz turns 503 once the pass is pass_timeout past its deadline."""
+    """A notify command whose own timeout is longer than the pass deadline (and that
+    would sleep past both) is stopped at the deadline (modelsync/children.py): the pass
+    ends, the daemon stays healthy, and the command's process is gone."""
     import sys
 
     put_revision(bucket, 1, model_files(1))
+    marker = tmp_path / "still-running"
     config = tmp_path / "c.toml"
     config.write_text(
         f'store = "{tmp_path / "data" / "models"}"\npass_timeout = "2s"\n'
         f'[[models]]\nname = "ranker"\nsource = "file://{bucket}"\n'
         f'[models.notify]\nmethod = "exec"\ntimeout = "60s"\n'
-        f'command = ["{sys.executable}", "-c", "import time; time.sleep(30)"]\n'
+        f'command = ["{sys.executable}", "-c", '
+        f"\"import time, pathlib; time.sleep(8); pathlib.Path('{marker}').touch()\"]\n"
     )
     daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
     procs.append(daemon)
     daemon.wait_http()
+    started = time.monotonic()
+    daemon.wait_for(lambda e: e.get("event") in ("sync cancelled", "sync failed"), 15)
+    assert time.monotonic() - started < 8, "the pass outlived its deadline"
     assert daemon.http("GET", "/healthz")[0] == 200
-    _wait(lambda: daemon.http("GET", "/healthz")[0] == 503, timeout=20)
+    time.sleep(7)
+    assert not marker.exists(), "the command was not stopped at the pass deadline"
+    assert daemon.http("GET", "/healthz")[0] == 200
