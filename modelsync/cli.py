@@ -360,12 +360,10 @@ def sync(config_input: ConfigInput, require: bool) -> int:
         for entry in config.models:
             cancel = CancelToken(deadline=time.monotonic() + config.pass_timeout)
             result = syncer.sync(entry, cancel)
-            if not result.ok:
-                failed = True
-                # One plain line per model that did not get where it should, beside the
-                # log: what a person or an init container's log reader sees last.
-                why = result.error or result.outcome.value
-                click.echo(f"modelsync: model {entry.name}: {why}", err=True)
+            failed |= not result.ok
+            if result.waiting is not None:
+                # Nothing failed, so no error was logged: say why the command exits 1.
+                click.echo(f"modelsync: model {entry.name}: {result.error}", err=True)
             if require and result.active is None:
                 click.echo(f"modelsync: model {entry.name} has no active version", err=True)
                 failed = True

@@ -189,7 +189,7 @@ def admitted(ms: ModelStore, version: int, tree: Path) -> Admitted:
     from modelsync.cancel import CancelToken
     from modelsync.config import ModelConfig
     from modelsync.outcome import Outcome, PassResult
-    from modelsync.sync.admit import admit
+    from modelsync.sync.admit import DOWNLOAD, admit
     from modelsync.sync.context import PassContext
 
     model = ModelConfig(name=ms.name, source="file:///nowhere")
@@ -204,4 +204,4 @@ def admitted(ms: ModelStore, version: int, tree: Path) -> Admitted:
         lambda: 0.0,
         RetryPolicy(),
     )
-    return admit(ctx, version, tree, "test")
+    return admit(ctx, version, tree, DOWNLOAD)  # a tree staged by the test, as fetched
