@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.faultproxy import forwarding_handler
+
 __all__ = ["MODES", "DripProxy", "Stall"]
 
 # drip: status line, headers and body, one byte at a time; body: the headers at once,
@@ -53,20 +55,7 @@ class DripProxy:
         self.seen: list[str] = []
         self.answer = b'{"version": 0}'
         self._stop = threading.Event()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: object) -> None:
-                return None
-
-            def _handle(self) -> None:
-                proxy._serve(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), forwarding_handler(self._serve))
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

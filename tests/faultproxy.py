@@ -22,6 +22,26 @@ KINDS = ("503", "429", "reset", "truncate", "delay")
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
+def forwarding_handler(
+    serve: Callable[[http.server.BaseHTTPRequestHandler], None],
+) -> type[http.server.BaseHTTPRequestHandler]:
+    """A quiet HTTP/1.1 request handler that hands every request, whatever its method,
+    to ``serve`` (the proxies of the test suite decide per request)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_args: object) -> None:
+            return None
+
+        def _handle(self) -> None:
+            serve(self)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+    return Handler
+
+
 @dataclass
 class FaultPlan:
     rate: float = 0.0
@@ -60,20 +80,7 @@ class FaultProxy:
         self.bodies: list[bytes] = []
         self.bytes_out = 0
         self.faults: Counter[str] = Counter()
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_args: object) -> None:
-                return None
-
-            def _handle(self) -> None:
-                proxy._serve(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
-
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), forwarding_handler(self._serve))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

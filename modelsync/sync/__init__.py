@@ -54,6 +54,7 @@ from modelsync.sync.policy.follow import Follow, Follower
 from modelsync.sync.policy.newest import Newest
 from modelsync.sync.report import report_pass
 from modelsync.validate import validate_revision
+from modelsync.verified import VerifiedFiles
 from modelsync.volume import Store
 
 __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
@@ -298,9 +299,10 @@ class Syncer:
             if candidate is None:
                 ctx.log.warning("the chosen version has no manifest yet", version=version)
                 return None
-            staged = fetch(ctx, source, candidate, self._progress)
+            verified = VerifiedFiles.load(ctx.ms.verified_path)
+            staged = fetch(ctx, source, candidate, self._progress, verified)
             validate_revision(staged, ctx.model, version, ctx.cancel)
-            return admit(ctx, version, staged, DOWNLOAD)
+            return admit(ctx, version, staged, DOWNLOAD, verified=verified)
         except RefusedError as exc:
             ctx.refuse(version, str(exc), exc.metrics)
             return None

@@ -51,13 +51,20 @@ _CHUNK = 1024 * 1024
 
 
 def admit(
-    ctx: PassContext, version: int, tree: Path, road: str, *, journalled: str | None = None
+    ctx: PassContext,
+    version: int,
+    tree: Path,
+    road: str,
+    *,
+    journalled: str | None = None,
+    verified: VerifiedFiles | None = None,
 ) -> Admitted:
     """Check ``tree`` as revision ``version`` of the pass's model; RefusedError (one
     line naming the tree, the road and the first problem) if it may not be served.
 
     ``journalled``: the manifest digest an interrupted activation recorded; recovery
-    admits that revision and no other.
+    admits that revision and no other. ``verified``: the records a fetch just added to
+    (read once, saved here), else read from the state directory.
     """
     model = ctx.model
     where = f"model {model.name} version {version} ({road}: {tree})"
@@ -89,7 +96,8 @@ def admit(
         signature = _read(tree / SIGNATURE_NAME, MAX_SIGNATURE_BYTES, where)
         check_signature(model, f"{where}: {SIGNATURE_NAME}", raw, signature)
         manifest = check_manifest(model, f"{where}: {MANIFEST_NAME}", version, raw)
-        verified = VerifiedFiles.load(ctx.ms.verified_path)
+        if verified is None:
+            verified = VerifiedFiles.load(ctx.ms.verified_path)
         try:
             problems = tree_problems(tree, manifest, verified, ctx.cancel.check)
         finally:

@@ -35,9 +35,14 @@ _SPACE_MARGIN_RATIO = 0.05
 
 
 def fetch(
-    ctx: PassContext, source: Source, candidate: Candidate, progress: ProgressFactory | None
+    ctx: PassContext,
+    source: Source,
+    candidate: Candidate,
+    progress: ProgressFactory | None,
+    verified: VerifiedFiles,
 ) -> Path:
-    """Download ``candidate`` into a new staging directory and return it."""
+    """Download ``candidate`` into a new staging directory and return it; what was
+    verified on the way in is recorded in ``verified`` (saved by admission)."""
     model, ms, result = ctx.model, ctx.ms, ctx.result
     log = ctx.log.bind(version=candidate.version)
     manifest = candidate.manifest
@@ -75,7 +80,7 @@ def fetch(
     seconds = time.monotonic() - started
     ms.partial.keep_only(())  # every file is linked into the staged tree now
     files = _verified_entries(candidate, result.stats)
-    _record(ms.verified_path, staged, files)
+    _record(verified, staged, files)
     raw = candidate.manifest_bytes
     if raw is None:
         # Record what was fetched, so the revision verifies and shares files later.
@@ -104,18 +109,16 @@ def _verified_entries(candidate: Candidate, stats: TransferStats) -> tuple[FileE
     )
 
 
-def _record(path: Path, staged: Path, files: tuple[FileEntry, ...]) -> None:
+def _record(verified: VerifiedFiles, staged: Path, files: tuple[FileEntry, ...]) -> None:
     """transfer.py verified every staged file on its way in (fetched: hashed as it
     streamed; linked: hashed before linking); record that against each file's
     identity as it now is (linking changed its ctime)."""
-    verified = VerifiedFiles.load(path)
     for entry in files:
         try:
             st = os.lstat(staged / entry.path)
         except OSError as exc:
             raise StoreError(f"cannot stat {staged / entry.path}: {exc.strerror}") from exc
         verified.record(st, entry.sha256)
-    verified.save()
 
 
 def _check_space(staged: Path, needed: int, what: str) -> None:
