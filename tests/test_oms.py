@@ -1,0 +1,272 @@
+"""OpenSSF Model Signing (model.sig): revisions signed by the upstream `model_signing`
+CLI are served, tampered ones refused before any payload byte leaves the bucket
+(counted at the fault proxy), and bundles modelsync makes verify upstream."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from modelsync.errors import RefusedError
+from modelsync.oms import OMS_NAME, verify
+from tests.backends import GcsBackend
+from tests.faultproxy import FaultProxy
+from tests.helpers import model_files, run_cli, snapshot, write_tree
+from tests.pki import ec_key, pki
+
+UPSTREAM = Path(sys.executable).parent / "model_signing"
+MODEL = "ranker"
+
+
+def upstream(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run the reference `model_signing` command in a child process."""
+    return subprocess.run(
+        [str(UPSTREAM), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def signed_tree(root: Path, seed: int, method: list[str | Path], name: str = MODEL) -> Path:
+    """A model directory named ``name`` signed in place by the upstream CLI."""
+    tree = write_tree(root / f"src{seed}" / name, model_files(seed))
+    out = upstream("sign", *method[:1], tree, *method[1:], "--signature", tree / OMS_NAME)
+    assert out.returncode == 0, out.stderr
+    return tree
+
+
+class Keys:
+    """An EC key pair, another one, and a PKI (root -> intermediate -> leaf)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.key, self.pub = ec_key(tmp, "ours")
+        self.other_key, self.other_pub = ec_key(tmp, "theirs")
+        self.pki = pki(tmp / "pki")
+
+    def by_key(self, key: Path | None = None) -> list[str | Path]:
+        return ["key", "--private_key", key or self.key]
+
+    def by_cert(self) -> list[str | Path]:
+        leaf = self.pki.leaf
+        return [
+            "certificate",
+            "--private_key",
+            leaf.key,
+            "--signing_certificate",
+            leaf.cert,
+            "--certificate_chain",
+            self.pki.intermediate.cert,
+        ]
+
+    def verify_toml(self) -> str:
+        return (
+            f'[models.verify]\noms_keys = ["{self.pub}"]\n'
+            f'oms_roots = ["{self.pki.root.cert}"]\nrequire_signature = true\n'
+        )
+
+
+class FileBucket:
+    """A file:// bucket and a config that requires OMS signatures."""
+
+    def __init__(self, tmp: Path, keys: Keys) -> None:
+        self.tmp, self.keys = tmp, keys
+        self.bucket = tmp / "bucket" / MODEL
+        self.store = tmp / "store"
+        self.config = tmp / "modelsync.toml"
+        self.config.write_text(
+            f'store = "{self.store}"\n[[models]]\nname = "{MODEL}"\n'
+            f'source = "file://{self.bucket}"\n' + keys.verify_toml()
+        )
+
+    def put(self, version: int, tree: Path) -> Path:
+        target = self.bucket / str(version)
+        shutil.copytree(tree, target)
+        return target
+
+    def sync(self) -> subprocess.CompletedProcess[str]:
+        return run_cli("sync", "--config", str(self.config))
+
+    def refused(self) -> dict[str, str]:
+        out = run_cli("status", "--json", "--config", str(self.config))
+        reasons: dict[str, str] = json.loads(out.stdout)["models"][0]["refused"]
+        return reasons
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    """Fresh keys and a PKI for one test."""
+    return Keys(tmp_path)
+
+
+@pytest.mark.parametrize("curve", ["p256", "p384", "p521"])
+def test_upstream_key_signed_revision_is_served(tmp_path: Path, keys: Keys, curve: str) -> None:
+    """A revision signed with `model_signing sign key` (each OMS curve) syncs byte for byte."""
+    keys.key, keys.pub = ec_key(tmp_path, f"k{curve}", curve)
+    bucket = FileBucket(tmp_path, keys)
+    tree = signed_tree(tmp_path, 1, keys.by_key())
+    bucket.put(7, tree)
+    out = bucket.sync()
+    assert out.returncode == 0, out.stderr
+    served = bucket.store / MODEL / "7"
+    for name, data in model_files(1).items():
+        assert (served / name).read_bytes() == data
+    assert (served / OMS_NAME).read_bytes() == (tree / OMS_NAME).read_bytes()
+
+
+def test_upstream_certificate_signed_revision_is_served(tmp_path: Path, keys: Keys) -> None:
+    """A revision signed with `model_signing sign certificate` (leaf + intermediate,
+    chained to a configured root) syncs."""
+    bucket = FileBucket(tmp_path, keys)
+    bucket.put(3, signed_tree(tmp_path, 2, keys.by_cert()))
+    out = bucket.sync()
+    assert out.returncode == 0, out.stderr
+    served = bucket.store / MODEL / "3"
+    files = sorted(p.relative_to(served).as_posix() for p in served.rglob("*") if p.is_file())
+    assert files == sorted([*model_files(2), OMS_NAME, "modelsync-manifest.json"])
+    assert "certificate CN=leaf" in out.stderr
+
+
+def test_a_retained_copy_is_verified_again_under_todays_keys(tmp_path: Path, keys: Keys) -> None:
+    """Admission re-verifies model.sig: once its key is removed from the config, a
+    served OMS revision no longer passes a rollback to it."""
+    bucket = FileBucket(tmp_path, keys)
+    for version in (1, 2):
+        bucket.put(version, signed_tree(tmp_path, version, keys.by_key()))
+        assert bucket.sync().returncode == 0
+    bucket.config.write_text(bucket.config.read_text().replace(str(keys.pub), str(keys.other_pub)))
+    out = run_cli("rollback", "--config", str(bucket.config), MODEL, "--to", "1")
+    assert out.returncode == 1
+    assert "oms_keys" in out.stderr
+    assert (bucket.store / MODEL / "2").is_dir()
+
+
+# ---- tampering, measured at the fault proxy in front of the GCS emulator ----
+
+PAYLOAD = tuple(model_files(0))
+
+
+def _tamper(case: str, tmp: Path, keys: Keys) -> dict[str, bytes]:
+    """The objects of version 5 for one attack (names relative to the version)."""
+    method = keys.by_key()
+    if case == "expired certificate":
+        old = pki(tmp / "old", leaf_start=datetime.now(UTC) - timedelta(days=40), leaf_days=10)
+        keys.pki.root.cert.write_bytes(old.root.cert.read_bytes())
+        method = [
+            "certificate",
+            "--private_key",
+            old.leaf.key,
+            "--signing_certificate",
+            old.leaf.cert,
+            "--certificate_chain",
+            old.intermediate.cert,
+        ]
+    elif case == "untrusted certificate":
+        stranger = pki(tmp / "stranger")
+        method = [
+            "certificate",
+            "--private_key",
+            stranger.leaf.key,
+            "--signing_certificate",
+            stranger.leaf.cert,
+            "--certificate_chain",
+            stranger.intermediate.cert,
+        ]
+    elif case == "wrong key":
+        method = keys.by_key(keys.other_key)
+    name = "scorer" if case == "bundle for another model" else MODEL
+    tree = signed_tree(tmp / case.replace(" ", "-"), 5, method, name)
+    files = [p for p in tree.rglob("*") if p.is_file()]
+    objects = {p.relative_to(tree).as_posix(): p.read_bytes() for p in files}
+    if case == "extra file":
+        objects["extra.bin"] = b"not signed"
+    elif case == "missing file":
+        del objects[PAYLOAD[0]]
+    elif case == "flipped byte in model.sig":
+        bundle = json.loads(objects[OMS_NAME])
+        statement = bytearray(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+        statement[statement.index(b'"digest": "') + 11] ^= 1
+        bundle["dsseEnvelope"]["payload"] = base64.b64encode(bytes(statement)).decode()
+        objects[OMS_NAME] = json.dumps(bundle).encode()
+    elif case == "100,000 files":
+        objects[OMS_NAME] = _huge_bundle(tmp, keys, 100_000)
+    return objects
+
+
+def _huge_bundle(tmp: Path, keys: Keys, count: int) -> bytes:
+    """A bundle, properly signed by the configured key, listing ``count`` files."""
+    from modelsync.manifest import FileEntry
+    from modelsync.oms import sign
+
+    entries = [FileEntry(f"shard/{i:06d}.bin", 1, f"{i:064x}") for i in range(count)]
+    return sign(entries, MODEL, keys.key)
+
+
+CASES = {
+    "extra file": "extra.bin: present but not signed",
+    "missing file": "signed but missing",
+    "flipped byte in model.sig": "does not verify under any of verify.oms_keys",
+    "wrong key": "does not verify under any of verify.oms_keys",
+    "expired certificate": "is not valid now",
+    "untrusted certificate": "does not hold under verify.oms_roots",
+    "bundle for another model": "signs model 'scorer', not 'ranker'",
+    "100,000 files": "larger than 16777216 bytes",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tampered_revision_refused_before_any_payload_byte(
+    tmp_path: Path, keys: Keys, gcs_bucket: str, fault_proxy: FaultProxy, case: str
+) -> None:
+    """Each attack on an OMS revision is refused with one line naming it, the store is
+    untouched, and the proxy saw no request for a payload object."""
+    backend = GcsBackend(fault_proxy.url, gcs_bucket, prefix=f"t/{MODEL}")
+    for name, data in _tamper(case, tmp_path, keys).items():
+        backend.put(f"5/{name}", data)
+    store = tmp_path / "store"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{store}"\n[[models]]\nname = "{MODEL}"\nsource = "{backend.url}"\n'
+        + keys.verify_toml()
+    )
+    fault_proxy.reset_counts()
+    out = run_cli("sync", "--config", str(config), env={"STORAGE_EMULATOR_HOST": fault_proxy.url})
+    assert out.returncode == 1, out.stderr
+    refusals = [line for line in out.stderr.splitlines() if '"refused"' in line or "refus" in line]
+    assert refusals and CASES[case] in out.stderr, out.stderr
+    fetched = [path for _method, path in fault_proxy.requests if "alt=media" in path]
+    assert fetched and all(OMS_NAME in path for path in fetched), fetched
+    assert snapshot(store / MODEL) == {}
+
+
+def test_a_flipped_payload_byte_is_refused_and_never_served(tmp_path: Path, keys: Keys) -> None:
+    """A payload file that differs from its signed digest can only be caught as it
+    streams in: the download is refused and nothing reaches the store."""
+    bucket = FileBucket(tmp_path, keys)
+    target = bucket.put(4, signed_tree(tmp_path, 4, keys.by_key()))
+    data = bytearray((target / PAYLOAD[0]).read_bytes())
+    data[len(data) // 2] ^= 1
+    (target / PAYLOAD[0]).write_bytes(bytes(data))
+    out = bucket.sync()
+    assert out.returncode == 1
+    assert "sha256" in bucket.refused()["4"]
+    assert snapshot(bucket.store / MODEL) == {}
+
+
+def test_verify_refuses_keyless_and_malformed_bundles(tmp_path: Path, keys: Keys) -> None:
+    """A Sigstore keyless bundle and bytes that are no bundle are refused in one line."""
+    keyless = {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"certificate": {"rawBytes": "AA=="}, "tlogEntries": []},
+        "dsseEnvelope": {"payload": "", "payloadType": "x", "signatures": []},
+    }
+    with pytest.raises(RefusedError, match="keyless"):
+        verify(json.dumps(keyless).encode(), "m/1/model.sig", keys=[keys.pub])
+    for junk in (b"", b"[1]", b"{", b'{"verificationMaterial": 3}', b"[" * 100_000):
+        with pytest.raises(RefusedError, match=r"^m/1/model.sig: "):
+            verify(junk, "m/1/model.sig", keys=[keys.pub])
