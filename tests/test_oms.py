@@ -270,3 +270,112 @@ def test_verify_refuses_keyless_and_malformed_bundles(tmp_path: Path, keys: Keys
     for junk in (b"", b"[1]", b"{", b'{"verificationMaterial": 3}', b"[" * 100_000):
         with pytest.raises(RefusedError, match=r"^m/1/model.sig: "):
             verify(junk, "m/1/model.sig", keys=[keys.pub])
+
+
+# ---- modelsync as the signer ----
+
+
+@pytest.mark.parametrize("method", ["key", "certificate"])
+def test_modelsync_publish_verifies_upstream_and_syncs(
+    tmp_path: Path, keys: Keys, method: str
+) -> None:
+    """`publish --sign-key EC [--sign-cert --sign-chain]` uploads files and model.sig
+    (no manifest); the upstream `model_signing verify` accepts the revision as it lies
+    in the bucket, and modelsync serves it."""
+    bucket = FileBucket(tmp_path, keys)
+    src = write_tree(tmp_path / "export", model_files(9))
+    leaf = keys.pki.leaf
+    sign = ["--sign-key", str(keys.key)]
+    check: list[str | Path] = ["key", "--public_key", keys.pub]
+    if method == "certificate":
+        sign = ["--sign-key", str(leaf.key), "--sign-cert", str(leaf.cert)]
+        sign += ["--sign-chain", str(keys.pki.intermediate.cert)]
+        check = ["certificate", "--certificate_chain", keys.pki.root.cert]
+    out = run_cli("publish", str(src), f"file://{bucket.bucket}", "--version", "9", *sign)
+    assert out.returncode == 0, out.stderr
+    revision = bucket.bucket / "9"
+    assert sorted(p.name for p in revision.iterdir()) == sorted(
+        {*(n.split("/")[0] for n in model_files(9)), OMS_NAME}
+    )
+    out = upstream("verify", *check[:1], revision, "--signature", revision / OMS_NAME, *check[1:])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Verification succeeded" in out.stdout
+    synced = bucket.sync()
+    assert synced.returncode == 0, synced.stderr
+    assert (bucket.store / MODEL / "9" / PAYLOAD[0]).read_bytes() == model_files(9)[PAYLOAD[0]]
+
+
+def test_upstream_verify_refuses_a_modelsync_bundle_after_tampering(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """The interop is real both ways: a byte changed in a file modelsync signed fails
+    the upstream verifier."""
+    src = write_tree(tmp_path / "export", model_files(3))
+    bucket = tmp_path / "bucket" / MODEL
+    out = run_cli(
+        "publish", str(src), f"file://{bucket}", "--version", "3", "--sign-key", str(keys.key)
+    )
+    assert out.returncode == 0, out.stderr
+    target = bucket / "3" / PAYLOAD[0]
+    target.write_bytes(target.read_bytes() + b"!")
+    out = upstream(
+        "verify",
+        "key",
+        bucket / "3",
+        "--signature",
+        bucket / "3" / OMS_NAME,
+        "--public_key",
+        keys.pub,
+    )
+    assert out.returncode != 0
+    assert "Verification failed" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("kind", ["p256", "p384", "p521"])
+def test_keygen_makes_ec_keys_that_sign_model_sig(tmp_path: Path, kind: str) -> None:
+    """`keygen --type` writes an EC pair (private key 0600) whose bundle verifies upstream."""
+    private, public = tmp_path / "k.pem", tmp_path / "k.pub"
+    out = run_cli("keygen", "--type", kind, str(private), str(public))
+    assert out.returncode == 0, out.stderr
+    assert "verify.oms_keys" in out.stdout
+    assert private.stat().st_mode & 0o777 == 0o600
+    src = write_tree(tmp_path / "export", model_files(1))
+    bucket = tmp_path / "bucket" / MODEL
+    out = run_cli(
+        "publish", str(src), f"file://{bucket}", "--version", "1", "--sign-key", str(private)
+    )
+    assert out.returncode == 0, out.stderr
+    out = upstream(
+        "verify",
+        "key",
+        bucket / "1",
+        "--signature",
+        bucket / "1" / OMS_NAME,
+        "--public_key",
+        public,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_publish_refuses_what_oms_cannot_carry(tmp_path: Path, keys: Keys) -> None:
+    """Metrics with an EC key, a certificate without an EC key, and a certificate that
+    is not the key's: one line, exit 1, nothing uploaded."""
+    src = write_tree(tmp_path / "export", model_files(1))
+    bucket = tmp_path / "bucket" / MODEL
+    ed = tmp_path / "ed.pem"
+    assert run_cli("keygen", str(ed), str(tmp_path / "ed.pub")).returncode == 0
+    cases = {
+        "--metric and --meta cannot": ["--sign-key", str(keys.key), "--metric", "auc=0.9"],
+        "need an EC --sign-key": ["--sign-key", str(ed), "--sign-cert", str(keys.pki.leaf.cert)],
+        "cannot sign in OMS format": [
+            "--sign-key",
+            str(keys.key),
+            "--sign-cert",
+            str(keys.pki.leaf.cert),
+        ],
+    }
+    for expected, args in cases.items():
+        out = run_cli("publish", str(src), f"file://{bucket}", "--version", "1", *args)
+        assert out.returncode == 1, out.stderr
+        assert expected in out.stderr
+        assert not (bucket / "1").exists()
