@@ -92,14 +92,15 @@ def verify(
         material = parsed["verificationMaterial"]
         if not isinstance(material, dict):
             raise TypeError("verificationMaterial is not an object")
+        # Keyless first: its material does not parse as the key and certificate kinds.
+        if "certificate" in material or material.get("tlogEntries"):
+            raise RefusedError(
+                f"{where}: a Sigstore keyless signature; modelsync verifies the key and "
+                "certificate methods only (keyless needs an online trust root)"
+            )
         signature = sign_sigstore_pb.Signature.read(cast(pathlib.Path, _Text(bundle)))
     except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise RefusedError(f"{where}: not a Sigstore bundle ({_short(exc)})") from None
-    if "certificate" in material or material.get("tlogEntries"):
-        raise RefusedError(
-            f"{where}: a Sigstore keyless signature; modelsync verifies the key and "
-            "certificate methods only (keyless needs an online trust root)"
-        )
     if "x509CertificateChain" in material:
         signed, signer = _verify_certificate(signature, where, roots, now or datetime.now(UTC))
     else:

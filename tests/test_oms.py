@@ -450,3 +450,29 @@ def test_upstream_vector_of_one_file_and_a_tampered_vector_are_refused(tmp_path:
     assert "has an empty, '.' or '..' part" in refused["1"]
     assert "sha256" in refused["2"]
     assert not (tmp_path / "store" / MODEL / "1").exists()
+
+
+def test_upstream_keyless_vector_is_refused_as_keyless() -> None:
+    """The v1.1.0 Sigstore keyless vector is refused saying why (no offline trust root)."""
+    with pytest.raises(RefusedError, match="Sigstore keyless signature"):
+        verify(
+            (VECTORS / "v1.1.0-sigstore" / OMS_NAME).read_bytes(),
+            "v1.1.0-sigstore",
+            keys=[VECTORS / "keys" / "signing-key-pub.pem"],
+            roots=[VECTORS / "keys" / "ca-cert.pem"],
+        )
+
+
+def test_oms_subject_with_version_binds_the_version(tmp_path: Path, keys: Keys) -> None:
+    """With oms_subject = "{model}-{version}", a bundle signed as ranker-5 is served as
+    version 5 and refused when copied to version 6 (an old revision re-published)."""
+    bucket = FileBucket(tmp_path, keys)
+    bucket.config.write_text(bucket.config.read_text() + 'oms_subject = "{model}-{version}"\n')
+    tree = signed_tree(tmp_path, 5, keys.by_key(), name=f"{MODEL}-5")
+    bucket.put(5, tree)
+    assert bucket.sync().returncode == 0
+    bucket.put(6, tree)
+    assert bucket.sync().returncode == 1  # refused: the active revision stays
+    assert "signs model 'ranker-5', not 'ranker-6'" in bucket.refused()["6"]
+    assert (bucket.store / MODEL / "5").is_dir()
+    assert not (bucket.store / MODEL / "6").exists()
