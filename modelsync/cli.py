@@ -213,7 +213,19 @@ def cli(log_level: str, log_format: str) -> None:
 @click.option(
     "--sign-key",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Ed25519 private key (PEM): upload a signature of the manifest.",
+    help="Private key (PEM). Ed25519: upload a signature of the manifest; EC "
+    "(P-256/384/521): upload an OpenSSF Model Signing model.sig instead of a manifest.",
+)
+@click.option(
+    "--sign-cert",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With an EC --sign-key: its X.509 certificate (PEM), for the certificate method.",
+)
+@click.option(
+    "--sign-chain",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With --sign-cert: intermediate certificates (PEM) to put in model.sig.",
 )
 @click.option(
     "--source-option",
@@ -229,6 +241,8 @@ def publish(
     metrics: tuple[str, ...],
     meta: tuple[str, ...],
     sign_key: Path | None,
+    sign_cert: Path | None,
+    sign_chain: tuple[Path, ...],
     source_option: tuple[str, ...],
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
@@ -255,6 +269,8 @@ def publish(
         metrics=metric_map,
         metadata=meta_map,
         sign_key=sign_key,
+        sign_cert=sign_cert,
+        sign_chain=sign_chain,
         source_options=options,
         # A bar for a person at a terminal; a line every 10 s in a pipeline's log.
         progress=terminal_progress
@@ -513,13 +529,22 @@ def unpin(model_name: str, config_input: ConfigInput) -> int:
 @cli.command()
 @click.argument("private_key", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("public_key", type=click.Path(path_type=Path, dir_okay=False))
-def keygen(private_key: Path, public_key: Path) -> int:
-    """Write a new Ed25519 key pair (PEM; the private key mode 0600) for signed publishing."""
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["ed25519", "p256", "p384", "p521"]),
+    default="ed25519",
+    show_default=True,
+    help="ed25519 signs modelsync manifests; p256/p384/p521 sign OpenSSF model.sig bundles.",
+)
+def keygen(private_key: Path, public_key: Path, kind: str) -> int:
+    """Write a new key pair (PEM; the private key mode 0600) for signed publishing."""
     from modelsync.signing import generate_keypair
 
-    generate_keypair(private_key, public_key)
+    generate_keypair(private_key, public_key, kind)
     click.echo(f"private key: {private_key} (keep it secret; for `publish --sign-key`)")
-    click.echo(f"public key:  {public_key} (for verify.public_keys)")
+    setting = "verify.public_keys" if kind == "ed25519" else "verify.oms_keys"
+    click.echo(f"public key:  {public_key} (for {setting})")
     return 0
 
 

@@ -73,17 +73,40 @@ class ValidateConfig(_Strict):
 
 
 class VerifyConfig(_Strict):
-    """Authenticity: Ed25519 signatures over the manifest, checked before any download."""
+    """Authenticity, checked before any download: Ed25519 signatures over the manifest,
+    and OpenSSF Model Signing bundles (model.sig, modelsync.oms)."""
 
     # PEM public keys; any one of them may have signed (several during a rotation).
     public_keys: tuple[Path, ...] = ()
     # Refuse revisions without a signature (unsigned ones are otherwise accepted).
     require_signature: bool = False
+    # OMS key method: PEM EC public keys (P-256/384/521), any one of them may have signed.
+    oms_keys: tuple[Path, ...] = ()
+    # OMS certificate method: PEM root certificates the signing chain must lead to.
+    oms_roots: tuple[Path, ...] = ()
+    # The model name the OMS statement must carry; {model} and {version} are filled in,
+    # "" accepts any (the bucket path and the keys alone then bind the revision).
+    oms_subject: str = "{model}"
+
+    @property
+    def oms(self) -> bool:
+        """Whether model.sig bundles are read for this model."""
+        return bool(self.oms_keys or self.oms_roots)
 
     @model_validator(mode="after")
     def _keys_load(self) -> VerifyConfig:
-        if self.require_signature and not self.public_keys:
-            raise ValueError("require_signature needs public_keys")
+        if self.require_signature and not (self.public_keys or self.oms):
+            raise ValueError("require_signature needs public_keys, oms_keys or oms_roots")
+        if self.oms:
+            from modelsync.oms import check_public_key, check_roots
+
+            try:
+                for path in self.oms_keys:
+                    check_public_key(path)
+                for path in self.oms_roots:
+                    check_roots(path)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
         for path in self.public_keys:
             # cryptography costs ~16 ms to import: only configs with keys pay.
             from modelsync.signing import load_public_key
