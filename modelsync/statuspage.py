@@ -174,11 +174,15 @@ def _gates(model: dict[str, Any]) -> str:
     def num(value: float | None) -> str:
         return "-" if value is None else _e(f"{value:g}")
 
+    def result(check: dict[str, Any]) -> str:
+        return (
+            "<td>passed</td>" if check["passed"] else f"<td class='bad'>{_e(check['reason'])}</td>"
+        )
+
     body = "".join(
         f"<tr><td>{_e(c['rule'])}</td><td class='num'>{num(c['candidate'])}</td>"
         f"<td class='num'>{num(c['production'])}</td><td class='num'>{num(c['baseline'])}</td>"
-        f"<td class='{'' if c['passed'] else 'bad'}'>"
-        f"{'passed' if c['passed'] else _e(c['reason'])}</td></tr>"
+        f"{result(c)}</tr>"
         for c in last["checks"]
     )
     return (

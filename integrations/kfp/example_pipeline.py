@@ -19,6 +19,7 @@ It prints the step's outputs as JSON: {"version": ..., "decision": ..., "reason"
 """
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -87,15 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     from kfp import local
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=args.pipeline_root)
-    run = train_and_release(
-        quality=args.quality,
-        source=args.source,
-        channel=args.channel,
-        gates=args.gate,
-        baseline=args.baseline,
-        percent=args.percent,
-        source_options=dict(pair.split("=", 1) for pair in args.source_option),
-    )
+    # The runner prints every step's log on standard output: to standard error with
+    # them, so that standard output is the outputs alone, for the caller to read.
+    with contextlib.redirect_stdout(sys.stderr):
+        run = train_and_release(
+            quality=args.quality,
+            source=args.source,
+            channel=args.channel,
+            gates=args.gate,
+            baseline=args.baseline,
+            percent=args.percent,
+            source_options=dict(pair.split("=", 1) for pair in args.source_option),
+        )
     print(json.dumps({name: run.outputs[name] for name in ("version", "decision", "reason")}))
     return 0
 

@@ -65,14 +65,14 @@ def modelsync_step(
     name = url.rstrip("/").rsplit("/", 1)[-1]
     try:
         release = Release(store, name, channel, f"kfp:{getpass.getuser()}@{socket.gethostname()}")
-        pointer, _ = release.read()
-        if action == "canary" and pointer is not None and pointer.canary is not None:
-            reason = f"{release.where}: canary {pointer.canary.version} is in progress"
-            return outputs(0, "refused", reason + ": promote or abort it first")
         stable = stable_version(store, channel, cancel)
         verdict = judge_against(store, stable, rules, candidate, None, cancel)
         if not verdict.passed:
             return outputs(0, "refused", verdict.reason)
+        pointer, _ = release.read()
+        if action == "canary" and pointer is not None and pointer.canary is not None:
+            reason = f"{release.where}: canary {pointer.canary.version} is in progress"
+            return outputs(0, "refused", reason + ": promote or abort it first")
         version = publish(Path(model.path), url, metrics=candidate, source_options=options)
 
         def gate(current: int | None) -> None:
