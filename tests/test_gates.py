@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from modelsync.gates import GatesConfig, Rule, Sides, evaluate, parse_rules
+from tests.helpers import run_cli
 
 PRODUCTION = Sides(7, {"ndcg@10": 0.42, "diversity": 0.30}, 5, {"ndcg@10": 0.39})
 
@@ -100,3 +103,20 @@ def test_non_finite_values_are_missing() -> None:
     sides = Sides(7, {"ndcg@10": float("nan")})
     verdict = evaluate(_gates("ndcg@10 >= production"), {"ndcg@10": float("inf")}, sides)
     assert "missing on the candidate and production (7)" in verdict.reason
+
+
+def test_a_bad_rule_in_the_config_file_is_a_one_line_config_error(tmp_path: Path) -> None:
+    """[models.gates] with a bad rule: exit 2, one line naming the file, key and rule."""
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        f'store = "{tmp_path}/models"\n[[models]]\nname = "r"\nsource = "file://{tmp_path}/b/r"\n'
+        '[models.gates]\nrules = ["ndcg >= prod"]\n'
+    )
+    done = run_cli("sync", "--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"modelsync: config error: {config}: models[0].gates.rules: gate rule 'ndcg >= prod' "
+        "is not METRIC OP production|baseline|NUMBER [+|- MARGIN] (e.g. 'ndcg@10 >= "
+        "production - 0.005')"
+    )
+    assert not (tmp_path / "models").exists()
