@@ -25,6 +25,7 @@ from pydantic import (
 
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
+from modelsync.gates import GatesConfig
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.notify import NotifyConfig
 from modelsync.sources import backend_for, check_source
@@ -138,6 +139,8 @@ class ModelConfig(_Strict):
     # Minimum manifest metrics, e.g. {"ndcg@10" = 0.30}: a revision missing one or
     # below it is refused before download.
     gate: dict[str, float] = Field(default_factory=dict)
+    # [models.gates]: rules against production and a baseline revision (modelsync.gates).
+    gates: GatesConfig = GatesConfig()
     # [models.notify] / [models.confirm]: keys of the method named (modelsync/notify/,
     # modelsync/confirm/: each method's module owns its options).
     notify: NotifyConfig = NotifyConfig()

@@ -3,6 +3,7 @@
 ModelsyncError                 base: one clear line; ``retryable`` says whether to try again
 ├── ConfigError                a configuration that cannot be used (the CLI exits 2)
 ├── ChannelError               a release channel's pointer is missing or unusable
+├── GateError                  a gate's baseline revision is missing or cannot be trusted
 ├── RefusedError               a revision that is wrong for good: never retried
 │   └── ManifestError          a manifest that is malformed or does not describe its revision
 ├── IntegrityError             bytes damaged in transit (storage checksum mismatch)
@@ -29,6 +30,7 @@ __all__ = [
     "ChannelError",
     "ConfigError",
     "EmptySourceError",
+    "GateError",
     "IntegrityError",
     "LoadFailed",
     "LoadUnknown",
@@ -58,6 +60,11 @@ class ConfigError(ModelsyncError):
 
 class ChannelError(ModelsyncError):
     """A release channel's pointer is missing or unusable: the host keeps what it serves."""
+
+
+class GateError(ModelsyncError):
+    """A gate's baseline revision is missing or fails its checks: candidates wait (the
+    pass fails, the host keeps what it serves) rather than being refused for its fault."""
 
 
 class RefusedError(ModelsyncError):

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes, read_regular
+from modelsync.gates import Verdict
 from modelsync.manifest import MAX_VERSION
 
 __all__ = [
@@ -136,6 +137,8 @@ class ModelState:
     waiting: Waiting | None = None
     # Channel name -> the newest signed pointer accepted (require_signature only).
     channel_marks: dict[str, ChannelMark] = field(default_factory=dict)
+    # The relative gate's last verdict on a candidate (modelsync.gates), for the status page.
+    gate: Verdict | None = None
 
     def record(
         self, at: float, event: Event, version: int, previous: int | None = None, reason: str = ""

@@ -83,10 +83,25 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         off_channel=_off_channel(model, state, active),
         max_age_seconds=model.max_age,
         gate=dict(sorted(model.gate.items())),
+        gates=_gates(model, state),
         revisions=_revisions(ms, active, state.refused, state.refused_metrics),
         history=[{**dataclasses.asdict(e), "at": rfc3339(e.at)} for e in reversed(state.history)],
     )
     return report
+
+
+def _gates(model: ModelConfig, state: ModelState) -> dict[str, Any] | None:
+    """The relative gate's rules and its last verdict: rule, candidate, production and
+    baseline side by side (None when the model has no rules)."""
+    gates = model.gates
+    if not gates.rules:
+        return None
+    return {
+        "rules": list(gates.rules),
+        "baseline": gates.baseline,
+        "if_missing": gates.if_missing,
+        "last": state.gate.as_dict() if state.gate is not None else None,
+    }
 
 
 def _off_channel(model: ModelConfig, state: ModelState, active: int | None) -> str | None:

@@ -155,6 +155,42 @@ def _metrics(model: dict[str, Any]) -> str:
     return f"<table><tr><th>metric</th><th class='num'>gate</th>{head}</tr>{''.join(body)}</table>"
 
 
+def _gates(model: dict[str, Any]) -> str:
+    """The relative gate's last verdict: each rule beside the candidate's, production's
+    and the baseline's value (modelsync.gates)."""
+    gates = model.get("gates")
+    if not gates:
+        return ""
+    last = gates.get("last")
+    if not last:
+        rows = "".join(f"<tr><td>{_e(rule)}</td></tr>" for rule in gates["rules"])
+        return f"<h3>Gate</h3><table>{rows}</table><p class='muted'>no candidate judged yet</p>"
+
+    def side(name: str) -> str:
+        version = last.get(f"{name}_version")
+        label = _e(version_label(version)) if version is not None else "none"
+        return f'<th class="num">{name}<br><span class="muted">{label}</span></th>'
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else _e(f"{value:g}")
+
+    def result(check: dict[str, Any]) -> str:
+        return (
+            "<td>passed</td>" if check["passed"] else f"<td class='bad'>{_e(check['reason'])}</td>"
+        )
+
+    body = "".join(
+        f"<tr><td>{_e(c['rule'])}</td><td class='num'>{num(c['candidate'])}</td>"
+        f"<td class='num'>{num(c['production'])}</td><td class='num'>{num(c['baseline'])}</td>"
+        f"{result(c)}</tr>"
+        for c in last["checks"]
+    )
+    return (
+        f"<h3>Gate</h3><table><tr><th>rule</th>{side('candidate')}{side('production')}"
+        f"{side('baseline')}<th>result</th></tr>{body}</table>"
+    )
+
+
 def _refused(model: dict[str, Any]) -> str:
     refused = model.get("refused") or {}
     if not refused:
@@ -190,7 +226,7 @@ def _model(model: dict[str, Any]) -> str:
         f'<section id="model-{_e(model["name"])}"><h2>{_e(model["name"])}{_badges(model)}</h2>'
         f'<div class="muted">{_e(model.get("source"))} &middot; '
         f"server {_e(model.get('server'))}</div>"
-        f"{_summary(model)}<h3>Revisions side by side</h3>{_metrics(model)}"
+        f"{_summary(model)}<h3>Revisions side by side</h3>{_metrics(model)}{_gates(model)}"
         f"<h3>Refused</h3>{_refused(model)}<h3>History</h3>{_history(model)}</section>"
     )
 
