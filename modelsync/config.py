@@ -26,6 +26,7 @@ from pydantic import (
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
 from modelsync.gates import GatesConfig
+from modelsync.events import EventsConfig
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.notify import NotifyConfig
 from modelsync.sources import backend_for, check_source
@@ -301,6 +302,22 @@ class Config(_Strict):
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
     admin: AdminConfig = AdminConfig()
     models: tuple[ModelConfig, ...] = ()
+    # [[events]]: bucket notifications that wake a pass early (modelsync.events).
+    events: tuple[EventsConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _events_name_models(self) -> Config:
+        known = {m.name: m for m in self.models}
+        for i, source in enumerate(self.events):
+            for name in source.models:
+                if name not in known:
+                    raise ValueError(f"events[{i}].models: no model named {name!r}")
+                if known[name].source.startswith("file:"):
+                    raise ValueError(
+                        f"events[{i}].models: {name!r} reads a file:// source, which "
+                        "wakes a pass by itself (file events)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> Config:

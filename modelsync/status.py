@@ -53,6 +53,13 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         active_version=active,
         active_path=str(ms.dir / str(active)) if active is not None else None,
         activated_at=rfc3339(state.activated_at),
+        # From the revision's creation by its publisher to its activation here: what a
+        # push (or the poll interval) buys.
+        publish_to_served_seconds=(
+            round(state.activated_at - created, 3)
+            if state.activated_at is not None and created is not None
+            else None
+        ),
         created=rfc3339(created),
         revision_age_seconds=round(now - created, 3) if created is not None else None,
         stale=bool(

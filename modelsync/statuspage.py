@@ -47,6 +47,13 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
+def _latency(seconds: float | None) -> str:
+    # Seconds matter here (a push serves within a few): tenths below a minute.
+    if seconds is not None and 0 <= seconds < 60:
+        return f"{seconds:.1f} s"
+    return _age(seconds)
+
+
 def _badges(model: dict[str, Any]) -> str:
     out = []
     if model.get("error"):
@@ -83,6 +90,7 @@ def _summary(model: dict[str, Any]) -> str:
         ("revision created", model.get("created") or "-"),
         ("revision age", age_text),
         ("activated", model.get("activated_at") or "-"),
+        ("publish to served", _latency(model.get("publish_to_served_seconds"))),
         ("previous / retained", ", ".join(retained) or "none"),
         ("last successful pass", model.get("last_success_at") or "-"),
         ("last outcome", model.get("last_outcome") or "-"),
