@@ -222,6 +222,11 @@ def cli(log_level: str, log_format: str) -> None:
     metavar="KEY=VALUE",
     help="A [models.source_options] key of URL's backend (e.g. endpoint_url=...).",
 )
+@click.option(
+    "--smoke",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Smoke requests (JSON) put in the revision as modelsync-smoke.json.",
+)
 def publish(
     src_dir: Path,
     url: str,
@@ -230,6 +235,7 @@ def publish(
     meta: tuple[str, ...],
     sign_key: Path | None,
     source_option: tuple[str, ...],
+    smoke: Path | None,
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     from modelsync.progress import LoggedProgress, terminal_progress
@@ -255,6 +261,7 @@ def publish(
         metrics=metric_map,
         metadata=meta_map,
         sign_key=sign_key,
+        smoke=smoke,
         source_options=options,
         # A bar for a person at a terminal; a line every 10 s in a pipeline's log.
         progress=terminal_progress
