@@ -191,3 +191,25 @@ def test_render_shows_the_channel_target_and_why_not_on_it() -> None:
     )
     assert "not on the channel&#x27;s version" in html
     assert "version 2 was refused here: gate: auc = 0.1 is below 0.5" in html
+
+
+def test_render_shows_the_smoke_verdict_beside_the_metrics() -> None:
+    """The side-by-side table has a smoke row: passed with its request count, failed with
+    the difference (escaped), '-' for a revision without smoke requests."""
+    failed = {"verdict": "failed", "requests": 1, "reason": "outputs[0] = nan <b>"}
+    revisions = [
+        {"version": 3, "role": "refused", "metrics": {}, "metadata": {}, "live": {"smoke": failed}},
+        {
+            "version": 2,
+            "role": "active",
+            "metrics": {},
+            "metadata": {},
+            "live": {"smoke": {"verdict": "passed", "requests": 4, "reason": ""}},
+        },
+        {"version": 1, "role": "retained", "metrics": {}, "metadata": {}, "live": None},
+    ]
+    report = {"models": [{"name": "m", "active_version": 2, "revisions": revisions, "gate": {}}]}
+    html = render(report, "now").decode()
+    row = html[html.index("<th>smoke</th>") :].split("</tr>")[0]
+    assert "failed: outputs[0] = nan &lt;b&gt;" in row
+    assert "passed (4 requests)" in row and "<td class='muted'>-</td>" in row
