@@ -237,6 +237,11 @@ def cli(log_level: str, log_format: str) -> None:
 )
 @gate_options
 @click.option("--channel", help="The channel whose stable version is `production` for --gate.")
+@click.option(
+    "--smoke",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Smoke requests (JSON) put in the revision as modelsync-smoke.json.",
+)
 def publish(
     src_dir: Path,
     url: str,
@@ -251,6 +256,7 @@ def publish(
     baseline: int | None,
     if_missing: str,
     channel: str | None,
+    smoke: Path | None,
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     from modelsync.progress import LoggedProgress, terminal_progress
@@ -281,6 +287,7 @@ def publish(
         sign_key=sign_key,
         sign_cert=sign_cert,
         sign_chain=sign_chain,
+        smoke=smoke,
         source_options=options,
         # A bar for a person at a terminal; a line every 10 s in a pipeline's log.
         progress=terminal_progress

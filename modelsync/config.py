@@ -25,10 +25,11 @@ from pydantic import (
 
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
-from modelsync.gates import GatesConfig
 from modelsync.events import EventsConfig
+from modelsync.gates import GatesConfig
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.notify import NotifyConfig
+from modelsync.smoke import SmokeConfig
 from modelsync.sources import backend_for, check_source
 from modelsync.store import CURRENT, Layout
 from modelsync.suggest import schemeless_url_hint, unknown_key
@@ -148,6 +149,8 @@ class ModelConfig(_Strict):
     confirm: ConfirmConfig = ConfirmConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
     verify: VerifyConfig = VerifyConfig()
+    # [models.smoke]: a revision's smoke requests after the load (modelsync.smoke).
+    smoke: SmokeConfig = SmokeConfig()
     # The server beside modelsync (modelsync/servers/): how it is told, asked, and
     # what layout it needs. server_url: its HTTP endpoint (default: its usual port).
     server: str = "custom"
@@ -194,6 +197,8 @@ class ModelConfig(_Strict):
             raise ValueError(f"server_options.{key}: {msg}") from exc
         if self.server == "custom" and "server" in (self.notify.method, self.confirm.method):
             raise ValueError("method 'server' needs a server preset (server = \"triton\", ...)")
+        if self.smoke.required and self.smoke.url is None and self.server == "custom":
+            raise ValueError("smoke.required: a custom server needs smoke.url (where to send them)")
         for name in self.model_files or ():
             try:
                 check_relpath(name, "model_files")

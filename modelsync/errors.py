@@ -17,6 +17,7 @@ ModelsyncError                 base: one clear line; ``retryable`` says whether 
 │   └── PublishConflict        a conditional write found the object already there
 ├── ReloadError                the serving process did not take the revision (notify/confirm)
 │   ├── LoadFailed             the server said it could not load it (its own words kept)
+│   ├── LiveCheckFailed        it loaded, but failed a live check (smoke requests): refused
 │   └── LoadUnknown            no verdict: timed out, or the server could not be reached
 │       └── ServerNotRunning   nothing listens / no process to tell
 └── Cancelled                  stop requested or the pass deadline passed
@@ -32,6 +33,7 @@ __all__ = [
     "EmptySourceError",
     "GateError",
     "IntegrityError",
+    "LiveCheckFailed",
     "LoadFailed",
     "LoadUnknown",
     "ManifestError",
@@ -124,6 +126,16 @@ class ReloadError(ModelsyncError):
 
 class LoadFailed(ReloadError):
     """The server answered that it could not load the revision: roll back and refuse it."""
+
+
+class LiveCheckFailed(ReloadError):
+    """The server loaded the revision, but it failed a live check (a smoke request
+    answered wrong, with an error, or not in time): roll back and refuse it."""
+
+    def __init__(self, message: str, check: str) -> None:
+        super().__init__(message)
+        # Which check: "smoke" (the metric's label, the journal's verdict).
+        self.check = check
 
 
 class LoadUnknown(ReloadError):

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from modelsync.state import ChannelInfo
 from modelsync.transfer import TransferStats
+from modelsync.verdicts import LiveChecks
 
 __all__ = ["Outcome", "PassResult"]
 
@@ -44,6 +45,8 @@ class PassResult:
     waiting: int | None = None
     # What the probe said when the server could not be reached.
     unreachable: str | None = None
+    # The live checks of the candidate this pass activated (None: none ran).
+    live: LiveChecks | None = None
 
     @property
     def succeeded(self) -> bool:

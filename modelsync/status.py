@@ -91,7 +91,7 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         max_age_seconds=model.max_age,
         gate=dict(sorted(model.gate.items())),
         gates=_gates(model, state),
-        revisions=_revisions(ms, active, state.refused, state.refused_metrics),
+        revisions=_revisions(ms, active, state),
         history=[{**dataclasses.asdict(e), "at": rfc3339(e.at)} for e in reversed(state.history)],
     )
     return report
@@ -134,14 +134,11 @@ def _off_channel(model: ModelConfig, state: ModelState, active: int | None) -> s
     return f"version {version_label(target)} is not activated yet (the next pass fetches it)"
 
 
-def _revisions(
-    ms: ModelStore,
-    active: int | None,
-    refused: dict[int, str],
-    refused_metrics: dict[int, dict[str, float]],
-) -> list[dict[str, Any]]:
+def _revisions(ms: ModelStore, active: int | None, state: ModelState) -> list[dict[str, Any]]:
     """The active, retained and refused revisions on disk, newest first, with the
-    metrics their manifests carry: what a person compares before trusting a model."""
+    metrics their manifests carry and what the live checks said once the server loaded
+    them: what a person compares before trusting a model."""
+    refused, refused_metrics, live = state.refused, state.refused_metrics, state.live_checks
     found: dict[int, tuple[str, Manifest | None]] = {}
     for version in ms.cached_versions():
         found[version] = ("retained", ms.manifest_of(version))
@@ -166,6 +163,10 @@ def _revisions(
             if manifest
             else {},
             "reason": refused.get(version),
+            # {"smoke": {"verdict", "requests", "reason"}, "bake": ...}; None: none ran.
+            "live": live[version].model_dump(mode="json", exclude_none=True)
+            if version in live
+            else None,
         }
         for version, (role, manifest) in sorted(found.items(), reverse=True)
     ]

@@ -158,6 +158,7 @@ def _metrics(model: dict[str, Any]) -> str:
         for r in revisions
     ]
     body.append(f"<tr><th>metadata</th><td></td>{''.join(meta)}</tr>")
+    body.append(f"<tr><th>smoke</th><td></td>{''.join(_smoke_cell(r) for r in revisions)}</tr>")
     if not names:
         body.append(f'<tr><td colspan="{len(revisions) + 2}" class="muted">no metrics</td></tr>')
     return f"<table><tr><th>metric</th><th class='num'>gate</th>{head}</tr>{''.join(body)}</table>"
@@ -197,6 +198,18 @@ def _gates(model: dict[str, Any]) -> str:
         f"<h3>Gate</h3><table><tr><th>rule</th>{side('candidate')}{side('production')}"
         f"{side('baseline')}<th>result</th></tr>{body}</table>"
     )
+
+
+def _smoke_cell(revision: dict[str, Any]) -> str:
+    """The smoke verdict of one revision, beside its offline metrics."""
+    smoke = (revision.get("live") or {}).get("smoke")
+    if not smoke:
+        return "<td class='muted'>-</td>"
+    verdict = smoke["verdict"]
+    text = f"{verdict} ({smoke['requests']} requests)" if verdict == "passed" else verdict
+    if smoke.get("reason"):
+        text += f": {smoke['reason']}"
+    return f"<td class='{'below' if verdict == 'failed' else ''}'>{_e(text)}</td>"
 
 
 def _refused(model: dict[str, Any]) -> str:

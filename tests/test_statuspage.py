@@ -222,3 +222,25 @@ def test_render_shows_the_gate_rule_candidate_production_and_baseline() -> None:
     assert row in html
     assert "<td class='num'>0.37</td><td>passed</td></tr>" in html
     assert '<th class="num">baseline<br><span class="muted">1</span></th>' in html
+
+
+def test_render_shows_the_smoke_verdict_beside_the_metrics() -> None:
+    """The side-by-side table has a smoke row: passed with its request count, failed with
+    the difference (escaped), '-' for a revision without smoke requests."""
+    failed = {"verdict": "failed", "requests": 1, "reason": "outputs[0] = nan <b>"}
+    revisions = [
+        {"version": 3, "role": "refused", "metrics": {}, "metadata": {}, "live": {"smoke": failed}},
+        {
+            "version": 2,
+            "role": "active",
+            "metrics": {},
+            "metadata": {},
+            "live": {"smoke": {"verdict": "passed", "requests": 4, "reason": ""}},
+        },
+        {"version": 1, "role": "retained", "metrics": {}, "metadata": {}, "live": None},
+    ]
+    report = {"models": [{"name": "m", "active_version": 2, "revisions": revisions, "gate": {}}]}
+    html = render(report, "now").decode()
+    row = html[html.index("<th>smoke</th>") :].split("</tr>")[0]
+    assert "failed: outputs[0] = nan &lt;b&gt;" in row
+    assert "passed (4 requests)" in row and "<td class='muted'>-</td>" in row

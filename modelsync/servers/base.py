@@ -65,6 +65,11 @@ class ServerPreset(Protocol):
         """Raise RefusedError if this server cannot be given the staged revision."""
         ...
 
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str | None:
+        """Where an inference request reaches ``version`` (served from ``path``) and
+        no other; None when the server has no inference API modelsync knows."""
+        ...
+
 
 class PresetDefaults:
     """What a preset has unless it says otherwise: no options, nothing to tell the
@@ -81,4 +86,7 @@ class PresetDefaults:
         return None
 
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
+        return None
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str | None:
         return None

@@ -35,7 +35,7 @@ from modelsync.reload import (
     server_words,
 )
 from modelsync.servers.base import PresetDefaults, PresetModel
-from modelsync.servers.v2 import RepositoryLoad
+from modelsync.servers.v2 import RepositoryLoad, infer_url
 
 __all__ = ["PRESET"]
 
@@ -97,6 +97,9 @@ class Triton(PresetDefaults):
 
     def prober(self, model: PresetModel) -> Prober:
         return IndexProber(model.server_url or self.default_url)
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str:
+        return infer_url(model.server_url or self.default_url, model.name, version)
 
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
         """A config.pbtxt that names another model would be refused by Triton."""
