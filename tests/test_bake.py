@@ -293,3 +293,49 @@ def test_sigterm_mid_bake_then_restart_rolls_back(tmp_path: Path, bucket: Path) 
             assert again.stop() == 0
     assert event["version"] == 2 and "error ratio 0.5000" in event["reason"]
     assert os.readlink(store / "ranker" / "current") == "1"
+
+
+def test_status_page_and_metrics_show_the_bake(tmp_path: Path, bucket: Path) -> None:
+    """While baking, `status --json` gives the remaining time and the previous revision's
+    figures; after a failed bake each revision carries its verdict and figures, the page
+    shows them beside the offline metrics, and the metrics count the verdict."""
+    from prometheus_client import CollectorRegistry
+
+    from modelsync.metrics import Metrics
+    from modelsync.status import model_status
+    from modelsync.statuspage import render
+
+    clock = Clock()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    with serving() as (server, url):
+        syncer, store = _start(tmp_path, bucket, server, clock)
+        model = _model(bucket, url)
+        _bake_v2(syncer, model, bucket, server, clock)
+        clock.now += 100
+        baking = syncer.sync(model, CancelToken())
+        metrics.record(baking, None, 0, False)
+        status = model_status(syncer.store, model, clock.now)
+        assert status["bake"]["version"] == 2 and status["bake"]["verdict"] == "baking"
+        assert status["bake"]["remaining_s"] == WINDOW - 100
+        assert status["bake"]["previous_figures"]["requests"] == 1000
+        assert registry.get_sample_value(
+            "modelsync_bake_remaining_seconds", {"model": "ranker"}
+        ) == pytest.approx(WINDOW - 100)
+        server.traffic(2, 1000, 0.2, 0.010)
+        clock.now += WINDOW
+        failed = syncer.sync(model, CancelToken())
+        metrics.record(failed, None, 0, False)
+        status = model_status(syncer.store, model, clock.now)
+    assert status["bake"] is None
+    by_version = {r["version"]: r for r in status["revisions"]}
+    bake = by_version[2]["bake"]
+    assert bake["verdict"] == "failed" and bake["current"]["error_ratio"] == pytest.approx(0.2)
+    assert bake["previous"]["error_ratio"] == pytest.approx(0.01)
+    page = render({"store": str(store), "models": [status]}, "now").decode()
+    assert "bake verdict" in page and "20.00 %" in page and "prev 1.00 %" in page
+    labels = {"model": "ranker", "verdict": "failed"}
+    assert registry.get_sample_value("modelsync_bake_verdicts_total", labels) == 1
+    assert registry.get_sample_value(
+        "modelsync_bake_error_ratio", {"model": "ranker", "revision": "new"}
+    ) == pytest.approx(0.2)

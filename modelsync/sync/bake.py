@@ -23,14 +23,12 @@ record says the window it spans (``WindowFigures.window_s``).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelsync.bakejournal import Baking, Journal, journal_path_of
 from modelsync.bakejudge import BakeConfig, judge, verdict_record
 from modelsync.errors import Cancelled, RefusedError, StoreError
-from modelsync.fsutil import atomic_write_bytes, read_regular
 from modelsync.metricsread import MetricsUnavailable, Totals, figures, scrape
 from modelsync.outcome import Outcome
 from modelsync.servers import get_preset
@@ -38,15 +36,10 @@ from modelsync.servers.base import MetricsEndpoint
 from modelsync.sync import activation
 from modelsync.sync.admit import admit
 from modelsync.sync.context import PassContext
-from modelsync.verdicts import BakeVerdict, WindowFigures
+from modelsync.verdicts import WindowFigures
 
 __all__ = ["before_swap", "endpoint", "start", "step"]
 
-MAX_JOURNAL_BYTES = 4 * 1024 * 1024
-# Verdicts kept for the status page (the newest versions').
-VERDICTS_KEEP = 5
-# Samples of the active revision kept for the "before" window.
-HISTORY_KEEP = 32
 # Past the window's end, how long a bake whose metrics cannot be read waits for them
 # before it is judged inconclusive (in windows).
 _GRACE_WINDOWS = 1.0
@@ -62,91 +55,8 @@ def endpoint(config: BakeConfig, model: Any) -> MetricsEndpoint:
     return MetricsEndpoint(url, series)
 
 
-@dataclass
-class Baking:
-    version: int
-    previous: int
-    started_at: float
-    ends_at: float
-    start: Totals | None
-    previous_figures: WindowFigures | None
-    # "failed" once the verdict is taken and the rollback under way.
-    verdict: str = ""
-    reason: str = ""
-
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "previous": self.previous,
-            "started_at": self.started_at,
-            "ends_at": self.ends_at,
-            "start": self.start.to_doc() if self.start else None,
-            "previous_figures": (
-                self.previous_figures.model_dump() if self.previous_figures else None
-            ),
-            "verdict": self.verdict,
-            "reason": self.reason,
-        }
-
-    @classmethod
-    def from_doc(cls, doc: Any) -> Baking:
-        figures = doc.get("previous_figures")
-        return cls(
-            version=int(doc["version"]),
-            previous=int(doc["previous"]),
-            started_at=float(doc["started_at"]),
-            ends_at=float(doc["ends_at"]),
-            start=Totals.from_doc(doc.get("start")),
-            previous_figures=None if figures is None else WindowFigures.model_validate(figures),
-            verdict=str(doc.get("verdict", "")),
-            reason=str(doc.get("reason", "")),
-        )
-
-
-@dataclass
-class Journal:
-    path: Path
-    baking: Baking | None = None
-    history: list[Totals] = field(default_factory=list)
-    verdicts: dict[int, BakeVerdict] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, ctx: PassContext) -> Journal:
-        path = ctx.ms.state_path.parent.parent / "bake" / f"{ctx.ms.name}.json"
-        journal = cls(path)
-        try:
-            doc = json.loads(read_regular(path, MAX_JOURNAL_BYTES))
-            if doc.get("baking") is not None:
-                journal.baking = Baking.from_doc(doc["baking"])
-            journal.history = [t for t in map(Totals.from_doc, doc.get("history", [])) if t]
-            journal.verdicts = {
-                int(v): BakeVerdict.model_validate(d) for v, d in doc.get("verdicts", {}).items()
-            }
-        except FileNotFoundError:
-            pass
-        except (
-            StoreError,
-            ValueError,
-            TypeError,
-            KeyError,
-            AttributeError,
-        ) as exc:
-            # A journal that cannot be read is started afresh: the bake in it (if any)
-            # is over unjudged, and the revision stands as it would without a bake.
-            ctx.log.warning(
-                "bake journal unreadable; starting afresh", path=str(path), error=str(exc)
-            )
-        return journal
-
-    def save(self) -> None:
-        verdicts = sorted(self.verdicts.items())[-VERDICTS_KEEP:]
-        doc = {
-            "baking": self.baking.to_doc() if self.baking else None,
-            "history": [t.to_doc() for t in self.history[-HISTORY_KEEP:]],
-            "verdicts": {str(v): d.model_dump() for v, d in verdicts},
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, json.dumps(doc, sort_keys=True).encode())
+def journal_path(ctx: PassContext) -> Path:
+    return journal_path_of(ctx.ms.state_path, ctx.ms.name)
 
 
 def _scrape(ctx: PassContext, config: BakeConfig) -> Totals | None:
@@ -165,7 +75,7 @@ def _keep_sample(journal: Journal, sample: Totals, window: float) -> None:
     and every newer one."""
     history = [t for t in journal.history if t.at < sample.at] + [sample]
     old = [t for t in history if t.at <= sample.at - window]
-    journal.history = (old[-1:] + [t for t in history if t.at > sample.at - window])[-HISTORY_KEEP:]
+    journal.history = old[-1:] + [t for t in history if t.at > sample.at - window]
 
 
 def before_swap(ctx: PassContext) -> Totals | None:
@@ -176,7 +86,7 @@ def before_swap(ctx: PassContext) -> Totals | None:
         return None
     sample = _scrape(ctx, config)
     if sample is not None:
-        journal = Journal.load(ctx)
+        journal = Journal.load(journal_path(ctx), ctx.log)
         _keep_sample(journal, sample, config.window)
         journal.save()
     return sample
@@ -189,7 +99,7 @@ def start(ctx: PassContext, previous: int | None, before: Totals | None) -> None
         return  # a first revision has nothing to be compared with, nothing to go back to
     if not ctx.state.confirmed:
         return  # stood without a server: no traffic to judge
-    journal = Journal.load(ctx)
+    journal = Journal.load(journal_path(ctx), ctx.log)
     previous_figures = None
     if before is not None:
         base = [t for t in journal.history if t.at <= before.at - config.window]
@@ -221,7 +131,7 @@ def step(ctx: PassContext) -> bool:
     config, journal = ctx.model.bake, None
     if config is None:
         return False
-    journal = Journal.load(ctx)
+    journal = Journal.load(journal_path(ctx), ctx.log)
     baking, active = journal.baking, ctx.ms.active_version()
     if baking is None:
         if active is not None and (sample := _scrape(ctx, config)) is not None:
