@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from modelsync.bakejudge import BakeConfig
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
 from modelsync.events import EventsConfig
@@ -172,6 +173,9 @@ class ModelConfig(_Strict):
     # A source with no revision at all is an error (a typo'd prefix looks just like
     # it) unless the model is marked as waiting for its first revision.
     allow_empty: bool = False
+    # [models.bake]: after a confirmed activation, judge the revision on the server's
+    # own metrics for a window before it counts (modelsync.bakejudge).
+    bake: BakeConfig | None = None
 
     @model_validator(mode="after")
     def _source_options(self) -> ModelConfig:
@@ -206,6 +210,24 @@ class ModelConfig(_Strict):
                 raise ValueError(str(exc)) from exc
             if "/" in name or parse_version(name) is not None or name == CURRENT:
                 raise ValueError(f"model_files: {name!r} must be a plain file name")
+        return self
+
+    @model_validator(mode="after")
+    def _bake_metrics(self) -> ModelConfig:
+        if self.bake is None:
+            return self
+        if self.keep < 2:
+            raise ValueError(
+                "bake: needs keep >= 2 (the previous revision is kept for the verdict)"
+            )
+        from modelsync.servers import get_preset
+
+        endpoint = get_preset(self.server).metrics(self)
+        if endpoint is None and (self.bake.metrics_url is None or self.bake.series is None):
+            raise ValueError(
+                f"bake: server {self.server!r} has no known metrics; set bake.metrics_url "
+                "and [models.bake.series]"
+            )
         return self
 
     # -- what the server preset decides unless set here ------------------------

@@ -146,7 +146,10 @@ class Daemon:
             )
         finally:
             slot.pass_started = None
-        return self.next_delay(max(slot.failures, slot.waiting))
+        delay = self.next_delay(max(slot.failures, slot.waiting))
+        wake = slot.last.wake_in if slot.last is not None else None
+        # A bake's window ends before the next pass would come: its verdict is not late.
+        return min(delay, wake) if wake is not None else delay
 
     def _one_pass(self, slot: ModelSlot) -> None:
         model = slot.model

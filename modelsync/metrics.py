@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from modelsync.bakemetrics import BakeMetrics
 from modelsync.outcome import Outcome, PassResult
 from modelsync.state import ChannelInfo
 
@@ -141,6 +142,7 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.bake = BakeMetrics(registry)
         self._channels: dict[str, tuple[str, str, str]] = {}
         self._created: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -173,6 +175,7 @@ class Metrics:
             self.last_success.labels(model).set_to_current_time()
         if result.channel is not None:
             self._record_channel(model, result.channel)
+        self.bake.record(result)
         with self._lock:
             if created is None:
                 self._created.pop(model, None)
@@ -203,6 +206,7 @@ class Metrics:
 
     def forget(self, model: str) -> None:
         """Stop reporting a model that left the configuration."""
+        self.bake.forget(model)
         with self._lock:
             self._created.pop(model, None)
             old = self._channels.pop(model, None)

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from modelsync.state import ChannelInfo
 from modelsync.transfer import TransferStats
-from modelsync.verdicts import LiveChecks
+from modelsync.verdicts import BakeVerdict, LiveChecks
 
 __all__ = ["Outcome", "PassResult"]
 
@@ -47,6 +47,10 @@ class PassResult:
     unreachable: str | None = None
     # The live checks of the candidate this pass activated (None: none ran).
     live: LiveChecks | None = None
+    # The model's bake as this pass left it (modelsync.sync.bake), and how soon the
+    # next pass is wanted for it (the end of the window).
+    bake: BakeVerdict | None = None
+    wake_in: float | None = None
 
     @property
     def succeeded(self) -> bool:

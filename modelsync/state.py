@@ -70,6 +70,9 @@ class ChannelInfo:
     # The canary's nonce (its failure markers are filed under it) and the pointer's seq.
     nonce: str = ""
     seq: int = 0
+    # The halt rule that halted the canary ("" when not halted), and what it saw.
+    halt_rule: str = ""
+    halt_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
+from modelsync.bakejournal import Journal, journal_path_of
 from modelsync.config import Config, ModelConfig
 from modelsync.errors import ManifestError, StoreError
 from modelsync.manifest import MANIFEST_NAME, Manifest
@@ -94,6 +95,7 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         revisions=_revisions(ms, active, state),
         history=[{**dataclasses.asdict(e), "at": rfc3339(e.at)} for e in reversed(state.history)],
     )
+    _bake(report, ms, model, now)
     return report
 
 
@@ -109,6 +111,39 @@ def _gates(model: ModelConfig, state: ModelState) -> dict[str, Any] | None:
         "if_missing": gates.if_missing,
         "last": state.gate.as_dict() if state.gate is not None else None,
     }
+
+
+def _bake(report: dict[str, Any], ms: ModelStore, model: ModelConfig, now: float) -> None:
+    """The bake in progress (``bake``) and each revision's last bake verdict, its figures
+    beside the previous revision's (``revisions[].bake``)."""
+    journal = Journal.load(journal_path_of(ms.state_path, model.name), _Quiet())
+    baking = journal.baking
+    report["bake"] = (
+        {
+            "version": baking.version,
+            "previous": baking.previous,
+            "started_at": rfc3339(baking.started_at),
+            "ends_at": rfc3339(baking.ends_at),
+            "remaining_s": round(max(0.0, baking.ends_at - now), 1),
+            "verdict": baking.verdict or "baking",
+            "reason": baking.reason,
+            "previous_figures": (
+                baking.previous_figures.model_dump() if baking.previous_figures else None
+            ),
+        }
+        if baking is not None and model.bake is not None
+        else None
+    )
+    for revision in report["revisions"]:
+        verdict = journal.verdicts.get(revision["version"])
+        revision["bake"] = verdict.model_dump() if verdict is not None else None
+
+
+class _Quiet:
+    """Status reads; the pass is the one that says a journal is unreadable."""
+
+    def warning(self, *_args: object, **_kw: object) -> None:
+        return None
 
 
 def _off_channel(model: ModelConfig, state: ModelState, active: int | None) -> str | None:

@@ -12,6 +12,7 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
+from modelsync.bakepage import bake_line, live_rows
 from modelsync.status import version_label
 
 __all__ = ["render"]
@@ -128,6 +129,8 @@ def _summary(model: dict[str, Any]) -> str:
         )
     if model.get("off_channel"):
         pairs.append(("not on the channel's version", model["off_channel"]))
+    if (baking := bake_line(model)) is not None:
+        pairs.append(baking)
     return f"<table>{_rows(pairs)}</table>"
 
 
@@ -159,6 +162,7 @@ def _metrics(model: dict[str, Any]) -> str:
     ]
     body.append(f"<tr><th>metadata</th><td></td>{''.join(meta)}</tr>")
     body.append(f"<tr><th>smoke</th><td></td>{''.join(_smoke_cell(r) for r in revisions)}</tr>")
+    body.append(live_rows(revisions))
     if not names:
         body.append(f'<tr><td colspan="{len(revisions) + 2}" class="muted">no metrics</td></tr>')
     return f"<table><tr><th>metric</th><th class='num'>gate</th>{head}</tr>{''.join(body)}</table>"

@@ -21,13 +21,26 @@ from typing import Any
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
+from modelsync.metricsread import MetricSeries
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
-from modelsync.servers.base import PresetDefaults, PresetModel
+from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
 from modelsync.servers.v2 import RepositoryLoad, infer_url, ready_probe
 
 __all__ = ["PRESET", "SETTINGS_FILE"]
 
 SETTINGS_FILE = "model-settings.json"
+# MLServer's metrics server (MLSERVER_METRICS_PORT), apart from its API. Counters per
+# model and version label, read off MLServer 1.7 (docs/servers.md); requests to the
+# unversioned route are labelled version "None", so the bake sums every label of the
+# model (one version is served at a time). The duration is a summary without
+# quantiles: the mean latency, no p50/p99.
+METRICS_PORT = 8082
+SERIES = MetricSeries(
+    success="model_infer_request_success_total",
+    failure="model_infer_request_failure_total",
+    duration_sum="model_infer_request_duration_sum",
+    duration_count="model_infer_request_duration_count",
+)
 
 
 def _settings(path: Path) -> dict[str, Any]:
@@ -85,6 +98,10 @@ class MlServer(PresetDefaults):
         versioned = settings_version(path) is not None
         base = model.server_url or self.default_url
         return infer_url(base, model.name, version if versioned else None)
+
+    def metrics(self, model: PresetModel) -> MetricsEndpoint:
+        url = on_port(model.server_url or self.default_url, METRICS_PORT, "/metrics")
+        return MetricsEndpoint(url, SERIES)
 
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
         doc = _settings(path)
