@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test clean
+.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test kfp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check modelsync tests bench examples
-	$(BIN)/ruff format --check modelsync tests bench examples
+	$(BIN)/ruff check modelsync tests bench examples integrations
+	$(BIN)/ruff format --check modelsync tests bench examples integrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -37,7 +37,7 @@ $(EMULATORS)/.installed:
 
 emulators: $(EMULATORS)/.installed
 
-unit: $(STAMP) emulators
+unit: $(STAMP) emulators kfp
 	$(BIN)/pytest -q
 
 # The README's test command: lint, types, the whole suite and the real-server suite.
@@ -91,6 +91,19 @@ servers: $(SERVERS)/triton/.installed $(SERVERS)/mlserver/.installed $(SERVERS)/
 servers-test: $(STAMP) servers
 	$(BIN)/pytest -q -m servers
 
+# Kubeflow Pipelines (integrations/kfp/): kfp 2.17 needs protobuf<7, the main
+# virtualenv has protobuf 7 (TensorFlow's), so it gets its own, with modelsync and its
+# S3 extra for the component to import; tests/test_kfp.py runs pipelines in it. Pinned:
+# modelsync_step.yaml names the kfp version it was compiled with.
+KFP_ENV := .envs/kfp
+$(KFP_ENV)/.installed: pyproject.toml
+	rm -rf $(KFP_ENV)
+	$(PYTHON) -m venv $(KFP_ENV)
+	$(KFP_ENV)/bin/pip install --quiet --disable-pip-version-check 'kfp==2.17.3' -e '.[s3]'
+	touch $@
+
+kfp: $(KFP_ENV)/.installed
+
 # Long trials (e.g. 50 kill -9 runs); by hand or nightly.
 slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
@@ -121,4 +134,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS) $(EMULATORS) $(PEERS) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run
+	rm -rf $(VENV) $(SERVERS) $(EMULATORS) $(PEERS) $(KFP_ENV) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelsync import __version__
-from modelsync.cliopts import config_option
+from modelsync.cliopts import config_option, gate_options, gates_from_flags
 from modelsync.errors import ConfigError, ManifestError, ModelsyncError
 
 if TYPE_CHECKING:
     from modelsync.config import Config
+    from modelsync.gates import GatesConfig
 
 __all__ = ["main"]
 
@@ -234,6 +235,13 @@ def cli(log_level: str, log_format: str) -> None:
     metavar="KEY=VALUE",
     help="A [models.source_options] key of URL's backend (e.g. endpoint_url=...).",
 )
+@gate_options
+@click.option("--channel", help="The channel whose stable version is `production` for --gate.")
+@click.option(
+    "--smoke",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Smoke requests (JSON) put in the revision as modelsync-smoke.json.",
+)
 def publish(
     src_dir: Path,
     url: str,
@@ -244,6 +252,11 @@ def publish(
     sign_cert: Path | None,
     sign_chain: tuple[Path, ...],
     source_option: tuple[str, ...],
+    gate: tuple[str, ...],
+    baseline: int | None,
+    if_missing: str,
+    channel: str | None,
+    smoke: Path | None,
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     from modelsync.progress import LoggedProgress, terminal_progress
@@ -262,6 +275,9 @@ def publish(
     except ValueError as exc:
         # A URL of a known form with a bad option: one line, as for the config file.
         raise ConfigError(str(exc)) from exc
+    gates = gates_from_flags(gate, baseline, if_missing)
+    if gates is not None:
+        _publish_gate(url, options, channel, gates, metric_map, version)
     published = publish_revision(
         src_dir,
         url,
@@ -271,6 +287,7 @@ def publish(
         sign_key=sign_key,
         sign_cert=sign_cert,
         sign_chain=sign_chain,
+        smoke=smoke,
         source_options=options,
         # A bar for a person at a terminal; a line every 10 s in a pipeline's log.
         progress=terminal_progress
@@ -279,6 +296,28 @@ def publish(
     )
     click.echo(published)
     return 0
+
+
+def _publish_gate(
+    url: str,
+    options: dict[str, str],
+    channel: str | None,
+    gates: GatesConfig,
+    metrics: dict[str, float],
+    version: int | None,
+) -> None:
+    """Refuse (RefusedError, nothing uploaded) metrics that fail ``gates`` against the
+    channel's stable revision and the baseline."""
+    from modelsync.cancel import CancelToken
+    from modelsync.channel_gate import judge, require
+    from modelsync.sources import open_source
+
+    source = open_source(url, options)
+    try:
+        verdict = judge(source, channel, gates, metrics, version, CancelToken())
+    finally:
+        source.close()
+    require(verdict, f"{url}: new revision")
 
 
 @cli.command()

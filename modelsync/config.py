@@ -23,10 +23,14 @@ from pydantic import (
     model_validator,
 )
 
+from modelsync.bakejudge import BakeConfig
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
+from modelsync.events import EventsConfig
+from modelsync.gates import GatesConfig
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.notify import NotifyConfig
+from modelsync.smoke import SmokeConfig
 from modelsync.sources import backend_for, check_source
 from modelsync.store import CURRENT, Layout
 from modelsync.suggest import schemeless_url_hint, unknown_key
@@ -138,12 +142,16 @@ class ModelConfig(_Strict):
     # Minimum manifest metrics, e.g. {"ndcg@10" = 0.30}: a revision missing one or
     # below it is refused before download.
     gate: dict[str, float] = Field(default_factory=dict)
+    # [models.gates]: rules against production and a baseline revision (modelsync.gates).
+    gates: GatesConfig = GatesConfig()
     # [models.notify] / [models.confirm]: keys of the method named (modelsync/notify/,
     # modelsync/confirm/: each method's module owns its options).
     notify: NotifyConfig = NotifyConfig()
     confirm: ConfirmConfig = ConfirmConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
     verify: VerifyConfig = VerifyConfig()
+    # [models.smoke]: a revision's smoke requests after the load (modelsync.smoke).
+    smoke: SmokeConfig = SmokeConfig()
     # The server beside modelsync (modelsync/servers/): how it is told, asked, and
     # what layout it needs. server_url: its HTTP endpoint (default: its usual port).
     server: str = "custom"
@@ -165,6 +173,9 @@ class ModelConfig(_Strict):
     # A source with no revision at all is an error (a typo'd prefix looks just like
     # it) unless the model is marked as waiting for its first revision.
     allow_empty: bool = False
+    # [models.bake]: after a confirmed activation, judge the revision on the server's
+    # own metrics for a window before it counts (modelsync.bakejudge).
+    bake: BakeConfig | None = None
 
     @model_validator(mode="after")
     def _source_options(self) -> ModelConfig:
@@ -190,6 +201,8 @@ class ModelConfig(_Strict):
             raise ValueError(f"server_options.{key}: {msg}") from exc
         if self.server == "custom" and "server" in (self.notify.method, self.confirm.method):
             raise ValueError("method 'server' needs a server preset (server = \"triton\", ...)")
+        if self.smoke.required and self.smoke.url is None and self.server == "custom":
+            raise ValueError("smoke.required: a custom server needs smoke.url (where to send them)")
         for name in self.model_files or ():
             try:
                 check_relpath(name, "model_files")
@@ -197,6 +210,24 @@ class ModelConfig(_Strict):
                 raise ValueError(str(exc)) from exc
             if "/" in name or parse_version(name) is not None or name == CURRENT:
                 raise ValueError(f"model_files: {name!r} must be a plain file name")
+        return self
+
+    @model_validator(mode="after")
+    def _bake_metrics(self) -> ModelConfig:
+        if self.bake is None:
+            return self
+        if self.keep < 2:
+            raise ValueError(
+                "bake: needs keep >= 2 (the previous revision is kept for the verdict)"
+            )
+        from modelsync.servers import get_preset
+
+        endpoint = get_preset(self.server).metrics(self)
+        if endpoint is None and (self.bake.metrics_url is None or self.bake.series is None):
+            raise ValueError(
+                f"bake: server {self.server!r} has no known metrics; set bake.metrics_url "
+                "and [models.bake.series]"
+            )
         return self
 
     # -- what the server preset decides unless set here ------------------------
@@ -298,6 +329,22 @@ class Config(_Strict):
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
     admin: AdminConfig = AdminConfig()
     models: tuple[ModelConfig, ...] = ()
+    # [[events]]: bucket notifications that wake a pass early (modelsync.events).
+    events: tuple[EventsConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _events_name_models(self) -> Config:
+        known = {m.name: m for m in self.models}
+        for i, source in enumerate(self.events):
+            for name in source.models:
+                if name not in known:
+                    raise ValueError(f"events[{i}].models: no model named {name!r}")
+                if known[name].source.startswith("file:"):
+                    raise ValueError(
+                        f"events[{i}].models: {name!r} reads a file:// source, which "
+                        "wakes a pass by itself (file events)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,33 @@ from modelsync.manifest import (
     MAX_MANIFEST_BYTES,
     OMS_NAME,
     SIGNATURE_NAME,
+    FileEntry,
+    Manifest,
     build_manifest,
+    hash_file,
 )
 from modelsync.oms import key_kind
 from modelsync.oms import sign as sign_oms
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.signing import load_private_key, sign
+from modelsync.smoke import SMOKE_FILE, load_smoke_file
 from modelsync.sources import SourceFactory, open_source
 
 __all__ = ["publish"]
+
+
+def _with_smoke(manifest: Manifest, smoke: Path, where: str) -> Manifest:
+    """``manifest`` with the smoke file added as SMOKE_FILE (PublishError when it does
+    not parse, or the directory carries one of its own)."""
+    if any(entry.path == SMOKE_FILE for entry in manifest.files):
+        raise PublishError(f"{where}: already holds {SMOKE_FILE}; --smoke would replace it")
+    try:
+        load_smoke_file(smoke)
+    except ValueError as exc:
+        raise PublishError(f"--smoke: {exc}") from None
+    size, digest = hash_file(smoke)
+    files = (*manifest.files, FileEntry(SMOKE_FILE, size, digest))
+    return Manifest.parse(replace(manifest, files=files).to_bytes(), where)
 
 
 def publish(
@@ -48,6 +67,7 @@ def publish(
     sign_key: Path | None = None,
     sign_cert: Path | None = None,
     sign_chain: Sequence[Path] = (),
+    smoke: Path | None = None,
     progress: Callable[[str, int, int], AbstractContextManager[Callable[[int], None]]]
     | None = None,
 ) -> int:
@@ -62,7 +82,9 @@ def publish(
     complete one version.
 
     ``progress`` (modelsync.progress: a bar, or a log line every few seconds) is told
-    each file's bytes as its upload completes.
+    each file's bytes as its upload completes. ``smoke``: a smoke file
+    (modelsync.smoke) uploaded as the revision's ``modelsync-smoke.json``, listed in
+    the manifest (and so covered by its signature) like any file.
     """
     oms = sign_key is not None and key_kind(sign_key) == "ec"
     key = load_private_key(sign_key) if sign_key is not None and not oms else None
@@ -103,6 +125,10 @@ def publish(
             metrics=metrics,
             metadata=metadata,
         )
+        paths = {entry.path: src / entry.path for entry in manifest.files}
+        if smoke is not None:
+            manifest = _with_smoke(manifest, smoke, str(src))
+            paths[SMOKE_FILE] = smoke
         last_bytes = manifest.to_bytes()
         if oms:
             assert sign_key is not None
@@ -115,7 +141,7 @@ def publish(
 
         def upload(rel: str) -> None:
             call_with_retry(
-                lambda: source.upload(version, rel, src / rel),
+                lambda: source.upload(version, rel, paths[rel]),
                 policy,
                 cancel,
                 f"{url}/{version}/{rel}",

@@ -44,7 +44,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.state import Waiting
 from modelsync.store import ModelStore
-from modelsync.sync import activation
+from modelsync.sync import activation, bake
 from modelsync.sync.admit import DOWNLOAD, admit
 from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
@@ -192,6 +192,8 @@ class Syncer:
         reachable = activation.reconfirm(ctx)
         if not reachable and ctx.result.unreachable is None:
             return  # the pass ended in there (a rollback)
+        if reachable and bake.step(ctx):
+            return  # baking (the model holds until the verdict), or rolled back by it
         active = ctx.ms.active_version()
         if ctx.state.pinned is not None:
             ctx.log.debug("pinned; not looking for new revisions", pinned=ctx.state.pinned)
@@ -217,7 +219,10 @@ class Syncer:
             if admitted is None:
                 ctx.settle_unchanged()
                 return
+        before = bake.before_swap(ctx)
         ctx.result.outcome = activation.activate(ctx, admitted)
+        if ctx.result.outcome is Outcome.ACTIVATED:
+            bake.start(ctx, active, before)
 
     def _wait(self, ctx: PassContext, choice: Choice | None) -> None:
         """The server does not answer: a newer revision found is not brought in (the

@@ -90,6 +90,14 @@ def check_manifest(model: ModelConfig, where: str, version: int, raw: bytes) -> 
     return manifest
 
 
+def check_relative(ctx: PassContext, source: Source, candidate: Candidate) -> None:
+    """The model's relative gate (modelsync.sync.policy.relative), imported late: it
+    builds on this module's checks."""
+    from modelsync.sync.policy.relative import check_relative as check
+
+    check(ctx, source, candidate)
+
+
 def _check_parsed(model: ModelConfig, manifest: Manifest, version: int, where: str) -> None:
     if manifest.version != version:
         raise RefusedError(f"{where}: says version {manifest.version}, stored as {version}")
@@ -163,7 +171,9 @@ def read_candidate(ctx: PassContext, source: Source, version: int) -> Candidate 
         sig_where = f"{source.url}/{version}/{SIGNATURE_NAME}"
         if not check_signature(ctx.model, sig_where, raw, signature):
             ctx.log.warning("unsigned revision accepted", version=version)
-    return Candidate(version, check_manifest(ctx.model, where, version, raw), raw, signature)
+    candidate = Candidate(version, check_manifest(ctx.model, where, version, raw), raw, signature)
+    check_relative(ctx, source, candidate)
+    return candidate
 
 
 def _read(ctx: PassContext, source: Source, version: int, name: str, limit: int) -> bytes | None:
@@ -223,7 +233,9 @@ def listed_candidate(ctx: PassContext, source: Source, version: int) -> Candidat
         )
         manifest = Manifest(model.name, version, newest, entries)
         check_max_bytes(model, manifest, where)
-    return Candidate(version, manifest, None)
+    candidate = Candidate(version, manifest, None)
+    check_relative(ctx, source, candidate)
+    return candidate
 
 
 def _fingerprint(objects: list[ObjectInfo]) -> list[tuple[str, int, float, str | None]]:
