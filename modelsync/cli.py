@@ -222,6 +222,18 @@ def cli(log_level: str, log_format: str) -> None:
     metavar="KEY=VALUE",
     help="A [models.source_options] key of URL's backend (e.g. endpoint_url=...).",
 )
+@click.option(
+    "--mlflow",
+    "mlflow_url",
+    metavar="mlflow+http://HOST:PORT/MODEL[@ALIAS]",
+    help="Then register the revision as a version of MODEL in MLflow's Model Registry "
+    "(and point ALIAS at it).",
+)
+@click.option(
+    "--mlflow-run",
+    metavar="RUN_ID",
+    help="The MLflow run whose artifacts hold URL (MLflow requires one for file:// URLs).",
+)
 def publish(
     src_dir: Path,
     url: str,
@@ -230,6 +242,8 @@ def publish(
     meta: tuple[str, ...],
     sign_key: Path | None,
     source_option: tuple[str, ...],
+    mlflow_url: str | None,
+    mlflow_run: str | None,
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     from modelsync.progress import LoggedProgress, terminal_progress
@@ -248,6 +262,13 @@ def publish(
     except ValueError as exc:
         # A URL of a known form with a bad option: one line, as for the config file.
         raise ConfigError(str(exc)) from exc
+    if mlflow_url is not None:
+        from modelsync.backends.mlflow import parse_mlflow_url
+
+        try:
+            parse_mlflow_url(mlflow_url)  # before any upload
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--mlflow") from None
     published = publish_revision(
         src_dir,
         url,
@@ -261,6 +282,18 @@ def publish(
         if sys.stderr.isatty()
         else LoggedProgress(event="upload progress"),
     )
+    if mlflow_url is not None:
+        import structlog
+
+        from modelsync.mlflow_registry import register
+
+        registered = register(mlflow_url, f"{url}/{published}", run_id=mlflow_run)
+        structlog.get_logger().info(
+            "registered in MLflow",
+            registry=mlflow_url,
+            registry_version=registered,
+            version=published,
+        )
     click.echo(published)
     return 0
 
