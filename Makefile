@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test kfp clean
+.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test kfp mlflow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,19 @@ $(SERVERS)/%/.installed:
 
 servers: $(SERVERS)/triton/.installed $(SERVERS)/mlserver/.installed $(SERVERS)/kserve/.installed
 
+# The MLflow tracking/registry server for the MLflow source's tests (tests/conftest_mlflow.py):
+# its pins conflict with the main venv, so it gets its own; boto3 lets it keep
+# artifacts on S3 (moto in the tests). Installed once, reused by every run.
+ENVS          := .envs
+MLFLOW_PKGS   := mlflow==3.17.2 boto3
+$(ENVS)/mlflow/.installed:
+	rm -rf $(ENVS)/mlflow
+	$(PYTHON) -m venv $(ENVS)/mlflow
+	$(ENVS)/mlflow/bin/pip install --quiet --disable-pip-version-check $(MLFLOW_PKGS)
+	touch $@
+
+mlflow: $(ENVS)/mlflow/.installed
+
 # modelsync against Triton (explicit and poll), MLServer, KServe and TF Serving's shape.
 servers-test: $(STAMP) servers
 	$(BIN)/pytest -q -m servers
@@ -95,7 +108,7 @@ servers-test: $(STAMP) servers
 # virtualenv has protobuf 7 (TensorFlow's), so it gets its own, with modelsync and its
 # S3 extra for the component to import; tests/test_kfp.py runs pipelines in it. Pinned:
 # modelsync_step.yaml names the kfp version it was compiled with.
-KFP_ENV := .envs/kfp
+KFP_ENV := $(ENVS)/kfp
 $(KFP_ENV)/.installed: pyproject.toml
 	rm -rf $(KFP_ENV)
 	$(PYTHON) -m venv $(KFP_ENV)
@@ -134,4 +147,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS) $(EMULATORS) $(PEERS) $(KFP_ENV) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run
+	rm -rf $(VENV) $(SERVERS) $(ENVS) $(EMULATORS) $(PEERS) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run

@@ -242,6 +242,18 @@ def cli(log_level: str, log_format: str) -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Smoke requests (JSON) put in the revision as modelsync-smoke.json.",
 )
+@click.option(
+    "--mlflow",
+    "mlflow_url",
+    metavar="mlflow+http://HOST:PORT/MODEL[@ALIAS]",
+    help="Then register the revision as a version of MODEL in MLflow's Model Registry "
+    "(and point ALIAS at it).",
+)
+@click.option(
+    "--mlflow-run",
+    metavar="RUN_ID",
+    help="The MLflow run whose artifacts hold URL (MLflow requires one for file:// URLs).",
+)
 def publish(
     src_dir: Path,
     url: str,
@@ -257,6 +269,8 @@ def publish(
     if_missing: str,
     channel: str | None,
     smoke: Path | None,
+    mlflow_url: str | None,
+    mlflow_run: str | None,
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     from modelsync.progress import LoggedProgress, terminal_progress
@@ -278,6 +292,13 @@ def publish(
     gates = gates_from_flags(gate, baseline, if_missing)
     if gates is not None:
         _publish_gate(url, options, channel, gates, metric_map, version)
+    if mlflow_url is not None:
+        from modelsync.backends.mlflow import parse_mlflow_url
+
+        try:
+            parse_mlflow_url(mlflow_url)  # before any upload
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--mlflow") from None
     published = publish_revision(
         src_dir,
         url,
@@ -294,6 +315,18 @@ def publish(
         if sys.stderr.isatty()
         else LoggedProgress(event="upload progress"),
     )
+    if mlflow_url is not None:
+        import structlog
+
+        from modelsync.mlflow_registry import register
+
+        registered = register(mlflow_url, f"{url}/{published}", run_id=mlflow_run)
+        structlog.get_logger().info(
+            "registered in MLflow",
+            registry=mlflow_url,
+            registry_version=registered,
+            version=published,
+        )
     click.echo(published)
     return 0
 

@@ -295,6 +295,9 @@ class AdminConfig(_Strict):
     listen: str = Field(default="127.0.0.1:8686", pattern=r"^\[?[0-9A-Za-z.:-]*\]?:[0-9]{1,5}$")
     # When set, POST /sync needs "Authorization: Bearer <token>".
     token: SecretStr | None = None
+    # The secret of MLflow registry webhooks (one line in this file): when set, POST
+    # /webhooks/mlflow takes signed deliveries (modelsync.webhooks).
+    mlflow_webhook_secret_file: Path | None = None
 
     @field_validator("listen")
     @classmethod

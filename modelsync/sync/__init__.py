@@ -52,6 +52,7 @@ from modelsync.sync.policy import Choice, Policy
 from modelsync.sync.policy.candidate import read_candidate
 from modelsync.sync.policy.follow import Follow, Follower
 from modelsync.sync.policy.newest import Newest
+from modelsync.sync.policy.registry import Named, RegistryPolicy
 from modelsync.sync.report import report_pass
 from modelsync.validate import validate_revision
 from modelsync.verified import VerifiedFiles
@@ -87,6 +88,7 @@ class Syncer:
         # Release channels and reports (models with ``channel`` / ``report``).
         self.follower = Follower(identity or default_identity(), self.retry)
         self._newest, self._follow = Newest(), Follow(self.follower)
+        self._registry = RegistryPolicy()
 
     def close(self) -> None:
         for source in self._sources.values():
@@ -102,8 +104,11 @@ class Syncer:
                 self._sources[key] = self._open_source(model.source, model.source_options)
             return self._sources[key]
 
-    def _policy(self, model: ModelConfig) -> Policy:
-        return self._newest if model.channel is None else self._follow
+    def _policy(self, model: ModelConfig, source: Source) -> Policy:
+        if model.channel is not None:
+            return self._follow
+        # A registry (MLflow) names the version: followed wherever it moves.
+        return self._registry if isinstance(source, Named) else self._newest
 
     # -- the envelope ----------------------------------------------------------
 
@@ -201,7 +206,7 @@ class Syncer:
             ctx.result.outcome = Outcome.UNCHANGED
             return
         source = self._source(ctx.model)
-        choice = self._policy(ctx.model).choose(ctx, source, active)
+        choice = self._policy(ctx.model, source).choose(ctx, source, active)
         if not reachable:
             self._wait(ctx, choice)
             return
