@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3,azure,oms]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3,azure,oms,pubsub]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -256,9 +256,24 @@ def _model(model: dict[str, Any]) -> str:
     )
 
 
+def _events(report: dict[str, Any]) -> str:
+    """The bucket-event sources (docs/push.md): a failing one is a gap the poll covers."""
+    sources = report.get("events") or []
+    if not sources:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(s.get('name'))}</td>"
+        f"<td>{'up' if s.get('up') else 'failing' if s.get('last_error') else 'starting'}</td>"
+        f"<td>{_e(s.get('last_error') or '')}</td></tr>"
+        for s in sources
+    )
+    head = "<tr><th>source</th><th>state</th><th>error</th></tr>"
+    return f"<h2>Event sources</h2><table>{head}{rows}</table>"
+
+
 def render(report: dict[str, Any], generated: str) -> bytes:
     """The page for a `/status` report."""
-    models = "".join(_model(m) for m in report.get("models", []))
+    models = _events(report) + "".join(_model(m) for m in report.get("models", []))
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">'

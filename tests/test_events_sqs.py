@@ -47,6 +47,8 @@ class Bucket:
         return f"s3://{self.name}/models/{model}"
 
     def queue(self) -> str:
+        """A queue the bucket notifies directly (S3 allows one such rule per event type
+        and prefix: one host; a fleet fans out through SNS)."""
         url: str = self.sqs.create_queue(QueueName="q-" + uuid.uuid4().hex[:10])["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         self.notify(
@@ -172,64 +174,45 @@ def _first_pass(proc: DaemonProcess) -> None:
     proc.wait_for(lambda e: e.get("event") == "first pass done; ready", timeout=30)
 
 
-def _queue_per_host(bucket: Bucket, names: list[str]) -> list[str]:
-    """A queue per host, each in the bucket's notification configuration."""
-    rules, urls = [], []
-    for name in names:
-        url = bucket.sqs.create_queue(QueueName=f"q-{name}-" + uuid.uuid4().hex[:6])["QueueUrl"]
-        arn = bucket.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-        rules.append(bucket._rule("QueueArn", arn["Attributes"]["QueueArn"]))
-        urls.append(url)
-    bucket.notify({"QueueConfigurations": rules})
-    return urls
-
-
-def test_three_hosts_each_with_a_queue_serve_a_publish_within_5s(
-    bucket: Bucket, tmp_path: Path, procs: list[DaemonProcess]
-) -> None:
-    """S3 -> SQS, a queue per host: with interval = 1h, a publish is served by every
-    host within 5 s of the command's start, and the status page shows publish-to-served."""
-    names = ["h0", "h1", "h2"]
-    bucket.publish("ranker", 1, seed=1)
-    running = []
-    for name, url in zip(names, _queue_per_host(bucket, names), strict=True):
-        options = {"queue_url": url, "endpoint_url": bucket.endpoint}
-        running.append(
-            _start(procs, tmp_path, name, _config(tmp_path, name, bucket, ["ranker"], options))
-        )
-    for proc in running:
-        _first_pass(proc)
-    assert all(_served(p, "ranker") == 1 for p in running)
-    bucket.publish("ranker", 2, seed=2)
-    # The command's own start-up (seconds on a loaded machine) is not the push's: the
-    # latency is taken from the revision's creation time, which publish sets as it starts.
-    _wait_served(running, "ranker", 2, timeout=30)
-    latencies = _publish_to_served(running)
-    print(
-        f"\nS3->SQS, 3 hosts: publish -> served per host {latencies} s; "
-        f"event -> pass start (mean) {[round(_wakeup_latency(p), 3) for p in running]} s"
-    )
-    assert all(lat < 5 for lat in latencies), latencies
-    assert _metric(running[0], "modelsync_events_wakeups_total", model="ranker") >= 1
-    _, page = running[0].http("GET", "/")
-    assert b"publish to served" in page
-
-
 def _receives(proxy: FaultProxy) -> int:
     with proxy.lock:
         return sum(b"WaitTimeSeconds" in body for body in proxy.bodies)
 
 
-def test_sns_fan_out_per_host_queues_serve_and_idle_cost_one_request_per_20s(
+def test_one_host_reads_s3_notifications_from_its_queue(
+    bucket: Bucket, tmp_path: Path, procs: list[DaemonProcess]
+) -> None:
+    """S3 -> SQS directly: with interval = 1h, a publish is served within 5 s, and the
+    status page shows the publish-to-served time."""
+    bucket.publish("ranker", 1, seed=1)
+    options = {"queue_url": bucket.queue(), "endpoint_url": bucket.endpoint}
+    proc = _start(procs, tmp_path, "one", _config(tmp_path, "one", bucket, ["ranker"], options))
+    _first_pass(proc)
+    bucket.publish("ranker", 2, seed=2)
+    # The command's own start-up (seconds on a loaded machine) is not the push's: the
+    # latency is taken from the revision's creation time, which publish sets as it starts.
+    _wait_served([proc], "ranker", 2, timeout=30)
+    latency = _publish_to_served([proc])[0]
+    print(
+        f"\nS3->SQS, 1 host: publish -> served {latency} s; "
+        f"event -> pass start (mean) {_wakeup_latency(proc):.3f} s"
+    )
+    assert latency < 5
+    assert _metric(proc, "modelsync_events_wakeups_total", model="ranker") >= 1
+    _, page = proc.http("GET", "/")
+    assert b"publish to served" in page
+
+
+def test_three_hosts_fan_out_through_sns_serve_within_5s_and_idle_at_one_request_per_20s(
     bucket: Bucket, tmp_path: Path, procs: list[DaemonProcess]
 ) -> None:
     """S3 -> SNS -> a queue each host creates and subscribes: a publish is served by
-    both hosts within 5 s; idle, each sends one ReceiveMessage per 20 s; the queues are
-    deleted at stop."""
+    all three hosts within 5 s; idle, each sends one ReceiveMessage per 20 s; the
+    queues are deleted at stop."""
     topic = bucket.topic()
     bucket.publish("ranker", 1, seed=1)
     port = int(bucket.endpoint.rsplit(":", 1)[1])
-    proxies = [FaultProxy(port).start() for _ in range(2)]
+    proxies = [FaultProxy(port).start() for _ in range(3)]
     running = []
     try:
         for i, proxy in enumerate(proxies):
@@ -239,11 +222,14 @@ def test_sns_fan_out_per_host_queues_serve_and_idle_cost_one_request_per_20s(
         for proc in running:
             _first_pass(proc)
         queues = bucket.sqs.list_queues(QueueNamePrefix="modelsync-fan").get("QueueUrls", [])
-        assert len(queues) == 2
+        assert len(queues) == 3
         bucket.publish("ranker", 2, seed=2)
         _wait_served(running, "ranker", 2, timeout=30)
         latencies = _publish_to_served(running)
-        print(f"\nS3->SNS->SQS, 2 hosts: publish -> served per host {latencies} s")
+        print(
+            f"\nS3->SNS->SQS, 3 hosts: publish -> served per host {latencies} s; "
+            f"event -> pass start (mean) {[round(_wakeup_latency(p), 3) for p in running]} s"
+        )
         assert all(lat < 5 for lat in latencies), latencies
         time.sleep(1)
         for proxy in proxies:
@@ -296,20 +282,23 @@ def _settled(proc: DaemonProcess, bucket: Bucket, queue: str, before: float) -> 
     """Passes since ``before`` once the queue is drained and no pass ran for 4 s."""
     last, quiet = _passes(proc), time.monotonic()
     while time.monotonic() - quiet < 4 or not _drained(bucket, queue):
-        time.sleep(0.25)
+        time.sleep(0.5)
         now = _passes(proc)
         if now != last:
             last, quiet = now, time.monotonic()
     return last - before
 
 
+# Draining 1,000 messages is 200 requests to moto: a minute and a half on a quiet
+# machine, several on a loaded one.
+@pytest.mark.timeout(900)
 def test_hostile_events_cost_at_most_one_pass_per_burst_and_serve_nothing(
     bucket: Bucket, tmp_path: Path, procs: list[DaemonProcess]
 ) -> None:
     """Forged (another model, a version the bucket lacks), 1,000 duplicates, out of
     order, malformed and huge messages: at most one extra pass per burst, only what
     the bucket holds is served, the daemon goes on and still wakes for a real publish."""
-    queue = _queue_per_host(bucket, ["hostile"])[0]
+    queue = bucket.queue()
     bucket.publish("ranker", 1, seed=1)
     options = {"queue_url": queue, "endpoint_url": bucket.endpoint}
     proc = _start(
@@ -335,9 +324,9 @@ def test_hostile_events_cost_at_most_one_pass_per_burst_and_serve_nothing(
     assert _metric(proc, "modelsync_events_ignored_total") >= 1000
     store = tmp_path / "hostile" / "store" / "ranker"
     assert sorted(p.name for p in store.iterdir()) == ["1", "current"]
+    # With interval = 1h only an event can bring version 2 in.
     bucket.publish("ranker", 2, seed=2)
     _wait_served([proc], "ranker", 2, timeout=30)
-    assert _publish_to_served([proc])[0] < 5
 
 
 def test_a_deleted_queue_is_reported_and_recovers(
@@ -346,7 +335,7 @@ def test_a_deleted_queue_is_reported_and_recovers(
     """The queue deleted mid-run: /readyz stays 200 and lists it as degraded, the
     metric and the log say so, POST /sync still passes; once the queue is back, a
     publish wakes the host again and the log says it recovered."""
-    queue = _queue_per_host(bucket, ["gone"])[0]
+    queue = bucket.queue()
     bucket.publish("ranker", 1, seed=1)
     options = {"queue_url": queue, "endpoint_url": bucket.endpoint, "wait": "2s"}
     proc = _start(procs, tmp_path, "gone", _config(tmp_path, "gone", bucket, ["ranker"], options))
@@ -360,6 +349,8 @@ def test_a_deleted_queue_is_reported_and_recovers(
     assert _metric(proc, "modelsync_events_source_up") == 0
     _, status_doc = proc.http("GET", "/status")
     assert json.loads(status_doc)["events"][0]["last_error"]
+    _, page = proc.http("GET", "/")
+    assert b"Event sources" in page and b"failing" in page
     bucket.publish("ranker", 2, seed=2)
     assert proc.http("POST", "/sync")[0] == 202
     _wait_served([proc], "ranker", 2, timeout=10)
@@ -371,6 +362,7 @@ def test_a_deleted_queue_is_reported_and_recovers(
     proc.wait_for(lambda e: e.get("event") == "event source recovered", timeout=70)
     status, body = proc.http("GET", "/readyz")
     assert json.loads(body)["degraded"] == []
+    woken = _metric(proc, "modelsync_events_wakeups_total")
     bucket.publish("ranker", 3, seed=3)
     _wait_served([proc], "ranker", 3, timeout=30)
-    assert _publish_to_served([proc])[0] < 5
+    assert _metric(proc, "modelsync_events_wakeups_total") > woken

@@ -3,7 +3,8 @@ read by its own thread, routed by the hub to the models whose objects they name.
 
   match.py   which objects wake which model
   source.py  the seam a queue fills; sqs.py (S3 via SQS/SNS/EventBridge),
-             azqueue.py (Azure Event Grid via a Storage Queue)
+             azqueue.py (Azure Event Grid via a Storage Queue), pubsub.py (GCS via
+             Pub/Sub)
   runner.py  one thread per source: long-poll, deliver, delete, back off
   hub.py     filter, de-duplicate, wake through the daemon's "sync now" path; health
   __init__   the configuration and the wiring
@@ -55,8 +56,18 @@ def _azure_queue() -> Kind:
     return Kind(azqueue.AzureQueueOptions, azqueue.AzureQueueSource, azqueue.parse)
 
 
-# Imported when used: a config with no events pays for neither SDK.
-KINDS: dict[str, Callable[[], Kind]] = {"sqs": _sqs, "azure-queue": _azure_queue}
+def _pubsub() -> Kind:
+    from modelsync.events import pubsub
+
+    return Kind(pubsub.PubSubOptions, pubsub.PubSubSource, pubsub.parse)
+
+
+# Imported when used: a config with no events pays for none of the SDKs.
+KINDS: dict[str, Callable[[], Kind]] = {
+    "sqs": _sqs,
+    "azure-queue": _azure_queue,
+    "pubsub": _pubsub,
+}
 
 
 class EventsConfig(BaseModel):

@@ -63,6 +63,8 @@ class SourceRunner:
                 if batch:
                     self._source.ack(batch)
             except EventSourceError as exc:
+                if self._stop.is_set():
+                    return  # the source was closed under a read in flight: not a failure
                 failures = self._hub.source_failed(self.name, str(exc))
                 self._stop.wait(min(_BACKOFF_CAP, 2.0 ** (failures - 1)))
 
