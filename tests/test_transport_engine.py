@@ -82,7 +82,7 @@ def test_streams_the_body_hashing_it_and_reuses_the_connection(origin: _Origin) 
     for _ in range(3):
         out = io.BytesIO()
         digest = hashlib.sha256()
-        headers = engine.get(f"{origin.url}/obj", {}, out, CancelToken(), "obj", [digest])
+        headers = engine.get(f"{origin.url}/obj", {}, out.write, CancelToken(), "obj", [digest])
         assert out.getvalue() == BODY
         assert digest.hexdigest() == hashlib.sha256(BODY).hexdigest()
         assert headers["content-length"] == str(len(BODY))
@@ -93,7 +93,7 @@ def test_streams_the_body_hashing_it_and_reuses_the_connection(origin: _Origin) 
 def test_an_error_status_is_http_status_with_its_first_line(origin: _Origin) -> None:
     """A 404 is HttpStatus carrying the status and one line of the store's answer."""
     with pytest.raises(HttpStatus) as caught:
-        _engine().get(f"{origin.url}/missing", {}, io.BytesIO(), None, "gs://b/missing")
+        _engine().get(f"{origin.url}/missing", {}, io.BytesIO().write, None, "gs://b/missing")
     assert caught.value.status == 404
     assert str(caught.value) == "gs://b/missing: HTTP 404: <Error><Code>NoSuchKey</Code></Error>"
     assert is_transient(503) and is_transient(429) and not is_transient(404)
@@ -102,7 +102,7 @@ def test_an_error_status_is_http_status_with_its_first_line(origin: _Origin) -> 
 def test_a_body_shorter_than_declared_is_a_transient_error(origin: _Origin) -> None:
     """A wrong length (the server hangs up early) is retryable, named, one line."""
     with pytest.raises(TransientSourceError) as caught:
-        _engine().get(f"{origin.url}/short", {}, io.BytesIO(), None, "obj")
+        _engine().get(f"{origin.url}/short", {}, io.BytesIO().write, None, "obj")
     assert "closed by the server" in str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -113,7 +113,7 @@ def test_a_reset_mid_body_is_a_transient_error(origin: _Origin, kind: str) -> No
     proxy = FaultProxy(origin.port, FaultPlan(rate=1.0, kinds=(kind,))).start()
     try:
         with pytest.raises(TransientSourceError) as caught:
-            _engine().get(f"{proxy.url}/obj", {}, io.BytesIO(), None, "obj")
+            _engine().get(f"{proxy.url}/obj", {}, io.BytesIO().write, None, "obj")
     finally:
         proxy.stop()
     assert f"127.0.0.1:{proxy.port}" in str(caught.value)
@@ -125,7 +125,9 @@ def test_a_dripping_answer_is_cut_at_the_deadline(origin: _Origin) -> None:
     started = time.monotonic()
     try:
         with pytest.raises(Cancelled):
-            _engine().get(f"{proxy.url}/obj", {}, io.BytesIO(), CancelToken().within(1.0), "obj")
+            _engine().get(
+                f"{proxy.url}/obj", {}, io.BytesIO().write, CancelToken().within(1.0), "obj"
+            )
     finally:
         proxy.stop()
     assert time.monotonic() - started < 5
@@ -142,7 +144,7 @@ def test_a_writer_that_refuses_stops_the_read(origin: _Origin) -> None:
 
     engine = _engine()
     with pytest.raises(RefusedError):
-        engine.get(f"{origin.url}/obj", {}, Bounded(), None, "obj")
+        engine.get(f"{origin.url}/obj", {}, Bounded().write, None, "obj")
     out = io.BytesIO()
-    engine.get(f"{origin.url}/obj", {}, out, None, "obj")
+    engine.get(f"{origin.url}/obj", {}, out.write, None, "obj")
     assert out.getvalue() == BODY

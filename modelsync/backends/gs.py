@@ -243,7 +243,9 @@ class GcsSource:
             headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
         try:
-            answer = engine.get(url, headers, writer, cancel, what, () if byte_range else (crc,))
+            answer = engine.get(
+                url, headers, writer.write, cancel, what, () if byte_range else (crc,)
+            )
         except HttpStatus as exc:
             raise translate(exc, what, self.bucket_name) from exc
         expected = crc32c_header(answer.get("X-Goog-Hash", ""))

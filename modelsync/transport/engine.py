@@ -7,7 +7,7 @@ and give this engine their endpoint and credentials. Each GET
 - runs on one PoolManager per source (connections reused across files and threads),
   built from the deadline layer's classes, so the pass's token cuts a connect or a
   read in flight (Deadlines), and ``connect``/``read`` timeouts bound each wait;
-- streams the body into ``writer`` in READ_SIZE pieces (memory stays bounded by the
+- streams the body into ``write`` in READ_SIZE pieces (memory stays bounded by the
   reads in flight, whatever the object's size), and feeds ``hashers`` as bytes
   arrive, so a storage checksum is known the moment the last byte is written;
 - fails in one line: HttpStatus for an answer that is not 200/206 (each backend says
@@ -20,8 +20,7 @@ download loops (docs/transport.md), which is what small files are made of.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import urllib3
@@ -33,14 +32,15 @@ from modelsync.sources.ranges import READ_SIZE
 from modelsync.transport.deadline import Deadlines
 from modelsync.transport.errors import HttpStatus, network_line
 
-__all__ = ["Engine", "Writer", "is_transient"]
+__all__ = ["Engine", "Hashers", "is_transient"]
 
 # Bytes of an error answer kept for its message (a store's XML or JSON error).
 _ERROR_BODY = 4096
 
 
-class Writer(Protocol):
-    def write(self, data: bytes, /) -> int: ...
+# The storage checksums to feed, known once the answer's headers are (S3 says in its
+# headers which checksum the object has), or fixed in advance.
+Hashers = Sequence[Hasher] | Callable[[Mapping[str, str]], Sequence[Hasher]]
 
 
 class Engine:
@@ -60,16 +60,16 @@ class Engine:
         self,
         url: str,
         headers: Mapping[str, str],
-        writer: Writer,
+        write: Callable[[bytes], object],
         cancel: CancelToken | None,
         what: str,
-        hashers: Sequence[Hasher] = (),
+        hashers: Hashers = (),
     ) -> Mapping[str, str]:
-        """Stream the body of a GET into ``writer``; return the answer's headers.
+        """Stream the body of a GET into ``write``; return the answer's headers.
 
         Raises HttpStatus for a status other than 200/206, TransientSourceError for a
         network failure or a body shorter than its Content-Length, Cancelled when the
-        token fires, and whatever ``writer`` raises (a size bound, a full disk).
+        token fires, and whatever ``write`` raises (a size bound, a full disk).
         """
         try:
             with self._deadlines.deadline(cancel):
@@ -86,10 +86,11 @@ class Engine:
                     if response.status not in (200, 206):
                         body = response.read(_ERROR_BODY, decode_content=False)
                         raise HttpStatus(response.status, what, bytes(body))
+                    feed = hashers(response.headers) if callable(hashers) else hashers
                     for chunk in response.stream(READ_SIZE, decode_content=False):
-                        for hasher in hashers:
+                        for hasher in feed:
                             hasher.update(chunk)
-                        writer.write(chunk)
+                        write(chunk)
                     answer: Mapping[str, str] = response.headers
                 except BaseException:
                     # A connection with unread body is not reused for the next file.
