@@ -1,12 +1,18 @@
 """Whole `modelsync sync` beside rclone on fake-gcs-server (Go, in memory, loopback).
 
     python -m bench.transport_planes [--rounds 3] [--datasets small,mb]
+    python -m bench.transport_planes --rounds 1 --planes urllib3,obstore \
+        --plane-python /path/to/venv-with-obstore/bin/python
 
 Publishes each dataset once with `modelsync publish`, then per round (tool order
 rotated) times `modelsync sync` into a fresh store and `rclone copy` into a fresh
 directory, and prints the median seconds, peak RSS and the ratio (rclone's seconds
 over modelsync's: above 1.0 modelsync is faster). The transport engine's own
 measurements (docs/transport.md) were made with it.
+
+``--planes`` instead times throw-away data planes (PLANE: 16 GETs in flight, each
+file written, fsynced, sha256 and crc32 computed as bytes arrive) in a child of
+``--plane-python``: the HTTP cores considered for the engine, urllib3 and obstore.
 """
 
 from __future__ import annotations
@@ -80,6 +86,62 @@ def make_bucket(url: str, name: str) -> None:
     urllib.request.urlopen(req, timeout=10).read()
 
 
+PLANE = """
+import hashlib, os, sys, zlib
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
+url, bucket, dest, kind, *names = sys.argv[1:]
+def write(i, chunks):
+    digest, crc = hashlib.sha256(), 0
+    fd = os.open(os.path.join(dest, str(i)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    for chunk in chunks:
+        digest.update(chunk)
+        crc = zlib.crc32(chunk, crc)
+        os.write(fd, chunk)
+    os.fsync(fd)
+    os.close(fd)
+if kind == "urllib3":
+    import urllib3
+    pool = urllib3.PoolManager(maxsize=16, retries=False)
+    def one(i):
+        key = quote(names[i], safe="")
+        got = pool.request("GET", f"{url}/download/storage/v1/b/{bucket}/o/{key}?alt=media",
+                           preload_content=False)
+        assert got.status == 200, got.status
+        write(i, got.stream(256 * 1024))
+        got.release_conn()
+else:
+    import obstore
+    from obstore.store import GCSStore
+    store = GCSStore(bucket, base_url=url, skip_signature=True,
+                     client_options={"allow_http": True})
+    def one(i):
+        write(i, (bytes(b) for b in obstore.get(store, names[i]).stream(256 * 1024)))
+with ThreadPoolExecutor(16) as pool_:
+    list(pool_.map(one, range(len(names))))
+"""
+
+
+def _planes(
+    args: argparse.Namespace, url: str, bucket: str, files: dict[str, int], work: Path
+) -> None:
+    """Each plane of ``--planes`` once over the published revision: wall time or why not."""
+    names = [f"m/1/{name}" for name in files]
+    for kind in args.planes.split(","):
+        dest = work / "plane"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir()
+        argv = [args.plane_python, "-c", PLANE, url, bucket, str(dest), kind, *names]
+        started = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        secs = time.monotonic() - started
+        # The error's own line, not the tail of a Rust debug dump after it.
+        lines = done.stderr.strip().splitlines() or ["?"]
+        error = next((line for line in lines if "Error performing" in line), lines[-1])
+        result = f"{secs:.2f} s" if done.returncode == 0 else f"failed: {error.strip()[:300]}"
+        print(f"| {len(files)} files | plane {kind} | {result} |", flush=True)
+
+
 def _commands(source: str, bucket: str) -> dict[str, Callable[[Path], list[str]]]:
     """Each tool's argv for a destination directory."""
 
@@ -118,6 +180,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--datasets", default="small,mb")
+    parser.add_argument("--planes", default="", help="e.g. urllib3,obstore")
+    parser.add_argument("--plane-python", default=sys.executable)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="modelsync-planes-"))
     server, url = start_fake_gcs()
@@ -143,6 +207,9 @@ def main() -> None:
                 capture_output=True,
             )
             shutil.rmtree(src)
+            if args.planes:
+                _planes(args, url, bucket, files, work)
+                continue
             total = sum(files.values())
             tools = _commands(source, bucket)
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
