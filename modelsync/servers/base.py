@@ -16,7 +16,7 @@ __all__ = ["NoOptions", "PresetDefaults", "PresetModel", "ServerPreset"]
 class NoOptions(BaseModel):
     """A preset without options of its own: any key in server_options is an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class PresetModel(Protocol):
