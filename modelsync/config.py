@@ -50,7 +50,11 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+    # Every model here and in the method, preset and backend option modules builds its
+    # validator at first use, not at import: a command pays only for what it validates.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=False, populate_by_name=True, defer_build=True
+    )
 
 
 class ValidateConfig(_Strict):

@@ -252,7 +252,7 @@ class Connections:
 class NoOptions(BaseModel):
     """A backend without options: any key in source_options is an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Backend:

@@ -84,7 +84,7 @@ class BoundedBuffer:
 class RangeOptions(BaseModel):
     """Transfer tuning every network backend accepts in [models.source_options]."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     # Objects at least this large are fetched as parallel byte ranges.
     range_threshold: Size = Field(default=64 * 1024 * 1024, ge=MIN_RANGE_THRESHOLD)

@@ -19,7 +19,7 @@ import structlog
 from modelsync.cancel import CancelToken
 from modelsync.channel import MAX_POINTER_BYTES, Pointer, Target, channel_key, target_of
 from modelsync.channel_trust import trusted_pointer
-from modelsync.errors import ChannelError, RefusedError
+from modelsync.errors import ChannelError
 from modelsync.reports import failed_hosts
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import Source
@@ -27,10 +27,10 @@ from modelsync.sources.control import Control, ControlStore, report_prefix
 from modelsync.state import ChannelInfo
 from modelsync.sync.context import PassContext
 from modelsync.sync.policy import Choice
-from modelsync.sync.policy.candidate import read_candidate
 from modelsync.sync.policy.halt import FailedHosts, HaltRule
+from modelsync.sync.policy.named import named_choice
 
-__all__ = ["ChannelView", "Follow", "Follower", "named_choice"]
+__all__ = ["ChannelView", "Follow", "Follower"]
 
 
 @dataclass(frozen=True)
@@ -110,29 +110,6 @@ class Follower:
         with self._lock:
             self._pointers[(source.url, channel)] = (got.tag, got.data)
         return pointer
-
-
-def named_choice(ctx: PassContext, source: Source, version: int, namer: str) -> Choice | None:
-    """The choice of ``version``, which ``namer`` (a channel, a registry) named: from a
-    retained copy when this host served it before, else checked in the bucket."""
-    retained = ctx.ms.path_of(version)
-    if retained is not None:
-        # Back to a revision this host served before (a halted canary, an alias moved
-        # back): tried from the local copy first; admission decides whether it may be.
-        return Choice(version, None, retained)
-    try:
-        candidate = read_candidate(ctx, source, version)
-    except RefusedError as exc:
-        ctx.refuse(version, str(exc), exc.metrics)
-        return None
-    if candidate is None:
-        ctx.log.warning(
-            "the version named has no manifest (incomplete or missing)",
-            version=version,
-            named_by=namer,
-        )
-        return None
-    return Choice(version, candidate)
 
 
 class Follow:
