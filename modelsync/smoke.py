@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from modelsync.errors import StoreError
+from modelsync.errors import RefusedError, StoreError
 from modelsync.fsutil import read_regular
 from modelsync.units import Duration
 
@@ -40,6 +40,7 @@ __all__ = [
     "SmokeConfig",
     "SmokeFile",
     "SmokeRequest",
+    "check_smoke",
     "difference",
     "load_smoke",
     "load_smoke_file",
@@ -118,6 +119,17 @@ def load_smoke_file(path: Path) -> SmokeFile:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "(top)"
         raise ValueError(f"{path}: {where}: {err['msg']}") from None
+
+
+def check_smoke(revision: Path, config: SmokeConfig) -> None:
+    """RefusedError, before any server sees the staged revision at ``revision``, when
+    its smoke file is malformed or it has none and ``config`` requires one."""
+    try:
+        smoke = load_smoke(revision)
+    except ValueError as exc:
+        raise RefusedError(f"unusable smoke file: {exc}") from None
+    if smoke is None and config.required:
+        raise RefusedError(f"no {SMOKE_FILE} in the revision, and the model requires one")
 
 
 def difference(answer: Any, expect: Any, tolerance: float, at: str = "") -> str | None:

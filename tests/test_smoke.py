@@ -221,9 +221,9 @@ def test_required_smoke_refuses_a_revision_without_one_or_with_a_bad_one(
     tmp_path: Path, bucket: Path
 ) -> None:
     """smoke.required: a revision without a smoke file is refused; so is a smoke file
-    that does not parse (with or without required), naming the key."""
+    that does not parse, naming the key; both before the server is told of them."""
     store = tmp_path / "data" / "models"
-    with http_stub(_v2_server({})) as (url, _seen):
+    with http_stub(_v2_server({})) as (url, seen):
         config = _config(tmp_path, store, bucket, url, "required = true\n")
         put_revision(bucket, 1, {**model_files(1), SMOKE_FILE: b'{"format": 1, "requests": []}'})
         put_revision(bucket, 2, model_files(2))
@@ -232,8 +232,10 @@ def test_required_smoke_refuses_a_revision_without_one_or_with_a_bad_one(
     assert out.returncode == 1, out.stderr
     refused = _status(config)["refused"]
     assert isinstance(refused, dict)
-    assert "no modelsync-smoke.json in the revision, and the model requires one" in refused["2"]
-    assert "unusable smoke file" in refused["1"] and "requests" in refused["1"], refused
+    assert refused["2"] == "no modelsync-smoke.json in the revision, and the model requires one"
+    assert refused["1"].startswith("unusable smoke file: ") and "requests" in refused["1"]
+    assert not [p for _, p, _ in seen if p.endswith("/load")]
+    assert not (store / "ranker").exists() or os.listdir(store / "ranker") == []
 
 
 def test_custom_server_smoke_url_template(tmp_path: Path, bucket: Path) -> None:
