@@ -17,8 +17,10 @@ import click
 from modelsync.cliopts import config_option
 from modelsync.errors import ConfigError
 from modelsync.manifest import MAX_VERSION
+from modelsync.release_live import live_halt_options, print_live
 
 if TYPE_CHECKING:
+    from modelsync.channel import LiveHalt
     from modelsync.release import Release, RolloutStatus
 
 __all__ = ["release"]
@@ -195,12 +197,18 @@ _VERSION = click.IntRange(1, MAX_VERSION)
     "--halt-after", type=click.IntRange(1, 1_000_000), help="Failed reports that halt it."
 )
 @click.option("--on-halt", type=click.Choice(["revert", "hold"]), help="Adopters on a halt.")
+@live_halt_options
 @_command
 def start(
-    release: Release, version: int, percent: float, halt_after: int | None, on_halt: str | None
+    release: Release,
+    version: int,
+    percent: float,
+    halt_after: int | None,
+    on_halt: str | None,
+    halt_live: LiveHalt | None,
 ) -> int:
     """Make VERSION the canary of MODEL's channel, served by PERCENT of the hosts."""
-    release.start(version, percent, halt_after, on_halt)
+    release.start(version, percent, halt_after, on_halt, halt_live)
     _show(release, f"canary {version} started")
     return 0
 
@@ -305,11 +313,12 @@ def _print_reports(rollout: RolloutStatus) -> None:
     if rollout.version is None:
         click.echo("no version named yet")
         return
-    if rollout.halted:
+    halt = rollout.halt
+    if halt is not None:
         pointer = rollout.pointer
         click.echo(
-            f"HALTED: canary {rollout.version}: {len(rollout.markers)} hosts failed it "
-            f"(rule halt_after {pointer.halt_after}; on_halt {pointer.on_halt}: "
+            f"HALTED: canary {rollout.version} by rule {halt[0]}: {halt[1]} "
+            f"(on_halt {pointer.on_halt}: "
             + (
                 "its adopters went back to stable"
                 if pointer.on_halt == "revert"
@@ -317,7 +326,8 @@ def _print_reports(rollout: RolloutStatus) -> None:
             )
             + "); no host adopts it: abort it, or promote --force"
         )
-        click.echo("  failed: " + ", ".join(sorted(rollout.markers)))
+        if rollout.markers:
+            click.echo("  failed: " + ", ".join(sorted(rollout.markers)))
     click.echo(
         f"version {rollout.version}: {len(doc['confirmed'])} confirmed, "
         f"{len(doc['failed'])} rolled back or refused, {len(doc['not_reported'])} not reported"
@@ -326,5 +336,6 @@ def _print_reports(rollout: RolloutStatus) -> None:
         click.echo(f"  {identity}: {why}")
     if doc["not_reported"]:
         click.echo("  not reported: " + ", ".join(doc["not_reported"]))
+    print_live(doc)
     if doc["unreadable_reports"]:
         click.echo(f"  {doc['unreadable_reports']} unreadable report objects ignored")
