@@ -1,14 +1,15 @@
 """Whole `modelsync sync` beside rclone on fake-gcs-server (Go, in memory, loopback).
 
-    python -m bench.transport_planes [--rounds 3] [--datasets small,mb]
+    python -m bench.transport_planes [--rounds 3] [--datasets small,mb] [--baseline DIR]
     python -m bench.transport_planes --rounds 1 --planes urllib3,obstore \
         --plane-python /path/to/venv-with-obstore/bin/python
 
 Publishes each dataset once with `modelsync publish`, then per round (tool order
 rotated) times `modelsync sync` into a fresh store and `rclone copy` into a fresh
 directory, and prints the median seconds, peak RSS and the ratio (rclone's seconds
-over modelsync's: above 1.0 modelsync is faster). The transport engine's own
-measurements (docs/transport.md) were made with it.
+over modelsync's: above 1.0 modelsync is faster). ``--baseline DIR`` times the
+modelsync of another source tree (e.g. ``git archive main``) in the same rounds.
+The transport engine's own measurements (docs/transport.md) were made with it.
 
 ``--planes`` instead times throw-away data planes (PLANE: 16 GETs in flight, each
 file written, fsynced, sha256 and crc32 computed as bytes arrive) in a child of
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -182,10 +184,14 @@ def main() -> None:
     parser.add_argument("--datasets", default="small,mb")
     parser.add_argument("--planes", default="", help="e.g. urllib3,obstore")
     parser.add_argument("--plane-python", default=sys.executable)
+    parser.add_argument(
+        "--baseline", default="", help="a source tree of another modelsync to time beside"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="modelsync-planes-"))
     server, url = start_fake_gcs()
     env = {**os.environ, "STORAGE_EMULATOR_HOST": url, "PYTHONPATH": os.getcwd()}
+    baseline_env = {**env, "PYTHONPATH": args.baseline}
     rclone_env = {
         **env,
         "RCLONE_CONFIG_FAKE_TYPE": "google cloud storage",
@@ -212,7 +218,12 @@ def main() -> None:
                 continue
             total = sum(files.values())
             tools = _commands(source, bucket)
+            if args.baseline:
+                tools["modelsync baseline"] = tools["modelsync sync"]
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
+            # CPU seconds (user + sys) of each run: on a loaded machine the wall
+            # times swing with the load, the CPU a tool needs does not.
+            cpu: dict[str, list[float]] = {name: [] for name in tools}
             names = list(tools)
             for rnd in range(args.rounds):
                 order = names[rnd % len(names) :] + names[: rnd % len(names)]
@@ -220,8 +231,12 @@ def main() -> None:
                     dest = work / "dest"
                     shutil.rmtree(dest, ignore_errors=True)
                     dest.mkdir()
-                    secs, rss, code = run_measured(
-                        tools[name](dest), env if "modelsync" in name else rclone_env
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    own = {"rclone copy": rclone_env, "modelsync baseline": baseline_env}
+                    secs, rss, code = run_measured(tools[name](dest), own.get(name, env))
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu[name].append(
+                        after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
                     )
                     got = dir_bytes(dest)
                     if code != 0 or got < total:
@@ -232,10 +247,13 @@ def main() -> None:
                 rss = max(r for _, r in rows)
                 print(
                     f"| {label} | {name} | {med[name]:.2f} s | {total / MB / med[name]:.0f} MB/s "
-                    f"| {rss:.0f} MB | rounds {[round(s, 2) for s, _ in rows]}"
+                    f"| {rss:.0f} MB | CPU {statistics.median(cpu[name]):.2f} s "
+                    f"| rounds {[round(s, 2) for s, _ in rows]}"
                 )
-            ratio = med["rclone copy"] / med["modelsync sync"]
-            print(f"| {label} | modelsync vs rclone | {ratio:.2f}x | | |", flush=True)
+            for name in med:
+                if name.startswith("modelsync"):
+                    ratio = med["rclone copy"] / med[name]
+                    print(f"| {label} | {name} vs rclone | {ratio:.2f}x | | |", flush=True)
     finally:
         server.kill()
         server.wait()
