@@ -357,10 +357,15 @@ def _log_time(stderr: str, event: str) -> float:
     raise AssertionError(f"no {event!r} in the sync's log:\n{stderr[-3000:]}")
 
 
-def run_smoke_story(story: Story, body: dict[str, Any]) -> dict[str, Any]:
+def run_smoke_story(
+    story: Story,
+    body: dict[str, Any],
+    doc: Callable[[dict[str, Any], float], dict[str, Any]] = smoke_doc,
+) -> dict[str, Any]:
     """Under a client's load: v2 good (its smoke passes), v3 that loads but answers 30
     where its smoke file expects 3 (rolled back within seconds, the difference in the
-    reason), v5 good. Returns the figures; the client must see no failed request."""
+    reason), v5 good. ``doc`` writes the smoke file (a V2 one by default). Returns the
+    figures; the client must see no failed request."""
     figures: dict[str, Any] = {}
     story.publish(1, 1.0)  # before the server: the repository it starts on
     out, _ = story.sync()
@@ -373,14 +378,14 @@ def run_smoke_story(story: Story, body: dict[str, Any]) -> dict[str, Any]:
         client = Client(story.predict)
         client.start()
         try:
-            story.publish(2, 2.0, smoke=smoke_doc(body, 2.0))
+            story.publish(2, 2.0, smoke=doc(body, 2.0))
             out, figures["swap_s"] = story.sync()
             assert out.returncode == 0, out.stderr
             passed = {"verdict": "passed", "requests": 1, "reason": ""}
             assert _live(story.status(), 2) == {"smoke": passed}
             story.wait_for_answer(2.0)
 
-            story.publish(3, 30.0, smoke=smoke_doc(body, 3.0))
+            story.publish(3, 30.0, smoke=doc(body, 3.0))
             out, figures["sync_s"] = story.sync()
             assert out.returncode == 1, out.stderr
             activated = _log_time(out.stderr, "activated")
@@ -393,7 +398,7 @@ def run_smoke_story(story: Story, body: dict[str, Any]) -> dict[str, Any]:
             assert "= 30.0" in reason, reason
             story.wait_for_answer(2.0)
 
-            story.publish(5, 5.0, smoke=smoke_doc(body, 5.0))
+            story.publish(5, 5.0, smoke=doc(body, 5.0))
             out, _ = story.sync()
             assert out.returncode == 0, out.stderr
             assert story.status()["active_version"] == 5

@@ -56,8 +56,8 @@ def test_tfserving_waits_for_available() -> None:
     assert len(seen) == 3 and seen[0][1] == "/v1/models/ranker"
 
 
-def test_tfserving_error_and_end_fail_at_once() -> None:
-    """An error_code other than OK, or END without AVAILABLE, fails with the server's words."""
+def test_tfserving_error_fails_at_once() -> None:
+    """An error_code other than OK fails at once with the server's words."""
     with http_stub(lambda m, p, b: (200, _status(("7", "END", "UNKNOWN", "Data loss: bad")))) as (
         url,
         _,
@@ -67,11 +67,19 @@ def test_tfserving_error_and_end_fail_at_once() -> None:
         with pytest.raises(LoadFailed, match="UNKNOWN: Data loss: bad"):
             confirm(config)
         assert time.monotonic() - started < 5
-    with (
-        http_stub(lambda m, p, b: (200, _status(("7", "END", "OK", "")))) as (url, _),
-        pytest.raises(LoadFailed, match="ended without serving"),
-    ):
-        confirm(ConfirmConfig.of(method="tfserving", url=url))
+
+
+def test_tfserving_unloaded_version_is_waited_for() -> None:
+    """END with OK (a version unloaded in order, e.g. the previous revision after a
+    rollback) is waited for until the server loads it again, not failed."""
+    answers = iter([_status(("7", "END", "OK", ""), ("8", "END", "OK", ""))] * 3)
+
+    def answer(m: str, p: str, b: bytes) -> tuple[int, bytes]:
+        return 200, next(answers, _status(("7", "AVAILABLE", "OK", ""), ("8", "END", "OK", "")))
+
+    with http_stub(answer) as (url, seen):
+        confirm(ConfirmConfig.of(method="tfserving", url=url, period=0.05, timeout=30))
+    assert len(seen) == 4
 
 
 def test_dead_server_times_out_and_stop_interrupts() -> None:

@@ -9,6 +9,9 @@
 - Serves a subset of TensorFlow Serving's REST API:
     GET  /v1/models/<model>           {"model_version_status": [{"version", "state", "status"}]}
     POST /v1/models/<model>:predict   {"instances": [[1.0], ...]} -> {"predictions": [...]}
+    POST /v1/models/<model>/versions/<v>:predict   the same, from version <v> only: 404
+                                      {"error": "Servable not found for request:
+                                      Specific(<model>, <v>)"} unless <v> is the one served
 - A reload loads the new revision completely before switching to it, so requests
   never see a half-loaded model; if the load fails, the old revision keeps serving
   and the failure is reported in the status (state END, error_code UNKNOWN), which
@@ -27,9 +30,13 @@ import types
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class NotServedError(Exception):
+    """A request for a version that is not the one served."""
 
 
 class ModelHolder:
@@ -37,6 +44,7 @@ class ModelHolder:
 
     def __init__(self, model_dir: Path, poll: bool = False) -> None:
         self.model_dir = model_dir
+        self.name = model_dir.name
         self.poll = poll
         self.lock = threading.Lock()
         self.version: int | None = None
@@ -85,13 +93,18 @@ class ModelHolder:
             log("no current revision to load")
             return None
 
-    def predict(self, instances: list[Any]) -> tuple[int | None, list[Any]]:
+    def predict(
+        self, instances: list[Any], wanted: int | None = None
+    ) -> tuple[int | None, list[Any]]:
         import tensorflow as tf
 
         with self.lock:
             function, version = self.function, self.version
         if function is None:
             raise LookupError("no model loaded")
+        if wanted is not None and wanted != version:
+            # TF Serving's words for a version it does not serve (a 404).
+            raise NotServedError(f"Servable not found for request: Specific({self.name}, {wanted})")
         outputs = function(x=tf.constant(instances, dtype=tf.float32))
         return version, outputs["y"].numpy().tolist()
 
@@ -102,6 +115,23 @@ def _status(version: int, state: str, code: str = "OK", message: str = "") -> di
         "state": state,
         "status": {"error_code": code, "error_message": message},
     }
+
+
+class PredictRoute(NamedTuple):
+    """A predict path: for one version, or (None) for whichever is served."""
+
+    version: int | None
+
+
+def _predict_route(path: str, name: str) -> PredictRoute | None:
+    """The predict route ``path`` names, None if it names none."""
+    if path == f"/v1/models/{name}:predict":
+        return PredictRoute(None)
+    prefix, suffix = f"/v1/models/{name}/versions/", ":predict"
+    number = path[len(prefix) : -len(suffix)]
+    if path.startswith(prefix) and path.endswith(suffix) and number.isdigit():
+        return PredictRoute(int(number))
+    return None
 
 
 def log(message: str) -> None:
@@ -132,12 +162,16 @@ def make_handler(name: str, holder: ModelHolder) -> type[BaseHTTPRequestHandler]
             self._json(HTTPStatus.OK, {"model_version_status": statuses})
 
         def do_POST(self) -> None:
-            if self.path != f"/v1/models/{name}:predict":
+            route = _predict_route(self.path, name)
+            if route is None:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}"})
                 return
             try:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                version, predictions = holder.predict(request["instances"])
+                version, predictions = holder.predict(request["instances"], route.version)
+            except NotServedError as exc:
+                self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+                return
             except LookupError as exc:
                 self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
                 return

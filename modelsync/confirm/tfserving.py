@@ -2,7 +2,10 @@
 
 The answer is {"model_version_status": [{"version": "3", "state": "AVAILABLE",
 "status": {"error_code": "OK", "error_message": ""}}, ...]}: the version must reach
-AVAILABLE; an error_code other than OK, or END without ever being available, fails.
+AVAILABLE; an error_code other than OK fails. END with OK is a version the server
+unloaded in order (TF Serving reports a failed load with an error code): after a
+rollback the previous revision reads END until the server's next scan loads it again,
+so it is waited for like LOADING, within the confirm timeout.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class TfServingProber:
         if state == "AVAILABLE":
             return Probe(ProbeState.LOADED)
         if state == "END":
-            return Probe(ProbeState.FAILED, f"version {target.version} ended without serving")
+            return Probe(ProbeState.LOADING, f"version {target.version} unloaded; not yet again")
         return Probe(ProbeState.LOADING, f"state {state}")
 
 
