@@ -40,6 +40,7 @@ from modelsync.status import collect_status
 from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from modelsync.watch import Watcher
+from modelsync.webhooks import MlflowWebhook, read_secret
 
 __all__ = ["Daemon", "DaemonFailed"]
 
@@ -106,11 +107,20 @@ class Daemon:
         self._watch_config = watch_config
         self._watcher = Watcher()
         token = config.admin.token.get_secret_value() if config.admin.token else None
-        self.admin = AdminServer(config.admin.address, self, registry, token)
+        self.admin = AdminServer(
+            config.admin.address, self, registry, token, self._mlflow_webhook(config)
+        )
         self._heartbeat = time.monotonic()
         self._ready_sent = False
         self._stopping = threading.Event()
         self._log = structlog.get_logger()
+
+    def _mlflow_webhook(self, config: Config) -> MlflowWebhook | None:
+        """MLflow's signed registry deliveries wake the models following the alias."""
+        path = config.admin.mlflow_webhook_secret_file
+        if path is None:
+            return None
+        return MlflowWebhook(read_secret(path), lambda: self.config.models, self.request_sync)
 
     @property
     def metrics_registry(self) -> CollectorRegistry:
@@ -146,7 +156,10 @@ class Daemon:
             )
         finally:
             slot.pass_started = None
-        return self.next_delay(max(slot.failures, slot.waiting))
+        delay = self.next_delay(max(slot.failures, slot.waiting))
+        wake = slot.last.wake_in if slot.last is not None else None
+        # A bake's window ends before the next pass would come: its verdict is not late.
+        return min(delay, wake) if wake is not None else delay
 
     def _one_pass(self, slot: ModelSlot) -> None:
         model = slot.model

@@ -12,6 +12,7 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
+from modelsync.bakepage import bake_line, live_rows
 from modelsync.status import version_label
 
 __all__ = ["render"]
@@ -128,6 +129,8 @@ def _summary(model: dict[str, Any]) -> str:
         )
     if model.get("off_channel"):
         pairs.append(("not on the channel's version", model["off_channel"]))
+    if (baking := bake_line(model)) is not None:
+        pairs.append(baking)
     return f"<table>{_rows(pairs)}</table>"
 
 
@@ -158,9 +161,59 @@ def _metrics(model: dict[str, Any]) -> str:
         for r in revisions
     ]
     body.append(f"<tr><th>metadata</th><td></td>{''.join(meta)}</tr>")
+    body.append(f"<tr><th>smoke</th><td></td>{''.join(_smoke_cell(r) for r in revisions)}</tr>")
+    body.append(live_rows(revisions))
     if not names:
         body.append(f'<tr><td colspan="{len(revisions) + 2}" class="muted">no metrics</td></tr>')
     return f"<table><tr><th>metric</th><th class='num'>gate</th>{head}</tr>{''.join(body)}</table>"
+
+
+def _gates(model: dict[str, Any]) -> str:
+    """The relative gate's last verdict: each rule beside the candidate's, production's
+    and the baseline's value (modelsync.gates)."""
+    gates = model.get("gates")
+    if not gates:
+        return ""
+    last = gates.get("last")
+    if not last:
+        rows = "".join(f"<tr><td>{_e(rule)}</td></tr>" for rule in gates["rules"])
+        return f"<h3>Gate</h3><table>{rows}</table><p class='muted'>no candidate judged yet</p>"
+
+    def side(name: str) -> str:
+        version = last.get(f"{name}_version")
+        label = _e(version_label(version)) if version is not None else "none"
+        return f'<th class="num">{name}<br><span class="muted">{label}</span></th>'
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else _e(f"{value:g}")
+
+    def result(check: dict[str, Any]) -> str:
+        return (
+            "<td>passed</td>" if check["passed"] else f"<td class='bad'>{_e(check['reason'])}</td>"
+        )
+
+    body = "".join(
+        f"<tr><td>{_e(c['rule'])}</td><td class='num'>{num(c['candidate'])}</td>"
+        f"<td class='num'>{num(c['production'])}</td><td class='num'>{num(c['baseline'])}</td>"
+        f"{result(c)}</tr>"
+        for c in last["checks"]
+    )
+    return (
+        f"<h3>Gate</h3><table><tr><th>rule</th>{side('candidate')}{side('production')}"
+        f"{side('baseline')}<th>result</th></tr>{body}</table>"
+    )
+
+
+def _smoke_cell(revision: dict[str, Any]) -> str:
+    """The smoke verdict of one revision, beside its offline metrics."""
+    smoke = (revision.get("live") or {}).get("smoke")
+    if not smoke:
+        return "<td class='muted'>-</td>"
+    verdict = smoke["verdict"]
+    text = f"{verdict} ({smoke['requests']} requests)" if verdict == "passed" else verdict
+    if smoke.get("reason"):
+        text += f": {smoke['reason']}"
+    return f"<td class='{'below' if verdict == 'failed' else ''}'>{_e(text)}</td>"
 
 
 def _refused(model: dict[str, Any]) -> str:
@@ -198,7 +251,7 @@ def _model(model: dict[str, Any]) -> str:
         f'<section id="model-{_e(model["name"])}"><h2>{_e(model["name"])}{_badges(model)}</h2>'
         f'<div class="muted">{_e(model.get("source"))} &middot; '
         f"server {_e(model.get('server'))}</div>"
-        f"{_summary(model)}<h3>Revisions side by side</h3>{_metrics(model)}"
+        f"{_summary(model)}<h3>Revisions side by side</h3>{_metrics(model)}{_gates(model)}"
         f"<h3>Refused</h3>{_refused(model)}<h3>History</h3>{_history(model)}</section>"
     )
 

@@ -39,8 +39,17 @@ def report_pass(
     """Write the reports; a report that cannot be written is logged, never fatal."""
     for version, outcome, reason in outcomes_of(result, refused):
         try:
+            live = result.live if version == result.candidate else None
             write_report(
-                source, result.model, version, identity, outcome, reason, wall, channel=channel
+                source,
+                result.model,
+                version,
+                identity,
+                outcome,
+                reason,
+                wall,
+                channel=channel,
+                live=live,
             )
         except Exception as exc:  # the pass's outcome stands; say why
             structlog.get_logger().warning(

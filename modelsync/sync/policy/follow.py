@@ -30,7 +30,7 @@ from modelsync.sync.policy import Choice
 from modelsync.sync.policy.candidate import read_candidate
 from modelsync.sync.policy.halt import FailedHosts, HaltRule
 
-__all__ = ["ChannelView", "Follow", "Follower"]
+__all__ = ["ChannelView", "Follow", "Follower", "named_choice"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,29 @@ class Follower:
         return pointer
 
 
+def named_choice(ctx: PassContext, source: Source, version: int, namer: str) -> Choice | None:
+    """The choice of ``version``, which ``namer`` (a channel, a registry) named: from a
+    retained copy when this host served it before, else checked in the bucket."""
+    retained = ctx.ms.path_of(version)
+    if retained is not None:
+        # Back to a revision this host served before (a halted canary, an alias moved
+        # back): tried from the local copy first; admission decides whether it may be.
+        return Choice(version, None, retained)
+    try:
+        candidate = read_candidate(ctx, source, version)
+    except RefusedError as exc:
+        ctx.refuse(version, str(exc), exc.metrics)
+        return None
+    if candidate is None:
+        ctx.log.warning(
+            "the version named has no manifest (incomplete or missing)",
+            version=version,
+            named_by=namer,
+        )
+        return None
+    return Choice(version, candidate)
+
+
 class Follow:
     """The policy of a model with ``channel``: the version its pointer names for this
     host, from a retained copy when this host served it before."""
@@ -121,25 +144,7 @@ class Follow:
 
     def choose(self, ctx: PassContext, source: Source, active: int | None) -> Choice | None:
         version = self._target(ctx, source, active)
-        if version is None:
-            return None
-        retained = ctx.ms.path_of(version)
-        if retained is not None:
-            # Back to a revision this host served before (a halted or aborted canary):
-            # tried from the local copy first; admission decides whether it may be.
-            return Choice(version, None, retained)
-        try:
-            candidate = read_candidate(ctx, source, version)
-        except RefusedError as exc:
-            ctx.refuse(version, str(exc), exc.metrics)
-            return None
-        if candidate is None:
-            ctx.log.warning(
-                "the channel names a version with no manifest (incomplete or missing)",
-                version=version,
-            )
-            return None
-        return Choice(version, candidate)
+        return None if version is None else named_choice(ctx, source, version, "the channel")
 
     def _target(self, ctx: PassContext, source: Source, active: int | None) -> int | None:
         """The version the channel names for this host, when it should change; records
