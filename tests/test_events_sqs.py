@@ -4,6 +4,7 @@ real `modelsync run` processes on moto's server; hostile messages cost at most a
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import uuid
@@ -229,8 +230,9 @@ def test_three_hosts_fan_out_through_sns_serve_within_5s_and_idle_at_one_request
     bucket: Bucket, tmp_path: Path, procs: list[DaemonProcess]
 ) -> None:
     """S3 -> SNS -> a queue each host creates and subscribes: a publish is served by
-    all three hosts within 5 s of its manifest landing; idle, each sends one ReceiveMessage per 20 s; the
-    queues are deleted at stop."""
+    all three hosts within 5 s of its manifest landing; idle, each sends one
+    ReceiveMessage per 20 s; a config reload keeps the queue; the queues are deleted at
+    stop."""
     topic = bucket.topic()
     bucket.publish("ranker", 1, seed=1)
     port = int(bucket.endpoint.rsplit(":", 1)[1])
@@ -260,6 +262,18 @@ def test_three_hosts_fan_out_through_sns_serve_within_5s_and_idle_at_one_request
         counts = [_receives(p) for p in proxies]
         print(f"idle 41 s: ReceiveMessage per host {counts}")
         assert all(1 <= n <= 3 for n in counts), counts
+        # A reload that leaves [[events]] alone keeps the host's queue (SQS refuses a
+        # deleted name for a minute) and its subscription.
+        config = tmp_path / "fan0" / "modelsync.toml"
+        config.write_text(config.read_text().replace("allow_empty = true", "keep = 3"))
+        mark = len(running[0].events())
+        running[0].signal(signal.SIGHUP)
+        running[0].wait_for(lambda e: e.get("event") == "config reloaded", after=mark)
+        assert sorted(
+            bucket.sqs.list_queues(QueueNamePrefix="modelsync-fan").get("QueueUrls", [])
+        ) == sorted(queues)
+        landed = bucket.publish("ranker", 3, seed=3)
+        assert _wait_served(running, "ranker", 3, timeout=30) - landed < 5
         for proc in running:
             assert proc.stop() == 0
         left = bucket.sqs.list_queues(QueueNamePrefix="modelsync-fan").get("QueueUrls", [])
