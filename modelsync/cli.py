@@ -10,6 +10,7 @@ should not pay for the daemon, Prometheus or every storage SDK.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 import time
@@ -176,6 +177,19 @@ class _Commands(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, _hoist_global_options(args))
+
+    # Command groups that live in their own modules, imported only when named (or
+    # when --help lists them): a `sync` does not pay for `release`.
+    _LAZY = {"release": "modelsync.release_cli"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._LAZY and cmd_name not in self.commands:
+            module = importlib.import_module(self._LAZY[cmd_name])
+            self.add_command(getattr(module, cmd_name))
+        return super().get_command(ctx, cmd_name)
 
 
 @click.group(
@@ -658,12 +672,3 @@ def main(argv: list[str] | None = None) -> None:
             functools.partial(cli.main, args=argv, prog_name="modelsync", standalone_mode=False)
         )
     )
-
-
-def _add_release() -> None:
-    from modelsync.release_cli import release
-
-    cli.add_command(release)
-
-
-_add_release()

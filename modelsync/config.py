@@ -50,7 +50,11 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+    # Every model here and in the method, preset and backend option modules builds its
+    # validator at first use, not at import: a command pays only for what it validates.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=False, populate_by_name=True, defer_build=True
+    )
 
 
 class ValidateConfig(_Strict):
@@ -133,6 +137,8 @@ class ModelConfig(_Strict):
     keep: int = Field(default=2, ge=1, le=100)
     max_bytes: Size | None = None
     concurrency: int = Field(default=8, ge=1, le=64)
+    # Files in flight at once when they are small (latency, not bandwidth, bounds them).
+    small_concurrency: int = Field(default=16, ge=1, le=256)
     # For producers that write no manifest (e.g. a TFX Pusher): a revision is complete
     # once this object exists and nothing under it changed for ``settle``.
     complete_marker: str | None = None

@@ -132,11 +132,6 @@ class LiveCheckFailed(ReloadError):
     """The server loaded the revision, but it failed a live check (a smoke request
     answered wrong, with an error, or not in time): roll back and refuse it."""
 
-    def __init__(self, message: str, check: str) -> None:
-        super().__init__(message)
-        # Which check: "smoke" (the metric's label, the journal's verdict).
-        self.check = check
-
 
 class LoadUnknown(ReloadError):
     """No verdict from the server (timeout, unreachable): roll back, refuse only after

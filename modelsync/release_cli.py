@@ -18,8 +18,10 @@ from modelsync.cancel import CancelToken
 from modelsync.cliopts import config_option, gate_options, gates_from_flags
 from modelsync.errors import ConfigError
 from modelsync.manifest import MAX_VERSION
+from modelsync.release_live import live_halt_options, print_live
 
 if TYPE_CHECKING:
+    from modelsync.channel import LiveHalt
     from modelsync.gates import GatesConfig
     from modelsync.release import Release, RolloutStatus
 
@@ -198,6 +200,7 @@ _VERSION = click.IntRange(1, MAX_VERSION)
 )
 @click.option("--on-halt", type=click.Choice(["revert", "hold"]), help="Adopters on a halt.")
 @gate_options
+@live_halt_options
 @_command
 def start(
     release: Release,
@@ -208,13 +211,21 @@ def start(
     gate: tuple[str, ...],
     baseline: int | None,
     if_missing: str,
+    halt_live: LiveHalt | None,
 ) -> int:
     """Make VERSION the canary of MODEL's channel, served by PERCENT of the hosts.
 
     With --gate, VERSION's manifest metrics must meet every rule against the channel's
     stable version (and --baseline): otherwise nothing is written (exit 1)."""
     gates = gates_from_flags(gate, baseline, if_missing)
-    release.start(version, percent, halt_after, on_halt, _gate(release, version, gates))
+    release.start(
+        version,
+        percent,
+        halt_after,
+        on_halt,
+        gate=_gate(release, version, gates),
+        halt_live=halt_live,
+    )
     _show(release, f"canary {version} started")
     return 0
 
@@ -337,11 +348,12 @@ def _print_reports(rollout: RolloutStatus) -> None:
     if rollout.version is None:
         click.echo("no version named yet")
         return
-    if rollout.halted:
+    halt = rollout.halt
+    if halt is not None:
         pointer = rollout.pointer
         click.echo(
-            f"HALTED: canary {rollout.version}: {len(rollout.markers)} hosts failed it "
-            f"(rule halt_after {pointer.halt_after}; on_halt {pointer.on_halt}: "
+            f"HALTED: canary {rollout.version} by rule {halt[0]}: {halt[1]} "
+            f"(on_halt {pointer.on_halt}: "
             + (
                 "its adopters went back to stable"
                 if pointer.on_halt == "revert"
@@ -349,7 +361,8 @@ def _print_reports(rollout: RolloutStatus) -> None:
             )
             + "); no host adopts it: abort it, or promote --force"
         )
-        click.echo("  failed: " + ", ".join(sorted(rollout.markers)))
+        if rollout.markers:
+            click.echo("  failed: " + ", ".join(sorted(rollout.markers)))
     click.echo(
         f"version {rollout.version}: {len(doc['confirmed'])} confirmed, "
         f"{len(doc['failed'])} rolled back or refused, {len(doc['not_reported'])} not reported"
@@ -358,5 +371,6 @@ def _print_reports(rollout: RolloutStatus) -> None:
         click.echo(f"  {identity}: {why}")
     if doc["not_reported"]:
         click.echo("  not reported: " + ", ".join(doc["not_reported"]))
+    print_live(doc)
     if doc["unreadable_reports"]:
         click.echo(f"  {doc['unreadable_reports']} unreadable report objects ignored")

@@ -51,7 +51,8 @@ __all__ = [
     "write_report",
 ]
 
-MAX_REPORT_BYTES = 4096
+# Room for the live checks' figures and reasons beside the outcome's reason.
+MAX_REPORT_BYTES = 16384
 MAX_READS_PER_PASS = 2000
 Outcome = Literal["confirmed", "rolled_back", "refused"]
 FAILED_OUTCOMES = ("rolled_back", "refused")
@@ -59,7 +60,9 @@ _IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class Report(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="ignore", strict=True, frozen=True, allow_inf_nan=False, defer_build=True
+    )
 
     identity: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     model: str = Field(max_length=128)
@@ -69,7 +72,8 @@ class Report(BaseModel):
     at: float = Field(default=0.0, ge=0, le=MAX_VERSION)
     # The nonce of the canary this report is about ("" when none).
     canary: str = Field(default="", pattern=r"^([0-9a-f]{16})?$")
-    # What the live checks said on this host (None: none ran), for halt rules to read.
+    # The live checks of the version on this host (smoke, bake): what the halt rules on
+    # the cohort's figures read (modelsync.sync.policy.halt).
     live: LiveChecks | None = None
 
     def to_bytes(self) -> bytes:

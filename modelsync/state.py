@@ -8,6 +8,7 @@ what lets a pass after a crash finish or undo the interrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,7 +182,7 @@ class ModelState:
         try:
             # As strict as the configuration: a value of the wrong type or range (a
             # version "../../outside") never reaches a path or a comparison.
-            state = _ADAPTER.validate_python(_with_int_keys(doc))
+            state = _adapter().validate_python(_with_int_keys(doc))
         except (ValidationError, ValueError, TypeError, AttributeError) as exc:
             first = exc.errors()[0] if isinstance(exc, ValidationError) else None
             what = (
@@ -235,4 +236,8 @@ def _pending(state: ModelState) -> list[int | None]:
     return [pending.version, pending.previous] if pending is not None else []
 
 
-_ADAPTER = TypeAdapter(ModelState)
+@functools.cache
+def _adapter() -> TypeAdapter[ModelState]:
+    # Built at the first state read, not at import: commands that read no state
+    # (publish, verify, --help) do not pay for its validator.
+    return TypeAdapter(ModelState)

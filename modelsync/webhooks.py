@@ -117,7 +117,7 @@ class MlflowWebhook:
             return Delivery(
                 401, {"error": "missing X-MLflow-Signature, -Timestamp or -Delivery-Id"}
             )
-        if not stamp.isdigit() or len(stamp) > 12:
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
             return Delivery(400, {"error": "X-MLflow-Timestamp is not Unix seconds"})
         if abs(self._clock() - int(stamp)) > MAX_SKEW_S:
             return Delivery(401, {"error": f"timestamp outside {MAX_SKEW_S:g}s of now (replay?)"})

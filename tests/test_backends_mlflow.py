@@ -238,6 +238,18 @@ _VERSION = {"name": "ranker", "version": "1", "source": "file:///srv/models/rank
         ),
         (
             json.dumps(
+                {"model_version": {**_VERSION, "source": "file:///srv/models/%2E%2E/etc/1"}}
+            ).encode(),
+            "refused artifact location",
+        ),
+        (
+            json.dumps(
+                {"model_version": {**_VERSION, "source": "file:///srv/models/./ranker/1"}}
+            ).encode(),
+            "refused artifact location",
+        ),
+        (
+            json.dumps(
                 {"model_version": {**_VERSION, "source": "file:///srv/models/ranker/v1"}}
             ).encode(),
             "not a modelsync revision",
@@ -348,3 +360,36 @@ def test_the_worked_example_runs(
         if block is publish_block:
             version = int(done.stdout.strip())
     assert _served(tmp_path / "store", version) == b"graph-2"
+
+
+def test_required_signatures_hold_for_what_the_alias_names(
+    tmp_path: Path, mlflow_registry: Registry
+) -> None:
+    """With signatures required, an alias moved to an unsigned revision is refused and
+    the host keeps the signed one it serves."""
+    from modelsync.signing import generate_keypair
+
+    name = f"signed-{tmp_path.name[-12:]}"
+    run_id, artifacts = mlflow_registry.new_run()
+    store = f"{artifacts}/ranker"
+    key, public = tmp_path / "key.pem", tmp_path / "key.pub"
+    generate_keypair(key, public)
+    src1 = write_tree(tmp_path / "src1", model_files(1))
+    publish(src1, store, version=1000, sign_key=key)
+    publish(write_tree(tmp_path / "src2", model_files(2)), store, version=2000)
+    signed = mlflow_registry.register(name, f"{store}/1000", run_id)
+    unsigned = mlflow_registry.register(name, f"{store}/2000", run_id)
+    mlflow_registry.set_alias(name, "champion", signed)
+    verify = {"public_keys": [str(public)], "require_signature": True}
+    model = _model(mlflow_registry.source_url(name, "champion"), [artifacts], verify=verify)
+    syncer = _syncer(tmp_path)
+    try:
+        assert _sync(syncer, model).active == 1000
+        mlflow_registry.set_alias(name, "champion", unsigned)
+        result = _sync(syncer, model)
+        assert result.active == 1000
+        assert not (tmp_path / "store" / "ranker" / "2000").exists()
+        refused = syncer.store.model("ranker", model.layout).load_state().refused
+        assert "signature" in refused[2000]
+    finally:
+        syncer.close()

@@ -77,6 +77,10 @@ def test_malformed_smoke_files_are_one_line_errors_naming_file_and_key(tmp_path:
         b'{"format": 2, "requests": [{"body": {}}]}': "format",
         b'{"format": 1, "requests": [{"expect": 1}]}': "requests.0.body",
         b'{"format": 1, "requests": []}': "requests",
+        b'{"format": 1, "requests": [{"body": {}, "expect": ' + b"[" * 40 + b"]" * 40 + b"}]}": (
+            "nested deeper than 32 levels"
+        ),
+        b"[" * 100_000: "not JSON",
     }
     for raw, words in cases.items():
         (tmp_path / SMOKE_FILE).write_bytes(raw)
@@ -194,8 +198,10 @@ def test_smoke_passes_then_a_nan_revision_is_rolled_back_with_the_difference(
         (lambda: _slow(4.0), "timed out after"),
         (lambda: (200, b"<html>"), "the answer is not JSON"),
         (_ok([0.9]), "outputs[0].data[0] = 0.9, expected 0.71 ± 0.01"),
+        (lambda: (200, b"[" * 100_000 + b"]" * 100_000), "the answer is not JSON"),
+        (lambda: (200, b"[" * 900 + b"]" * 900), "expected an object"),
     ],
-    ids=["error", "timeout", "not-json", "wrong"],
+    ids=["error", "timeout", "not-json", "wrong", "deeper-than-the-parser", "deep"],
 )
 def test_an_error_a_timeout_or_a_wrong_answer_rolls_back_and_refuses(
     tmp_path: Path, bucket: Path, answer: Callable[[], Reply], words: str
@@ -221,9 +227,9 @@ def test_required_smoke_refuses_a_revision_without_one_or_with_a_bad_one(
     tmp_path: Path, bucket: Path
 ) -> None:
     """smoke.required: a revision without a smoke file is refused; so is a smoke file
-    that does not parse (with or without required), naming the key."""
+    that does not parse, naming the key; both before the server is told of them."""
     store = tmp_path / "data" / "models"
-    with http_stub(_v2_server({})) as (url, _seen):
+    with http_stub(_v2_server({})) as (url, seen):
         config = _config(tmp_path, store, bucket, url, "required = true\n")
         put_revision(bucket, 1, {**model_files(1), SMOKE_FILE: b'{"format": 1, "requests": []}'})
         put_revision(bucket, 2, model_files(2))
@@ -232,8 +238,10 @@ def test_required_smoke_refuses_a_revision_without_one_or_with_a_bad_one(
     assert out.returncode == 1, out.stderr
     refused = _status(config)["refused"]
     assert isinstance(refused, dict)
-    assert "no modelsync-smoke.json in the revision, and the model requires one" in refused["2"]
-    assert "unusable smoke file" in refused["1"] and "requests" in refused["1"], refused
+    assert refused["2"] == "no modelsync-smoke.json in the revision, and the model requires one"
+    assert refused["1"].startswith("unusable smoke file: ") and "requests" in refused["1"]
+    assert not [p for _, p, _ in seen if p.endswith("/load")]
+    assert not (store / "ranker").exists() or os.listdir(store / "ranker") == []
 
 
 def test_custom_server_smoke_url_template(tmp_path: Path, bucket: Path) -> None:

@@ -184,7 +184,10 @@ class MlflowSource:
         """The allowed store and the revision that a version's artifact location names."""
         where = f"{self.url}: registry version {chosen.version}"
         location = chosen.source.rstrip("/")
-        if any(c in location for c in "\x00\r\n\\?#") or "/../" in f"{location}/":
+        # A backend may decode %-escapes (file://), so an escaped ".." could leave the
+        # store after the prefix check: modelsync's own locations never need escapes.
+        segments = f"{location}/".split("://", 1)[-1].split("/")
+        if any(c in location for c in "\x00\r\n\\?#%") or {".", ".."} & set(segments):
             raise SourceError(f"{where}: refused artifact location {location[:200]!r}")
         store, _, last = location.rpartition("/")
         if not any(store == a or store.startswith(a + "/") for a in self._options.allowed_stores):

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from modelsync.channel import channel_key
 from modelsync.manifest import MANIFEST_NAME, parse_version
 
 if TYPE_CHECKING:  # config.py imports this package
@@ -65,6 +64,10 @@ class Matcher:
         self._models = [(m, loc) for m in models if (loc := _location(m.source)) is not None]
 
     def match(self, event: ObjectEvent) -> list[Hit]:
+        # Here, not at the top: the config imports this package, and a sync of a model
+        # without a channel should not load the channel code (tests/test_entry.py).
+        from modelsync.channel import channel_key
+
         hits = []
         for model, (bucket, prefix) in self._models:
             if event.bucket != bucket or not event.key.startswith(prefix):

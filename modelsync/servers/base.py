@@ -45,7 +45,7 @@ def on_port(base_url: str, port: int | None, path: str) -> str:
 class NoOptions(BaseModel):
     """A preset without options of its own: any key in server_options is an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class PresetModel(Protocol):

@@ -56,7 +56,7 @@ _UNLOADED = "unloaded"
 
 
 class TritonOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     mode: Literal["explicit", "poll"] = "explicit"
 

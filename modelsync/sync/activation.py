@@ -84,7 +84,7 @@ def _smoke(ctx: PassContext, version: int) -> None:
     ctx.state.record_live(version, LiveChecks(smoke=verdict))
     ctx.result.live = ctx.state.live_checks[version]
     if verdict.verdict == "failed":
-        raise LiveCheckFailed(f"smoke requests failed: {verdict.reason}", "smoke")
+        raise LiveCheckFailed(f"smoke requests failed: {verdict.reason}")
 
 
 def _stand(ctx: PassContext, why: str) -> Outcome:

@@ -73,6 +73,7 @@ def fetch(
             staged,
             reuse,
             concurrency=model.concurrency,
+            small_concurrency=model.small_concurrency,
             cancel=ctx.cancel,
             retry=ctx.retry,
             on_bytes=on_bytes,
