@@ -118,6 +118,11 @@ class EventHub:
         self._sources: dict[str, SourceHealth] = {}
         self._log = structlog.get_logger()
 
+    def set_matcher(self, matcher: Matcher) -> None:
+        """Match against a reloaded configuration's models from now on."""
+        with self._lock:
+            self._matcher = matcher
+
     # -- the sources ------------------------------------------------------------------
 
     def add_source(self, health: SourceHealth) -> None:
@@ -180,7 +185,9 @@ class EventHub:
         now = time.monotonic()
         for event in events:
             self.metrics.received.labels(source).inc()
-            hits = [h for h in self._matcher.match(event) if h.model in models]
+            with self._lock:
+                matcher = self._matcher
+            hits = [h for h in matcher.match(event) if h.model in models]
             fresh = [
                 h for h in hits if h.version is None or h.version > (self._served(h.model) or 0)
             ]

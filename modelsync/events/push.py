@@ -56,9 +56,15 @@ class Push:
             runner.start()
 
     def reload(self, config: Config, identity: str) -> None:
-        """Restart the sources when the events or the models they match changed."""
+        """Restart the sources when ``[[events]]`` changed; otherwise match the new
+        models against the running ones."""
         old = self._config
-        if old is not None and (old.events, old.models) == (config.events, config.models):
+        if old is not None and old.events == config.events:
+            # The queues stay: a per-host queue deleted and created again is refused by
+            # SQS for a minute. Only what the events are matched against changes.
+            self._config = config
+            if self._hub is not None:
+                self._hub.set_matcher(Matcher(list(config.models)))
             return
         self.stop()
         self.start(config, identity)
