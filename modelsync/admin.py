@@ -199,6 +199,11 @@ class AdminView(Protocol):
         """Why the daemon is not ready (e.g. models without an active version); [] if ready."""
         ...
 
+    def degraded(self) -> list[str]:
+        """What works less well than configured without costing readiness (an event
+        source that fails while the poll covers); [] when nothing."""
+        ...
+
     def status(self) -> dict[str, Any]:
         """The JSON status document (the shape of `modelsync status --json`)."""
         ...
@@ -320,7 +325,7 @@ def _make_handler(
                 missing = view.not_ready()
                 self._json(
                     HTTPStatus.SERVICE_UNAVAILABLE if missing else HTTPStatus.OK,
-                    {"ready": not missing, "not_ready": missing},
+                    {"ready": not missing, "not_ready": missing, "degraded": view.degraded()},
                 )
             elif path == "/metrics":
                 self._reply(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)

@@ -21,7 +21,9 @@ _MAX_REASON = 2000
 class _Record(BaseModel):
     # Reports come back from the bucket, written by anyone who can write there:
     # strict types, no NaN/inf, unknown keys ignored (newer writers).
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="ignore", strict=True, frozen=True, allow_inf_nan=False, defer_build=True
+    )
 
 
 class SmokeVerdict(_Record):
@@ -40,6 +42,10 @@ class WindowFigures(_Record):
     error_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
     latency_p50_s: float | None = Field(default=None, ge=0.0)
     latency_p99_s: float | None = Field(default=None, ge=0.0)
+    # Mean latency (a duration sum over a count: Triton and MLServer have no histogram).
+    latency_mean_s: float | None = Field(default=None, ge=0.0)
+    # The window these figures span; None: since the server loaded the version.
+    window_s: float | None = Field(default=None, ge=0.0)
 
 
 class BakeVerdict(_Record):

@@ -18,7 +18,7 @@ from modelsync.retry import call_with_retry
 from modelsync.sources import Source
 from modelsync.sync.context import PassContext
 from modelsync.sync.policy import Choice
-from modelsync.sync.policy.follow import named_choice
+from modelsync.sync.policy.named import named_choice
 
 __all__ = ["Named", "RegistryPolicy"]
 
