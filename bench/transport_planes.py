@@ -150,6 +150,9 @@ def _commands(source: str, bucket: str) -> dict[str, Callable[[Path], list[str]]
     def modelsync(dest: Path) -> list[str]:
         return [
             sys.executable,
+            # -P: no working directory on sys.path, so PYTHONPATH alone says which
+            # modelsync runs (this tree, or --baseline's).
+            "-P",
             "-m",
             "modelsync",
             "sync",

@@ -29,7 +29,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelsync.errors import RefusedError, StoreError
 from modelsync.fsutil import read_regular
@@ -50,6 +50,9 @@ SMOKE_FILE = "modelsync-smoke.json"
 # A smoke file is requests and expectations, not a data set.
 SMOKE_LIMIT = 1 << 20
 _MAX_REQUESTS = 100
+# Deeper bodies or expectations are not inference requests; bounding them keeps the
+# comparison's recursion far from Python's limit, whatever a bucket holds.
+_MAX_DEPTH = 32
 
 
 class SmokeConfig(BaseModel):
@@ -84,6 +87,27 @@ class SmokeRequest(BaseModel):
     body: dict[str, Any]
     expect: Any = None
     tolerance: float = Field(default=1e-6, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _shallow(self) -> SmokeRequest:
+        for key in ("body", "expect"):
+            if _depth(getattr(self, key)) > _MAX_DEPTH:
+                raise ValueError(f"{key} is nested deeper than {_MAX_DEPTH} levels")
+        return self
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iteratively: any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > _MAX_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class SmokeFile(BaseModel):
@@ -178,5 +202,8 @@ def _number(value: Any) -> bool:
 def _shown(value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return "nan"
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    try:
+        text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    except (RecursionError, ValueError):
+        return "(nested too deeply to show)"
     return text if len(text) <= 80 else text[:77] + "..."

@@ -137,10 +137,10 @@ def download_revision(
     reads); ``small_concurrency`` the files in flight overall, so that many small
     files keep enough requests open to hide each one's latency.
 
-    With ``partial``, a file streamed whole is written straight into ``staging`` and,
-    once verified, linked into the kept downloads (so a pass cut later does not fetch
-    it again); a file large enough to be fetched as ranges is fetched there (its
-    ranges survive an interruption) and linked into ``staging`` once verified.
+    With ``partial``, a file below 1 MiB (never read as ranges) is written straight
+    into ``staging`` and, once verified, linked into the kept downloads (so a pass cut
+    later does not fetch it again); a larger one is fetched there (the ranges of a
+    ranged one survive an interruption) and linked into ``staging`` once verified.
     """
     log = structlog.get_logger().bind(version=manifest.version)
     counter = _Counter(on_bytes)
@@ -236,7 +236,8 @@ def _prepare(
     staging: Path, manifest: Manifest, partial: PartialDownloads | None
 ) -> dict[str, Path]:
     """Where each file goes, every directory made once here rather than tried per
-    file (a mkdir that fails with EEXIST per small file was a tenth of its syscalls)."""
+    file (two mkdirs per file, both failing with EEXIST, were 2,000 of the syscalls of
+    1,000 small files)."""
     join = _Joiner(staging)
     dests = {entry.path: join(entry.path) for entry in manifest.files}
     parents = {path.parent for path in dests.values()}
@@ -255,7 +256,8 @@ _Done = tuple[FileEntry, Path, bool]
 
 class _Workers:
     """Threads that each loop over one shared list of files, handing results back on a
-    queue: a future per file cost more GIL hand-offs than the file's own bookkeeping."""
+    queue, instead of a future (and its wake-ups) per file: with the other per-file
+    savings, 1,000 small files went from 237,870 futex calls to 183,369 (transport.md)."""
 
     def __init__(
         self,

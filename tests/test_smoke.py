@@ -77,6 +77,10 @@ def test_malformed_smoke_files_are_one_line_errors_naming_file_and_key(tmp_path:
         b'{"format": 2, "requests": [{"body": {}}]}': "format",
         b'{"format": 1, "requests": [{"expect": 1}]}': "requests.0.body",
         b'{"format": 1, "requests": []}': "requests",
+        b'{"format": 1, "requests": [{"body": {}, "expect": ' + b"[" * 40 + b"]" * 40 + b"}]}": (
+            "nested deeper than 32 levels"
+        ),
+        b"[" * 100_000: "not JSON",
     }
     for raw, words in cases.items():
         (tmp_path / SMOKE_FILE).write_bytes(raw)
@@ -194,8 +198,10 @@ def test_smoke_passes_then_a_nan_revision_is_rolled_back_with_the_difference(
         (lambda: _slow(4.0), "timed out after"),
         (lambda: (200, b"<html>"), "the answer is not JSON"),
         (_ok([0.9]), "outputs[0].data[0] = 0.9, expected 0.71 ± 0.01"),
+        (lambda: (200, b"[" * 100_000 + b"]" * 100_000), "the answer is not JSON"),
+        (lambda: (200, b"[" * 900 + b"]" * 900), "expected an object"),
     ],
-    ids=["error", "timeout", "not-json", "wrong"],
+    ids=["error", "timeout", "not-json", "wrong", "deeper-than-the-parser", "deep"],
 )
 def test_an_error_a_timeout_or_a_wrong_answer_rolls_back_and_refuses(
     tmp_path: Path, bucket: Path, answer: Callable[[], Reply], words: str

@@ -149,7 +149,10 @@ class S3Source:
             # Checksums are asked for and checked here (crc32c needs no extra package).
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            signature_version=botocore.UNSIGNED if opts.anonymous else None,
+            # s3v4 is what botocore signs requests with anyway; said explicitly because
+            # its presigned URLs (the engine's GETs) otherwise fall back to SigV2, which
+            # regions opened since 2014 refuse.
+            signature_version=botocore.UNSIGNED if opts.anonymous else "s3v4",
         )
         try:
             # A session per client: sessions are not thread-safe, clients are.

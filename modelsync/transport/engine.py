@@ -14,8 +14,9 @@ and give this engine their endpoint and credentials. Each GET
   what the status means for its store), TransientSourceError for the network
   ("connection reset (127.0.0.1:9000)"), a short body included.
 
-Requests cost about half as much CPU here as through requests' Session and the SDKs'
-download loops (docs/transport.md), which is what small files are made of.
+Small files are mostly request overhead: moving gs:// reads here from requests'
+Session took a whole `sync` of 1,000 x 100 KB from 3.4-3.5 to 2.0 CPU seconds
+(docs/transport.md).
 """
 
 from __future__ import annotations

@@ -160,7 +160,9 @@ def read_candidate(ctx: PassContext, source: Source, version: int) -> Candidate 
         if bundle is not None:
             from modelsync.sync.policy.oms_revision import oms_candidate
 
-            return oms_candidate(ctx, source, version, bundle)
+            candidate = oms_candidate(ctx, source, version, bundle)
+            check_relative(ctx, source, candidate)
+            return candidate
     raw = _read(ctx, source, version, MANIFEST_NAME, MAX_MANIFEST_BYTES)
     if raw is None:
         return None
