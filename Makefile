@@ -37,7 +37,7 @@ $(EMULATORS)/.installed:
 
 emulators: $(EMULATORS)/.installed
 
-unit: $(STAMP) emulators kfp
+unit: $(STAMP) emulators kfp mlflow
 	$(BIN)/pytest -q
 
 # The README's test command: lint, types, the whole suite and the real-server suite.
@@ -87,7 +87,7 @@ $(SERVERS)/%/.installed:
 
 servers: $(SERVERS)/triton/.installed $(SERVERS)/mlserver/.installed $(SERVERS)/kserve/.installed
 
-# The MLflow tracking/registry server for the MLflow source's tests (tests/conftest_mlflow.py):
+# The MLflow tracking/registry server for the MLflow source's tests (tests/mlflowserver.py):
 # its pins conflict with the main venv, so it gets its own; boto3 lets it keep
 # artifacts on S3 (moto in the tests). Installed once, reused by every run.
 ENVS          := .envs

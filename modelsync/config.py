@@ -186,6 +186,12 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _source_options(self) -> ModelConfig:
         check_source(self.source, self.source_options)  # ValueError names the key
+        backend = backend_for(self.source)
+        if (self.channel is not None or self.report) and not backend.control_objects:
+            raise ValueError(
+                f"channel/report: a {backend.name} source holds no channel pointers or "
+                "reports; use the bucket URL of its store"
+            )
         return self
 
     @model_validator(mode="after")

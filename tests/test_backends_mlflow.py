@@ -393,3 +393,12 @@ def test_required_signatures_hold_for_what_the_alias_names(
         assert "signature" in refused[2000]
     finally:
         syncer.close()
+
+
+@pytest.mark.parametrize("extra", [{"channel": "prod"}, {"report": True}])
+def test_a_channel_or_reports_on_a_registry_source_is_a_config_error(
+    extra: dict[str, Any],
+) -> None:
+    """A registry holds no channel pointers or reports: said at load, naming the keys."""
+    with pytest.raises(ValueError, match=r"channel/report: a mlflow source holds no"):
+        _model("mlflow+http://h:5000/ranker@champion", ["s3://b/models"], **extra)

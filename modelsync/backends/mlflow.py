@@ -116,6 +116,7 @@ class _MlflowBackend(Backend):
     schemes = ("mlflow+http", "mlflow+https")
     example = "mlflow+http://host:5000/model@alias"
     options = MlflowOptions
+    control_objects = False
 
     def parse(self, url: str) -> str:
         parse_mlflow_url(url)

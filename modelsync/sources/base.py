@@ -264,6 +264,8 @@ class Backend:
     # The URL form shown in errors and help, e.g. "gs://bucket/prefix".
     example: str = ""
     options: type[BaseModel] = NoOptions
+    # Whether its sources hold control objects (channel pointers, reports).
+    control_objects: bool = True
 
     def claims(self, url: str) -> bool:
         """Whether this backend serves ``url`` (by default: by scheme)."""
