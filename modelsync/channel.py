@@ -37,7 +37,14 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from modelsync.errors import ChannelError
 from modelsync.manifest import MAX_VERSION
@@ -46,6 +53,7 @@ __all__ = [
     "MAX_POINTER_BYTES",
     "Canary",
     "Envelope",
+    "LiveHalt",
     "Pointer",
     "Target",
     "canonical_bytes",
@@ -79,6 +87,20 @@ class Canary(_Doc):
     nonce: str = Field(default="", pattern=r"^([0-9a-f]{16})?$")
 
 
+class LiveHalt(_Doc):
+    """The halt rules on the cohort's live checks (modelsync.sync.policy.halt); each is
+    off unless set."""
+
+    # Hosts reporting a failed smoke or bake verdict that halt the canary.
+    checks: int | None = Field(default=None, ge=1, le=1_000_000)
+    # The cohort's median error-ratio rise (new minus previous) that halts it.
+    error_increase: float | None = Field(default=None, ge=0, le=1)
+    # The cohort's median latency ratio (new / previous) that halts it.
+    latency_ratio: float | None = Field(default=None, ge=1, le=1000)
+    # Hosts with bake figures needed before a median counts.
+    min_hosts: int = Field(default=1, ge=1, le=1_000_000)
+
+
 class Pointer(_Doc):
     """A channel pointer: the stable version, and optionally a canary with its share."""
 
@@ -104,6 +126,16 @@ class Pointer(_Doc):
     # The seq of the pointer that deliberately moved ``stable`` back (`release set
     # --stable N --rollback`): hosts accept an older stable only past such a mark.
     rollback_seq: int | None = Field(default=None, ge=0, le=MAX_VERSION)
+    # Halt rules on the hosts' live checks (`release start --halt-on-...`). Left out of
+    # the JSON when unset, so a pointer without them reads as before on every host.
+    halt_live: LiveHalt | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_live(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        doc: dict[str, Any] = handler(self)
+        if doc.get("halt_live", 0) is None:
+            del doc["halt_live"]
+        return doc
 
     @classmethod
     def parse(cls, raw: bytes, where: str) -> Pointer:

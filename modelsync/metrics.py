@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from modelsync.bakemetrics import BakeMetrics
 from modelsync.outcome import Outcome, PassResult
 from modelsync.state import ChannelInfo
 
@@ -82,6 +83,12 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.live_check_failures = Counter(
+            "modelsync_live_check_failures",
+            "Revisions that loaded but failed a live check (check: smoke), rolled back.",
+            ["model", "check"],
+            registry=registry,
+        )
         self.rollback_failed = Gauge(
             "modelsync_rollback_failed",
             "1 when the previous revision also failed to confirm after a rollback.",
@@ -135,6 +142,7 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.bake = BakeMetrics(registry)
         self._channels: dict[str, tuple[str, str, str]] = {}
         self._created: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -160,10 +168,14 @@ class Metrics:
         self.waiting_version.labels(model).set(result.waiting or 0)
         if result.outcome is Outcome.ROLLED_BACK:
             self.rollbacks.labels(model).inc()
+        live = result.live
+        if live is not None and live.smoke is not None and live.smoke.verdict == "failed":
+            self.live_check_failures.labels(model, "smoke").inc()
         if result.succeeded and not rollback_failed:
             self.last_success.labels(model).set_to_current_time()
         if result.channel is not None:
             self._record_channel(model, result.channel)
+        self.bake.record(result)
         with self._lock:
             if created is None:
                 self._created.pop(model, None)
@@ -194,6 +206,7 @@ class Metrics:
 
     def forget(self, model: str) -> None:
         """Stop reporting a model that left the configuration."""
+        self.bake.forget(model)
         with self._lock:
             self._created.pop(model, None)
             old = self._channels.pop(model, None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from modelsync.channel import (
     MAX_POINTER_BYTES,
     Canary,
     Envelope,
+    LiveHalt,
     Pointer,
     channel_key,
     in_cohort,
@@ -41,6 +43,7 @@ from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_VERSION
 from modelsync.reports import FAILED_OUTCOMES, ReportBook, Tally, failure_markers
 from modelsync.sources import Source
 from modelsync.sources.control import Control
+from modelsync.sync.policy.halt import Evidence, cohort_figures, first_halt
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -72,8 +75,23 @@ class RolloutStatus:
     signed: bool = False
 
     @property
+    def halt(self) -> tuple[str, str] | None:
+        """(rule, why) of the halt rule that halts the canary; None when none does."""
+        return first_halt(self.pointer, Evidence(self.markers, self.live()))
+
+    @property
     def halted(self) -> bool:
-        return self.pointer.canary is not None and len(self.markers) >= self.pointer.halt_after
+        return self.halt is not None
+
+    def live(self) -> dict[str, Any]:
+        """The live checks of the canary's hosts (reports under its nonce)."""
+        canary = self.pointer.canary
+        reports = self.tally.reports if self.tally else ()
+        return {
+            r.identity: r.live
+            for r in reports
+            if r.live is not None and (canary is None or r.canary == canary.nonce)
+        }
 
     def failed(self) -> dict[str, str]:
         reports = self.tally.reports if self.tally else ()
@@ -90,6 +108,9 @@ class RolloutStatus:
         reports = self.tally.reports if self.tally else ()
         failed = self.failed()
         pointer = self.pointer
+        halt = self.halt
+        live = self.live()
+        rises, ratios = cohort_figures(live)
         return {
             "pointer": pointer.model_dump(),
             "signed": self.signed,
@@ -98,12 +119,22 @@ class RolloutStatus:
                 r.identity for r in reports if r.outcome == "confirmed" and r.identity not in failed
             ),
             "failed": failed,
-            "halted": self.halted,
+            "halted": halt is not None,
             "halt": {
-                "rule": "halt_after",
+                "rule": halt[0] if halt else None,
+                "reason": halt[1] if halt else None,
                 "halt_after": pointer.halt_after,
+                "halt_live": pointer.halt_live.model_dump() if pointer.halt_live else None,
                 "on_halt": pointer.on_halt,
                 "failed_hosts": sorted(self.markers),
+            },
+            # Each host's smoke and bake verdicts on the version, and the cohort's
+            # medians (what the cohort_median rule compares).
+            "live": {host: checks.model_dump() for host, checks in sorted(live.items())},
+            "live_aggregate": {
+                "hosts_with_bake_figures": max(len(rises), len(ratios)),
+                "median_error_increase": statistics.median(rises) if rises else None,
+                "median_latency_ratio": statistics.median(ratios) if ratios else None,
             },
             "not_reported": list(self.not_reported),
             "unreadable_reports": self.tally.ignored if self.tally else 0,
@@ -217,6 +248,18 @@ class Release:
             loc = ".".join(str(p) for p in err["loc"])
             raise ChannelError(one_line(f"{self.where}: canary {loc}: {err['msg']}")) from None
 
+    def _halt(self, pointer: Pointer, canary: Canary) -> tuple[str, str] | None:
+        failed = self.failures(canary)
+        live: dict[str, Any] = {}
+        if pointer.halt_live is not None:
+            tally = ReportBook().tally(self.source, self.model, canary.version, self._cancel)
+            live = {
+                r.identity: r.live
+                for r in tally.reports
+                if r.live is not None and r.canary == canary.nonce
+            }
+        return first_halt(pointer, Evidence(failed, live))
+
     def failures(self, canary: Canary) -> dict[str, str]:
         """The hosts whose failure markers count against ``canary`` (and what they say)."""
         return failure_markers(self.source, self.model, canary.version, canary.nonce, self._cancel)
@@ -224,12 +267,22 @@ class Release:
     # -- the commands ------------------------------------------------------------------
 
     def start(
-        self, version: int, percent: float, halt_after: int | None, on_halt: str | None
+        self,
+        version: int,
+        percent: float,
+        halt_after: int | None,
+        on_halt: str | None,
+        gate: Callable[[int | None], None] | None = None,
+        halt_live: LiveHalt | None = None,
     ) -> Pointer:
+        """``gate`` is called with the stable version of the pointer about to be changed
+        (modelsync.channel_gate): raising there writes nothing."""
         self._check_version(version)
 
         def change(pointer: Pointer | None, seq: int) -> Pointer:
             pointer = pointer or Pointer()
+            if gate is not None:
+                gate(pointer.stable)
             if pointer.canary is not None and pointer.canary.version != version:
                 raise ChannelError(
                     f"{self.where}: canary {pointer.canary.version} is in progress: "
@@ -245,6 +298,8 @@ class Release:
                 update["halt_after"] = halt_after
             if on_halt is not None:
                 update["on_halt"] = on_halt
+            if halt_live is not None:
+                update["halt_live"] = halt_live
             return pointer.model_copy(update=update)
 
         return self._update(change)
@@ -301,13 +356,12 @@ class Release:
                 target = pointer.canary.version
             canary = pointer.canary
             if canary is not None and canary.version == target and not force:
-                failed = self.failures(canary)
-                if len(failed) >= pointer.halt_after:
-                    hosts = ", ".join(sorted(failed)[:5]) + (", ..." if len(failed) > 5 else "")
+                halt = self._halt(pointer, canary)
+                if halt is not None:
                     raise ChannelError(
-                        f"{self.where}: canary {target} is HALTED ({len(failed)} hosts failed "
-                        f"it: {hosts}; halt_after {pointer.halt_after}): not promoted; see "
-                        "`modelsync release status`, or promote it anyway with --force"
+                        f"{self.where}: canary {target} is HALTED (rule {halt[0]}: {halt[1]}): "
+                        "not promoted; see `modelsync release status`, or promote it anyway "
+                        "with --force"
                     )
             if pointer.stable is not None and target < pointer.stable:
                 raise ChannelError(

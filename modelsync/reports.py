@@ -36,6 +36,7 @@ from modelsync.cancel import CancelToken
 from modelsync.manifest import MAX_VERSION
 from modelsync.sources.control import Control, ControlStore, report_prefix
 from modelsync.state import ChannelInfo
+from modelsync.verdicts import LiveChecks, SmokeVerdict
 
 __all__ = [
     "FAILED_OUTCOMES",
@@ -50,7 +51,8 @@ __all__ = [
     "write_report",
 ]
 
-MAX_REPORT_BYTES = 4096
+# Room for the live checks' figures and reasons beside the outcome's reason.
+MAX_REPORT_BYTES = 16384
 MAX_READS_PER_PASS = 2000
 Outcome = Literal["confirmed", "rolled_back", "refused"]
 FAILED_OUTCOMES = ("rolled_back", "refused")
@@ -70,6 +72,9 @@ class Report(BaseModel):
     at: float = Field(default=0.0, ge=0, le=MAX_VERSION)
     # The nonce of the canary this report is about ("" when none).
     canary: str = Field(default="", pattern=r"^([0-9a-f]{16})?$")
+    # The live checks of the version on this host (smoke, bake): what the halt rules on
+    # the cohort's figures read (modelsync.sync.policy.halt).
+    live: LiveChecks | None = None
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.model_dump(), sort_keys=True) + "\n").encode()
@@ -201,6 +206,7 @@ def write_report(
     reason: str = "",
     wall: Callable[[], float] = time.time,
     channel: ChannelInfo | None = None,
+    live: LiveChecks | None = None,
 ) -> None:
     """Store this host's report on ``version`` (replacing its earlier one); a failure
     also as a marker, under the canary's nonce when ``version`` is the canary the
@@ -214,7 +220,19 @@ def write_report(
         reason=reason[:2000],
         at=wall(),
         canary=nonce,
+        live=_bounded(live),
     )
     source.put_control(report_key(version, identity), report.to_bytes())
     if outcome in FAILED_OUTCOMES:
         source.put_control(failure_key(version, identity, nonce), report.to_bytes())
+
+
+def _bounded(live: LiveChecks | None) -> LiveChecks | None:
+    """``live`` with its smoke reason cut so that a report stays under MAX_REPORT_BYTES
+    (the reason is in the report's own ``reason`` too)."""
+    if live is None or live.smoke is None or len(live.smoke.reason) <= 600:
+        return live
+    smoke = SmokeVerdict(
+        verdict=live.smoke.verdict, requests=live.smoke.requests, reason=live.smoke.reason[:600]
+    )
+    return LiveChecks(smoke=smoke, bake=live.bake)

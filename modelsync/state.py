@@ -18,10 +18,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes, read_regular
+from modelsync.gates import Verdict
 from modelsync.manifest import MAX_VERSION
+from modelsync.verdicts import LiveChecks
 
 __all__ = [
     "HISTORY_KEEP",
+    "LIVE_KEEP",
     "ChannelInfo",
     "ChannelMark",
     "HistoryEvent",
@@ -43,10 +46,11 @@ class Pending:
     # "quarantine" for a revision the server refused; "cache" for a manual rollback.
     retire_to: Literal["quarantine", "cache"] = "quarantine"
     # Why it is rolled back, and whether the server said so ("failed") or gave no
-    # verdict ("unknown"): journalled so that a rollback finished after a crash
-    # still refuses (or counts) the revision.
+    # verdict ("unknown"), or loaded it but it failed a live check ("check_failed":
+    # smoke requests): journalled so that a rollback finished after a crash still
+    # refuses (or counts) the revision.
     reason: str = ""
-    verdict: Literal["failed", "unknown", ""] = ""
+    verdict: Literal["failed", "unknown", "check_failed", ""] = ""
     # sha256 of the activated tree's manifest: recovery activates that tree only.
     manifest_sha256: str = ""
 
@@ -67,6 +71,9 @@ class ChannelInfo:
     # The canary's nonce (its failure markers are filed under it) and the pointer's seq.
     nonce: str = ""
     seq: int = 0
+    # The halt rule that halted the canary ("" when not halted), and what it saw.
+    halt_rule: str = ""
+    halt_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class Waiting:
 
 # Events kept in a model's history (the oldest are dropped).
 HISTORY_KEEP = 100
+# Revisions whose live checks are kept (the newest versions).
+LIVE_KEEP = 10
 # A state file is tens of KiB (the history keeps HISTORY_KEEP events of at most 1000
 # characters); more is not a file modelsync wrote.
 STATE_LIMIT = 4 << 20
@@ -137,6 +146,20 @@ class ModelState:
     waiting: Waiting | None = None
     # Channel name -> the newest signed pointer accepted (require_signature only).
     channel_marks: dict[str, ChannelMark] = field(default_factory=dict)
+    # The relative gate's last verdict on a candidate (modelsync.gates), for the status page.
+    gate: Verdict | None = None
+    # What the live checks said of the newest revisions that loaded (modelsync.verdicts).
+    live_checks: dict[int, LiveChecks] = field(default_factory=dict)
+
+    def record_live(self, version: int, checks: LiveChecks) -> None:
+        """Keep ``version``'s live checks (a check not in ``checks`` keeps its
+        earlier verdict); only the newest LIVE_KEEP versions are kept."""
+        old = self.live_checks.get(version)
+        if old is not None:
+            checks = LiveChecks(smoke=checks.smoke or old.smoke, bake=checks.bake or old.bake)
+        self.live_checks[version] = checks
+        for stale in sorted(self.live_checks)[:-LIVE_KEEP]:
+            del self.live_checks[stale]
 
     def record(
         self, at: float, event: Event, version: int, previous: int | None = None, reason: str = ""
@@ -169,11 +192,14 @@ class ModelState:
         # Bounded when read too: a file written by hand (or by an older modelsync) with
         # a long history never makes every later save carry it.
         del state.history[:-HISTORY_KEEP]
+        for stale in sorted(state.live_checks)[:-LIVE_KEEP]:
+            del state.live_checks[stale]
         marks = state.channel_marks.values()
         numbers = [n for m in marks for n in (m.seq, m.stable, m.stable_seq) if n is not None]
         if not all(0 <= n <= MAX_VERSION for n in numbers):
             raise StoreError(f"{path}: malformed state file (channel_marks); move it aside")
-        for version in [*state.refused, *state.unknown, state.pinned, *_pending(state)]:
+        versions = [*state.refused, *state.unknown, *state.live_checks, state.pinned]
+        for version in [*versions, *_pending(state)]:
             if version is not None and not 0 < version <= MAX_VERSION:
                 raise StoreError(f"{path}: malformed state file (version {version}); move it aside")
         return state
@@ -184,6 +210,10 @@ class ModelState:
         doc["unknown"] = {str(k): v for k, v in sorted(self.unknown.items())}
         doc["refused_metrics"] = {str(k): v for k, v in sorted(self.refused_metrics.items())}
         doc["manifests"] = {str(k): v for k, v in sorted(self.manifests.items())}
+        doc["live_checks"] = {
+            str(k): v.model_dump(mode="json", exclude_none=True)
+            for k, v in sorted(self.live_checks.items())
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
@@ -193,7 +223,7 @@ def _with_int_keys(doc: Any) -> Any:
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     doc = {k: v for k, v in doc.items() if k in ModelState.__dataclass_fields__}
-    for key in ("refused", "unknown", "refused_metrics", "manifests"):
+    for key in ("refused", "unknown", "refused_metrics", "manifests", "live_checks"):
         value = doc.get(key, {})
         if not isinstance(value, dict) or not all(k.isdigit() for k in value):
             raise ValueError(f"{key}: not a map of versions")

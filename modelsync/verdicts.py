@@ -42,6 +42,10 @@ class WindowFigures(_Record):
     error_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
     latency_p50_s: float | None = Field(default=None, ge=0.0)
     latency_p99_s: float | None = Field(default=None, ge=0.0)
+    # Mean latency (a duration sum over a count: Triton and MLServer have no histogram).
+    latency_mean_s: float | None = Field(default=None, ge=0.0)
+    # The window these figures span; None: since the server loaded the version.
+    window_s: float | None = Field(default=None, ge=0.0)
 
 
 class BakeVerdict(_Record):

@@ -209,14 +209,19 @@ def test_status_shows_a_halt_from_the_markers(tmp_path: Path) -> None:
     url = _halted(tmp_path)
     code, out, err = _release(url, "status")
     assert code == 0, err
-    assert "HALTED: canary 2: 1 hosts failed it (rule halt_after 1; on_halt revert" in out
+    assert (
+        "HALTED: canary 2 by rule failed_hosts: 1 hosts rolled it back or refused it "
+        "(halt_after 1) (on_halt revert" in out
+    )
     assert "failed: b" in out and "b: rolled_back: bad tensor shape" in out
     code, out, _ = _release(url, "status", "--json")
     doc = json.loads(out)
     assert doc["halted"] is True and doc["confirmed"] == ["a"]
     assert doc["halt"] == {
-        "rule": "halt_after",
+        "rule": "failed_hosts",
+        "reason": "1 hosts rolled it back or refused it (halt_after 1)",
         "halt_after": 1,
+        "halt_live": None,
         "on_halt": "revert",
         "failed_hosts": ["b"],
     }
@@ -230,7 +235,7 @@ def test_promote_refuses_a_halted_canary_unless_forced(tmp_path: Path) -> None:
     path = tmp_path / "bucket" / "ranker" / "_channels" / "prod.json"
     before = path.read_bytes()
     code, _, err = _release(url, "promote")
-    assert code == 1 and "canary 2 is HALTED (1 hosts failed it: b" in err
+    assert code == 1 and "canary 2 is HALTED (rule failed_hosts: 1 hosts rolled it back" in err
     assert len(err.strip().splitlines()) == 1 and path.read_bytes() == before
     code, out, err = _release(url, "promote", "--force")
     assert code == 0 and "stable 2, no canary" in out, err

@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from modelsync.metricsread import MetricSeries
 from modelsync.reload import Notifier, Prober
 
-__all__ = ["NoOptions", "PresetDefaults", "PresetModel", "ServerPreset"]
+__all__ = [
+    "MetricsEndpoint",
+    "NoOptions",
+    "PresetDefaults",
+    "PresetModel",
+    "ServerPreset",
+    "on_port",
+]
+
+
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    """Where a server's Prometheus text is, and which series hold a model's traffic."""
+
+    url: str
+    series: MetricSeries
+
+
+def on_port(base_url: str, port: int | None, path: str) -> str:
+    """``base_url``'s scheme and host with ``port`` (None: its own) and ``path``: the
+    metrics port of servers that serve metrics apart from their API."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
 class NoOptions(BaseModel):
@@ -65,6 +94,16 @@ class ServerPreset(Protocol):
         """Raise RefusedError if this server cannot be given the staged revision."""
         ...
 
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str | None:
+        """Where an inference request reaches ``version`` (served from ``path``) and
+        no other; None when the server has no inference API modelsync knows."""
+        ...
+
+    def metrics(self, model: PresetModel) -> MetricsEndpoint | None:
+        """The server's own metrics for the bake (None: the preset knows none; the
+        model's [models.bake] must name them)."""
+        ...
+
 
 class PresetDefaults:
     """What a preset has unless it says otherwise: no options, nothing to tell the
@@ -81,4 +120,10 @@ class PresetDefaults:
         return None
 
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
+        return None
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str | None:
+        return None
+
+    def metrics(self, model: PresetModel) -> MetricsEndpoint | None:
         return None

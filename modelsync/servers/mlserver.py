@@ -6,7 +6,8 @@ in), which must name the model; its ``parameters.version``, when set, must be th
 revision's version. modelsync calls ``POST /v2/repository/models/<m>/load``, which
 answers when the load is over, with MLServer's error when it failed; then asks
 ``/v2/models/<m>/versions/<v>/ready`` (or ``/v2/models/<m>/ready`` for settings
-without a version).
+without a version). Smoke requests go to ``/v2/models/<m>[/versions/<v>]/infer``
+alike.
 
 Only the revision being served is in ``<store>/<model>`` (the previous one waits in
 the state directory): MLServer's load takes every settings file of the model it
@@ -20,13 +21,26 @@ from typing import Any
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
+from modelsync.metricsread import MetricSeries
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
-from modelsync.servers.base import PresetDefaults, PresetModel
-from modelsync.servers.v2 import RepositoryLoad, ready_probe
+from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
+from modelsync.servers.v2 import RepositoryLoad, infer_url, ready_probe
 
 __all__ = ["PRESET", "SETTINGS_FILE"]
 
 SETTINGS_FILE = "model-settings.json"
+# MLServer's metrics server (MLSERVER_METRICS_PORT), apart from its API. Counters per
+# model and version label, read off MLServer 1.7 (docs/servers.md); requests to the
+# unversioned route are labelled version "None", so the bake sums every label of the
+# model (one version is served at a time). The duration is a summary without
+# quantiles: the mean latency, no p50/p99.
+METRICS_PORT = 8082
+SERIES = MetricSeries(
+    success="model_infer_request_success_total",
+    failure="model_infer_request_failure_total",
+    duration_sum="model_infer_request_duration_sum",
+    duration_count="model_infer_request_duration_count",
+)
 
 
 def _settings(path: Path) -> dict[str, Any]:
@@ -77,6 +91,17 @@ class MlServer(PresetDefaults):
 
     def prober(self, model: PresetModel) -> Prober:
         return SettingsProber(model.server_url or self.default_url)
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str:
+        # Settings without a version are served unversioned; the store holds only
+        # this revision then, so the model's own endpoint reaches it.
+        versioned = settings_version(path) is not None
+        base = model.server_url or self.default_url
+        return infer_url(base, model.name, version if versioned else None)
+
+    def metrics(self, model: PresetModel) -> MetricsEndpoint:
+        url = on_port(model.server_url or self.default_url, METRICS_PORT, "/metrics")
+        return MetricsEndpoint(url, SERIES)
 
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
         doc = _settings(path)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from modelsync.cancel import CancelToken
 from modelsync.confirm import ask
 from modelsync.errors import RefusedError
+from modelsync.metricsread import MetricSeries
 from modelsync.reload import (
     Notifier,
     Probe,
@@ -34,12 +35,22 @@ from modelsync.reload import (
     parse_json,
     server_words,
 )
-from modelsync.servers.base import PresetDefaults, PresetModel
-from modelsync.servers.v2 import RepositoryLoad
+from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
+from modelsync.servers.v2 import RepositoryLoad, infer_url
 
 __all__ = ["PRESET"]
 
 CONFIG_FILE = "config.pbtxt"
+# Triton's metrics port (--metrics-port), apart from its HTTP API. Counters per model
+# and version, read off Triton 2.x (docs/servers.md); no latency histogram by default,
+# so the bake has the mean latency, and no p50/p99.
+METRICS_PORT = 8002
+SERIES = MetricSeries(
+    success="nv_inference_request_success",
+    failure="nv_inference_request_failure",
+    duration_sum="nv_inference_request_duration_us",
+    duration_scale=1e-6,
+)
 # Triton marks a version it unloaded on purpose UNAVAILABLE with this reason.
 _UNLOADED = "unloaded"
 
@@ -97,6 +108,13 @@ class Triton(PresetDefaults):
 
     def prober(self, model: PresetModel) -> Prober:
         return IndexProber(model.server_url or self.default_url)
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str:
+        return infer_url(model.server_url or self.default_url, model.name, version)
+
+    def metrics(self, model: PresetModel) -> MetricsEndpoint:
+        url = on_port(model.server_url or self.default_url, METRICS_PORT, "/metrics")
+        return MetricsEndpoint(url, SERIES)
 
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
         """A config.pbtxt that names another model would be refused by Triton."""

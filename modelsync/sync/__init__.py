@@ -44,13 +44,14 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.state import Waiting
 from modelsync.store import ModelStore
-from modelsync.sync import activation
+from modelsync.sync import activation, bake
 from modelsync.sync.admit import DOWNLOAD, admit
 from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
 from modelsync.sync.policy import Choice, Policy
 from modelsync.sync.policy.candidate import read_candidate
 from modelsync.sync.policy.newest import Newest
+from modelsync.sync.policy.registry import Named, RegistryPolicy
 from modelsync.sync.report import report_pass
 from modelsync.validate import validate_revision
 from modelsync.verified import VerifiedFiles
@@ -89,6 +90,7 @@ class Syncer:
         self._identity = identity
         self._newest = Newest()
         self._channel_policy: tuple[Follower, Follow] | None = None
+        self._registry = RegistryPolicy()
 
     def close(self) -> None:
         for source in self._sources.values():
@@ -123,8 +125,11 @@ class Syncer:
     def follower(self) -> Follower:
         return self._channels()[0]
 
-    def _policy(self, model: ModelConfig) -> Policy:
-        return self._newest if model.channel is None else self._channels()[1]
+    def _policy(self, model: ModelConfig, source: Source) -> Policy:
+        if model.channel is not None:
+            return self._channels()[1]
+        # A registry (MLflow) names the version: followed wherever it moves.
+        return self._registry if isinstance(source, Named) else self._newest
 
     # -- the envelope ----------------------------------------------------------
 
@@ -213,6 +218,8 @@ class Syncer:
         reachable = activation.reconfirm(ctx)
         if not reachable and ctx.result.unreachable is None:
             return  # the pass ended in there (a rollback)
+        if reachable and bake.step(ctx):
+            return  # baking (the model holds until the verdict), or rolled back by it
         active = ctx.ms.active_version()
         if ctx.state.pinned is not None:
             ctx.log.debug("pinned; not looking for new revisions", pinned=ctx.state.pinned)
@@ -220,7 +227,7 @@ class Syncer:
             ctx.result.outcome = Outcome.UNCHANGED
             return
         source = self._source(ctx.model)
-        choice = self._policy(ctx.model).choose(ctx, source, active)
+        choice = self._policy(ctx.model, source).choose(ctx, source, active)
         if not reachable:
             self._wait(ctx, choice)
             return
@@ -238,7 +245,10 @@ class Syncer:
             if admitted is None:
                 ctx.settle_unchanged()
                 return
+        before = bake.before_swap(ctx)
         ctx.result.outcome = activation.activate(ctx, admitted)
+        if ctx.result.outcome is Outcome.ACTIVATED:
+            bake.start(ctx, active, before)
 
     def _wait(self, ctx: PassContext, choice: Choice | None) -> None:
         """The server does not answer: a newer revision found is not brought in (the

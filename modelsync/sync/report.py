@@ -11,6 +11,7 @@ from modelsync.outcome import PassResult
 from modelsync.reports import Outcome, write_report
 from modelsync.sources.control import ControlStore
 from modelsync.state import ChannelInfo
+from modelsync.verdicts import LiveChecks
 
 __all__ = ["outcomes_of", "report_pass"]
 
@@ -23,6 +24,13 @@ def outcomes_of(result: PassResult, refused: dict[int, str]) -> list[tuple[int, 
         found.append((candidate, "confirmed", ""))
     elif candidate is not None and result.outcome is PassOutcome.ROLLED_BACK:
         found.append((candidate, "rolled_back", result.error or ""))
+    elif (
+        result.bake is not None
+        and result.bake.verdict in ("passed", "inconclusive")
+        and result.active is not None
+    ):
+        # A bake that ended well: the confirmed report again, now with its figures.
+        found.append((result.active, "confirmed", ""))
     rolled_back = result.candidate if result.outcome is PassOutcome.ROLLED_BACK else None
     found += [(v, "refused", refused.get(v, "")) for v in result.refused if v != rolled_back]
     return found
@@ -38,9 +46,22 @@ def report_pass(
 ) -> None:
     """Write the reports; a report that cannot be written is logged, never fatal."""
     for version, outcome, reason in outcomes_of(result, refused):
+        # The bake's record belongs to the version it judged (the pass's candidate, or
+        # the active version when a bake ended well).
+        baked = result.bake is not None and version in (result.candidate, result.active)
+        live = LiveChecks(bake=result.bake) if baked else None
         try:
+            live = result.live if version == result.candidate else None
             write_report(
-                source, result.model, version, identity, outcome, reason, wall, channel=channel
+                source,
+                result.model,
+                version,
+                identity,
+                outcome,
+                reason,
+                wall,
+                channel=channel,
+                live=live,
             )
         except Exception as exc:  # the pass's outcome stands; say why
             structlog.get_logger().warning(

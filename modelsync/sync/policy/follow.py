@@ -19,16 +19,17 @@ import structlog
 from modelsync.cancel import CancelToken
 from modelsync.channel import MAX_POINTER_BYTES, Pointer, Target, channel_key, target_of
 from modelsync.channel_trust import trusted_pointer
-from modelsync.errors import ChannelError, RefusedError
-from modelsync.reports import failed_hosts
+from modelsync.errors import ChannelError
+from modelsync.reports import ReportBook, failed_hosts
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import Source
 from modelsync.sources.control import Control, ControlStore, report_prefix
 from modelsync.state import ChannelInfo
 from modelsync.sync.context import PassContext
 from modelsync.sync.policy import Choice
-from modelsync.sync.policy.candidate import read_candidate
-from modelsync.sync.policy.halt import FailedHosts, HaltRule
+from modelsync.sync.policy.halt import RULES, Evidence, HaltRule, first_halt
+from modelsync.sync.policy.named import named_choice
+from modelsync.verdicts import LiveChecks
 
 __all__ = ["ChannelView", "Follow", "Follower"]
 
@@ -39,15 +40,22 @@ class ChannelView:
     pointer: Pointer
     target: Target
     failures: int  # hosts that reported the canary rolled back or refused
+    # The halt rule that halted the canary and why (None: not halted).
+    halt: tuple[str, str] | None = None
 
 
 class Follower:
     """Shared by a daemon's passes (thread-safe); one per Syncer."""
 
-    def __init__(self, identity: str, retry: RetryPolicy, halt: HaltRule | None = None) -> None:
+    def __init__(
+        self, identity: str, retry: RetryPolicy, rules: tuple[HaltRule, ...] | None = None
+    ) -> None:
         self.identity = identity
         self._retry = retry
-        self.halt = halt or FailedHosts()
+        self.rules = tuple(rules or RULES)
+        # The canary's reports, read only for pointers with live-check rules; kept per
+        # tag, so an idle pass re-reads none.
+        self._reports = ReportBook()
         self._lock = threading.Lock()
         self._pointers: dict[tuple[str, str], tuple[str, bytes]] = {}
 
@@ -73,9 +81,28 @@ class Follower:
                 log,
             )
             failed = failed_hosts(listed, version, pointer.canary.nonce)
-        halted = pointer.canary is not None and self.halt.halted(pointer, failed)
-        target = target_of(pointer, model, self.identity, active, halted)
-        return ChannelView(channel, pointer, target, len(failed))
+        halt = None
+        if pointer.canary is not None:
+            evidence = Evidence(
+                dict.fromkeys(failed, ""), self._live(model, pointer, source, cancel)
+            )
+            halt = first_halt(pointer, evidence, self.rules)
+        target = target_of(pointer, model, self.identity, active, halt is not None)
+        return ChannelView(channel, pointer, target, len(failed), halt)
+
+    def _live(
+        self, model: str, pointer: Pointer, source: ControlStore, cancel: CancelToken
+    ) -> dict[str, LiveChecks]:
+        """The live checks the canary's hosts reported, when a rule reads them."""
+        if pointer.halt_live is None or pointer.canary is None:
+            return {}
+        canary = pointer.canary
+        tally = self._reports.tally(source, model, canary.version, cancel)
+        return {
+            r.identity: r.live
+            for r in tally.reports
+            if r.live is not None and r.canary == canary.nonce
+        }
 
     def pointer(
         self,
@@ -121,25 +148,7 @@ class Follow:
 
     def choose(self, ctx: PassContext, source: Source, active: int | None) -> Choice | None:
         version = self._target(ctx, source, active)
-        if version is None:
-            return None
-        retained = ctx.ms.path_of(version)
-        if retained is not None:
-            # Back to a revision this host served before (a halted or aborted canary):
-            # tried from the local copy first; admission decides whether it may be.
-            return Choice(version, None, retained)
-        try:
-            candidate = read_candidate(ctx, source, version)
-        except RefusedError as exc:
-            ctx.refuse(version, str(exc), exc.metrics)
-            return None
-        if candidate is None:
-            ctx.log.warning(
-                "the channel names a version with no manifest (incomplete or missing)",
-                version=version,
-            )
-            return None
-        return Choice(version, candidate)
+        return None if version is None else named_choice(ctx, source, version, "the channel")
 
     def _target(self, ctx: PassContext, source: Source, active: int | None) -> int | None:
         """The version the channel names for this host, when it should change; records
@@ -169,15 +178,18 @@ class Follow:
             failures=view.failures,
             nonce=pointer.canary.nonce if pointer.canary else "",
             seq=pointer.seq,
+            halt_rule=view.halt[0] if view.halt else "",
+            halt_reason=view.halt[1] if view.halt else "",
         )
         ctx.result.channel = info
         if ctx.state.channel != info or ctx.state.channel_marks != marks:  # saved on change only
             if info.halted and (ctx.state.channel is None or not ctx.state.channel.halted):
                 ctx.log.error(
-                    "canary halted: hosts rolled it back",
+                    "canary halted",
                     canary=info.canary,
                     failed_reports=info.failures,
-                    rule=self._follower.halt.name,
+                    rule=info.halt_rule,
+                    reason=info.halt_reason,
                     on_halt=pointer.on_halt,
                 )
             ctx.log.info("channel", **vars(info), why=target.reason)

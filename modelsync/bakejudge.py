@@ -1,0 +1,111 @@
+"""The bake's options ([models.bake]) and its verdict: two windows' figures in, a verdict out.
+
+A revision that loaded and answered its smoke requests may still fail requests or
+answer slowly under real traffic. For ``window`` after it is confirmed, the server's
+own metrics (modelsync.metricsread) are compared with the previous revision's over
+the window before the swap:
+
+- error ratio: the new one's may exceed the previous one's by at most
+  ``error_ratio_max`` (with no usable previous figure, 0 is the previous);
+- latency: new / previous at most ``latency_ratio_max``, on p99 where the server has
+  a histogram, else on the mean (Triton, MLServer); skipped with no usable previous;
+- fewer than ``min_requests`` requests to the new revision: no figure is trusted;
+  the verdict is ``inconclusive``, which counts as ``inconclusive`` says.
+
+Pure: the sync pass (modelsync.sync.bake) scrapes, journals and acts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelsync.metricsread import MetricSeries
+from modelsync.units import Duration
+from modelsync.verdicts import BakeVerdict, WindowFigures
+
+__all__ = ["BakeConfig", "judge", "verdict_record"]
+
+
+class BakeConfig(BaseModel):
+    """[models.bake]: bake a confirmed revision on the server's own metrics."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: Duration = Field(default=300.0, gt=0)
+    error_ratio_max: float = Field(default=0.05, ge=0.0, le=1.0)
+    latency_ratio_max: float = Field(default=1.5, ge=1.0)
+    min_requests: int = Field(default=20, ge=1)
+    inconclusive: Literal["pass", "fail"] = "pass"
+    # The server's Prometheus text, and the series of the model's traffic there
+    # (default: the server preset's; a custom server must give both).
+    metrics_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    series: MetricSeries | None = None
+    # One scrape's time limit.
+    scrape_timeout: Duration = Field(default=5.0, gt=0)
+
+
+def _latency(figures: WindowFigures, use_p99: bool) -> tuple[str, float | None]:
+    if use_p99:
+        return "p99 latency", figures.latency_p99_s
+    return "mean latency", figures.latency_mean_s
+
+
+def judge(
+    config: BakeConfig, current: WindowFigures, previous: WindowFigures | None
+) -> tuple[Literal["passed", "failed", "inconclusive"], str]:
+    """The verdict on ``current`` beside ``previous``, and the figures behind it."""
+    if current.requests < config.min_requests:
+        why = f"{current.requests} requests < min_requests {config.min_requests}"
+        if config.inconclusive == "fail":
+            return "failed", f"inconclusive ({why}; inconclusive = fail)"
+        return "inconclusive", why
+    usable = previous if previous is not None and previous.requests >= config.min_requests else None
+    crossed, said = [], []
+    if current.error_ratio is not None:
+        before = usable.error_ratio if usable is not None else None
+        rise = current.error_ratio - (before or 0.0)
+        shown = f"error ratio {current.error_ratio:.4f} (previous {_num(before)})"
+        said.append(shown)
+        if rise > config.error_ratio_max:
+            crossed.append(f"{shown}: rise {rise:.4f} > error_ratio_max {config.error_ratio_max}")
+    if usable is not None:
+        use_p99 = current.latency_p99_s is not None and usable.latency_p99_s is not None
+        name, now = _latency(current, use_p99)
+        _, before_latency = _latency(usable, use_p99)
+        if now is not None and before_latency:
+            ratio = now / before_latency
+            shown = f"{name} {now * 1000:.1f} ms (previous {before_latency * 1000:.1f} ms)"
+            said.append(shown)
+            if ratio > config.latency_ratio_max:
+                crossed.append(
+                    f"{shown}: ratio {ratio:.2f} > latency_ratio_max {config.latency_ratio_max}"
+                )
+    summary = f"{current.requests} requests"
+    if crossed:
+        return "failed", f"bake failed over {summary}: " + "; ".join(crossed)
+    return "passed", f"{summary}; " + ("; ".join(said) or "no figure to compare")
+
+
+def _num(value: float | None) -> str:
+    return "none" if value is None else f"{value:.4f}"
+
+
+def verdict_record(
+    config: BakeConfig,
+    verdict: Literal["baking", "passed", "failed", "inconclusive"],
+    current: WindowFigures,
+    previous: WindowFigures | None,
+    reason: str = "",
+    remaining: float = 0.0,
+) -> BakeVerdict:
+    """The shared record (modelsync.verdicts) of a bake at this point."""
+    return BakeVerdict(
+        verdict=verdict,
+        window_s=config.window,
+        remaining_s=max(0.0, remaining),
+        current=current,
+        previous=previous,
+        reason=reason[:2000],
+    )
