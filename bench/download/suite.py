@@ -79,7 +79,7 @@ def _events(log: str, name: str) -> list[dict[str, object]]:
 
 
 def _modelsync_sample(data: Dataset, server: Server, result: Run, store: Path, log: Path) -> Sample:
-    command_checks = "size + sha256"
+    command_checks = tools.MODELSYNC_CHECKS
     done = _events(log.read_text(errors="replace"), "downloaded and verified")
     served = tree_bytes(store / data.model / str(data.version))
     if result.code != 0 or served < data.total:
