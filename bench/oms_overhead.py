@@ -2,7 +2,7 @@
 
     python -m bench.oms_overhead [--shard-mb 1000] [--runs 3]
 
-The revision of bench.large_models (a): 3 shards of --shard-mb MB plus 20 small
+The LLM-shaped revision of bench.download: 3 shards of --shard-mb MB plus 20 small
 files (config, tokenizer...), published twice on one GCS API server
 (gcp-storage-emulator, in memory): once with modelsync's manifest and no signature,
 once signed in OMS format (`publish --sign-key` with a P-256 key: files, then
@@ -28,7 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.large_models import SMALL_FILES
+from bench.download.datasets import SMALL_FILES
 from bench.measure import MB, random_tree
 from tests.gcs_emulator import start as start_emulator
 

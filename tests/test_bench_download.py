@@ -1,0 +1,123 @@
+"""`python -m bench.download --quick`: the whole benchmark end to end, at small sizes.
+
+One round on fake-gcs-server, moto and Azurite; the Python peers (gcsfs, KServe's
+initializer) live in a virtualenv of their own that `make bench` builds, so this run
+goes without them, by design. The figures are not checked against targets (a loaded
+CI machine says nothing about them); the table is checked for every row and for
+numbers that can be true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("rclone") is None or shutil.which("curl") is None,
+    reason="rclone and curl come from Debian (.ci/run installs them as root)",
+)
+
+STORES = {"gs": "GCS (fake-gcs-server)", "s3": "S3 (moto)", "az": "Azure (Azurite)"}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    """The quick benchmark's printed tables and its JSON results."""
+    work = tmp_path_factory.mktemp("bench")
+    out = work / "results.json"
+    env = {**os.environ, "BENCH_DIR": str(work)}
+    argv = [sys.executable, "-m", "bench.download", "--quick", "--rounds", "1"]
+    # No peers' virtualenv: the run must say so and go on without their rows.
+    argv += ["--json", str(out), "--peers-python", str(work / "no-peers" / "python")]
+    done = subprocess.run(
+        argv,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "(make bench-peers): no gcsfs and KServe rows" in done.stderr
+    return done.stdout, json.loads(out.read_text())
+
+
+def _row(rows: list[dict[str, Any]], key: str, store: str, tool: str) -> dict[str, Any]:
+    found = [
+        r for r in rows if r["key"] == key and r["store"] == STORES[store] and r["tool"] == tool
+    ]
+    assert len(found) == 1, (key, store, tool)
+    return found[0]
+
+
+def test_every_dataset_has_modelsync_its_peers_and_both_limits(
+    bench: tuple[str, dict[str, Any]],
+) -> None:
+    """Each dataset and store has modelsync, its peers, curl and the durable write."""
+    _, doc = bench
+    rows = doc["rows"]
+    expected = {
+        ("small", "gs"): ["rclone"],
+        ("mid", "gs"): ["rclone"],
+        ("mid", "s3"): ["rclone", "s5cmd"],
+        ("mid", "az"): ["rclone"],
+        ("llm", "gs"): ["rclone"],
+        ("llm-update", "gs"): ["rclone"],
+        ("large", "s3"): ["rclone", "s5cmd"],
+        ("large", "az"): ["rclone"],
+    }
+    for (key, store), peers in expected.items():
+        for tool in ["modelsync", *peers, "limit: curl --parallel", "limit: write + fsync"]:
+            row = _row(rows, key, store, tool)
+            assert row["runs"] == "1/1", row
+            assert 0 < row["seconds"] < 300, row
+            if tool != "limit: write + fsync":
+                assert row["cpu"] is not None and row["cpu"] >= 0, row
+                assert row["server_cpu"] is not None and row["server_cpu"] >= 0, row
+        whole = _row(rows, key, store, "modelsync")
+        phase = _row(rows, key, store, "modelsync, download phase")
+        fixed = _row(rows, key, store, "modelsync, fixed cost (whole - download)")
+        assert 0 < phase["seconds"] < whole["seconds"]
+        assert fixed["seconds"] == pytest.approx(whole["seconds"] - phase["seconds"], abs=1e-6)
+        # A Python process holds at least its interpreter; a sample of nothing is 0.
+        assert 10 < whole["rss_mb"] < 2000, whole
+        assert whole["x_peer"] is not None and whole["x_peer"] > 0
+        assert whole["x_limit"] is not None and whole["x_limit"] > 0
+
+
+def test_update_fetches_only_the_changed_shard(bench: tuple[str, dict[str, Any]]) -> None:
+    """The one-shard update row fetched exactly the changed shard's bytes."""
+    _, doc = bench
+    update = _row(doc["rows"], "llm-update", "gs", "modelsync")
+    assert update["fetched_mb"] == pytest.approx(update["mb_moved"])
+    fresh = _row(doc["rows"], "llm", "gs", "modelsync")
+    assert fresh["fetched_mb"] > 2.9 * update["fetched_mb"]
+
+
+def test_kill_latency_and_startup_rows(bench: tuple[str, dict[str, Any]]) -> None:
+    """The kill -9 row says where it was killed; the sweep chooses a measured level;
+    --version and the no-op sync have timings."""
+    text, doc = bench
+    killed = _row(doc["rows"], "llm", "gs", "modelsync, after kill -9")
+    assert "killed with" in killed["note"]
+    assert killed["fetched_mb"] is not None and killed["fetched_mb"] > 0
+    levels = {r["tool"] for r in doc["latency"]}
+    assert {"modelsync x4", "modelsync x16", "rclone x4", "curl x16"} <= levels
+    assert doc["concurrency"] in (4, 16)
+    startup = {r["tool"]: r for r in doc["startup"]}
+    assert 0 < startup["--version"]["seconds"] < startup["no-op sync"]["seconds"]
+    names = [t["name"] for t in doc["targets"]]
+    assert any("no-op `sync`" in n for n in names)
+    assert any("kill -9" in n for n in names)
+    for heading in ("## Downloads", "## Latency-shaped run", "## Start-up", "## Targets"):
+        assert heading in text
+    assert "Chosen small-object concurrency:" in text
