@@ -138,7 +138,7 @@ class ModelConfig(_Strict):
     max_bytes: Size | None = None
     concurrency: int = Field(default=8, ge=1, le=64)
     # Files in flight at once when they are small (latency, not bandwidth, bounds them).
-    small_concurrency: int = Field(default=16, ge=1, le=256)
+    small_concurrency: int = Field(default=32, ge=1, le=256)
     # For producers that write no manifest (e.g. a TFX Pusher): a revision is complete
     # once this object exists and nothing under it changed for ``settle``.
     complete_marker: str | None = None

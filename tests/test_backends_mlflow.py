@@ -335,8 +335,9 @@ def _blocks(text: str, lang: str) -> list[str]:
 def test_the_worked_example_runs(
     tmp_path: Path, s3_backend: S3Backend, mlflow_registry: Registry
 ) -> None:
-    """docs/pipelines-mlflow.md's publish, config and sync blocks work as written."""
-    text = (REPO / "docs" / "pipelines-mlflow.md").read_text()
+    """docs/pipelines.md's MLflow publish, config and sync blocks work as written."""
+    page = (REPO / "docs" / "pipelines.md").read_text()
+    text = page[page.index("## MLflow Model Registry as a source") :]
     write_tree(tmp_path / "ranker-v2", model_files(2))  # the block's ./ranker-v2
     swaps = {
         "http://minio.storage:9000": s3_backend.endpoint,
