@@ -155,3 +155,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"{row.get('restart_to_serving_s', 0):>9.2f} {row.get('requests', 0):>9} "
             f"{row.get('failed_requests', 0):>6}"
         )
+    for name, row in sorted(figures.items()):
+        if "bake_error_rollback_s" in row:  # tests/test_servers_bake.py
+            terminalreporter.write_line(
+                f"{name}: activation to rollback {row['bake_error_rollback_s']} s (20 % "
+                f"failing), {row['bake_latency_rollback_s']} s (3x slower); client: "
+                f"{row['client_ok']} answered, {row['v4_own_failures']} failed by v4 itself, "
+                f"{row['other_failures']} other failures"
+            )

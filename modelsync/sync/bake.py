@@ -174,6 +174,9 @@ def step(ctx: PassContext) -> bool:
     if verdict != "failed":
         ctx.log.info("bake over", version=baking.version, verdict=verdict, figures=reason)
         journal.baking = None
+        # The window just judged is the kept revision's traffic: the next bake's
+        # "before" window, whenever the next revision comes.
+        journal.history = [t for t in (baking.start, sample) if t is not None]
         journal.save()
         return False
     baking.verdict, baking.reason = "failed", reason

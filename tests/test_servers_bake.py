@@ -1,0 +1,176 @@
+"""The bake against a real Triton (Python backend, CPU) and its own metrics port, under a
+client's loop: a revision that loads but fails 20 % of requests, and one that answers
+3x slower, are rolled back at the end of the bake with the figures in the reason; good
+ones are baked and kept; no client request fails besides the bad revision's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from modelsync.config import default_state_dir
+from tests.daemonproc import DaemonProcess
+from tests.helpers import free_port, run_cli, write_tree
+from tests.realservers import Client, ServerProcess, post_json, server_python, setup
+from tests.test_servers_triton import CONFIG_PBTXT, triton_home
+
+pytestmark = pytest.mark.servers
+
+__all__ = ["triton_home"]  # the fixture, shared with the Triton suite
+
+WINDOW_S = 6.0
+# Adds weights.json's "k"; sleeps "sleep" seconds per request; fails every
+# "fail_every"-th request from inside the model (Triton counts it as a failure).
+MODEL_PY = b"""import json, os, time
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        here = os.path.join(args["model_repository"], args["model_version"])
+        with open(os.path.join(here, "weights.json")) as f:
+            w = json.load(f)
+        self.k, self.sleep, self.every = float(w["k"]), float(w["sleep"]), int(w["fail_every"])
+        self.count = 0
+
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            self.count += 1
+            time.sleep(self.sleep)
+            if self.every and self.count % self.every == 0:
+                raise pb_utils.TritonModelException("injected failure")
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            y = pb_utils.Tensor("Y", (x + self.k).astype(np.float32))
+            out.append(pb_utils.InferenceResponse([y]))
+        return out
+"""
+
+
+def test_triton_bake(
+    tmp_path: Path, triton_home: Path, server_figures: dict[str, dict[str, object]]
+) -> None:
+    """v2 good (baked, kept); v4 fails 20 % (rolled back at the bake's end, error ratio
+    in the reason); v5 good; v6 3x slower (rolled back, latency in the reason)."""
+    at = setup("triton", "add", tmp_path, "http://127.0.0.1:8000")
+    metrics_port = free_port()
+    with at.config.open("a") as config:
+        config.write(
+            f'\n[models.bake]\nwindow = "{WINDOW_S}s"\nmin_requests = 20\n'
+            f'metrics_url = "http://127.0.0.1:{metrics_port}/metrics"\n'
+        )
+    figures: dict[str, object] = {}
+
+    def publish(version: int, sleep: float = 0.01, fail_every: int = 0) -> None:
+        weights = {"k": float(version), "sleep": sleep, "fail_every": fail_every}
+        src = write_tree(
+            tmp_path / "src" / str(version),
+            {
+                "config.pbtxt": CONFIG_PBTXT,
+                "model.py": MODEL_PY,
+                "weights.json": json.dumps(weights).encode(),
+            },
+        )
+        out = run_cli("publish", str(src), f"file://{at.bucket}", "--version", str(version))
+        assert out.returncode == 0, out.stderr
+
+    def serving() -> int | None:
+        try:
+            # Triton has no `current` in its repository: the pointer is in the state dir.
+            return int(os.readlink(default_state_dir(at.store) / "active" / "add"))
+        except (OSError, ValueError):
+            return None
+
+    def wait(want: int, timeout: float = 120) -> float:
+        started = time.monotonic()
+        while serving() != want:
+            assert time.monotonic() - started < timeout, f"never served {want}: {serving()}"
+            time.sleep(0.05)
+        return time.monotonic()
+
+    def predict() -> float:
+        doc = {"inputs": [{"name": "X", "shape": [1], "datatype": "FP32", "data": [0.0]}]}
+        answer = post_json(f"http://127.0.0.1:{at.port}/v2/models/add/infer", doc)
+        return float(answer["outputs"][0]["data"][0])
+
+    venv_bin = server_python("triton").parent
+    server = ServerProcess(
+        [
+            str(triton_home / "bin" / "tritonserver"),
+            f"--model-repository={at.store}",
+            f"--backend-directory={triton_home / 'backends'}",
+            "--model-control-mode=explicit",
+            "--http-address=127.0.0.1",
+            f"--http-port={at.port}",
+            "--allow-grpc=false",
+            "--allow-metrics=true",
+            f"--metrics-port={metrics_port}",
+        ],
+        f"http://127.0.0.1:{at.port}/v2/health/live",
+        tmp_path / "triton.log",
+        env={"LD_LIBRARY_PATH": str(triton_home / "libs"), "PATH": f"{venv_bin}:/usr/bin:/bin"},
+    )
+    publish(1)
+    assert run_cli("sync", "--config", str(at.config)).returncode == 0
+    server.start()
+    daemon: DaemonProcess | None = None
+    client = Client(predict)
+    try:
+        assert run_cli("sync", "--config", str(at.config)).returncode == 0
+        client.start()
+        daemon = DaemonProcess(["--config", str(at.config)], tmp_path / "daemon.log")
+        daemon.wait_http()
+        time.sleep(WINDOW_S)  # a window of v1's traffic before the first swap
+
+        def release(version: int, **model: float) -> float:
+            publish(version, **model)  # type: ignore[arg-type]
+            assert daemon is not None
+            deadline = time.monotonic() + 60
+            while serving() != version:
+                # A trigger that lands while a pass runs is that pass's: ask again.
+                assert time.monotonic() < deadline, f"never served {version}"
+                daemon.http("POST", "/sync")
+                time.sleep(1)
+            return wait(version)
+
+        def bake_over(version: int) -> dict[str, object]:
+            assert daemon is not None
+            return daemon.wait_for(
+                lambda e: e.get("event") == "bake over" and e.get("version") == version,
+                WINDOW_S * 4 + 30,
+            )
+
+        release(2)
+        assert bake_over(2)["verdict"] == "passed"
+        started = release(4, fail_every=5)
+        figures["bake_error_rollback_s"] = round(wait(2) - started, 2)
+        release(5)
+        assert bake_over(5)["verdict"] == "passed"
+        started = release(6, sleep=0.03)
+        figures["bake_latency_rollback_s"] = round(wait(5) - started, 2)
+        time.sleep(1)
+    finally:
+        client.finish()
+        if daemon is not None:
+            assert daemon.stop(30) == 0
+        server.stop()
+    status = json.loads(run_cli("status", "--json", "--config", str(at.config)).stdout)
+    refused = status["models"][0]["refused"]
+    ratio = float(re.search(r"error ratio (\d\.\d+) \(previous 0\.0000\)", refused["4"])[1])  # type: ignore[index]
+    assert 0.15 < ratio < 0.25 and "error_ratio_max" in refused["4"], refused
+    assert "mean latency" in refused["6"] and "latency_ratio_max" in refused["6"], refused
+    assert status["models"][0]["active_version"] == 5
+    own = [f for f in client.failures if "injected failure" in f]
+    other = [f for f in client.failures if "injected failure" not in f]
+    figures.update(client_ok=client.ok, v4_own_failures=len(own), other_failures=len(other))
+    server_figures["triton (bake)"] = figures
+    assert other == [], other[:5]
+    assert own, "v4 failed no request: the client did not reach it"
+    for name in ("bake_error_rollback_s", "bake_latency_rollback_s"):
+        # The window, then the daemon's pass at its end (its interval is 10 minutes).
+        assert WINDOW_S <= float(figures[name]) < WINDOW_S + 60, figures  # type: ignore[arg-type]
