@@ -150,6 +150,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"{'requests':>9} {'failed':>6}"
     )
     for name, row in sorted(figures.items()):
+        if "bake_error_rollback_s" in row:
+            continue  # the bake's own line, below
         terminalreporter.write_line(
             f"{name:<20} {row.get('swap_s', 0):>7.2f} {row.get('rollback_s', 0):>10.2f} "
             f"{row.get('restart_to_serving_s', 0):>9.2f} {row.get('requests', 0):>9} "
@@ -161,5 +163,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 f"{name}: activation to rollback {row['bake_error_rollback_s']} s (20 % "
                 f"failing), {row['bake_latency_rollback_s']} s (3x slower); client: "
                 f"{row['client_ok']} answered, {row['v4_own_failures']} failed by v4 itself, "
+                f"{row['swap_failures']} 'not ready' during loads, "
                 f"{row['other_failures']} other failures"
             )
