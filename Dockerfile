@@ -13,7 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY modelsync ./modelsync
 RUN python -m venv /opt/modelsync \
-    && /opt/modelsync/bin/pip install --no-cache-dir ".[s3,azure]" \
+    && /opt/modelsync/bin/pip install --no-cache-dir ".[s3,azure,oms,pubsub]" \
     && /opt/modelsync/bin/modelsync --version
 
 FROM build AS build-tensorflow

@@ -4,18 +4,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test clean
+.PHONY: install emulators test lint typecheck unit slow demo bench bench-fleet bench-daemon docker-steps wheel wheel-check reliability reliability-short servers servers-test kfp mlflow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3,azure]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,tensorflow,s3,azure,oms,pubsub]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check modelsync tests bench examples
-	$(BIN)/ruff format --check modelsync tests bench examples
+	$(BIN)/ruff check modelsync tests bench examples integrations
+	$(BIN)/ruff format --check modelsync tests bench examples integrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -37,7 +37,7 @@ $(EMULATORS)/.installed:
 
 emulators: $(EMULATORS)/.installed
 
-unit: $(STAMP) emulators
+unit: $(STAMP) emulators kfp
 	$(BIN)/pytest -q
 
 # The README's test command: lint, types, the whole suite and the real-server suite.
@@ -87,9 +87,35 @@ $(SERVERS)/%/.installed:
 
 servers: $(SERVERS)/triton/.installed $(SERVERS)/mlserver/.installed $(SERVERS)/kserve/.installed
 
+# The MLflow tracking/registry server for the MLflow source's tests (tests/conftest_mlflow.py):
+# its pins conflict with the main venv, so it gets its own; boto3 lets it keep
+# artifacts on S3 (moto in the tests). Installed once, reused by every run.
+ENVS          := .envs
+MLFLOW_PKGS   := mlflow==3.17.2 boto3
+$(ENVS)/mlflow/.installed:
+	rm -rf $(ENVS)/mlflow
+	$(PYTHON) -m venv $(ENVS)/mlflow
+	$(ENVS)/mlflow/bin/pip install --quiet --disable-pip-version-check $(MLFLOW_PKGS)
+	touch $@
+
+mlflow: $(ENVS)/mlflow/.installed
+
 # modelsync against Triton (explicit and poll), MLServer, KServe and TF Serving's shape.
 servers-test: $(STAMP) servers
 	$(BIN)/pytest -q -m servers
+
+# Kubeflow Pipelines (integrations/kfp/): kfp 2.17 needs protobuf<7, the main
+# virtualenv has protobuf 7 (TensorFlow's), so it gets its own, with modelsync and its
+# S3 extra for the component to import; tests/test_kfp.py runs pipelines in it. Pinned:
+# modelsync_step.yaml names the kfp version it was compiled with.
+KFP_ENV := $(ENVS)/kfp
+$(KFP_ENV)/.installed: pyproject.toml
+	rm -rf $(KFP_ENV)
+	$(PYTHON) -m venv $(KFP_ENV)
+	$(KFP_ENV)/bin/pip install --quiet --disable-pip-version-check 'kfp==2.17.3' -e '.[s3]'
+	touch $@
+
+kfp: $(KFP_ENV)/.installed
 
 # Long trials (e.g. 50 kill -9 runs); by hand or nightly.
 slow: $(STAMP)
@@ -121,4 +147,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS) $(EMULATORS) $(PEERS) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run
+	rm -rf $(VENV) $(SERVERS) $(ENVS) $(EMULATORS) $(PEERS) $(DIST) build .pytest_cache .mypy_cache .ruff_cache demo-run

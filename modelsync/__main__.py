@@ -1,3 +1,3 @@
-from modelsync.cli import main
+from modelsync.entry import main
 
 main()

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from modelsync.errors import ConfigError
 from modelsync.statuspage import render as render_page
+from modelsync.webhooks import MAX_BODY_BYTES, Delivery, MlflowWebhook
 
 __all__ = ["AdminServer", "AdminView"]
 
@@ -198,6 +199,11 @@ class AdminView(Protocol):
         """Why the daemon is not ready (e.g. models without an active version); [] if ready."""
         ...
 
+    def degraded(self) -> list[str]:
+        """What works less well than configured without costing readiness (an event
+        source that fails while the poll covers); [] when nothing."""
+        ...
+
     def status(self) -> dict[str, Any]:
         """The JSON status document (the shape of `modelsync status --json`)."""
         ...
@@ -217,8 +223,9 @@ class AdminServer:
         view: AdminView,
         registry: CollectorRegistry,
         token: str | None,
+        mlflow_webhook: MlflowWebhook | None = None,
     ) -> None:
-        handler = _make_handler(view, registry, token)
+        handler = _make_handler(view, registry, token, mlflow_webhook)
         try:
             self._server = _BoundedServer(address, handler)
         except OSError as exc:
@@ -244,7 +251,10 @@ class AdminServer:
 
 
 def _make_handler(
-    view: AdminView, registry: CollectorRegistry, token: str | None
+    view: AdminView,
+    registry: CollectorRegistry,
+    token: str | None,
+    mlflow_webhook: MlflowWebhook | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     log = structlog.get_logger()
 
@@ -315,7 +325,7 @@ def _make_handler(
                 missing = view.not_ready()
                 self._json(
                     HTTPStatus.SERVICE_UNAVAILABLE if missing else HTTPStatus.OK,
-                    {"ready": not missing, "not_ready": missing},
+                    {"ready": not missing, "not_ready": missing, "degraded": view.degraded()},
                 )
             elif path == "/metrics":
                 self._reply(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -328,8 +338,37 @@ def _make_handler(
 
         do_HEAD = do_GET
 
+        def _mlflow_webhook(self) -> None:
+            """A registry delivery: its own HMAC signature is the credential, not the token."""
+            if mlflow_webhook is None:
+                self._json(HTTPStatus.NOT_FOUND, {"error": "no webhook secret configured"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                length = -1
+            if 0 <= length <= MAX_BODY_BYTES:
+                body = self.rfile.read(length)
+                names = ("X-MLflow-Signature", "X-MLflow-Timestamp", "X-MLflow-Delivery-Id")
+                headers = {name: self.headers.get(name, "") for name in names}
+                delivery = mlflow_webhook.deliver(headers, body)
+            else:
+                error = f"need a Content-Length of at most {MAX_BODY_BYTES} bytes"
+                delivery = Delivery(HTTPStatus.BAD_REQUEST, {"error": error})
+            if delivery.status >= 400:
+                log.warning(
+                    "admin: refused an MLflow webhook delivery",
+                    client=self.client_address[0],
+                    status=delivery.status,
+                    reason=delivery.doc.get("error"),
+                )
+            self._json(delivery.status, delivery.doc)
+
         def do_POST(self) -> None:
             url = urlsplit(self.path)
+            if url.path == "/webhooks/mlflow":
+                self._mlflow_webhook()
+                return
             if url.path != "/sync":
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {url.path}"})
                 return

@@ -89,6 +89,14 @@ def trusted_pointer(
     one line naming ``where`` and why, and ``state`` untouched."""
     envelope = parse_envelope(raw, where)
     if not verify.public_keys:
+        if verify.require_signature:
+            # Signatures required by OMS keys alone: revisions are signed, but a pointer
+            # is a modelsync document signed with Ed25519 release keys; following an
+            # unverifiable one would let a bucket writer move the fleet back.
+            raise ChannelError(
+                f"{where}: refused: this model requires signatures and channel pointers are "
+                "verified with verify.public_keys (Ed25519 release keys), none configured"
+            )
         return envelope.pointer
     from modelsync.signing import load_public_key
 

@@ -10,6 +10,7 @@ should not pay for the daemon, Prometheus or every storage SDK.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 import time
@@ -21,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelsync import __version__
-from modelsync.cliopts import config_option
+from modelsync.cliopts import config_option, gate_options, gates_from_flags
 from modelsync.errors import ConfigError, ManifestError, ModelsyncError
 
 if TYPE_CHECKING:
     from modelsync.config import Config
+    from modelsync.gates import GatesConfig
 
 __all__ = ["main"]
 
@@ -176,6 +178,19 @@ class _Commands(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, _hoist_global_options(args))
 
+    # Command groups that live in their own modules, imported only when named (or
+    # when --help lists them): a `sync` does not pay for `release`.
+    _LAZY = {"release": "modelsync.release_cli"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._LAZY and cmd_name not in self.commands:
+            module = importlib.import_module(self._LAZY[cmd_name])
+            self.add_command(getattr(module, cmd_name))
+        return super().get_command(ctx, cmd_name)
+
 
 @click.group(
     cls=_Commands,
@@ -213,7 +228,19 @@ def cli(log_level: str, log_format: str) -> None:
 @click.option(
     "--sign-key",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Ed25519 private key (PEM): upload a signature of the manifest.",
+    help="Private key (PEM). Ed25519: upload a signature of the manifest; EC "
+    "(P-256/384/521): upload an OpenSSF Model Signing model.sig instead of a manifest.",
+)
+@click.option(
+    "--sign-cert",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With an EC --sign-key: its X.509 certificate (PEM), for the certificate method.",
+)
+@click.option(
+    "--sign-chain",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="With --sign-cert: intermediate certificates (PEM) to put in model.sig.",
 )
 @click.option(
     "--source-option",
@@ -222,6 +249,25 @@ def cli(log_level: str, log_format: str) -> None:
     metavar="KEY=VALUE",
     help="A [models.source_options] key of URL's backend (e.g. endpoint_url=...).",
 )
+@gate_options
+@click.option("--channel", help="The channel whose stable version is `production` for --gate.")
+@click.option(
+    "--smoke",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Smoke requests (JSON) put in the revision as modelsync-smoke.json.",
+)
+@click.option(
+    "--mlflow",
+    "mlflow_url",
+    metavar="mlflow+http://HOST:PORT/MODEL[@ALIAS]",
+    help="Then register the revision as a version of MODEL in MLflow's Model Registry "
+    "(and point ALIAS at it).",
+)
+@click.option(
+    "--mlflow-run",
+    metavar="RUN_ID",
+    help="The MLflow run whose artifacts hold URL (MLflow requires one for file:// URLs).",
+)
 def publish(
     src_dir: Path,
     url: str,
@@ -229,7 +275,16 @@ def publish(
     metrics: tuple[str, ...],
     meta: tuple[str, ...],
     sign_key: Path | None,
+    sign_cert: Path | None,
+    sign_chain: tuple[Path, ...],
     source_option: tuple[str, ...],
+    gate: tuple[str, ...],
+    baseline: int | None,
+    if_missing: str,
+    channel: str | None,
+    smoke: Path | None,
+    mlflow_url: str | None,
+    mlflow_run: str | None,
 ) -> int:
     """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
     from modelsync.progress import LoggedProgress, terminal_progress
@@ -248,6 +303,16 @@ def publish(
     except ValueError as exc:
         # A URL of a known form with a bad option: one line, as for the config file.
         raise ConfigError(str(exc)) from exc
+    gates = gates_from_flags(gate, baseline, if_missing)
+    if gates is not None:
+        _publish_gate(url, options, channel, gates, metric_map, version)
+    if mlflow_url is not None:
+        from modelsync.backends.mlflow import parse_mlflow_url
+
+        try:
+            parse_mlflow_url(mlflow_url)  # before any upload
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--mlflow") from None
     published = publish_revision(
         src_dir,
         url,
@@ -255,14 +320,51 @@ def publish(
         metrics=metric_map,
         metadata=meta_map,
         sign_key=sign_key,
+        sign_cert=sign_cert,
+        sign_chain=sign_chain,
+        smoke=smoke,
         source_options=options,
         # A bar for a person at a terminal; a line every 10 s in a pipeline's log.
         progress=terminal_progress
         if sys.stderr.isatty()
         else LoggedProgress(event="upload progress"),
     )
+    if mlflow_url is not None:
+        import structlog
+
+        from modelsync.mlflow_registry import register
+
+        registered = register(mlflow_url, f"{url}/{published}", run_id=mlflow_run)
+        structlog.get_logger().info(
+            "registered in MLflow",
+            registry=mlflow_url,
+            registry_version=registered,
+            version=published,
+        )
     click.echo(published)
     return 0
+
+
+def _publish_gate(
+    url: str,
+    options: dict[str, str],
+    channel: str | None,
+    gates: GatesConfig,
+    metrics: dict[str, float],
+    version: int | None,
+) -> None:
+    """Refuse (RefusedError, nothing uploaded) metrics that fail ``gates`` against the
+    channel's stable revision and the baseline."""
+    from modelsync.cancel import CancelToken
+    from modelsync.channel_gate import judge, require
+    from modelsync.sources import open_source
+
+    source = open_source(url, options)
+    try:
+        verdict = judge(source, channel, gates, metrics, version, CancelToken())
+    finally:
+        source.close()
+    require(verdict, f"{url}: new revision")
 
 
 @cli.command()
@@ -513,13 +615,22 @@ def unpin(model_name: str, config_input: ConfigInput) -> int:
 @cli.command()
 @click.argument("private_key", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("public_key", type=click.Path(path_type=Path, dir_okay=False))
-def keygen(private_key: Path, public_key: Path) -> int:
-    """Write a new Ed25519 key pair (PEM; the private key mode 0600) for signed publishing."""
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["ed25519", "p256", "p384", "p521"]),
+    default="ed25519",
+    show_default=True,
+    help="ed25519 signs modelsync manifests; p256/p384/p521 sign OpenSSF model.sig bundles.",
+)
+def keygen(private_key: Path, public_key: Path, kind: str) -> int:
+    """Write a new key pair (PEM; the private key mode 0600) for signed publishing."""
     from modelsync.signing import generate_keypair
 
-    generate_keypair(private_key, public_key)
+    generate_keypair(private_key, public_key, kind)
     click.echo(f"private key: {private_key} (keep it secret; for `publish --sign-key`)")
-    click.echo(f"public key:  {public_key} (for verify.public_keys)")
+    setting = "verify.public_keys" if kind == "ed25519" else "verify.oms_keys"
+    click.echo(f"public key:  {public_key} (for {setting})")
     return 0
 
 
@@ -561,12 +672,3 @@ def main(argv: list[str] | None = None) -> None:
             functools.partial(cli.main, args=argv, prog_name="modelsync", standalone_mode=False)
         )
     )
-
-
-def _add_release() -> None:
-    from modelsync.release_cli import release
-
-    cli.add_command(release)
-
-
-_add_release()

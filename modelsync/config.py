@@ -26,8 +26,11 @@ from pydantic import (
 from modelsync.bakejudge import BakeConfig
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
+from modelsync.events import EventsConfig
+from modelsync.gates import GatesConfig
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.notify import NotifyConfig
+from modelsync.smoke import SmokeConfig
 from modelsync.sources import backend_for, check_source
 from modelsync.store import CURRENT, Layout
 from modelsync.suggest import schemeless_url_hint, unknown_key
@@ -47,7 +50,11 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, populate_by_name=True)
+    # Every model here and in the method, preset and backend option modules builds its
+    # validator at first use, not at import: a command pays only for what it validates.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=False, populate_by_name=True, defer_build=True
+    )
 
 
 class ValidateConfig(_Strict):
@@ -74,17 +81,40 @@ class ValidateConfig(_Strict):
 
 
 class VerifyConfig(_Strict):
-    """Authenticity: Ed25519 signatures over the manifest, checked before any download."""
+    """Authenticity, checked before any download: Ed25519 signatures over the manifest,
+    and OpenSSF Model Signing bundles (model.sig, modelsync.oms)."""
 
     # PEM public keys; any one of them may have signed (several during a rotation).
     public_keys: tuple[Path, ...] = ()
     # Refuse revisions without a signature (unsigned ones are otherwise accepted).
     require_signature: bool = False
+    # OMS key method: PEM EC public keys (P-256/384/521), any one of them may have signed.
+    oms_keys: tuple[Path, ...] = ()
+    # OMS certificate method: PEM root certificates the signing chain must lead to.
+    oms_roots: tuple[Path, ...] = ()
+    # The model name the OMS statement must carry; {model} and {version} are filled in,
+    # "" accepts any (the bucket path and the keys alone then bind the revision).
+    oms_subject: str = "{model}"
+
+    @property
+    def oms(self) -> bool:
+        """Whether model.sig bundles are read for this model."""
+        return bool(self.oms_keys or self.oms_roots)
 
     @model_validator(mode="after")
     def _keys_load(self) -> VerifyConfig:
-        if self.require_signature and not self.public_keys:
-            raise ValueError("require_signature needs public_keys")
+        if self.require_signature and not (self.public_keys or self.oms):
+            raise ValueError("require_signature needs public_keys, oms_keys or oms_roots")
+        if self.oms:
+            from modelsync.oms import check_public_key, check_roots
+
+            try:
+                for path in self.oms_keys:
+                    check_public_key(path)
+                for path in self.oms_roots:
+                    check_roots(path)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
         for path in self.public_keys:
             # cryptography costs ~16 ms to import: only configs with keys pay.
             from modelsync.signing import load_public_key
@@ -107,6 +137,8 @@ class ModelConfig(_Strict):
     keep: int = Field(default=2, ge=1, le=100)
     max_bytes: Size | None = None
     concurrency: int = Field(default=8, ge=1, le=64)
+    # Files in flight at once when they are small (latency, not bandwidth, bounds them).
+    small_concurrency: int = Field(default=16, ge=1, le=256)
     # For producers that write no manifest (e.g. a TFX Pusher): a revision is complete
     # once this object exists and nothing under it changed for ``settle``.
     complete_marker: str | None = None
@@ -116,12 +148,16 @@ class ModelConfig(_Strict):
     # Minimum manifest metrics, e.g. {"ndcg@10" = 0.30}: a revision missing one or
     # below it is refused before download.
     gate: dict[str, float] = Field(default_factory=dict)
+    # [models.gates]: rules against production and a baseline revision (modelsync.gates).
+    gates: GatesConfig = GatesConfig()
     # [models.notify] / [models.confirm]: keys of the method named (modelsync/notify/,
     # modelsync/confirm/: each method's module owns its options).
     notify: NotifyConfig = NotifyConfig()
     confirm: ConfirmConfig = ConfirmConfig()
     validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
     verify: VerifyConfig = VerifyConfig()
+    # [models.smoke]: a revision's smoke requests after the load (modelsync.smoke).
+    smoke: SmokeConfig = SmokeConfig()
     # The server beside modelsync (modelsync/servers/): how it is told, asked, and
     # what layout it needs. server_url: its HTTP endpoint (default: its usual port).
     server: str = "custom"
@@ -171,6 +207,8 @@ class ModelConfig(_Strict):
             raise ValueError(f"server_options.{key}: {msg}") from exc
         if self.server == "custom" and "server" in (self.notify.method, self.confirm.method):
             raise ValueError("method 'server' needs a server preset (server = \"triton\", ...)")
+        if self.smoke.required and self.smoke.url is None and self.server == "custom":
+            raise ValueError("smoke.required: a custom server needs smoke.url (where to send them)")
         for name in self.model_files or ():
             try:
                 check_relpath(name, "model_files")
@@ -263,6 +301,9 @@ class AdminConfig(_Strict):
     listen: str = Field(default="127.0.0.1:8686", pattern=r"^\[?[0-9A-Za-z.:-]*\]?:[0-9]{1,5}$")
     # When set, POST /sync needs "Authorization: Bearer <token>".
     token: SecretStr | None = None
+    # The secret of MLflow registry webhooks (one line in this file): when set, POST
+    # /webhooks/mlflow takes signed deliveries (modelsync.webhooks).
+    mlflow_webhook_secret_file: Path | None = None
 
     @field_validator("listen")
     @classmethod
@@ -297,6 +338,22 @@ class Config(_Strict):
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
     admin: AdminConfig = AdminConfig()
     models: tuple[ModelConfig, ...] = ()
+    # [[events]]: bucket notifications that wake a pass early (modelsync.events).
+    events: tuple[EventsConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _events_name_models(self) -> Config:
+        known = {m.name: m for m in self.models}
+        for i, source in enumerate(self.events):
+            for name in source.models:
+                if name not in known:
+                    raise ValueError(f"events[{i}].models: no model named {name!r}")
+                if known[name].source.startswith("file:"):
+                    raise ValueError(
+                        f"events[{i}].models: {name!r} reads a file:// source, which "
+                        "wakes a pass by itself (file events)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> Config:

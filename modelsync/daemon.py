@@ -25,9 +25,11 @@ from prometheus_client import CollectorRegistry
 
 from modelsync.admin import AdminServer
 from modelsync.cancel import CancelToken
+from modelsync.channel import default_identity
 from modelsync.config import Config, ModelConfig
 from modelsync.daemonlock import DaemonLock
 from modelsync.errors import ConfigError, ModelsyncError, StoreError
+from modelsync.events.push import Push
 from modelsync.metrics import Metrics
 from modelsync.progress import LoggedProgress
 from modelsync.schedule import ModelSlot, Scheduler
@@ -38,6 +40,7 @@ from modelsync.status import collect_status
 from modelsync.sync import Outcome, Syncer
 from modelsync.volume import Store
 from modelsync.watch import Watcher
+from modelsync.webhooks import MlflowWebhook, read_secret
 
 __all__ = ["Daemon", "DaemonFailed"]
 
@@ -97,14 +100,27 @@ class Daemon:
             identity=config.identity,
         )
         self._scheduler = Scheduler(self._run_pass, config.parallel_passes)
+        # Bucket events wake a pass through the same road as POST /sync.
+        self._push = Push(
+            registry, lambda models: self.events.put(_Event("sync", models)), self._served, wall
+        )
         self._watch_config = watch_config
         self._watcher = Watcher()
         token = config.admin.token.get_secret_value() if config.admin.token else None
-        self.admin = AdminServer(config.admin.address, self, registry, token)
+        self.admin = AdminServer(
+            config.admin.address, self, registry, token, self._mlflow_webhook(config)
+        )
         self._heartbeat = time.monotonic()
         self._ready_sent = False
         self._stopping = threading.Event()
         self._log = structlog.get_logger()
+
+    def _mlflow_webhook(self, config: Config) -> MlflowWebhook | None:
+        """MLflow's signed registry deliveries wake the models following the alias."""
+        path = config.admin.mlflow_webhook_secret_file
+        if path is None:
+            return None
+        return MlflowWebhook(read_secret(path), lambda: self.config.models, self.request_sync)
 
     @property
     def metrics_registry(self) -> CollectorRegistry:
@@ -129,6 +145,7 @@ class Daemon:
         """One pass of ``slot``'s model and its bookkeeping; the delay until the next."""
         slot.pass_started = time.monotonic()
         earlier = slot.last
+        self._push.pass_started(slot.model.name)
         try:
             self._one_pass(slot)
         except Exception:
@@ -223,8 +240,22 @@ class Daemon:
                 )
         return reasons
 
+    def degraded(self) -> list[str]:
+        return self._push.degraded()
+
+    def _served(self, name: str) -> int | None:
+        """The version ``name`` serves (None: none, or no longer configured)."""
+        model = next((m for m in self.config.models if m.name == name), None)
+        if model is None:
+            return None
+        try:
+            return self.syncer.store.model(name, model.layout).active_version()
+        except StoreError:
+            return None
+
     def status(self) -> dict[str, Any]:
         report = collect_status(self.config, self.syncer.store, self.wall())
+        report["events"] = [vars(s) for s in self._push.sources()]
         for entry in report["models"]:
             slot = self._scheduler.get(entry["name"])
             if slot is not None:
@@ -278,6 +309,7 @@ class Daemon:
         for model in self.config.models:
             self._start_worker(model)
         self._scheduler.start()
+        self._push.start(self.config, default_identity(self.config.identity))
         # Only now: /healthz answered 503 while the watches and the scheduler were
         # still being set up (seconds with many file:// models on a busy machine).
         self.admin.start()
@@ -425,11 +457,13 @@ class Daemon:
                     if slot is not None:
                         slot.model = model
             self._scheduler.trigger(name)
+        self._push.reload(self.config, default_identity(self.config.identity))
         self._log.info("config reloaded", models=sorted(fresh), trigger=trigger)
 
     def _shutdown(self) -> None:
         self._stopping.set()
         self.notifier.stopping()
+        self._push.stop()
         self._scheduler.stop(_STOP_GRACE)
         self._watcher.stop()
         self.admin.stop()

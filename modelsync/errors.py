@@ -3,6 +3,7 @@
 ModelsyncError                 base: one clear line; ``retryable`` says whether to try again
 ├── ConfigError                a configuration that cannot be used (the CLI exits 2)
 ├── ChannelError               a release channel's pointer is missing or unusable
+├── GateError                  a gate's baseline revision is missing or cannot be trusted
 ├── RefusedError               a revision that is wrong for good: never retried
 │   └── ManifestError          a manifest that is malformed or does not describe its revision
 ├── IntegrityError             bytes damaged in transit (storage checksum mismatch)
@@ -16,6 +17,7 @@ ModelsyncError                 base: one clear line; ``retryable`` says whether 
 │   └── PublishConflict        a conditional write found the object already there
 ├── ReloadError                the serving process did not take the revision (notify/confirm)
 │   ├── LoadFailed             the server said it could not load it (its own words kept)
+│   ├── LiveCheckFailed        it loaded, but failed a live check (smoke requests): refused
 │   └── LoadUnknown            no verdict: timed out, or the server could not be reached
 │       └── ServerNotRunning   nothing listens / no process to tell
 └── Cancelled                  stop requested or the pass deadline passed
@@ -29,7 +31,9 @@ __all__ = [
     "ChannelError",
     "ConfigError",
     "EmptySourceError",
+    "GateError",
     "IntegrityError",
+    "LiveCheckFailed",
     "LoadFailed",
     "LoadUnknown",
     "ManifestError",
@@ -58,6 +62,11 @@ class ConfigError(ModelsyncError):
 
 class ChannelError(ModelsyncError):
     """A release channel's pointer is missing or unusable: the host keeps what it serves."""
+
+
+class GateError(ModelsyncError):
+    """A gate's baseline revision is missing or fails its checks: candidates wait (the
+    pass fails, the host keeps what it serves) rather than being refused for its fault."""
 
 
 class RefusedError(ModelsyncError):
@@ -117,6 +126,11 @@ class ReloadError(ModelsyncError):
 
 class LoadFailed(ReloadError):
     """The server answered that it could not load the revision: roll back and refuse it."""
+
+
+class LiveCheckFailed(ReloadError):
+    """The server loaded the revision, but it failed a live check (a smoke request
+    answered wrong, with an error, or not in time): roll back and refuse it."""
 
 
 class LoadUnknown(ReloadError):

@@ -25,6 +25,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MAX_MANIFEST_BYTES",
     "MAX_VERSION",
+    "OMS_NAME",
     "SIGNATURE_NAME",
     "FileEntry",
     "Manifest",
@@ -38,7 +39,9 @@ __all__ = [
 
 MANIFEST_NAME = "modelsync-manifest.json"
 SIGNATURE_NAME = "modelsync-manifest.sig"
-RESERVED_NAMES = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
+# An OpenSSF Model Signing bundle (modelsync.oms): never a file of the revision itself.
+OMS_NAME = "model.sig"
+RESERVED_NAMES = frozenset({MANIFEST_NAME, SIGNATURE_NAME, OMS_NAME})
 # Generous for a model of 100k files; a bigger manifest is an attack or a mistake.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_FILES = 100_000

@@ -31,7 +31,7 @@ B = TypeVar("B")
 class MethodOptions(BaseModel):
     """The keys every method of a kind shares; a method's options subclass it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     # None: the server preset's own way (none for the custom preset).
     method: str | None = None

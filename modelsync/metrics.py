@@ -83,6 +83,12 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.live_check_failures = Counter(
+            "modelsync_live_check_failures",
+            "Revisions that loaded but failed a live check (check: smoke), rolled back.",
+            ["model", "check"],
+            registry=registry,
+        )
         self.rollback_failed = Gauge(
             "modelsync_rollback_failed",
             "1 when the previous revision also failed to confirm after a rollback.",
@@ -162,6 +168,9 @@ class Metrics:
         self.waiting_version.labels(model).set(result.waiting or 0)
         if result.outcome is Outcome.ROLLED_BACK:
             self.rollbacks.labels(model).inc()
+        live = result.live
+        if live is not None and live.smoke is not None and live.smoke.verdict == "failed":
+            self.live_check_failures.labels(model, "smoke").inc()
         if result.succeeded and not rollback_failed:
             self.last_success.labels(model).set_to_current_time()
         if result.channel is not None:

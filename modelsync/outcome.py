@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from modelsync.state import ChannelInfo
 from modelsync.transfer import TransferStats
-from modelsync.verdicts import BakeVerdict
+from modelsync.verdicts import BakeVerdict, LiveChecks
 
 __all__ = ["Outcome", "PassResult"]
 
@@ -45,6 +45,8 @@ class PassResult:
     waiting: int | None = None
     # What the probe said when the server could not be reached.
     unreachable: str | None = None
+    # The live checks of the candidate this pass activated (None: none ran).
+    live: LiveChecks | None = None
     # The model's bake as this pass left it (modelsync.sync.bake), and how soon the
     # next pass is wanted for it (the end of the window).
     bake: BakeVerdict | None = None

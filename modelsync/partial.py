@@ -37,12 +37,16 @@ class PartialDownloads:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
 
-    def part(self, sha256: str) -> tuple[Path, RangeJournal]:
-        """Where to fetch the file with ``sha256``, and its block journal."""
+    def prepare(self) -> None:
+        """Make the directory (once per download, not once per file)."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise store_error("create", self.dir, exc) from exc
+
+    def part(self, sha256: str) -> tuple[Path, RangeJournal]:
+        """Where to fetch the file with ``sha256``, and its block journal."""
+        self.prepare()  # once per large file: cheap beside its ranged reads
         part, ranges = self.dir / f"{sha256}.part", self.dir / f"{sha256}.ranges"
         for path in (part, ranges):
             if _exists(path) and not _regular(path):
@@ -59,6 +63,21 @@ class PartialDownloads:
         with contextlib.suppress(FileNotFoundError):
             (self.dir / f"{sha256}.ranges").unlink()
         return final
+
+    def keep(self, sha256: str, path: Path) -> None:
+        """Keep ``path``, a verified file with ``sha256`` fetched elsewhere, as complete
+        (a hard link: one syscall), so an interrupted pass does not fetch it again.
+        Best effort: where it cannot be linked it is simply not kept."""
+        final = self.dir / sha256
+        try:
+            os.link(path, final)
+        except FileExistsError:
+            # A kept file that failed its re-check (else it would have been reused).
+            remove_entry(final)
+            with contextlib.suppress(OSError):
+                os.link(path, final)
+        except OSError:
+            pass
 
     def discard(self, sha256: str) -> None:
         """Forget everything kept for ``sha256`` (its bytes were not the manifest's)."""

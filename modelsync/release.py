@@ -272,12 +272,17 @@ class Release:
         percent: float,
         halt_after: int | None,
         on_halt: str | None,
+        gate: Callable[[int | None], None] | None = None,
         halt_live: LiveHalt | None = None,
     ) -> Pointer:
+        """``gate`` is called with the stable version of the pointer about to be changed
+        (modelsync.channel_gate): raising there writes nothing."""
         self._check_version(version)
 
         def change(pointer: Pointer | None, seq: int) -> Pointer:
             pointer = pointer or Pointer()
+            if gate is not None:
+                gate(pointer.stable)
             if pointer.canary is not None and pointer.canary.version != version:
                 raise ChannelError(
                     f"{self.where}: canary {pointer.canary.version} is in progress: "

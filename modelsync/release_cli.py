@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from modelsync.cliopts import config_option
+from modelsync.cancel import CancelToken
+from modelsync.cliopts import config_option, gate_options, gates_from_flags
 from modelsync.errors import ConfigError
 from modelsync.manifest import MAX_VERSION
 from modelsync.release_live import live_halt_options, print_live
 
 if TYPE_CHECKING:
     from modelsync.channel import LiveHalt
+    from modelsync.gates import GatesConfig
     from modelsync.release import Release, RolloutStatus
 
 __all__ = ["release"]
@@ -197,6 +199,7 @@ _VERSION = click.IntRange(1, MAX_VERSION)
     "--halt-after", type=click.IntRange(1, 1_000_000), help="Failed reports that halt it."
 )
 @click.option("--on-halt", type=click.Choice(["revert", "hold"]), help="Adopters on a halt.")
+@gate_options
 @live_halt_options
 @_command
 def start(
@@ -205,12 +208,44 @@ def start(
     percent: float,
     halt_after: int | None,
     on_halt: str | None,
+    gate: tuple[str, ...],
+    baseline: int | None,
+    if_missing: str,
     halt_live: LiveHalt | None,
 ) -> int:
-    """Make VERSION the canary of MODEL's channel, served by PERCENT of the hosts."""
-    release.start(version, percent, halt_after, on_halt, halt_live)
+    """Make VERSION the canary of MODEL's channel, served by PERCENT of the hosts.
+
+    With --gate, VERSION's manifest metrics must meet every rule against the channel's
+    stable version (and --baseline): otherwise nothing is written (exit 1)."""
+    gates = gates_from_flags(gate, baseline, if_missing)
+    release.start(
+        version,
+        percent,
+        halt_after,
+        on_halt,
+        gate=_gate(release, version, gates),
+        halt_live=halt_live,
+    )
     _show(release, f"canary {version} started")
     return 0
+
+
+def _gate(
+    release: Release, version: int, gates: GatesConfig | None
+) -> Callable[[int | None], None] | None:
+    """The check `release start` makes on the pointer it is about to change."""
+    if gates is None:
+        return None
+    from modelsync.channel_gate import judge_against, manifest_metrics, require
+
+    cancel = CancelToken()
+    candidate = manifest_metrics(release.source, version, cancel)
+
+    def check(stable: int | None) -> None:
+        verdict = judge_against(release.source, stable, gates, candidate, version, cancel)
+        require(verdict, f"{release.where}: canary {version}")
+
+    return check
 
 
 @release.command(name="set")

@@ -36,7 +36,7 @@ from modelsync.cancel import CancelToken
 from modelsync.manifest import MAX_VERSION
 from modelsync.sources.control import Control, ControlStore, report_prefix
 from modelsync.state import ChannelInfo
-from modelsync.verdicts import LiveChecks
+from modelsync.verdicts import LiveChecks, SmokeVerdict
 
 __all__ = [
     "FAILED_OUTCOMES",
@@ -60,7 +60,9 @@ _IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class Report(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="ignore", strict=True, frozen=True, allow_inf_nan=False, defer_build=True
+    )
 
     identity: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     model: str = Field(max_length=128)
@@ -218,8 +220,19 @@ def write_report(
         reason=reason[:2000],
         at=wall(),
         canary=nonce,
-        live=live,
+        live=_bounded(live),
     )
     source.put_control(report_key(version, identity), report.to_bytes())
     if outcome in FAILED_OUTCOMES:
         source.put_control(failure_key(version, identity, nonce), report.to_bytes())
+
+
+def _bounded(live: LiveChecks | None) -> LiveChecks | None:
+    """``live`` with its smoke reason cut so that a report stays under MAX_REPORT_BYTES
+    (the reason is in the report's own ``reason`` too)."""
+    if live is None or live.smoke is None or len(live.smoke.reason) <= 600:
+        return live
+    smoke = SmokeVerdict(
+        verdict=live.smoke.verdict, requests=live.smoke.requests, reason=live.smoke.reason[:600]
+    )
+    return LiveChecks(smoke=smoke, bake=live.bake)

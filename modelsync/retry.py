@@ -54,6 +54,22 @@ def call_with_retry(
             error=str(exc),
         )
 
+    # The first attempt runs bare: building a tenacity loop for every one of a
+    # thousand small files cost more than fetching some of them. Only a failure worth
+    # retrying enters the loop, replayed there as its first attempt, so the attempts
+    # and waits are exactly the policy's.
+    try:
+        return fn()
+    except Exception as exc:
+        if not _retryable(exc):
+            raise
+        failed: list[BaseException] = [exc]
+
+    def attempt() -> T:
+        if failed:
+            raise failed.pop()
+        return fn()
+
     retryer = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_retryable),
         stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.total),
@@ -62,4 +78,4 @@ def call_with_retry(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return retryer(fn)
+    return retryer(attempt)

@@ -51,6 +51,9 @@ class ModelSlot:
         self.due = 0.0
         self.ended = -MIN_PASS_GAP
         self.running = False
+        # A trigger that arrived while a pass ran: that pass may have listed the bucket
+        # before the object the trigger announces, so one more pass follows it.
+        self.rerun = False
 
 
 class Scheduler:
@@ -101,6 +104,7 @@ class Scheduler:
         with self._cond:
             slot = self._slots.get(name)
             if slot is not None:
+                slot.rerun = slot.running
                 slot.due = min(slot.due, max(time.monotonic(), slot.ended + MIN_PASS_GAP))
                 self._cond.notify()
 
@@ -154,7 +158,8 @@ class Scheduler:
                 self._executing -= 1
                 slot.running = False
                 slot.ended = time.monotonic()
-                slot.due = slot.ended + max(delay, MIN_PASS_GAP)
+                slot.due = slot.ended + (MIN_PASS_GAP if slot.rerun else max(delay, MIN_PASS_GAP))
+                slot.rerun = False
                 self._cond.notify()
 
     def stop(self, grace: float) -> None:

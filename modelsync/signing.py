@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -22,17 +23,30 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from modelsync.errors import ConfigError, PublishError, StoreError
 from modelsync.fsutil import read_regular
 
-__all__ = ["generate_keypair", "load_private_key", "load_public_key", "sign", "verify"]
+__all__ = ["KEY_TYPES", "generate_keypair", "load_private_key", "load_public_key", "sign", "verify"]
 
 
-def generate_keypair(private_path: Path, public_path: Path) -> None:
-    """Write a new key pair as PEM: the private key readable by its owner only."""
+# keygen --type: Ed25519 signs modelsync manifests; the EC curves sign OpenSSF Model
+# Signing bundles (the curves that format allows).
+KEY_TYPES = ("ed25519", "p256", "p384", "p521")
+
+
+def generate_keypair(private_path: Path, public_path: Path, kind: str = "ed25519") -> None:
+    """Write a new key pair of ``kind`` (KEY_TYPES) as PEM: the private key readable by
+    its owner only."""
     if private_path.resolve() == public_path.resolve():
         raise PublishError(f"{private_path}: the private and the public key need two files")
     for path in (private_path, public_path):
         if path.exists():
             raise PublishError(f"{path} already exists; refusing to overwrite a key")
-    key = Ed25519PrivateKey.generate()
+    key: Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+    if kind == "ed25519":
+        key = Ed25519PrivateKey.generate()
+    else:
+        curves = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1(), "p521": ec.SECP521R1()}
+        if kind not in curves:
+            raise PublishError(f"key type {kind!r}: not one of {', '.join(KEY_TYPES)}")
+        key = ec.generate_private_key(curves[kind])
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -8,6 +8,7 @@ what lets a pass after a crash finish or undo the interrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,10 +18,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes, read_regular
+from modelsync.gates import Verdict
 from modelsync.manifest import MAX_VERSION
+from modelsync.verdicts import LiveChecks
 
 __all__ = [
     "HISTORY_KEEP",
+    "LIVE_KEEP",
     "ChannelInfo",
     "ChannelMark",
     "HistoryEvent",
@@ -42,10 +46,11 @@ class Pending:
     # "quarantine" for a revision the server refused; "cache" for a manual rollback.
     retire_to: Literal["quarantine", "cache"] = "quarantine"
     # Why it is rolled back, and whether the server said so ("failed") or gave no
-    # verdict ("unknown"): journalled so that a rollback finished after a crash
-    # still refuses (or counts) the revision.
+    # verdict ("unknown"), or loaded it but it failed a live check ("check_failed":
+    # smoke requests): journalled so that a rollback finished after a crash still
+    # refuses (or counts) the revision.
     reason: str = ""
-    verdict: Literal["failed", "unknown", ""] = ""
+    verdict: Literal["failed", "unknown", "check_failed", ""] = ""
     # sha256 of the activated tree's manifest: recovery activates that tree only.
     manifest_sha256: str = ""
 
@@ -94,6 +99,8 @@ class Waiting:
 
 # Events kept in a model's history (the oldest are dropped).
 HISTORY_KEEP = 100
+# Revisions whose live checks are kept (the newest versions).
+LIVE_KEEP = 10
 # A state file is tens of KiB (the history keeps HISTORY_KEEP events of at most 1000
 # characters); more is not a file modelsync wrote.
 STATE_LIMIT = 4 << 20
@@ -139,6 +146,20 @@ class ModelState:
     waiting: Waiting | None = None
     # Channel name -> the newest signed pointer accepted (require_signature only).
     channel_marks: dict[str, ChannelMark] = field(default_factory=dict)
+    # The relative gate's last verdict on a candidate (modelsync.gates), for the status page.
+    gate: Verdict | None = None
+    # What the live checks said of the newest revisions that loaded (modelsync.verdicts).
+    live_checks: dict[int, LiveChecks] = field(default_factory=dict)
+
+    def record_live(self, version: int, checks: LiveChecks) -> None:
+        """Keep ``version``'s live checks (a check not in ``checks`` keeps its
+        earlier verdict); only the newest LIVE_KEEP versions are kept."""
+        old = self.live_checks.get(version)
+        if old is not None:
+            checks = LiveChecks(smoke=checks.smoke or old.smoke, bake=checks.bake or old.bake)
+        self.live_checks[version] = checks
+        for stale in sorted(self.live_checks)[:-LIVE_KEEP]:
+            del self.live_checks[stale]
 
     def record(
         self, at: float, event: Event, version: int, previous: int | None = None, reason: str = ""
@@ -161,7 +182,7 @@ class ModelState:
         try:
             # As strict as the configuration: a value of the wrong type or range (a
             # version "../../outside") never reaches a path or a comparison.
-            state = _ADAPTER.validate_python(_with_int_keys(doc))
+            state = _adapter().validate_python(_with_int_keys(doc))
         except (ValidationError, ValueError, TypeError, AttributeError) as exc:
             first = exc.errors()[0] if isinstance(exc, ValidationError) else None
             what = (
@@ -171,11 +192,14 @@ class ModelState:
         # Bounded when read too: a file written by hand (or by an older modelsync) with
         # a long history never makes every later save carry it.
         del state.history[:-HISTORY_KEEP]
+        for stale in sorted(state.live_checks)[:-LIVE_KEEP]:
+            del state.live_checks[stale]
         marks = state.channel_marks.values()
         numbers = [n for m in marks for n in (m.seq, m.stable, m.stable_seq) if n is not None]
         if not all(0 <= n <= MAX_VERSION for n in numbers):
             raise StoreError(f"{path}: malformed state file (channel_marks); move it aside")
-        for version in [*state.refused, *state.unknown, state.pinned, *_pending(state)]:
+        versions = [*state.refused, *state.unknown, *state.live_checks, state.pinned]
+        for version in [*versions, *_pending(state)]:
             if version is not None and not 0 < version <= MAX_VERSION:
                 raise StoreError(f"{path}: malformed state file (version {version}); move it aside")
         return state
@@ -186,6 +210,10 @@ class ModelState:
         doc["unknown"] = {str(k): v for k, v in sorted(self.unknown.items())}
         doc["refused_metrics"] = {str(k): v for k, v in sorted(self.refused_metrics.items())}
         doc["manifests"] = {str(k): v for k, v in sorted(self.manifests.items())}
+        doc["live_checks"] = {
+            str(k): v.model_dump(mode="json", exclude_none=True)
+            for k, v in sorted(self.live_checks.items())
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
@@ -195,7 +223,7 @@ def _with_int_keys(doc: Any) -> Any:
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     doc = {k: v for k, v in doc.items() if k in ModelState.__dataclass_fields__}
-    for key in ("refused", "unknown", "refused_metrics", "manifests"):
+    for key in ("refused", "unknown", "refused_metrics", "manifests", "live_checks"):
         value = doc.get(key, {})
         if not isinstance(value, dict) or not all(k.isdigit() for k in value):
             raise ValueError(f"{key}: not a map of versions")
@@ -208,4 +236,8 @@ def _pending(state: ModelState) -> list[int | None]:
     return [pending.version, pending.previous] if pending is not None else []
 
 
-_ADAPTER = TypeAdapter(ModelState)
+@functools.cache
+def _adapter() -> TypeAdapter[ModelState]:
+    # Built at the first state read, not at import: commands that read no state
+    # (publish, verify, --help) do not pay for its validator.
+    return TypeAdapter(ModelState)

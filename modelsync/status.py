@@ -54,6 +54,13 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         active_version=active,
         active_path=str(ms.dir / str(active)) if active is not None else None,
         activated_at=rfc3339(state.activated_at),
+        # From the revision's creation by its publisher to its activation here: what a
+        # push (or the poll interval) buys.
+        publish_to_served_seconds=(
+            round(state.activated_at - created, 3)
+            if state.activated_at is not None and created is not None
+            else None
+        ),
         created=rfc3339(created),
         revision_age_seconds=round(now - created, 3) if created is not None else None,
         stale=bool(
@@ -84,11 +91,26 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         off_channel=_off_channel(model, state, active),
         max_age_seconds=model.max_age,
         gate=dict(sorted(model.gate.items())),
-        revisions=_revisions(ms, active, state.refused, state.refused_metrics),
+        gates=_gates(model, state),
+        revisions=_revisions(ms, active, state),
         history=[{**dataclasses.asdict(e), "at": rfc3339(e.at)} for e in reversed(state.history)],
     )
     _bake(report, ms, model, now)
     return report
+
+
+def _gates(model: ModelConfig, state: ModelState) -> dict[str, Any] | None:
+    """The relative gate's rules and its last verdict: rule, candidate, production and
+    baseline side by side (None when the model has no rules)."""
+    gates = model.gates
+    if not gates.rules:
+        return None
+    return {
+        "rules": list(gates.rules),
+        "baseline": gates.baseline,
+        "if_missing": gates.if_missing,
+        "last": state.gate.as_dict() if state.gate is not None else None,
+    }
 
 
 def _bake(report: dict[str, Any], ms: ModelStore, model: ModelConfig, now: float) -> None:
@@ -147,14 +169,11 @@ def _off_channel(model: ModelConfig, state: ModelState, active: int | None) -> s
     return f"version {version_label(target)} is not activated yet (the next pass fetches it)"
 
 
-def _revisions(
-    ms: ModelStore,
-    active: int | None,
-    refused: dict[int, str],
-    refused_metrics: dict[int, dict[str, float]],
-) -> list[dict[str, Any]]:
+def _revisions(ms: ModelStore, active: int | None, state: ModelState) -> list[dict[str, Any]]:
     """The active, retained and refused revisions on disk, newest first, with the
-    metrics their manifests carry: what a person compares before trusting a model."""
+    metrics their manifests carry and what the live checks said once the server loaded
+    them: what a person compares before trusting a model."""
+    refused, refused_metrics, live = state.refused, state.refused_metrics, state.live_checks
     found: dict[int, tuple[str, Manifest | None]] = {}
     for version in ms.cached_versions():
         found[version] = ("retained", ms.manifest_of(version))
@@ -179,6 +198,10 @@ def _revisions(
             if manifest
             else {},
             "reason": refused.get(version),
+            # {"smoke": {"verdict", "requests", "reason"}, "bake": ...}; None: none ran.
+            "live": live[version].model_dump(mode="json", exclude_none=True)
+            if version in live
+            else None,
         }
         for version, (role, manifest) in sorted(found.items(), reverse=True)
     ]

@@ -48,6 +48,13 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
+def _latency(seconds: float | None) -> str:
+    # Seconds matter here (a push serves within a few): tenths below a minute.
+    if seconds is not None and 0 <= seconds < 60:
+        return f"{seconds:.1f} s"
+    return _age(seconds)
+
+
 def _badges(model: dict[str, Any]) -> str:
     out = []
     if model.get("error"):
@@ -84,6 +91,7 @@ def _summary(model: dict[str, Any]) -> str:
         ("revision created", model.get("created") or "-"),
         ("revision age", age_text),
         ("activated", model.get("activated_at") or "-"),
+        ("publish to served", _latency(model.get("publish_to_served_seconds"))),
         ("previous / retained", ", ".join(retained) or "none"),
         ("last successful pass", model.get("last_success_at") or "-"),
         ("last outcome", model.get("last_outcome") or "-"),
@@ -153,10 +161,59 @@ def _metrics(model: dict[str, Any]) -> str:
         for r in revisions
     ]
     body.append(f"<tr><th>metadata</th><td></td>{''.join(meta)}</tr>")
+    body.append(f"<tr><th>smoke</th><td></td>{''.join(_smoke_cell(r) for r in revisions)}</tr>")
     body.append(live_rows(revisions))
     if not names:
         body.append(f'<tr><td colspan="{len(revisions) + 2}" class="muted">no metrics</td></tr>')
     return f"<table><tr><th>metric</th><th class='num'>gate</th>{head}</tr>{''.join(body)}</table>"
+
+
+def _gates(model: dict[str, Any]) -> str:
+    """The relative gate's last verdict: each rule beside the candidate's, production's
+    and the baseline's value (modelsync.gates)."""
+    gates = model.get("gates")
+    if not gates:
+        return ""
+    last = gates.get("last")
+    if not last:
+        rows = "".join(f"<tr><td>{_e(rule)}</td></tr>" for rule in gates["rules"])
+        return f"<h3>Gate</h3><table>{rows}</table><p class='muted'>no candidate judged yet</p>"
+
+    def side(name: str) -> str:
+        version = last.get(f"{name}_version")
+        label = _e(version_label(version)) if version is not None else "none"
+        return f'<th class="num">{name}<br><span class="muted">{label}</span></th>'
+
+    def num(value: float | None) -> str:
+        return "-" if value is None else _e(f"{value:g}")
+
+    def result(check: dict[str, Any]) -> str:
+        return (
+            "<td>passed</td>" if check["passed"] else f"<td class='bad'>{_e(check['reason'])}</td>"
+        )
+
+    body = "".join(
+        f"<tr><td>{_e(c['rule'])}</td><td class='num'>{num(c['candidate'])}</td>"
+        f"<td class='num'>{num(c['production'])}</td><td class='num'>{num(c['baseline'])}</td>"
+        f"{result(c)}</tr>"
+        for c in last["checks"]
+    )
+    return (
+        f"<h3>Gate</h3><table><tr><th>rule</th>{side('candidate')}{side('production')}"
+        f"{side('baseline')}<th>result</th></tr>{body}</table>"
+    )
+
+
+def _smoke_cell(revision: dict[str, Any]) -> str:
+    """The smoke verdict of one revision, beside its offline metrics."""
+    smoke = (revision.get("live") or {}).get("smoke")
+    if not smoke:
+        return "<td class='muted'>-</td>"
+    verdict = smoke["verdict"]
+    text = f"{verdict} ({smoke['requests']} requests)" if verdict == "passed" else verdict
+    if smoke.get("reason"):
+        text += f": {smoke['reason']}"
+    return f"<td class='{'below' if verdict == 'failed' else ''}'>{_e(text)}</td>"
 
 
 def _refused(model: dict[str, Any]) -> str:
@@ -194,14 +251,29 @@ def _model(model: dict[str, Any]) -> str:
         f'<section id="model-{_e(model["name"])}"><h2>{_e(model["name"])}{_badges(model)}</h2>'
         f'<div class="muted">{_e(model.get("source"))} &middot; '
         f"server {_e(model.get('server'))}</div>"
-        f"{_summary(model)}<h3>Revisions side by side</h3>{_metrics(model)}"
+        f"{_summary(model)}<h3>Revisions side by side</h3>{_metrics(model)}{_gates(model)}"
         f"<h3>Refused</h3>{_refused(model)}<h3>History</h3>{_history(model)}</section>"
     )
 
 
+def _events(report: dict[str, Any]) -> str:
+    """The bucket-event sources (docs/push.md): a failing one is a gap the poll covers."""
+    sources = report.get("events") or []
+    if not sources:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(s.get('name'))}</td>"
+        f"<td>{'up' if s.get('up') else 'failing' if s.get('last_error') else 'starting'}</td>"
+        f"<td>{_e(s.get('last_error') or '')}</td></tr>"
+        for s in sources
+    )
+    head = "<tr><th>source</th><th>state</th><th>error</th></tr>"
+    return f"<h2>Event sources</h2><table>{head}{rows}</table>"
+
+
 def render(report: dict[str, Any], generated: str) -> bytes:
     """The page for a `/status` report."""
-    models = "".join(_model(m) for m in report.get("models", []))
+    models = _events(report) + "".join(_model(m) for m in report.get("models", []))
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">'

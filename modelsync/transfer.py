@@ -10,15 +10,17 @@ first failure cancels the remaining downloads.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
+import queue
 import shutil
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 
@@ -30,12 +32,16 @@ from modelsync.partial import PartialDownloads
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources.base import OversizeError, Sink, Source
 from modelsync.sources.journal import RangeJournal
+from modelsync.sources.ranges import MIN_RANGE_THRESHOLD
 
-__all__ = ["TransferStats", "download_revision", "safe_join"]
+__all__ = ["SMALL_CONCURRENCY", "TransferStats", "download_revision", "safe_join"]
 
 # Fetches of a file whose bytes differ from the manifest before deciding (see
 # _fetch_verified): two equal wrong results refuse, all different fail the pass.
 _CONTENT_ATTEMPTS = 3
+
+# Files in flight by default when most are small (config: small_concurrency).
+SMALL_CONCURRENCY = 16
 
 
 @dataclass
@@ -123,23 +129,31 @@ def download_revision(
     retry: RetryPolicy,
     on_bytes: Callable[[int], None] | None = None,
     partial: PartialDownloads | None = None,
+    small_concurrency: int = SMALL_CONCURRENCY,
 ) -> TransferStats:
     """Fill ``staging`` with every file of ``manifest``, verified; raise on the first failure.
 
-    With ``partial``, files are fetched (and kept, should the pass be cut) there and
-    linked into ``staging`` once verified.
+    ``concurrency`` bounds the large files in flight (each may run its own ranged
+    reads); ``small_concurrency`` the files in flight overall, so that many small
+    files keep enough requests open to hide each one's latency.
+
+    With ``partial``, a file below 1 MiB (never read as ranges) is written straight
+    into ``staging`` and, once verified, linked into the kept downloads (so a pass cut
+    later does not fetch it again); a larger one is fetched there (the ranges of a
+    ranged one survive an interruption) and linked into ``staging`` once verified.
     """
     log = structlog.get_logger().bind(version=manifest.version)
     counter = _Counter(on_bytes)
     local = cancel.child()
     label = f"{source.url}/{manifest.version}"
-    join = _Joiner(staging)
+    ordered, twins = _unique(manifest)
+    dests = _prepare(staging, manifest, partial)
+    large_slots = threading.BoundedSemaphore(concurrency)
 
     def one(entry: FileEntry) -> tuple[FileEntry, Path, bool]:
         local.check()
-        dest = join(entry.path)
+        dest = dests[entry.path]
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
             existing = reuse.get(entry.sha256)
             # A retained file may have been changed on disk since it was verified (a
             # server can write where it reads): its bytes are checked before reuse.
@@ -151,7 +165,9 @@ def download_revision(
                 log.warning("a retained file changed on disk; fetching it", file=str(existing))
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
-        keep = partial is not None and bool(entry.sha256)
+        # Below MIN_RANGE_THRESHOLD no backend reads ranges, so a kept part could never
+        # be resumed: the file goes straight to its place (one open, write, fsync).
+        keep = partial is not None and bool(entry.sha256) and entry.size >= MIN_RANGE_THRESHOLD
         target, journal = partial.part(entry.sha256) if partial and keep else (dest, None)
         fetch = _Fetch(
             source,
@@ -171,6 +187,8 @@ def download_revision(
             if partial is not None and keep:
                 partial.discard(entry.sha256)
             raise
+        if partial is not None and entry.sha256 and not keep:
+            partial.keep(entry.sha256, dest)
         counter.fetched(entry.path, entry.size, digest, resumed)
         return entry, dest, keep
 
@@ -183,15 +201,25 @@ def download_revision(
             if kept and partial is not None:
                 _link_or_copy(partial.finish(entry.sha256), dest)
             for twin in twins.get(entry.sha256, ()) if entry.sha256 else ():
-                twin_dest = join(twin.path)
-                twin_dest.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(dest, twin_dest)
+                _link_or_copy(dest, dests[twin.path])
                 counter.linked(twin.size)
         except OSError as exc:
             raise store_error("write", dest, exc) from exc
 
-    # Entries with the same content are fetched once and linked (and must be: two
-    # fetches would share one kept partial file).
+    def run(entry: FileEntry) -> tuple[FileEntry, Path, bool]:
+        if entry.size < MIN_RANGE_THRESHOLD:
+            return one(entry)
+        with large_slots:
+            return one(entry)
+
+    _Workers(run, ordered, max(concurrency, small_concurrency), local).drain(finish)
+    return counter.stats
+
+
+def _unique(manifest: Manifest) -> tuple[list[FileEntry], dict[str, list[FileEntry]]]:
+    """The entries to fetch, largest first, and the twins of each: entries with the
+    same content are fetched once and linked (and must be: two fetches would share
+    one kept partial file)."""
     ordered: list[FileEntry] = []
     twins: dict[str, list[FileEntry]] = {}
     for entry in sorted(manifest.files, key=lambda e: e.size, reverse=True):
@@ -201,30 +229,100 @@ def download_revision(
         if entry.sha256:
             twins[entry.sha256] = []
         ordered.append(entry)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(one, entry) for entry in ordered]
-        finished: set[Future[tuple[FileEntry, Path, bool]]] = set()
+    return ordered, twins
+
+
+def _prepare(
+    staging: Path, manifest: Manifest, partial: PartialDownloads | None
+) -> dict[str, Path]:
+    """Where each file goes, every directory made once here rather than tried per
+    file (two mkdirs per file, both failing with EEXIST, were 2,000 of the syscalls of
+    1,000 small files)."""
+    join = _Joiner(staging)
+    dests = {entry.path: join(entry.path) for entry in manifest.files}
+    parents = {path.parent for path in dests.values()}
+    for parent in sorted(parents, key=lambda p: len(p.parts)):
         try:
-            for future in as_completed(futures):
-                if future.exception() is None:
-                    finished.add(future)
-                    finish(future.result())
-                    continue
-                local.stop_event.set()
-                wait(futures)
-                # What did arrive complete is kept complete for the next pass.
-                for other in futures:
-                    if other not in finished and other.exception() is None:
-                        finish(other.result())
-                # Report the first real failure, not the Cancelled it caused in the others.
-                errors = [f.exception() for f in futures if f.exception() is not None]
-                primary = next((e for e in errors if not local.caused(e)), errors[0])
-                assert primary is not None
-                raise primary
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise store_error("write", parent, exc) from exc
+    if partial is not None:
+        partial.prepare()
+    return dests
+
+
+_Done = tuple[FileEntry, Path, bool]
+
+
+class _Workers:
+    """Threads that each loop over one shared list of files, handing results back on a
+    queue, instead of a future (and its wake-ups) per file: with the other per-file
+    savings, 1,000 small files went from 237,870 futex calls to 183,369 (transport.md)."""
+
+    def __init__(
+        self,
+        run: Callable[[FileEntry], _Done],
+        entries: list[FileEntry],
+        threads: int,
+        local: CancelToken,
+    ) -> None:
+        self._run = run
+        self._todo = collections.deque(entries)
+        self._count = len(entries)
+        self._local = local
+        self._results: queue.SimpleQueue[_Done | BaseException] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"fetch-{i}", daemon=True)
+            for i in range(min(threads, len(entries)))
+        ]
+
+    def _loop(self) -> None:
+        # No check of the token here: ``run`` checks it first, and its Cancelled is the
+        # result that tells ``drain`` to stop waiting.
+        while True:
+            try:
+                entry = self._todo.popleft()
+            except IndexError:
+                return
+            try:
+                self._results.put(self._run(entry))
+            except BaseException as exc:
+                self._local.stop_event.set()
+                self._results.put(exc)
+                return
+
+    def drain(self, finish: Callable[[_Done], None]) -> None:
+        """``finish`` each result on this thread; on the first failure stop the others,
+        keep what did arrive complete, and raise that failure."""
+        for thread in self._threads:
+            thread.start()
+        try:
+            for _ in range(self._count):
+                result = self._results.get()
+                if isinstance(result, BaseException):
+                    self._fail(result, finish)
+                finish(result)
         except BaseException:
-            local.stop_event.set()
+            self._local.stop_event.set()
             raise
-    return counter.stats
+        finally:
+            for thread in self._threads:
+                thread.join()
+
+    def _fail(self, first: BaseException, finish: Callable[[_Done], None]) -> NoReturn:
+        self._local.stop_event.set()
+        for thread in self._threads:
+            thread.join()
+        errors = [first]
+        while not self._results.empty():
+            result = self._results.get()
+            if isinstance(result, BaseException):
+                errors.append(result)
+            else:
+                # What did arrive complete is kept complete for the next pass.
+                finish(result)
+        # Report the first real failure, not the Cancelled it caused in the others.
+        raise next((e for e in errors if not self._local.caused(e)), first)
 
 
 @dataclass(frozen=True)

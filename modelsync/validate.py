@@ -1,7 +1,8 @@
 """Checks of a staged revision before any server sees it.
 
 In order: what the server preset requires of a revision (an MLServer settings file
-that names the model, a Triton config for the right model), the user's own loader
+that names the model, a Triton config for the right model), a smoke file that parses
+(and is there when ``[models.smoke] required``), the user's own loader
 (``validate.exec``), and the TensorFlow load check. Commands run in child processes
 with a time limit; the daemon never imports TensorFlow. A failed check refuses the
 revision for good; a check that runs out of time fails the pass (the machine may
@@ -21,6 +22,7 @@ from modelsync.config import ModelConfig
 from modelsync.errors import Cancelled, ModelsyncError, RefusedError
 from modelsync.reload import ReloadTarget, child_env
 from modelsync.servers import get_preset
+from modelsync.smoke import check_smoke
 
 __all__ = ["validate_revision"]
 
@@ -28,6 +30,7 @@ __all__ = ["validate_revision"]
 def validate_revision(path: Path, model: ModelConfig, version: int, cancel: CancelToken) -> None:
     """Raise RefusedError if the staged revision at ``path`` must not be served."""
     get_preset(model.server).check_revision(model, version, path)
+    check_smoke(path, model.smoke)
     config = model.validate_
     if config.exec_:
         env = child_env(ReloadTarget(model.name, version, path).env())

@@ -21,7 +21,9 @@ _MAX_REASON = 2000
 class _Record(BaseModel):
     # Reports come back from the bucket, written by anyone who can write there:
     # strict types, no NaN/inf, unknown keys ignored (newer writers).
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="ignore", strict=True, frozen=True, allow_inf_nan=False, defer_build=True
+    )
 
 
 class SmokeVerdict(_Record):

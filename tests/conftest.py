@@ -13,6 +13,7 @@ from tests.backends import AzureBackend, GcsBackend, NetworkBackend, S3Backend
 from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultProxy
 from tests.gcs_emulator import start as start_emulator
+from tests.mlflowserver import Registry
 
 SERVER_FIGURES = pytest.StashKey[dict[str, dict[str, object]]]()
 
@@ -152,11 +153,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for name, row in sorted(figures.items()):
         if "bake_latency_rollback_s" in row:
             continue  # the bake's own line, below
+        # Smoke rows: rollback s runs from "activated" to "rolled back" in the sync's log;
+        # they restart no server ("-").
+        restart = row.get("restart_to_serving_s")
         terminalreporter.write_line(
             f"{name:<20} {row.get('swap_s', 0):>7.2f} {row.get('rollback_s', 0):>10.2f} "
-            f"{row.get('restart_to_serving_s', 0):>9.2f} {row.get('requests', 0):>9} "
+            f"{'-' if restart is None else f'{restart:.2f}':>9} {row.get('requests', 0):>9} "
             f"{row.get('failed_requests', 0):>6}"
         )
+        if row.get("reason"):
+            terminalreporter.write_line(f"{'':<20} refused: {row['reason']}")
     for name, row in sorted(figures.items()):
         if "bake_latency_rollback_s" in row:  # tests/test_servers_bake.py
             terminalreporter.write_line(
@@ -166,3 +172,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 f"{row['swap_failures']} 'not ready' during loads, "
                 f"{row['other_failures']} other failures"
             )
+
+
+@pytest.fixture(scope="session")
+def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real `mlflow server` (sqlite store) on loopback; `make mlflow` installs it."""
+    from tests.emulators import stop
+    from tests.mlflowserver import MLFLOW_BIN, start_mlflow
+
+    if not MLFLOW_BIN.exists():
+        pytest.skip(f"{MLFLOW_BIN} is missing: run `make mlflow` (.ci/run does)")
+    proc, url = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield Registry(url)
+    stop(proc)

@@ -95,3 +95,49 @@ def start_azurite(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     ]
     url = f"http://127.0.0.1:{port}"
     return _started(argv, f"{url}/{AZURITE_ACCOUNT}?comp=list", "azurite"), url
+
+
+AZURITE_QUEUE_BIN = REPO / ".emulators" / "node_modules" / ".bin" / "azurite-queue"
+
+
+def azurite_queue_connection_string(endpoint: str) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"AccountKey={AZURITE_KEY};QueueEndpoint={endpoint}/{AZURITE_ACCOUNT};"
+    )
+
+
+def start_azurite_queue(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Azurite's Queue service (the same npm package); (process, endpoint)."""
+    if not AZURITE_QUEUE_BIN.exists():
+        raise RuntimeError(f"{AZURITE_QUEUE_BIN} is missing: run `make emulators`")
+    port = free_port()
+    argv = [
+        str(AZURITE_QUEUE_BIN),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(port),
+        "--location",
+        str(workdir),
+        "--silent",
+        "--skipApiVersionCheck",
+        "--loose",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    return _started(argv, f"{url}/{AZURITE_ACCOUNT}?comp=list", "azurite-queue"), url
+
+
+# Google's Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator, from
+# Google's apt repository: on this project's machines, not installable by .ci/run).
+PUBSUB_EMULATOR = Path(
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+)
+
+
+def start_pubsub(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The Pub/Sub emulator (Java); (process, host:port for PUBSUB_EMULATOR_HOST)."""
+    port = free_port()
+    argv = [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}", f"--dir={workdir}"]
+    proc = _started(argv, f"http://127.0.0.1:{port}/", "pubsub emulator")
+    return proc, f"127.0.0.1:{port}"

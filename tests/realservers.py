@@ -39,8 +39,10 @@ __all__ = [
     "http_json",
     "post_json",
     "recipe",
+    "run_smoke_story",
     "server_python",
     "setup",
+    "smoke_doc",
 ]
 
 
@@ -226,9 +228,18 @@ class Story:
     def bucket(self) -> Path:
         return self.at.bucket
 
-    def publish(self, version: int, k: float, broken: bool = False) -> None:
+    def publish(
+        self, version: int, k: float, broken: bool = False, smoke: dict[str, Any] | None = None
+    ) -> None:
         src = self.revision(version, k, broken)
-        out = run_cli("publish", str(src), f"file://{self.bucket}", "--version", str(version))
+        extra: list[str] = []
+        if smoke is not None:
+            smoke_file = src.parent / f"smoke-{version}.json"
+            smoke_file.write_text(json.dumps(smoke))
+            extra = ["--smoke", str(smoke_file)]
+        out = run_cli(
+            "publish", str(src), f"file://{self.bucket}", "--version", str(version), *extra
+        )
         assert out.returncode == 0, out.stderr
 
     def sync(self, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -323,3 +334,83 @@ class Story:
         finally:
             server.stop()
         return figures
+
+
+def smoke_doc(body: dict[str, Any], expected: float) -> dict[str, Any]:
+    """A smoke file: one V2 request whose first output must be ``expected`` (± 0.01)."""
+    expect = {"outputs": [{"data": [expected]}]}
+    request = {"name": "zero", "body": body, "expect": expect, "tolerance": 0.01}
+    return {"format": 1, "requests": [request]}
+
+
+def _log_time(stderr: str, event: str) -> float:
+    """When the sync's JSON log line ``event`` was written (seconds since the epoch)."""
+    from datetime import datetime
+
+    for line in stderr.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("event") == event:
+            return datetime.fromisoformat(str(doc["timestamp"])).timestamp()
+    raise AssertionError(f"no {event!r} in the sync's log:\n{stderr[-3000:]}")
+
+
+def run_smoke_story(story: Story, body: dict[str, Any]) -> dict[str, Any]:
+    """Under a client's load: v2 good (its smoke passes), v3 that loads but answers 30
+    where its smoke file expects 3 (rolled back within seconds, the difference in the
+    reason), v5 good. Returns the figures; the client must see no failed request."""
+    figures: dict[str, Any] = {}
+    story.publish(1, 1.0)  # before the server: the repository it starts on
+    out, _ = story.sync()
+    assert out.returncode == 0, out.stderr
+    server = story.server().start()
+    try:
+        out, _ = story.sync()
+        assert out.returncode == 0, out.stderr
+        story.wait_for_answer(1.0)
+        client = Client(story.predict)
+        client.start()
+        try:
+            story.publish(2, 2.0, smoke=smoke_doc(body, 2.0))
+            out, figures["swap_s"] = story.sync()
+            assert out.returncode == 0, out.stderr
+            passed = {"verdict": "passed", "requests": 1, "reason": ""}
+            assert _live(story.status(), 2) == {"smoke": passed}
+            story.wait_for_answer(2.0)
+
+            story.publish(3, 30.0, smoke=smoke_doc(body, 3.0))
+            out, figures["sync_s"] = story.sync()
+            assert out.returncode == 1, out.stderr
+            activated = _log_time(out.stderr, "activated")
+            figures["rollback_s"] = _log_time(out.stderr, "rolled back") - activated
+            assert figures["rollback_s"] < 10, figures
+            status = story.status()
+            assert status["active_version"] == 2
+            reason = status["refused"]["3"]
+            assert "smoke requests failed" in reason and "expected 3.0 ± 0.01" in reason, reason
+            assert "= 30.0" in reason, reason
+            story.wait_for_answer(2.0)
+
+            story.publish(5, 5.0, smoke=smoke_doc(body, 5.0))
+            out, _ = story.sync()
+            assert out.returncode == 0, out.stderr
+            assert story.status()["active_version"] == 5
+            story.wait_for_answer(5.0)
+        finally:
+            client.finish()
+        figures["requests"] = client.ok + len(client.failures)
+        figures["failed_requests"] = len(client.failures)
+        figures["reason"] = reason
+        assert client.failures == [], client.failures[:5]
+        # v3 answered between its load and the rollback: that is what smoke catches.
+        assert client.seen and set(client.seen) <= {1.0, 2.0, 30.0, 5.0}, client.seen
+        story.check_scannable()
+    finally:
+        server.stop()
+    return figures
+
+
+def _live(status: dict[str, Any], version: int) -> Any:
+    return next(r["live"] for r in status["revisions"] if r["version"] == version)

@@ -23,6 +23,9 @@ class FakeView:
     def not_ready(self) -> list[str]:
         return self.ready
 
+    def degraded(self) -> list[str]:
+        return []
+
     def status(self) -> dict[str, Any]:
         return {"models": []}
 
@@ -64,7 +67,8 @@ def test_routes_and_token() -> None:
         assert _call(port, "GET", "/healthz") == (200, {"alive": True})
         assert _call(port, "GET", "/readyz")[0] == 503
         view.ready = []
-        assert _call(port, "GET", "/readyz") == (200, {"ready": True, "not_ready": []})
+        ready = {"ready": True, "not_ready": [], "degraded": []}
+        assert _call(port, "GET", "/readyz") == (200, ready)
         status, text = _call(port, "GET", "/metrics")
         assert status == 200 and "demo_thing_total 1.0" in text
         assert _call(port, "GET", "/status") == (200, {"models": []})

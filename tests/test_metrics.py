@@ -49,3 +49,18 @@ def test_channel_gauges_follow_the_pointer() -> None:
     assert 'modelsync_channel_info{canary="",channel="prod",model="m",stable="5"} 1.0' in text
     metrics.forget("m")
     assert "modelsync_channel_in_cohort{" not in generate_latest(registry).decode()
+
+
+def test_a_failed_smoke_counts_as_a_live_check_failure() -> None:
+    """A pass whose candidate failed its smoke requests increments the smoke counter;
+    a pass whose smoke passed does not."""
+    from modelsync.verdicts import LiveChecks, SmokeVerdict
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    failed = LiveChecks(smoke=SmokeVerdict(verdict="failed", requests=1, reason="x"))
+    passed = LiveChecks(smoke=SmokeVerdict(verdict="passed", requests=1))
+    metrics.record(PassResult("m", Outcome.ROLLED_BACK, 1, candidate=2, live=failed), 1.0, 0, False)
+    metrics.record(PassResult("m", Outcome.ACTIVATED, 3, candidate=3, live=passed), 1.0, 0, False)
+    text = generate_latest(registry).decode()
+    assert 'modelsync_live_check_failures_total{check="smoke",model="m"} 1.0' in text

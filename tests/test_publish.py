@@ -91,3 +91,35 @@ def test_publish_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
     assert stdout == b"5\n"
     bar = seen.decode(errors="replace")
     assert "ranker v5" in bar and "100%" in bar and "4/4 MB" in bar
+
+
+def test_publish_smoke_puts_the_file_in_the_signed_revision(tmp_path: Path) -> None:
+    """--smoke uploads the file as modelsync-smoke.json, listed in the manifest (so the
+    signature covers it); a smoke file that does not parse, or a directory that holds
+    one already, is a one-line error and nothing is uploaded."""
+    from tests.helpers import run_cli
+
+    generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub")
+    src = write_tree(tmp_path / "src", model_files(1))
+    smoke = tmp_path / "smoke.json"
+    smoke.write_bytes(b'{"format": 1, "requests": [{"body": {"instances": [1]}}]}')
+    bucket = tmp_path / "bucket" / "ranker"
+    url = f"file://{bucket}"
+    out = run_cli(
+        "publish", str(src), url, "--version", "5", "--smoke", str(smoke),
+        "--sign-key", str(tmp_path / "k.pem"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (bucket / "5" / "modelsync-smoke.json").read_bytes() == smoke.read_bytes()
+    assert "modelsync-smoke.json" in (bucket / "5" / MANIFEST_NAME).read_text()
+    verified = run_cli("verify", str(bucket / "5"), "--public-key", str(tmp_path / "k.pub"))
+    assert verified.returncode == 0, verified.stderr
+
+    smoke.write_bytes(b'{"format": 1, "requests": []}')
+    out = run_cli("publish", str(src), url, "--version", "6", "--smoke", str(smoke))
+    assert out.returncode != 0
+    assert "--smoke" in out.stderr and "requests" in out.stderr
+    assert not (bucket / "6").exists()
+    (src / "modelsync-smoke.json").write_bytes(b"{}")
+    out = run_cli("publish", str(src), url, "--version", "7", "--smoke", str(smoke))
+    assert out.returncode != 0 and "already holds modelsync-smoke.json" in out.stderr

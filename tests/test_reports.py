@@ -191,3 +191,20 @@ class _MemoryStore:
 
     def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
         return {k: "t" for k in self.objects if k.startswith(prefix)}
+
+
+def test_a_report_carries_the_live_checks_and_stays_readable(tmp_path: Path) -> None:
+    """A rolled-back report carries the smoke verdict (its reason cut to stay under the
+    report size limit) and is counted as a failure by a reader."""
+    from modelsync.verdicts import LiveChecks, SmokeVerdict
+
+    source = open_source(f"file://{tmp_path}/bucket/m")
+    reason = "request 1: outputs[0].data[0] = nan, expected 0.71 ± 0.01 " * 40
+    live = LiveChecks(smoke=SmokeVerdict(verdict="failed", requests=1, reason=reason[:2000]))
+    write_report(source, "m", 5, "a", "rolled_back", reason, live=live)
+    tally = ReportBook().tally(source, "m", 5, CancelToken())
+    (report,) = tally.reports
+    assert report.live is not None and report.live.smoke is not None
+    assert report.live.smoke.verdict == "failed"
+    assert report.live.smoke.reason.startswith("request 1: outputs[0].data[0] = nan")
+    assert tally.failures == 1

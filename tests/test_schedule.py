@@ -41,3 +41,38 @@ def test_three_thousand_models(tmp_path: Path, procs: list[DaemonProcess]) -> No
     daemon.signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0
     assert time.monotonic() - started < 5
+
+
+def test_a_trigger_during_a_pass_yields_one_pass_after_it() -> None:
+    """Triggers arriving while a model's pass runs (that pass may have listed the
+    bucket before the object they announce) give exactly one more pass, not none and
+    not one each; with no trigger the next pass waits for its interval."""
+    import threading
+
+    from modelsync.config import ModelConfig
+    from modelsync.schedule import MIN_PASS_GAP, ModelSlot, Scheduler
+
+    started: list[float] = []
+    release = threading.Event()
+
+    def run_pass(_slot: ModelSlot) -> float:
+        started.append(time.monotonic())
+        if len(started) == 1:
+            release.wait(10)
+        return 3600.0
+
+    scheduler = Scheduler(run_pass, threads=2)
+    scheduler.add(ModelSlot(ModelConfig(name="m", source="s3://b/m")))
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(50):
+            scheduler.trigger("m")
+        release.set()
+        time.sleep(MIN_PASS_GAP + 2.5)
+        assert len(started) == 2
+        assert started[1] - started[0] >= MIN_PASS_GAP
+    finally:
+        scheduler.stop(2)

@@ -132,3 +132,24 @@ def test_server_words_keep_the_line_that_names_the_error() -> None:
         "ValueError: y"
     )
     assert "\n" not in server_words(b"Internal: bad\n\nAt:\n  file(1)")
+
+
+def test_each_preset_names_the_inference_endpoint_of_one_version(tmp_path: Path) -> None:
+    """Smoke requests go to the new version's endpoint: versioned on Triton, TF Serving
+    and MLServer settings with a version; the model's own on KServe (no versions) and
+    unversioned MLServer settings; nowhere on custom (smoke.url decides)."""
+    url = {"server_url": "http://h:1/"}
+    unversioned = write_tree(tmp_path / "u", {"model-settings.json": b'{"name": "iris"}'})
+    versioned = write_tree(
+        tmp_path / "v", {"model-settings.json": b'{"name": "iris", "parameters": {"version": "7"}}'}
+    )
+    expected = {
+        ("triton", versioned): "http://h:1/v2/models/iris/versions/7/infer",
+        ("tfserving", versioned): "http://h:1/v1/models/iris/versions/7:predict",
+        ("mlserver", versioned): "http://h:1/v2/models/iris/versions/7/infer",
+        ("mlserver", unversioned): "http://h:1/v2/models/iris/infer",
+        ("kserve", versioned): "http://h:1/v2/models/iris/infer",
+        ("custom", versioned): None,
+    }
+    for (name, path), want in expected.items():
+        assert get_preset(name).infer_url(_model(name, **url), 7, path) == want, name

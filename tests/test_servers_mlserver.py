@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import write_tree
-from tests.realservers import ServerProcess, Story, free_port, post_json, server_python, setup
+from tests.realservers import (
+    ServerProcess,
+    Story,
+    free_port,
+    post_json,
+    run_smoke_story,
+    server_python,
+    setup,
+)
 
 pytestmark = pytest.mark.servers
 
@@ -23,9 +31,10 @@ joblib.dump(model, sys.argv[1])
 """
 
 
-def test_mlserver(tmp_path: Path, server_figures: dict[str, dict[str, object]]) -> None:
-    """v1 before MLServer exists, v2 (settings without a version) swapped, a broken v3
-    rolled back on MLServer's own error under a client's load, restart on the store."""
+V2_BODY = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP64", "data": [0.0]}]}
+
+
+def _story(tmp_path: Path) -> Story:
     python = server_python("mlserver")
     at = setup("mlserver", "iris", tmp_path, "http://127.0.0.1:8080")
     store, port = at.store, at.port
@@ -60,11 +69,10 @@ def test_mlserver(tmp_path: Path, server_figures: dict[str, dict[str, object]]) 
         )
 
     def predict() -> float:
-        doc = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP64", "data": [0.0]}]}
-        answer = post_json(f"http://127.0.0.1:{port}/v2/models/iris/infer", doc)
+        answer = post_json(f"http://127.0.0.1:{port}/v2/models/iris/infer", V2_BODY)
         return float(answer["outputs"][0]["data"][0])
 
-    story = Story(
+    return Story(
         name="mlserver",
         model="iris",
         at=at,
@@ -73,4 +81,17 @@ def test_mlserver(tmp_path: Path, server_figures: dict[str, dict[str, object]]) 
         predict=predict,
         reason_words="UnpicklingError",
     )
+
+
+def test_mlserver(tmp_path: Path, server_figures: dict[str, dict[str, object]]) -> None:
+    """v1 before MLServer exists, v2 (settings without a version) swapped, a broken v3
+    rolled back on MLServer's own error under a client's load, restart on the store."""
+    story = _story(tmp_path)
     server_figures[story.name] = story.run()
+
+
+def test_mlserver_smoke(tmp_path: Path, server_figures: dict[str, dict[str, object]]) -> None:
+    """Smoke requests on MLServer: v2 (unversioned settings) passes at /v2/models/iris/infer,
+    v3 loads but answers 30 for 3 and is rolled back within seconds with the difference,
+    v5 passes at /versions/5/infer; a client calling throughout sees no failed request."""
+    server_figures["mlserver smoke"] = run_smoke_story(_story(tmp_path), V2_BODY)

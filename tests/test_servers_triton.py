@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_cli, write_tree
-from tests.realservers import ServerProcess, Story, post_json, server_python, setup
+from tests.realservers import (
+    ServerProcess,
+    Story,
+    post_json,
+    run_smoke_story,
+    server_python,
+    setup,
+)
 
 pytestmark = pytest.mark.servers
 
@@ -40,6 +47,9 @@ class TritonPythonModel:
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", y)]))
         return out
 """
+
+
+V2_BODY = {"inputs": [{"name": "X", "shape": [1], "datatype": "FP32", "data": [0.0]}]}
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +108,7 @@ def _story(tmp_path: Path, home: Path, mode: str) -> Story:
         )
 
     def predict() -> float:
-        doc = {"inputs": [{"name": "X", "shape": [1], "datatype": "FP32", "data": [0.0]}]}
-        answer = post_json(f"http://127.0.0.1:{port}/v2/models/add/infer", doc)
+        answer = post_json(f"http://127.0.0.1:{port}/v2/models/add/infer", V2_BODY)
         return float(answer["outputs"][0]["data"][0])
 
     return Story(
@@ -130,3 +139,13 @@ def test_triton(
     out = run_cli("verify", str(served))
     assert out.returncode == 0 and "__pycache__" in out.stderr, out.stderr
     assert run_cli("verify", "--strict", str(served)).returncode == 1
+
+
+def test_triton_smoke(
+    tmp_path: Path, triton_home: Path, server_figures: dict[str, dict[str, object]]
+) -> None:
+    """Smoke requests on Triton (explicit): v2 passes at /versions/2/infer, v3 loads but
+    answers 30 for 3 and is rolled back within seconds with the difference, v5 passes;
+    a client calling throughout sees no failed request."""
+    story = _story(tmp_path, triton_home, "explicit")
+    server_figures["triton smoke"] = run_smoke_story(story, V2_BODY)

@@ -191,3 +191,56 @@ def test_render_shows_the_channel_target_and_why_not_on_it() -> None:
     )
     assert "not on the channel&#x27;s version" in html
     assert "version 2 was refused here: gate: auc = 0.1 is below 0.5" in html
+
+
+def test_render_shows_the_gate_rule_candidate_production_and_baseline() -> None:
+    """The Gate table puts each rule beside the candidate's, production's and the
+    baseline's value, with the failed rule's reason (modelsync.gates)."""
+    from modelsync.gates import Sides, evaluate, parse_rules
+
+    gates = parse_rules(
+        ["ndcg@10 >= production - 0.005", "ndcg@10 >= baseline + 0.02"], 1, "refuse"
+    )
+    verdict = evaluate(
+        gates, {"ndcg@10": 0.40}, Sides(2, {"ndcg@10": 0.42}, 1, {"ndcg@10": 0.37}), 3
+    )
+    report = {
+        "models": [
+            {
+                "name": "m",
+                "active_version": 2,
+                "gates": {"rules": list(gates.rules), "last": verdict.as_dict()},
+            }
+        ]
+    }
+    html = render(report, "now").decode()
+    assert "<h3>Gate</h3>" in html
+    row = (
+        "<tr><td>ndcg@10 &gt;= production - 0.005</td><td class='num'>0.4</td>"
+        "<td class='num'>0.42</td><td class='num'>0.37</td><td class='bad'>gate "
+    )
+    assert row in html
+    assert "<td class='num'>0.37</td><td>passed</td></tr>" in html
+    assert '<th class="num">baseline<br><span class="muted">1</span></th>' in html
+
+
+def test_render_shows_the_smoke_verdict_beside_the_metrics() -> None:
+    """The side-by-side table has a smoke row: passed with its request count, failed with
+    the difference (escaped), '-' for a revision without smoke requests."""
+    failed = {"verdict": "failed", "requests": 1, "reason": "outputs[0] = nan <b>"}
+    revisions = [
+        {"version": 3, "role": "refused", "metrics": {}, "metadata": {}, "live": {"smoke": failed}},
+        {
+            "version": 2,
+            "role": "active",
+            "metrics": {},
+            "metadata": {},
+            "live": {"smoke": {"verdict": "passed", "requests": 4, "reason": ""}},
+        },
+        {"version": 1, "role": "retained", "metrics": {}, "metadata": {}, "live": None},
+    ]
+    report = {"models": [{"name": "m", "active_version": 2, "revisions": revisions, "gate": {}}]}
+    html = render(report, "now").decode()
+    row = html[html.index("<th>smoke</th>") :].split("</tr>")[0]
+    assert "failed: outputs[0] = nan &lt;b&gt;" in row
+    assert "passed (4 requests)" in row and "<td class='muted'>-</td>" in row

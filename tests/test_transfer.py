@@ -253,3 +253,36 @@ def test_files_with_the_same_content_are_fetched_once(bucket: Path, tmp_path: Pa
         assert (staging / name).read_bytes() == data
     assert sum(source.fetches.values()) == 3, source.fetches  # shard, empty, z
     assert (stats.files_fetched, stats.files_linked) == (3, 3)
+
+
+def test_small_files_go_straight_to_staging_and_are_kept_for_resume(
+    bucket: Path, tmp_path: Path
+) -> None:
+    """A file below 1 MiB is written in place (no .part) and kept, once verified, as
+    the same inode under its sha256; a 2 MiB file takes the .part road and is kept too."""
+    from modelsync.partial import PartialDownloads
+
+    files = {f"small-{i}": bytes([i]) * 1000 for i in range(1, 30)}
+    files["dir/large"] = bytes(range(256)) * 8192
+    put_revision(bucket, 1, files)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    kept = PartialDownloads(tmp_path / "partial")
+    stats = download_revision(
+        open_source(f"file://{bucket}"),
+        _manifest(files),
+        staging,
+        {},
+        concurrency=1,
+        small_concurrency=8,
+        cancel=CancelToken(),
+        retry=RetryPolicy(),
+        partial=kept,
+    )
+    assert stats.files_fetched == len(files)
+    complete = kept.complete()
+    for name, data in files.items():
+        digest = hashlib.sha256(data).hexdigest()
+        assert (staging / name).read_bytes() == data
+        assert complete[digest].stat().st_ino == (staging / name).stat().st_ino
+    assert not [p for p in (tmp_path / "partial").iterdir() if p.suffix]

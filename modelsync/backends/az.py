@@ -13,6 +13,7 @@ one (Azure sets it for single-shot uploads; ``modelsync publish`` sets it always
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -20,22 +21,20 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
 from pydantic import BaseModel, Field, SecretStr
 
+from modelsync.backends._az_errors import translate
 from modelsync.cancel import CancelToken
 from modelsync.errors import (
-    AccessDeniedError,
     IntegrityError,
     ModelsyncError,
     NotFoundError,
     PublishConflict,
     RefusedError,
-    SourceError,
-    TransientSourceError,
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
@@ -48,10 +47,12 @@ from modelsync.sources.ranges import (
     RangeWriter,
     SinkWriter,
     fetch_ranges,
-    first_line,
     object_key,
 )
-from modelsync.transport.errors import network_error
+
+if TYPE_CHECKING:
+    from modelsync.backends._az_media import AzureMedia
+    from modelsync.transport.engine import Engine
 
 __all__ = ["BACKEND", "AzureOptions", "AzureSource"]
 
@@ -72,66 +73,6 @@ class AzureOptions(RangeOptions):
     # (sovereign clouds, private endpoints).
     account_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     max_pool_connections: int = Field(default=64, ge=1, le=1024)
-
-
-def translate(exc: BaseException, what: str, container: str) -> ModelsyncError:
-    """A modelsync error for an SDK exception: one line, retryable or not, with a hint."""
-    from azure.core import exceptions as az
-
-    if isinstance(exc, ModelsyncError):
-        return exc
-    if type(exc).__name__ == "CredentialUnavailableError":
-        return AccessDeniedError(
-            f"{what}: no Azure credentials found: use workload identity, a managed identity, "
-            "AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or "
-            "source_options.connection_string"
-        )
-    if isinstance(exc, az.ClientAuthenticationError) and exc.status_code is None:
-        # No HTTP answer: DefaultAzureCredential found no credential to use.
-        return AccessDeniedError(
-            f"{what}: no Azure credentials found: use workload identity, a managed "
-            "identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or "
-            "source_options.connection_string"
-        )
-    if isinstance(exc, az.ClientAuthenticationError):
-        return AccessDeniedError(
-            f"{what}: access denied ({exc.status_code or 'credentials refused'}): grant the "
-            f"identity 'Storage Blob Data Reader' on container {container} (Contributor "
-            "to publish)"
-        )
-    if isinstance(exc, az.ResourceNotFoundError):
-        code = getattr(exc, "error_code", None) or 404
-        return NotFoundError(f"{what}: not found ({code}): check the account and container")
-    if isinstance(exc, az.ResourceExistsError | az.ResourceModifiedError):
-        return PublishConflict(f"{what}: already exists (HTTP 409): written by someone else")
-    if isinstance(exc, az.HttpResponseError):
-        status = int(exc.status_code or 0)
-        error_code = str(getattr(exc, "error_code", None) or "")
-        code = (
-            f"{error_code} HTTP {status}"
-            if error_code not in ("", str(status))
-            else f"HTTP {status}"
-        )
-        if status in (401, 403):
-            return AccessDeniedError(
-                f"{what}: access denied ({code}): grant the identity "
-                f"'Storage Blob Data Reader' on container {container}"
-            )
-        if status == 404:
-            return NotFoundError(f"{what}: not found ({code}): check the account and container")
-        if status in (408, 429) or status >= 500:
-            return TransientSourceError(f"{what}: {code}")
-        return SourceError(f"{what}: {code}: {first_line(exc)}")
-    line = network_error(exc, what)
-    if line is not None:
-        return line
-    if isinstance(exc, az.AzureError | ConnectionError | TimeoutError | OSError):
-        # ServiceRequestError, ServiceResponseError, IncompleteReadError, DecodeError:
-        # the connection failed or broke mid-body.
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
-    if type(exc).__module__.startswith(("requests", "urllib3")):
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
-    return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
 class _AzBackend(Backend):
@@ -192,6 +133,7 @@ class AzureSource:
         self._container: Any = None
         self._lock = threading.Lock()
         self._connections = Deadlines()
+        self._engine: tuple[Engine, AzureMedia] | None = None
         self._log = structlog.get_logger().bind(source=url)
 
     # -- plumbing --------------------------------------------------------------
@@ -270,16 +212,35 @@ class AzureSource:
         cancel: CancelToken | None,
         byte_range: tuple[int, int] | None = None,
     ) -> bytes | None:
-        """Download the blob (or a range) in 4 MiB requests; returns its Content-MD5."""
-        args: dict[str, Any] = {"max_concurrency": 1}
-        if byte_range is not None:
-            args.update(offset=byte_range[0], length=byte_range[1] - byte_range[0] + 1)
+        """GET the blob (or a range) through the transfer engine; returns the blob's
+        Content-MD5 when the answer carries it (a whole-blob GET)."""
+        from modelsync.transport.errors import HttpStatus
+
+        engine, media = self._media()
         with self._call(what, cancel):
-            downloader = self._client().download_blob(key, **args)
-            for chunk in downloader.chunks():
-                write(chunk)
-            md5 = downloader.properties.content_settings.content_md5
-        return bytes(md5) if md5 else None
+            url, headers = media.request(key)
+        if byte_range is not None:
+            headers["x-ms-range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        try:
+            answer = engine.get(url, headers, write, cancel, what)
+        except HttpStatus as exc:
+            raise translate(exc, what, self.container_name) from exc
+        md5 = answer.get("Content-MD5") if byte_range is None else None
+        return base64.b64decode(md5) if md5 else None
+
+    def _media(self) -> tuple[Engine, AzureMedia]:
+        """The transfer engine of this source and where (and how) it reads blobs."""
+        from modelsync.backends._az_media import AzureMedia
+        from modelsync.transport.engine import Engine
+
+        container = self._client()
+        with self._lock:
+            if self._engine is None:
+                opts = self.options
+                media = AzureMedia(container)
+                engine = Engine(opts.max_pool_connections, opts.connect_timeout, opts.read_timeout)
+                self._engine = (engine, media)
+            return self._engine
 
     @staticmethod
     def _check_md5(what: str, expected: bytes | None, hasher: Any) -> None:
@@ -449,6 +410,9 @@ class AzureSource:
 
     def close(self) -> None:
         with self._lock:
+            if self._engine is not None:
+                self._engine[0].close()
+                self._engine = None
             if self._container is not None:
                 self._container.close()
                 self._container = None

@@ -25,16 +25,13 @@ from urllib.parse import quote, urlsplit
 import structlog
 from pydantic import BaseModel, Field
 
+from modelsync.backends._gs_errors import crc32c_header, mismatch, translate
 from modelsync.cancel import CancelToken
 from modelsync.errors import (
-    AccessDeniedError,
-    IntegrityError,
     ModelsyncError,
     NotFoundError,
     PublishConflict,
     RefusedError,
-    SourceError,
-    TransientSourceError,
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
@@ -42,19 +39,18 @@ from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Sourc
 from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
 from modelsync.sources.environ import settle_environment
 from modelsync.sources.ranges import (
-    READ_SIZE,
     BoundedBuffer,
     RangeOptions,
     RangeWriter,
     SinkWriter,
     fetch_ranges,
-    first_line,
     object_key,
 )
-from modelsync.transport.errors import network_error
 
 if TYPE_CHECKING:
     from google.cloud import storage
+
+    from modelsync.transport.engine import Engine
 
 __all__ = ["BACKEND", "GcsOptions", "GcsSource"]
 
@@ -68,96 +64,8 @@ class GcsOptions(RangeOptions):
     http_pool_size: int = Field(default=64, ge=1, le=1024)
 
 
-def _transient_exceptions() -> tuple[type[BaseException], ...]:
-    import http.client
-
-    import google.auth.exceptions
-    import requests
-    import urllib3.exceptions
-
-    return (
-        requests.exceptions.ConnectionError,
-        requests.exceptions.Timeout,
-        requests.exceptions.ChunkedEncodingError,
-        urllib3.exceptions.ProtocolError,
-        urllib3.exceptions.ReadTimeoutError,
-        http.client.IncompleteRead,
-        ConnectionError,
-        TimeoutError,
-        google.auth.exceptions.TransportError,
-    )
-
-
-def _status_of(exc: BaseException) -> int | None:
-    from google.api_core import exceptions as api_exceptions
-    from google.cloud.storage.exceptions import InvalidResponse
-
-    if isinstance(exc, api_exceptions.GoogleAPICallError):
-        return int(exc.code) if exc.code is not None else None
-    if isinstance(exc, InvalidResponse):
-        status = getattr(exc.response, "status_code", None)
-        return int(status) if status is not None else None
-    return None
-
-
-def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
-    """A modelsync error for a client exception: one line, retryable or not, with a hint."""
-    import google.auth.exceptions
-    from google.cloud.storage.exceptions import DataCorruption
-
-    if isinstance(exc, ModelsyncError):
-        return exc
-    if isinstance(exc, DataCorruption):
-        return IntegrityError(
-            f"{what}: crc32c checksum mismatch: damaged in transit; "
-            "the next pass downloads it again"
-        )
-    if isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
-        return AccessDeniedError(
-            f"{what}: no Google credentials found: use Workload Identity, set "
-            "GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth application-default login`"
-        )
-    if isinstance(exc, google.auth.exceptions.RefreshError):
-        return AccessDeniedError(f"{what}: credentials were refused: {type(exc).__name__}")
-    status = _status_of(exc)
-    if status in (401, 403):
-        return AccessDeniedError(
-            f"{what}: access denied (HTTP {status}): grant the service account "
-            f"roles/storage.objectViewer (or storage.objects.get and storage.objects.list) "
-            f"on bucket {bucket}"
-        )
-    if status == 404:
-        return NotFoundError(f"{what}: not found (HTTP 404): check the bucket and prefix")
-    if status == 412:
-        return PublishConflict(f"{what}: already exists (HTTP 412): written by someone else")
-    if status is not None and (status == 429 or status == 408 or status >= 500):
-        return TransientSourceError(f"{what}: HTTP {status}")
-    if isinstance(exc, _transient_exceptions()):
-        return network_error(exc, what) or TransientSourceError(
-            f"{what}: {type(exc).__name__}: {first_line(exc)}"
-        )
-    if status is not None:
-        return SourceError(f"{what}: HTTP {status}: {first_line(exc)}")
-    return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
-
-
 class _Writer(Protocol):
     def write(self, data: bytes, /) -> int: ...
-
-
-def _crc32c_header(value: str) -> str | None:
-    """The crc32c in an X-Goog-Hash header ("crc32c=...,md5=..."), if any."""
-    for part in value.split(","):
-        name, _, digest = part.strip().partition("=")
-        if name == "crc32c" and digest:
-            return digest
-    return None
-
-
-def _mismatch(what: str) -> IntegrityError:
-    return IntegrityError(
-        f"{what}: crc32c checksum mismatch: damaged in transit; the next pass downloads it again"
-    )
 
 
 class _GsBackend(Backend):
@@ -199,6 +107,9 @@ class GcsSource:
         self._client: storage.Client | None = None
         self._lock = threading.Lock()
         self._connections = Deadlines()
+        self._engine: Engine | None = None
+        self._auth_lock = threading.Lock()
+        self._auth_request: Any = None
         self._log = structlog.get_logger().bind(source=url)
 
     # -- plumbing --------------------------------------------------------------
@@ -306,49 +217,70 @@ class GcsSource:
         if expected is not None and expected >= self.options.range_threshold:
             self._fetch_ranges(key, what, sink, cancel)
             return
-        with self._connections.deadline(cancel):
-            self._stream_get(key, what, SinkWriter(sink, cancel), None)
+        self._stream_get(key, what, SinkWriter(sink, cancel), None, cancel)
 
     def _stream_get(
-        self, key: str, what: str, writer: _Writer, byte_range: tuple[int, int] | None
+        self,
+        key: str,
+        what: str,
+        writer: _Writer,
+        byte_range: tuple[int, int] | None,
+        cancel: CancelToken | None,
     ) -> None:
-        """GET the object's media through the client's authorised session, in 1 MiB reads.
-
-        The client's own download loop reads 8 KiB at a time under the GIL, which caps
-        a process near 100 MB/s however many threads it runs; the session is the
-        client's, so credentials and endpoints are exactly the client's. A whole-object
-        GET is checked against the crc32c the server sends (X-Goog-Hash) as it streams.
-        """
+        """GET the object's media (the JSON API's download URL) through the transfer
+        engine, on the client's endpoint and credentials. A whole-object GET is checked
+        against the crc32c the server sends (X-Goog-Hash), computed as it streams."""
         import google_crc32c
-        from google.api_core import exceptions as api_exceptions
 
-        bucket = self._bucket()
+        from modelsync.transport.errors import HttpStatus
+
+        engine, endpoint = self._media()
         url = (
-            f"{bucket.client.api_endpoint}/download/storage/v1/b/{self.bucket_name}/o/"
-            f"{quote(key, safe='')}?alt=media"
+            f"{endpoint}/download/storage/v1/b/{self.bucket_name}/o/{quote(key, safe='')}?alt=media"
         )
-        headers = {"Accept-Encoding": "identity"}
+        headers = self._auth_headers(url)
         if byte_range is not None:
             headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
-        with self._translated(what):
-            session = bucket.client._http
-            with session.get(url, headers=headers, stream=True, timeout=self._timeout) as resp:
-                if resp.status_code not in (200, 206):
-                    raise translate(
-                        api_exceptions.from_http_status(resp.status_code, resp.reason or ""),  # type: ignore[no-untyped-call]
-                        what,
-                        self.bucket_name,
-                    )
-                for chunk in resp.raw.stream(READ_SIZE, decode_content=False):
-                    if byte_range is None:
-                        crc.update(chunk)  # type: ignore[no-untyped-call]
-                    writer.write(chunk)
-                expected = _crc32c_header(resp.headers.get("X-Goog-Hash", ""))
+        try:
+            answer = engine.get(
+                url, headers, writer.write, cancel, what, () if byte_range else (crc,)
+            )
+        except HttpStatus as exc:
+            raise translate(exc, what, self.bucket_name) from exc
+        expected = crc32c_header(answer.get("X-Goog-Hash", ""))
         if byte_range is None and expected is not None:
             actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
             if actual != expected:
-                raise _mismatch(what)
+                raise mismatch(what)
+
+    def _media(self) -> tuple[Engine, str]:
+        """The transfer engine of this source and the endpoint it reads from."""
+        from modelsync.transport.engine import Engine
+
+        client = self._bucket().client
+        with self._lock:
+            if self._engine is None:
+                self._engine = Engine(
+                    self.options.http_pool_size,
+                    self.options.connect_timeout,
+                    self.options.read_timeout,
+                )
+            return self._engine, str(client.api_endpoint)
+
+    def _auth_headers(self, url: str) -> dict[str, str]:
+        """The client's credentials applied to one GET (refreshed when expired; the
+        lock keeps threads from refreshing one token at once)."""
+        import google.auth.transport.requests
+
+        headers = {"Accept-Encoding": "identity"}
+        credentials = self._bucket().client._credentials
+        with self._auth_lock:
+            if self._auth_request is None:
+                self._auth_request = google.auth.transport.requests.Request()
+            with self._translated(url):
+                credentials.before_request(self._auth_request, "GET", url, headers)
+        return headers
 
     def _fetch_ranges(self, key: str, what: str, sink: Sink, cancel: CancelToken) -> None:
         """Parallel byte ranges written in place, then one pass for crc32c and sha256."""
@@ -359,8 +291,7 @@ class GcsSource:
             meta.reload(retry=None, timeout=self._timeout)
 
         def get_range(start: int, last: int, writer: RangeWriter, local: CancelToken) -> None:
-            with self._connections.deadline(local):
-                self._stream_get(key, f"{what} bytes {start}-{last}", writer, (start, last))
+            self._stream_get(key, f"{what} bytes {start}-{last}", writer, (start, last), local)
 
         crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
         fetch_ranges(
@@ -376,7 +307,7 @@ class GcsSource:
         )
         actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
         if meta.crc32c and actual != meta.crc32c:
-            raise _mismatch(what)
+            raise mismatch(what)
 
     def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
@@ -467,6 +398,9 @@ class GcsSource:
 
     def close(self) -> None:
         with self._lock:
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
             if self._client is not None:
                 self._client.close()
                 self._client = None

@@ -14,7 +14,7 @@ object), else the ETag when it is a plain MD5 (single-part, not SSE-KMS or SSE-C
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,34 +24,33 @@ import structlog
 from pydantic import BaseModel, Field
 
 from modelsync.backends._s3_checksums import Checks
+from modelsync.backends._s3_errors import translate
 from modelsync.cancel import CancelToken
 from modelsync.errors import (
-    AccessDeniedError,
     ModelsyncError,
     NotFoundError,
     PublishConflict,
     RefusedError,
-    SourceError,
-    TransientSourceError,
 )
 from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
-from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
+from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
 from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
 from modelsync.sources.ranges import (
-    READ_SIZE,
     BoundedBuffer,
     RangeOptions,
     RangeWriter,
     SinkWriter,
     fetch_ranges,
-    first_line,
     object_key,
 )
-from modelsync.transport.errors import network_error
 
 if TYPE_CHECKING:
     from modelsync.transport.deadline import Deadlines
+    from modelsync.transport.engine import Engine
+
+# A presigned GET is used at once; its lifetime only has to outlast a slow first byte.
+_PRESIGN_SECONDS = 3600
 
 __all__ = ["BACKEND", "S3Options", "S3Source"]
 
@@ -69,80 +68,6 @@ class S3Options(RangeOptions):
     # Public buckets: send no credentials at all.
     anonymous: bool = False
     max_pool_connections: int = Field(default=64, ge=1, le=1024)
-
-
-_TRANSIENT_CODES = {
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestTimeout",
-    "RequestTimeTooSkewed",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "OperationAborted",
-}
-_DENIED_CODES = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-}
-
-
-def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
-    """A modelsync error for a botocore exception: one line, retryable or not, a hint."""
-    import botocore.exceptions as bex
-    import urllib3.exceptions
-
-    if isinstance(exc, ModelsyncError):
-        return exc
-    cause = exc.__cause__ or exc.__context__
-    if type(exc).__name__ == "S3UploadFailedError" and isinstance(cause, Exception):
-        return translate(cause, what, bucket)  # boto3's transfer wraps the real error
-    if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
-        return AccessDeniedError(
-            f"{what}: no AWS credentials found: use IRSA or EKS Pod Identity, an instance "
-            "profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or source_options.profile"
-        )
-    if isinstance(exc, bex.ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in _DENIED_CODES or status in (401, 403):
-            return AccessDeniedError(
-                f"{what}: access denied ({code or status}): grant s3:ListBucket on "
-                f"arn:aws:s3:::{bucket} and s3:GetObject on its objects (PutObject to publish)"
-            )
-        if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound") or status == 404:
-            return NotFoundError(f"{what}: not found ({code or 404}): check the bucket and prefix")
-        if code == "PreconditionFailed" or status == 412:
-            return PublishConflict(f"{what}: already exists (HTTP 412): written by someone else")
-        if code in _TRANSIENT_CODES or status in (408, 429) or status >= 500:
-            return TransientSourceError(f"{what}: {code or 'HTTP'} ({status})")
-        return SourceError(f"{what}: {code or 'HTTP'} ({status}): {error.get('Message', '')}")
-    transient = (
-        bex.EndpointConnectionError,
-        bex.ConnectionClosedError,
-        bex.ReadTimeoutError,
-        bex.ConnectTimeoutError,
-        bex.ResponseStreamingError,
-        bex.IncompleteReadError,
-        urllib3.exceptions.HTTPError,
-        ConnectionError,
-        TimeoutError,
-    )
-    line = network_error(exc, what)
-    if line is not None:
-        return line
-    if isinstance(exc, transient):
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
-    if isinstance(exc, OSError):  # a socket cut by the deadline watcher, a reset
-        return TransientSourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
-    return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
 class _S3Backend(Backend):
@@ -197,20 +122,21 @@ class S3Source:
     def _connections(self) -> Deadlines:
         return self._pair()[1]
 
-    def _pair(self) -> tuple[Any, Deadlines]:
-        pair: tuple[Any, Deadlines] = self._shared.get(
+    def _pair(self) -> tuple[Any, Deadlines, Engine]:
+        made: tuple[Any, Deadlines, Engine] = self._shared.get(
             ("s3", self.options.model_dump_json()),
             self._make_client,
-            lambda made: made[0].close(),
+            _close,
         )
-        return pair
+        return made
 
-    def _make_client(self) -> tuple[Any, Deadlines]:
+    def _make_client(self) -> tuple[Any, Deadlines, Engine]:
         import boto3
         import botocore
         import botocore.config
 
         from modelsync.transport.deadline import Deadlines
+        from modelsync.transport.engine import Engine
         from modelsync.transport.sdk import wire_botocore
 
         opts = self.options
@@ -223,7 +149,10 @@ class S3Source:
             # Checksums are asked for and checked here (crc32c needs no extra package).
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            signature_version=botocore.UNSIGNED if opts.anonymous else None,
+            # s3v4 is what botocore signs requests with anyway; said explicitly because
+            # its presigned URLs (the engine's GETs) otherwise fall back to SigV2, which
+            # regions opened since 2014 refuse.
+            signature_version=botocore.UNSIGNED if opts.anonymous else "s3v4",
         )
         try:
             # A session per client: sessions are not thread-safe, clients are.
@@ -244,7 +173,8 @@ class S3Source:
         # headers come back and Checks verifies them.
         for event in ("before-sign.s3.GetObject", "before-sign.s3.HeadObject"):
             client.meta.events.register(event, ask_for_checksums)
-        return client, tracker
+        engine = Engine(opts.max_pool_connections, opts.connect_timeout, opts.read_timeout)
+        return client, tracker, engine
 
     def _key(self, version: int, name: str = "") -> str:
         return object_key(self.prefix, version, name)
@@ -268,22 +198,37 @@ class S3Source:
         cancel: CancelToken | None,
         byte_range: tuple[int, int] | None = None,
     ) -> Checks:
-        """GET the object (or a range) in 1 MiB reads, feeding the storage checksums its
-        headers offer (a range's are not the object's: none then); returns them."""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        """GET the object (or a range) through the transfer engine, feeding the storage
+        checksums its headers offer (a range's are not the object's: none then);
+        returns them. botocore presigns the URL with the client's credentials and
+        addressing (no network call); the bytes never pass through boto3."""
+        from modelsync.transport.errors import HttpStatus
+
+        client, _, engine = self._pair()
+        with self._translated(what, cancel):
+            url = client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=_PRESIGN_SECONDS,
+            )
+        headers: dict[str, str] = {}
+        # SigV4 signs the header the before-sign hook added (it must then be sent);
+        # SigV2 and unsigned URLs carry it in the query already.
+        if "x-amz-checksum-mode" in url.partition("X-Amz-SignedHeaders=")[2].split("&")[0]:
+            headers["x-amz-checksum-mode"] = "ENABLED"
         if byte_range is not None:
-            args["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
-        with self._connections.deadline(cancel), self._translated(what, cancel):
-            response = self._s3().get_object(**args)
-            headers = response["ResponseMetadata"].get("HTTPHeaders", {})
-            checks = Checks(headers if byte_range is None else {})
-            body = response["Body"]
-            with contextlib.closing(body):
-                for chunk in body.iter_chunks(READ_SIZE):
-                    for hasher in checks.hashers:
-                        hasher.update(chunk)
-                    write(chunk)
-        return checks
+            headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        found: list[Checks] = []
+
+        def hashers(answer: Mapping[str, str]) -> list[Hasher]:
+            found.append(Checks(answer if byte_range is None else {}))
+            return found[0].hashers
+
+        try:
+            engine.get(url, headers, write, cancel, what, hashers)
+        except HttpStatus as exc:
+            raise translate(exc, what, self.bucket) from exc
+        return found[0]
 
     # -- the Source protocol ---------------------------------------------------
 
@@ -471,3 +416,8 @@ class S3Source:
     def close(self) -> None:
         if self._owns_shared:
             self._shared.close()
+
+
+def _close(made: tuple[Any, Deadlines, Engine]) -> None:
+    made[2].close()
+    made[0].close()

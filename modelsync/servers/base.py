@@ -45,7 +45,7 @@ def on_port(base_url: str, port: int | None, path: str) -> str:
 class NoOptions(BaseModel):
     """A preset without options of its own: any key in server_options is an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class PresetModel(Protocol):
@@ -94,6 +94,11 @@ class ServerPreset(Protocol):
         """Raise RefusedError if this server cannot be given the staged revision."""
         ...
 
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str | None:
+        """Where an inference request reaches ``version`` (served from ``path``) and
+        no other; None when the server has no inference API modelsync knows."""
+        ...
+
     def metrics(self, model: PresetModel) -> MetricsEndpoint | None:
         """The server's own metrics for the bake (None: the preset knows none; the
         model's [models.bake] must name them)."""
@@ -115,6 +120,9 @@ class PresetDefaults:
         return None
 
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
+        return None
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str | None:
         return None
 
     def metrics(self, model: PresetModel) -> MetricsEndpoint | None:

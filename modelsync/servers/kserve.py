@@ -5,16 +5,21 @@ loads the version directory in ``<store>/<name>`` (docs/servers.md has one), and
 ``models_dir`` = ``<store>``. modelsync calls ``POST /v2/repository/models/<m>/load``,
 which answers when the load is over (KServe answers 503 with the error when it
 failed), then ``GET /v2/models/<m>/ready``. KServe has no versions of its own, so
-only the revision being served is in ``<store>/<model>``.
+only the revision being served is in ``<store>/<model>``. Smoke requests go to
+``/v2/models/<m>/infer``: KServe 0.21 answers its versioned route with "Model
+versioning not supported yet", and the one model it serves is the revision just
+confirmed.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from modelsync.cancel import CancelToken
 from modelsync.metricsread import MetricSeries
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget
 from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
-from modelsync.servers.v2 import RepositoryLoad, ready_probe
+from modelsync.servers.v2 import RepositoryLoad, infer_url, ready_probe
 
 __all__ = ["PRESET"]
 
@@ -48,6 +53,9 @@ class KServe(PresetDefaults):
 
     def prober(self, model: PresetModel) -> Prober:
         return ReadyProber(model.server_url or self.default_url)
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str:
+        return infer_url(model.server_url or self.default_url, model.name, None)
 
     def metrics(self, model: PresetModel) -> MetricsEndpoint:
         return MetricsEndpoint(

@@ -6,7 +6,8 @@ in), which must name the model; its ``parameters.version``, when set, must be th
 revision's version. modelsync calls ``POST /v2/repository/models/<m>/load``, which
 answers when the load is over, with MLServer's error when it failed; then asks
 ``/v2/models/<m>/versions/<v>/ready`` (or ``/v2/models/<m>/ready`` for settings
-without a version).
+without a version). Smoke requests go to ``/v2/models/<m>[/versions/<v>]/infer``
+alike.
 
 Only the revision being served is in ``<store>/<model>`` (the previous one waits in
 the state directory): MLServer's load takes every settings file of the model it
@@ -23,7 +24,7 @@ from modelsync.errors import RefusedError
 from modelsync.metricsread import MetricSeries
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
 from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
-from modelsync.servers.v2 import RepositoryLoad, ready_probe
+from modelsync.servers.v2 import RepositoryLoad, infer_url, ready_probe
 
 __all__ = ["PRESET", "SETTINGS_FILE"]
 
@@ -90,6 +91,13 @@ class MlServer(PresetDefaults):
 
     def prober(self, model: PresetModel) -> Prober:
         return SettingsProber(model.server_url or self.default_url)
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str:
+        # Settings without a version are served unversioned; the store holds only
+        # this revision then, so the model's own endpoint reaches it.
+        versioned = settings_version(path) is not None
+        base = model.server_url or self.default_url
+        return infer_url(base, model.name, version if versioned else None)
 
     def metrics(self, model: PresetModel) -> MetricsEndpoint:
         url = on_port(model.server_url or self.default_url, METRICS_PORT, "/metrics")

@@ -2,11 +2,13 @@
 
 Point ``--model_base_path`` at ``<store>/<model>`` (or a model config file at
 ``<store>``). modelsync tells it nothing; it confirms through the REST model status
-(``GET /v1/models/<model>``), whose per-version error is the server's verdict.
+(``GET /v1/models/<model>``), whose per-version error is the server's verdict. Smoke
+requests go to ``POST /v1/models/<model>/versions/<v>:predict``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 from modelsync.confirm.tfserving import TfServingProber
@@ -25,6 +27,10 @@ class TfServing(PresetDefaults):
         # The model name is fixed here; braces in it must not look like a template.
         name = quote(model.name, safe="").replace("{", "{{").replace("}", "}}")
         return TfServingProber(f"{base}/v1/models/{name}")
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str:
+        base = (model.server_url or self.default_url).rstrip("/")
+        return f"{base}/v1/models/{quote(model.name, safe='')}/versions/{version}:predict"
 
 
 PRESET = TfServing()

@@ -36,7 +36,7 @@ from modelsync.reload import (
     server_words,
 )
 from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
-from modelsync.servers.v2 import RepositoryLoad
+from modelsync.servers.v2 import RepositoryLoad, infer_url
 
 __all__ = ["PRESET"]
 
@@ -56,7 +56,7 @@ _UNLOADED = "unloaded"
 
 
 class TritonOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     mode: Literal["explicit", "poll"] = "explicit"
 
@@ -108,6 +108,9 @@ class Triton(PresetDefaults):
 
     def prober(self, model: PresetModel) -> Prober:
         return IndexProber(model.server_url or self.default_url)
+
+    def infer_url(self, model: PresetModel, version: int, path: Path) -> str:
+        return infer_url(model.server_url or self.default_url, model.name, version)
 
     def metrics(self, model: PresetModel) -> MetricsEndpoint:
         url = on_port(model.server_url or self.default_url, METRICS_PORT, "/metrics")

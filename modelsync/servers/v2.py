@@ -2,7 +2,8 @@
 
 ``POST /v2/repository/models/<m>/load`` is synchronous on all three: it answers
 once the model is loaded, or with the error that stopped it, which is the server's
-verdict (LoadFailed). Readiness is ``GET /v2/models/<m>[/versions/<v>]/ready``.
+verdict (LoadFailed). Readiness is ``GET /v2/models/<m>[/versions/<v>]/ready``;
+inference (smoke requests) ``POST /v2/models/<m>[/versions/<v>]/infer``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from modelsync.confirm import ask
 from modelsync.errors import LoadFailed
 from modelsync.reload import Probe, ProbeState, ReloadTarget, server_words
 
-__all__ = ["RepositoryLoad", "ready_probe"]
+__all__ = ["RepositoryLoad", "infer_url", "ready_probe"]
 
 
 class RepositoryLoad:
@@ -54,3 +55,11 @@ def ready_probe(
     if status == 404:
         return Probe(ProbeState.ABSENT, server_words(body) or "not found")
     return Probe(ProbeState.LOADING, f"HTTP {status}: {server_words(body)}")
+
+
+def infer_url(base_url: str, model: str, version: int | None) -> str:
+    """The V2 inference endpoint of ``model`` (of one ``version`` when given)."""
+    path = f"/v2/models/{quote(model, safe='')}"
+    if version is not None:
+        path += f"/versions/{version}"
+    return f"{base_url.rstrip('/')}{path}/infer"

@@ -142,8 +142,9 @@ class Sink:
     def finish(self) -> str:
         """Flush to disk, close, and return the sha256 of what was written."""
         try:
-            if not self._sha256_hex:
-                # Streamed: drop whatever a kept partial file held past what was written.
+            if not self._sha256_hex and self.journal is not None:
+                # Streamed: drop whatever a kept partial file held past what was written
+                # (without a journal the file was opened truncated: nothing to drop).
                 self._handle.truncate(self._written)
             self._handle.flush()
             os.fsync(self._handle.fileno())
@@ -251,7 +252,7 @@ class Connections:
 class NoOptions(BaseModel):
     """A backend without options: any key in source_options is an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Backend:

@@ -26,6 +26,7 @@ from modelsync.sources.journal import crc32c, range_matches
 from modelsync.units import Duration, Size
 
 __all__ = [
+    "MIN_RANGE_THRESHOLD",
     "BoundedBuffer",
     "RangeOptions",
     "RangeWriter",
@@ -40,6 +41,10 @@ __all__ = [
 # small enough that a dozen streams at once stay within the memory budget (an
 # LLM-shaped revision peaked at 110 MB RSS with 1 MiB reads; see performance.md).
 READ_SIZE = 256 * 1024
+
+# The smallest range_threshold a backend accepts: anything smaller is always streamed
+# whole, so transfer.py writes it straight to its place with nothing kept for resume.
+MIN_RANGE_THRESHOLD = 1024 * 1024
 
 
 def object_key(prefix: str, version: int, name: str = "") -> str:
@@ -79,10 +84,10 @@ class BoundedBuffer:
 class RangeOptions(BaseModel):
     """Transfer tuning every network backend accepts in [models.source_options]."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     # Objects at least this large are fetched as parallel byte ranges.
-    range_threshold: Size = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    range_threshold: Size = Field(default=64 * 1024 * 1024, ge=MIN_RANGE_THRESHOLD)
     range_size: Size = Field(default=16 * 1024 * 1024, ge=256 * 1024, le=1024**3)
     range_workers: int = Field(default=4, ge=1, le=64)
     connect_timeout: Duration = Field(default=10.0, gt=0, le=600)

@@ -23,12 +23,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
 from modelsync.admitted import Admitted
 from modelsync.cancel import CancelToken
-from modelsync.channel import default_identity
 from modelsync.config import ModelConfig
 from modelsync.errors import (
     Cancelled,
@@ -50,12 +50,15 @@ from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
 from modelsync.sync.policy import Choice, Policy
 from modelsync.sync.policy.candidate import read_candidate
-from modelsync.sync.policy.follow import Follow, Follower
 from modelsync.sync.policy.newest import Newest
+from modelsync.sync.policy.registry import Named, RegistryPolicy
 from modelsync.sync.report import report_pass
 from modelsync.validate import validate_revision
 from modelsync.verified import VerifiedFiles
 from modelsync.volume import Store
+
+if TYPE_CHECKING:
+    from modelsync.sync.policy.follow import Follow, Follower
 
 __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
 
@@ -84,9 +87,10 @@ class Syncer:
         self._progress = progress
         self._sources: dict[tuple[str, str], Source] = {}
         self._sources_lock = threading.Lock()
-        # Release channels and reports (models with ``channel`` / ``report``).
-        self.follower = Follower(identity or default_identity(), self.retry)
-        self._newest, self._follow = Newest(), Follow(self.follower)
+        self._identity = identity
+        self._newest = Newest()
+        self._channel_policy: tuple[Follower, Follow] | None = None
+        self._registry = RegistryPolicy()
 
     def close(self) -> None:
         for source in self._sources.values():
@@ -102,8 +106,30 @@ class Syncer:
                 self._sources[key] = self._open_source(model.source, model.source_options)
             return self._sources[key]
 
-    def _policy(self, model: ModelConfig) -> Policy:
-        return self._newest if model.channel is None else self._follow
+    # Release channels and reports (models with ``channel`` / ``report``) are built at
+    # first use: most models follow the newest version, and a one-shot sync of one
+    # should not import the pointer schemas, trust and halt rules at start-up.
+    # Under the lock: passes of several models run in threads, and one follower
+    # holds the host's view of every channel.
+    def _channels(self) -> tuple[Follower, Follow]:
+        from modelsync.channel import default_identity
+        from modelsync.sync.policy.follow import Follow, Follower
+
+        with self._sources_lock:
+            if self._channel_policy is None:
+                follower = Follower(self._identity or default_identity(), self.retry)
+                self._channel_policy = (follower, Follow(follower))
+            return self._channel_policy
+
+    @property
+    def follower(self) -> Follower:
+        return self._channels()[0]
+
+    def _policy(self, model: ModelConfig, source: Source) -> Policy:
+        if model.channel is not None:
+            return self._channels()[1]
+        # A registry (MLflow) names the version: followed wherever it moves.
+        return self._registry if isinstance(source, Named) else self._newest
 
     # -- the envelope ----------------------------------------------------------
 
@@ -201,7 +227,7 @@ class Syncer:
             ctx.result.outcome = Outcome.UNCHANGED
             return
         source = self._source(ctx.model)
-        choice = self._policy(ctx.model).choose(ctx, source, active)
+        choice = self._policy(ctx.model, source).choose(ctx, source, active)
         if not reachable:
             self._wait(ctx, choice)
             return

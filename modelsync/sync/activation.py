@@ -3,7 +3,10 @@
 After a revision is activated (in place, journalled), the server is notified and
 asked until it gives one of three answers (confirm.wait_loaded):
 
-- loaded: the previous version retires to the cache (commit);
+- loaded: the revision's smoke requests, if it carries any, are sent to the new
+  version (modelsync.sync.smoke); a wrong answer, an error or a timeout rolls it
+  back and refuses it with the difference as the reason; otherwise the previous
+  version retires to the cache (commit);
 - failed, in the server's own words: the previous version is put back, notified
   and confirmed, and the bad one refused for good;
 - unknown (timeout, server gone): rolled back the same way, but refused only after
@@ -22,12 +25,14 @@ from __future__ import annotations
 
 from modelsync.admitted import Admitted
 from modelsync.confirm import probe_timeout, wait_loaded
-from modelsync.errors import LoadFailed, ReloadError, ServerNotRunning
+from modelsync.errors import LiveCheckFailed, LoadFailed, ReloadError, ServerNotRunning
 from modelsync.outcome import Outcome
 from modelsync.reload import ProbeState, ReloadTarget
 from modelsync.servers import notifier_for, prober_for
 from modelsync.state import Pending
 from modelsync.sync.context import PassContext
+from modelsync.sync.smoke import run_smoke
+from modelsync.verdicts import LiveChecks
 
 __all__ = ["activate", "finish", "reconfirm"]
 
@@ -62,10 +67,24 @@ def finish(ctx: PassContext) -> Outcome:
             if not first:
                 raise
             return _stand(ctx, str(exc))
+        _smoke(ctx, pending.version)
     except ReloadError as exc:
         return _roll_back(ctx, exc)
     _commit(ctx, confirmed=True)
     return Outcome.ACTIVATED
+
+
+def _smoke(ctx: PassContext, version: int) -> None:
+    """The revision's smoke requests, after the server confirmed it; LiveCheckFailed
+    when they fail. A pass stopped in here leaves the activation in the journal, and
+    the next pass asks the server and sends them again."""
+    verdict = run_smoke(ctx, version)
+    if verdict is None:
+        return
+    ctx.state.record_live(version, LiveChecks(smoke=verdict))
+    ctx.result.live = ctx.state.live_checks[version]
+    if verdict.verdict == "failed":
+        raise LiveCheckFailed(f"smoke requests failed: {verdict.reason}")
 
 
 def _stand(ctx: PassContext, why: str) -> Outcome:
@@ -151,9 +170,14 @@ def _roll_back(ctx: PassContext, exc: ReloadError) -> Outcome:
     pending = state.pending
     assert pending is not None
     pending.reason = str(exc)
-    pending.verdict = "failed" if isinstance(exc, LoadFailed) else "unknown"
+    if isinstance(exc, LiveCheckFailed):
+        pending.verdict = "check_failed"
+    else:
+        pending.verdict = "failed" if isinstance(exc, LoadFailed) else "unknown"
     log.error(
-        "server did not take the revision; rolling back",
+        "the revision failed its live checks; rolling back"
+        if isinstance(exc, LiveCheckFailed)
+        else "server did not take the revision; rolling back",
         version=pending.version,
         previous=pending.previous,
         reason=pending.reason,
@@ -223,6 +247,8 @@ def _conclude_rollback(ctx: PassContext) -> Outcome:
                 attempt=count,
                 unknown_attempts=model.unknown_attempts,
             )
+    elif pending.verdict == "check_failed":
+        ctx.refuse(version, f"the server loaded it, but {reason}")
     else:
         ctx.refuse(version, f"server could not load it: {reason}")
     return Outcome.ROLLED_BACK

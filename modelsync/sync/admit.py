@@ -33,6 +33,7 @@ from modelsync.admitted import ADMISSION_TICKET, Admitted
 from modelsync.errors import RefusedError, StoreError
 from modelsync.fsutil import read_regular
 from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
+from modelsync.oms import MAX_BUNDLE_BYTES, OMS_NAME
 from modelsync.sync.context import PassContext
 from modelsync.sync.policy.candidate import (
     MAX_SIGNATURE_BYTES,
@@ -93,13 +94,21 @@ def admit(
                 raise RefusedError(f"{where}: no record of this copy being fetched here")
             if digest != (fetched or journalled):
                 raise RefusedError(f"{where}: manifest is not the one fetched from the bucket")
-        signature = _read(tree / SIGNATURE_NAME, MAX_SIGNATURE_BYTES, where)
-        check_signature(model, f"{where}: {SIGNATURE_NAME}", raw, signature)
-        manifest = check_manifest(model, f"{where}: {MANIFEST_NAME}", version, raw)
+        bundle = _read(tree / OMS_NAME, MAX_BUNDLE_BYTES, where) if model.verify.oms else None
+        if bundle is not None:
+            from modelsync.sync.policy.oms_revision import check_oms_tree
+
+            manifest = check_oms_tree(model, where, version, raw, bundle)
+        else:
+            signature = _read(tree / SIGNATURE_NAME, MAX_SIGNATURE_BYTES, where)
+            check_signature(model, f"{where}: {SIGNATURE_NAME}", raw, signature)
+            manifest = check_manifest(model, f"{where}: {MANIFEST_NAME}", version, raw)
         if verified is None:
             verified = VerifiedFiles.load(ctx.ms.verified_path)
         try:
-            problems = tree_problems(tree, manifest, verified, ctx.cancel.check)
+            problems = tree_problems(
+                tree, manifest, verified, ctx.cancel.check, oms=bundle is not None
+            )
         finally:
             verified.save()
     if problems:
@@ -124,17 +133,21 @@ def tree_problems(
     manifest: Manifest,
     verified: VerifiedFiles,
     check: Callable[[], None] | None = None,
+    *,
+    oms: bool = False,
 ) -> list[str]:
     """What keeps ``tree`` from equalling ``manifest`` exactly ([] when it does).
 
-    ``check`` is called between files (the pass's cancellation)."""
+    ``check`` is called between files (the pass's cancellation); ``oms``: the tree
+    carries the ``model.sig`` its manifest was derived from."""
     files = {entry.path: entry for entry in manifest.files}
     dirs = {
         "/".join(parts[:i])
         for parts in (path.split("/") for path in files)
         for i in range(1, len(parts))
     }
-    found, problems = _walk(tree, files, dirs, len(files) + len(dirs) + 2)
+    beside = (MANIFEST_NAME, SIGNATURE_NAME, OMS_NAME) if oms else (MANIFEST_NAME, SIGNATURE_NAME)
+    found, problems = _walk(tree, files, dirs, len(files) + len(dirs) + 3, beside)
     for path, entry in files.items():
         if check is not None:
             check()
@@ -149,7 +162,7 @@ def tree_problems(
 
 
 def _walk(
-    tree: Path, files: Mapping[str, object], dirs: set[str], most: int
+    tree: Path, files: Mapping[str, object], dirs: set[str], most: int, beside: tuple[str, ...]
 ) -> tuple[dict[str, os.stat_result], list[str]]:
     """The regular files under ``tree`` that the manifest lists, and every entry it
     does not (reported, never followed)."""
@@ -175,7 +188,7 @@ def _walk(
                     problems.append(f"{rel}: {_kind(st.st_mode)}, not a regular file")
                 elif rel in files:
                     found[rel] = st
-                elif rel not in (MANIFEST_NAME, SIGNATURE_NAME):
+                elif rel not in beside:
                     problems.append(f"{rel}: not in the manifest")
     return found, problems
 

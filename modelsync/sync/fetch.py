@@ -19,6 +19,7 @@ from pathlib import Path
 from modelsync.errors import RefusedError, StoreError
 from modelsync.fsutil import atomic_write_bytes
 from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
+from modelsync.oms import OMS_NAME
 from modelsync.sources import Source
 from modelsync.sync.context import PassContext
 from modelsync.sync.policy.candidate import Candidate
@@ -72,6 +73,7 @@ def fetch(
             staged,
             reuse,
             concurrency=model.concurrency,
+            small_concurrency=model.small_concurrency,
             cancel=ctx.cancel,
             retry=ctx.retry,
             on_bytes=on_bytes,
@@ -87,6 +89,8 @@ def fetch(
         raw = dataclasses.replace(manifest, files=files).to_bytes()
     if candidate.signature is not None:
         atomic_write_bytes(staged / SIGNATURE_NAME, candidate.signature)
+    if candidate.oms_bundle is not None:
+        atomic_write_bytes(staged / OMS_NAME, candidate.oms_bundle)
     atomic_write_bytes(staged / MANIFEST_NAME, raw)
     log.info(
         "downloaded and verified",

@@ -1,17 +1,16 @@
 """The one transport layer: every socket modelsync opens, under the pass's deadline.
 
-    Deadlines      the registry of connections per thread and the watcher that cuts
-                   them when a CancelToken fires (deadline.py); pool classes derived
-                   from any urllib3 pool class, connects included
-    mount          a requests Session's pools (google-cloud-storage, azure) (sdk.py)
-    wire_botocore  boto3/botocore's own managers, proxies included (sdk.py)
-    HttpClient     the model servers' APIs: notify, confirm, presets; server_call
-                   says no answer as ServerNotRunning / LoadUnknown (client.py)
-    network_line   a network failure as "<cause> (<host:port>)" (errors.py)
-
-A data plane fetching object bytes with urllib3 directly (ranged reads, connection
-reuse) builds its PoolManager and calls ``Deadlines.wire`` on it, like HttpClient:
-the deadline and the transport are the same layer.
+Deadlines      the registry of connections per thread and the watcher that cuts
+               them when a CancelToken fires (deadline.py); pool classes derived
+               from any urllib3 pool class, connects included
+mount          a requests Session's pools (google-cloud-storage, azure) (sdk.py)
+wire_botocore  boto3/botocore's own managers, proxies included (sdk.py)
+HttpClient     the model servers' APIs: notify, confirm, presets; server_call
+               says no answer as ServerNotRunning / LoadUnknown (client.py)
+network_line   a network failure as "<cause> (<host:port>)" (errors.py)
+Engine         the object bytes of gs/s3/az: urllib3 GETs streamed into the file,
+               hashed as they arrive, its pools wired like HttpClient's (engine.py)
+HttpStatus     a store's answer other than 200/206, for its backend to translate
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ from typing import Any
 # file:// pass without a server API never needs them.
 _WHERE = {
     "Deadlines": "deadline",
+    "Engine": "engine",
+    "HttpStatus": "errors",
     "HttpClient": "client",
     "HttpFailure": "client",
     "Response": "client",

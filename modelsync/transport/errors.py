@@ -18,7 +18,18 @@ from urllib.parse import urlsplit
 
 from modelsync.errors import TransientSourceError
 
-__all__ = ["cause", "endpoint", "network_error", "network_line"]
+__all__ = ["HttpStatus", "cause", "endpoint", "network_error", "network_line"]
+
+
+class HttpStatus(Exception):
+    """A store answered a GET with a status other than 200/206 (transport/engine.py);
+    the backend says what that status means for its store (``translate``)."""
+
+    def __init__(self, status: int, what: str, body: bytes = b"") -> None:
+        text = body.decode("utf-8", errors="replace").strip().splitlines()
+        super().__init__(f"{what}: HTTP {status}" + (f": {text[0][:200]}" if text else ""))
+        self.status = status
+        self.body = body
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -6,7 +6,9 @@
 ``<models_dir>/<name>/`` (modelsync keeps exactly one there for the kserve preset);
 ``POST /v2/repository/models/<name>/load`` calls it, and a failure leaves the model
 that was serving in place. The model itself adds its ``weights.json`` "k" to each
-instance: replace ``AddModel`` with your own.
+instance (V1 ``{"instances": [...]}``) or to each value of the first input (V2
+``/v2/models/<name>/infer``, where modelsync's smoke requests go): replace
+``AddModel`` with your own.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kserve import Model, ModelRepository, ModelServer
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse, Model, ModelRepository, ModelServer
 
 
 class AddModel(Model):  # type: ignore[misc]
@@ -30,7 +33,12 @@ class AddModel(Model):  # type: ignore[misc]
         self.ready = True
         return True
 
-    def predict(self, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        if isinstance(payload, InferRequest):
+            x = np.asarray(payload.inputs[0].as_numpy(), dtype=np.float32)
+            out = InferOutput(name="Y", shape=list(x.shape), datatype="FP32")
+            out.set_data_from_numpy(x + np.float32(self.k), binary_data=False)
+            return InferResponse(payload.id or "", self.name, [out])
         return {"predictions": [float(x) + self.k for x in payload["instances"]]}
 
 

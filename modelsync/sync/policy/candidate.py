@@ -26,6 +26,7 @@ from modelsync.manifest import (
     Manifest,
     check_relpath,
 )
+from modelsync.oms import MAX_BUNDLE_BYTES, OMS_NAME
 from modelsync.retry import call_with_retry
 from modelsync.sources import ObjectInfo, Source
 from modelsync.sync.context import PassContext
@@ -53,6 +54,8 @@ class Candidate:
     # None for a revision described by a listing (complete_marker mode).
     manifest_bytes: bytes | None
     signature: bytes | None = None
+    # The OpenSSF Model Signing bundle (model.sig) the file list came from, if any.
+    oms_bundle: bytes | None = None
 
 
 @contextlib.contextmanager
@@ -87,6 +90,14 @@ def check_manifest(model: ModelConfig, where: str, version: int, raw: bytes) -> 
     return manifest
 
 
+def check_relative(ctx: PassContext, source: Source, candidate: Candidate) -> None:
+    """The model's relative gate (modelsync.sync.policy.relative), imported late: it
+    builds on this module's checks."""
+    from modelsync.sync.policy.relative import check_relative as check
+
+    check(ctx, source, candidate)
+
+
 def _check_parsed(model: ModelConfig, manifest: Manifest, version: int, where: str) -> None:
     if manifest.version != version:
         raise RefusedError(f"{where}: says version {manifest.version}, stored as {version}")
@@ -119,6 +130,8 @@ def check_signature(model: ModelConfig, where: str, raw: bytes, signature: bytes
     False: no keys configured, or unsigned and not required."""
     settings = model.verify
     if not settings.public_keys:
+        if settings.require_signature:  # only OMS keys or roots: model.sig was required
+            raise RefusedError(f"{where}: revision has no model.sig (verify.require_signature)")
         return False
     if signature is None:
         if settings.require_signature:
@@ -142,17 +155,25 @@ def read_candidate(ctx: PassContext, source: Source, version: int) -> Candidate 
     (no manifest yet). RefusedError when it fails a check."""
     if ctx.model.complete_marker is not None:
         return listed_candidate(ctx, source, version)
+    if ctx.model.verify.oms:
+        bundle = _read(ctx, source, version, OMS_NAME, MAX_BUNDLE_BYTES)
+        if bundle is not None:
+            from modelsync.sync.policy.oms_revision import oms_candidate
+
+            return oms_candidate(ctx, source, version, bundle)
     raw = _read(ctx, source, version, MANIFEST_NAME, MAX_MANIFEST_BYTES)
     if raw is None:
         return None
     where = f"{source.url}/{version}/{MANIFEST_NAME}"
     signature = None
-    if ctx.model.verify.public_keys:
+    if ctx.model.verify.public_keys or ctx.model.verify.require_signature:
         signature = _read(ctx, source, version, SIGNATURE_NAME, MAX_SIGNATURE_BYTES)
         sig_where = f"{source.url}/{version}/{SIGNATURE_NAME}"
         if not check_signature(ctx.model, sig_where, raw, signature):
             ctx.log.warning("unsigned revision accepted", version=version)
-    return Candidate(version, check_manifest(ctx.model, where, version, raw), raw, signature)
+    candidate = Candidate(version, check_manifest(ctx.model, where, version, raw), raw, signature)
+    check_relative(ctx, source, candidate)
+    return candidate
 
 
 def _read(ctx: PassContext, source: Source, version: int, name: str, limit: int) -> bytes | None:
@@ -212,7 +233,9 @@ def listed_candidate(ctx: PassContext, source: Source, version: int) -> Candidat
         )
         manifest = Manifest(model.name, version, newest, entries)
         check_max_bytes(model, manifest, where)
-    return Candidate(version, manifest, None)
+    candidate = Candidate(version, manifest, None)
+    check_relative(ctx, source, candidate)
+    return candidate
 
 
 def _fingerprint(objects: list[ObjectInfo]) -> list[tuple[str, int, float, str | None]]:

@@ -19,7 +19,7 @@ import structlog
 from modelsync.cancel import CancelToken
 from modelsync.channel import MAX_POINTER_BYTES, Pointer, Target, channel_key, target_of
 from modelsync.channel_trust import trusted_pointer
-from modelsync.errors import ChannelError, RefusedError
+from modelsync.errors import ChannelError
 from modelsync.reports import ReportBook, failed_hosts
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import Source
@@ -27,8 +27,8 @@ from modelsync.sources.control import Control, ControlStore, report_prefix
 from modelsync.state import ChannelInfo
 from modelsync.sync.context import PassContext
 from modelsync.sync.policy import Choice
-from modelsync.sync.policy.candidate import read_candidate
 from modelsync.sync.policy.halt import RULES, Evidence, HaltRule, first_halt
+from modelsync.sync.policy.named import named_choice
 from modelsync.verdicts import LiveChecks
 
 __all__ = ["ChannelView", "Follow", "Follower"]
@@ -148,25 +148,7 @@ class Follow:
 
     def choose(self, ctx: PassContext, source: Source, active: int | None) -> Choice | None:
         version = self._target(ctx, source, active)
-        if version is None:
-            return None
-        retained = ctx.ms.path_of(version)
-        if retained is not None:
-            # Back to a revision this host served before (a halted or aborted canary):
-            # tried from the local copy first; admission decides whether it may be.
-            return Choice(version, None, retained)
-        try:
-            candidate = read_candidate(ctx, source, version)
-        except RefusedError as exc:
-            ctx.refuse(version, str(exc), exc.metrics)
-            return None
-        if candidate is None:
-            ctx.log.warning(
-                "the channel names a version with no manifest (incomplete or missing)",
-                version=version,
-            )
-            return None
-        return Choice(version, candidate)
+        return None if version is None else named_choice(ctx, source, version, "the channel")
 
     def _target(self, ctx: PassContext, source: Source, active: int | None) -> int | None:
         """The version the channel names for this host, when it should change; records

@@ -1,0 +1,80 @@
+"""The daemon's side of bucket events: the hub and its runners, started, stopped and
+restarted on a config reload as one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from modelsync.events import runners
+from modelsync.events.hub import EventHub, EventMetrics, SourceHealth
+from modelsync.events.match import Matcher
+from modelsync.events.runner import SourceRunner
+
+if TYPE_CHECKING:
+    from modelsync.config import Config
+
+__all__ = ["Push"]
+
+# A runner gets this long to leave a long poll on stop before its queue is cleaned up.
+_STOP_GRACE = 1.0
+
+
+class Push:
+    """``wake(models)`` asks the daemon for passes; ``served(model)`` is the version it
+    serves (None: none)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        wake: Callable[[list[str]], None],
+        served: Callable[[str], int | None],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._metrics = EventMetrics(registry)
+        self._wake = wake
+        self._served = served
+        self._wall = wall
+        self._hub: EventHub | None = None
+        self._runners: list[SourceRunner] = []
+        self._config: Config | None = None
+
+    def start(self, config: Config, identity: str) -> None:
+        """Read ``config``'s event sources (none: nothing runs)."""
+        self._config = config
+        if not config.events:
+            return
+        hub = EventHub(
+            Matcher(list(config.models)), self._wake, self._served, self._metrics, self._wall
+        )
+        self._runners = runners(config.events, hub, identity)
+        self._hub = hub
+        for runner in self._runners:
+            runner.start()
+
+    def reload(self, config: Config, identity: str) -> None:
+        """Restart the sources when the events or the models they match changed."""
+        old = self._config
+        if old is not None and (old.events, old.models) == (config.events, config.models):
+            return
+        self.stop()
+        self.start(config, identity)
+
+    def stop(self) -> None:
+        for runner in self._runners:
+            runner.stop(_STOP_GRACE)
+        self._runners = []
+        self._hub = None
+
+    def pass_started(self, model: str) -> None:
+        if self._hub is not None:
+            self._hub.pass_started(model)
+
+    def degraded(self) -> list[str]:
+        return self._hub.degraded() if self._hub is not None else []
+
+    def sources(self) -> list[SourceHealth]:
+        return self._hub.sources() if self._hub is not None else []

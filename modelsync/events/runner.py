@@ -1,0 +1,82 @@
+"""One thread per event source: long-poll, hand what came to the hub, delete it, and
+on failure back off and retry while the poll covers the gap."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from modelsync.events.hub import EventHub
+from modelsync.events.match import ObjectEvent
+from modelsync.events.source import Delivery, EventSource, EventSourceError
+
+__all__ = ["MAX_MESSAGE_BYTES", "SourceRunner"]
+
+# Larger messages are not a notification (SQS allows 256 KiB, a Storage Queue 64 KiB;
+# a notification is a few KiB): counted as malformed and deleted, never parsed.
+MAX_MESSAGE_BYTES = 256 * 1024
+# A failing source is retried after 1 s, 2 s, 4 s ... at most this.
+_BACKOFF_CAP = 60.0
+
+
+class SourceRunner:
+    """Reads ``source`` on its own thread until ``stop``."""
+
+    def __init__(
+        self,
+        name: str,
+        source: EventSource,
+        parse: Callable[[bytes], list[ObjectEvent]],
+        models: tuple[str, ...],
+        hub: EventHub,
+    ) -> None:
+        self.name = name
+        self._source = source
+        self._parse = parse
+        self._models = models
+        self._hub = hub
+        self._stop = threading.Event()
+        # A daemon thread: a long poll in flight must not hold the process at exit.
+        self._thread = threading.Thread(target=self._run, name=f"events-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, grace: float) -> None:
+        """Stop reading; wait up to ``grace`` for a long poll in flight, then clean up
+        what the source created (a per-host queue) either way."""
+        self._stop.set()
+        self._thread.join(grace)
+        self._source.stop()
+
+    def _run(self) -> None:
+        started = False
+        while not self._stop.is_set():
+            try:
+                if not started:
+                    self._source.start()
+                    started = True
+                batch = self._source.receive()
+                self._hub.source_up(self.name)
+                if batch and not self._stop.is_set():
+                    self._hub.deliver(self.name, self._read(batch), self._models)
+                if batch:
+                    self._source.ack(batch)
+            except EventSourceError as exc:
+                if self._stop.is_set():
+                    return  # the source was closed under a read in flight: not a failure
+                failures = self._hub.source_failed(self.name, str(exc))
+                self._stop.wait(min(_BACKOFF_CAP, 2.0 ** (failures - 1)))
+
+    def _read(self, batch: list[Delivery]) -> list[ObjectEvent]:
+        events: list[ObjectEvent] = []
+        for delivery in batch:
+            body = delivery.body
+            if len(body) > MAX_MESSAGE_BYTES:
+                self._hub.malformed(self.name, f"{len(body)} bytes, over {MAX_MESSAGE_BYTES}")
+                continue
+            try:
+                events.extend(self._parse(body))
+            except ValueError as exc:
+                self._hub.malformed(self.name, str(exc)[:200])
+        return events

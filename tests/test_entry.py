@@ -1,0 +1,81 @@
+"""The console script starts fast: what `--version` and a no-op `sync` import.
+
+Not a timing test (timings depend on the machine); the modules a command imports
+are what decide its start-up, and they are checked here in the real child process,
+through ``python -X importtime`` (every module the interpreter loaded, on stderr).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import model_files, put_revision, run_cli, sidecar_flags
+
+# Storage SDKs and TensorFlow: each costs 0.1-1 s to import; a command that does not
+# use them must not load them.
+_SDKS = ("google.cloud.storage", "boto3", "botocore", "azure", "tensorflow")
+
+
+def _imported(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run ``modelsync ARGS`` under -X importtime; its result and every module it loaded."""
+    result = run_cli(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", result.stderr, re.M))
+    return result, modules
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+def test_version_answers_without_the_command_line_parser() -> None:
+    """`--version` prints click's version line but imports no parser, no pydantic, no SDK."""
+    result, modules = _imported("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "modelsync, version 0.1.0\n"
+    assert "modelsync.entry" in modules
+    assert _loaded(modules, ("click", "pydantic", "structlog", "modelsync.cli", *_SDKS)) == []
+
+
+def test_version_line_is_the_one_click_prints() -> None:
+    """The fast path's answer equals what the full command line would print."""
+    full = subprocess.run(
+        [sys.executable, "-c", "from modelsync.cli import main; main(['--version'])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    fast = run_cli("--version")
+    assert full.returncode == fast.returncode == 0
+    assert full.stdout == fast.stdout
+
+
+def test_other_flags_still_reach_the_command_line() -> None:
+    """Anything but a lone --version goes to click: --help lists the lazy `release` group."""
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert re.search(r"^\s+release\s", result.stdout, re.M)
+    assert re.search(r"^\s+sync\s", result.stdout, re.M)
+    release = run_cli("release", "--help")
+    assert release.returncode == 0
+    assert "canary" in release.stdout
+    late = run_cli("--log-level", "debug", "--version")
+    assert (late.returncode, late.stdout) == (0, "modelsync, version 0.1.0\n")
+
+
+def test_noop_file_sync_imports_no_sdk_and_no_channel_code(tmp_path: Path) -> None:
+    """A no-op sync of a file:// model loads no SDK, no channel or release code."""
+    bucket = tmp_path / "bucket" / "ranker"
+    put_revision(bucket, 1, model_files(1))
+    store = tmp_path / "store"
+    first = run_cli("sync", *sidecar_flags(store, bucket))
+    assert first.returncode == 0, first.stderr
+    assert (store / "ranker" / "1").is_dir()
+    result, modules = _imported("sync", *sidecar_flags(store, bucket))
+    assert result.returncode == 0, result.stderr
+    assert "modelsync.sync" in modules  # the pass really ran in this process
+    heavy = ("modelsync.channel", "modelsync.release_cli", "modelsync.sync.policy.follow")
+    assert _loaded(modules, (*_SDKS, *heavy)) == []

@@ -1,0 +1,150 @@
+"""The transfer engine against a real HTTP server on loopback, faults from FaultProxy."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from modelsync.cancel import CancelToken
+from modelsync.errors import Cancelled, RefusedError, TransientSourceError
+from modelsync.transport.engine import Engine, is_transient
+from modelsync.transport.errors import HttpStatus
+from tests.faultproxy import FaultPlan, FaultProxy
+
+BODY = bytes(range(256)) * 4096  # 1 MiB: several reads of the engine
+
+
+class _Origin:
+    """Serves BODY at /obj, 404 elsewhere, and /short declares more than it sends;
+    records the client port of every request (one port: one reused connection)."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        origin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: object) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                origin.ports.append(self.client_address[1])
+                if self.path == "/obj":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(BODY)))
+                    self.end_headers()
+                    self.wfile.write(BODY)
+                elif self.path == "/short":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(BODY)))
+                    self.end_headers()
+                    self.wfile.write(BODY[:1000])
+                    self.close_connection = True
+                else:
+                    payload = b"<Error><Code>NoSuchKey</Code></Error>\nsecond line"
+                    self.send_response(404)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def origin() -> Iterator[_Origin]:
+    server = _Origin()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def _engine() -> Engine:
+    return Engine(pool_size=4, connect_timeout=5, read_timeout=5)
+
+
+def test_streams_the_body_hashing_it_and_reuses_the_connection(origin: _Origin) -> None:
+    """Every byte reaches the writer and the hashers; three GETs share one connection."""
+    engine = _engine()
+    for _ in range(3):
+        out = io.BytesIO()
+        digest = hashlib.sha256()
+        headers = engine.get(f"{origin.url}/obj", {}, out.write, CancelToken(), "obj", [digest])
+        assert out.getvalue() == BODY
+        assert digest.hexdigest() == hashlib.sha256(BODY).hexdigest()
+        assert headers["content-length"] == str(len(BODY))
+    assert len(set(origin.ports)) == 1
+    engine.close()
+
+
+def test_an_error_status_is_http_status_with_its_first_line(origin: _Origin) -> None:
+    """A 404 is HttpStatus carrying the status and one line of the store's answer."""
+    with pytest.raises(HttpStatus) as caught:
+        _engine().get(f"{origin.url}/missing", {}, io.BytesIO().write, None, "gs://b/missing")
+    assert caught.value.status == 404
+    assert str(caught.value) == "gs://b/missing: HTTP 404: <Error><Code>NoSuchKey</Code></Error>"
+    assert is_transient(503) and is_transient(429) and not is_transient(404)
+
+
+def test_a_body_shorter_than_declared_is_a_transient_error(origin: _Origin) -> None:
+    """A wrong length (the server hangs up early) is retryable, named, one line."""
+    with pytest.raises(TransientSourceError) as caught:
+        _engine().get(f"{origin.url}/short", {}, io.BytesIO().write, None, "obj")
+    assert "closed by the server" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["reset", "truncate"])
+def test_a_reset_mid_body_is_a_transient_error(origin: _Origin, kind: str) -> None:
+    """A connection reset before or during the body is retryable and names host:port."""
+    proxy = FaultProxy(origin.port, FaultPlan(rate=1.0, kinds=(kind,))).start()
+    try:
+        with pytest.raises(TransientSourceError) as caught:
+            _engine().get(f"{proxy.url}/obj", {}, io.BytesIO().write, None, "obj")
+    finally:
+        proxy.stop()
+    assert f"127.0.0.1:{proxy.port}" in str(caught.value)
+
+
+def test_a_dripping_answer_is_cut_at_the_deadline(origin: _Origin) -> None:
+    """One byte every 0.2 s never trips the read timeout; the token's deadline cuts it."""
+    proxy = FaultProxy(origin.port, FaultPlan(drip=0.2)).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(Cancelled):
+            _engine().get(
+                f"{proxy.url}/obj", {}, io.BytesIO().write, CancelToken().within(1.0), "obj"
+            )
+    finally:
+        proxy.stop()
+    assert time.monotonic() - started < 5
+
+
+def test_a_writer_that_refuses_stops_the_read(origin: _Origin) -> None:
+    """The writer's size bound propagates as is, and the next GET still works."""
+
+    class Bounded(io.BytesIO):
+        def write(self, data: bytes, /) -> int:  # type: ignore[override]
+            if self.tell() + len(data) > 1000:
+                raise RefusedError("obj: more than the declared 1000 bytes")
+            return super().write(data)
+
+    engine = _engine()
+    with pytest.raises(RefusedError):
+        engine.get(f"{origin.url}/obj", {}, Bounded().write, None, "obj")
+    out = io.BytesIO()
+    engine.get(f"{origin.url}/obj", {}, out.write, None, "obj")
+    assert out.getvalue() == BODY
