@@ -7,8 +7,10 @@ the window before the swap:
 
 - error ratio: the new one's may exceed the previous one's by at most
   ``error_ratio_max`` (with no usable previous figure, 0 is the previous);
-- latency: new / previous at most ``latency_ratio_max``, on p99 where the server has
-  a histogram, else on the mean (Triton, MLServer); skipped with no usable previous;
+- latency: new / previous at most ``latency_ratio_max``, on the figure ``latency``
+  names (the mean by default: every preset's server has it, and a p99 read off coarse
+  histogram buckets over a few minutes is noisy; the mean when a window lacks the
+  named one); skipped with no usable previous;
 - fewer than ``min_requests`` requests to the new revision: no figure is trusted;
   the verdict is ``inconclusive``, which counts as ``inconclusive`` says.
 
@@ -38,6 +40,8 @@ class BakeConfig(BaseModel):
     latency_ratio_max: float = Field(default=1.5, ge=1.0)
     min_requests: int = Field(default=20, ge=1)
     inconclusive: Literal["pass", "fail"] = "pass"
+    # The latency figure compared: "mean", or "p50"/"p99" (servers with a histogram).
+    latency: Literal["mean", "p50", "p99"] = "mean"
     # The server's Prometheus text, and the series of the model's traffic there
     # (default: the server preset's; a custom server must give both).
     metrics_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
@@ -46,10 +50,12 @@ class BakeConfig(BaseModel):
     scrape_timeout: Duration = Field(default=5.0, gt=0)
 
 
-def _latency(figures: WindowFigures, use_p99: bool) -> tuple[str, float | None]:
-    if use_p99:
-        return "p99 latency", figures.latency_p99_s
-    return "mean latency", figures.latency_mean_s
+def _latency(figures: WindowFigures, which: str) -> float | None:
+    return {
+        "p50": figures.latency_p50_s,
+        "p99": figures.latency_p99_s,
+        "mean": figures.latency_mean_s,
+    }[which]
 
 
 def judge(
@@ -71,9 +77,11 @@ def judge(
         if rise > config.error_ratio_max:
             crossed.append(f"{shown}: rise {rise:.4f} > error_ratio_max {config.error_ratio_max}")
     if usable is not None:
-        use_p99 = current.latency_p99_s is not None and usable.latency_p99_s is not None
-        name, now = _latency(current, use_p99)
-        _, before_latency = _latency(usable, use_p99)
+        which = config.latency
+        if _latency(current, which) is None or _latency(usable, which) is None:
+            which = "mean"
+        name = f"{which} latency"
+        now, before_latency = _latency(current, which), _latency(usable, which)
         if now is not None and before_latency:
             ratio = now / before_latency
             shown = f"{name} {now * 1000:.1f} ms (previous {before_latency * 1000:.1f} ms)"

@@ -22,7 +22,7 @@ LIVE_RULES = ("failed_checks", "cohort_median")
 def _latency(figures: WindowFigures | None) -> float | None:
     if figures is None:
         return None
-    return figures.latency_p99_s if figures.latency_p99_s is not None else figures.latency_mean_s
+    return figures.latency_mean_s if figures.latency_mean_s is not None else figures.latency_p99_s
 
 
 class BakeMetrics:
@@ -47,7 +47,7 @@ class BakeMetrics:
         )
         self.latency = Gauge(
             "modelsync_bake_latency_seconds",
-            "Latency compared by the bake (p99, else mean): revision=new or previous.",
+            "Mean latency over the bake's window (p99 without a mean): revision=new or previous.",
             ["model", "revision"],
             registry=registry,
         )

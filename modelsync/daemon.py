@@ -144,6 +144,7 @@ class Daemon:
     def _run_pass(self, slot: ModelSlot) -> float:
         """One pass of ``slot``'s model and its bookkeeping; the delay until the next."""
         slot.pass_started = time.monotonic()
+        earlier = slot.last
         self._push.pass_started(slot.model.name)
         try:
             self._one_pass(slot)
@@ -157,8 +158,9 @@ class Daemon:
         finally:
             slot.pass_started = None
         delay = self.next_delay(max(slot.failures, slot.waiting))
-        wake = slot.last.wake_in if slot.last is not None else None
         # A bake's window ends before the next pass would come: its verdict is not late.
+        # (Only this pass's result says so; an earlier one's wish is spent.)
+        wake = slot.last.wake_in if slot.last is not None and slot.last is not earlier else None
         return min(delay, wake) if wake is not None else delay
 
     def _one_pass(self, slot: ModelSlot) -> None:

@@ -151,6 +151,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"{'requests':>9} {'failed':>6}"
     )
     for name, row in sorted(figures.items()):
+        if "bake_latency_rollback_s" in row:
+            continue  # the bake's own line, below
         # Smoke rows: rollback s runs from "activated" to "rolled back" in the sync's log;
         # they restart no server ("-").
         restart = row.get("restart_to_serving_s")
@@ -161,6 +163,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
         if row.get("reason"):
             terminalreporter.write_line(f"{'':<20} refused: {row['reason']}")
+    for name, row in sorted(figures.items()):
+        if "bake_latency_rollback_s" in row:  # tests/test_servers_bake.py
+            terminalreporter.write_line(
+                f"{name}: activation to rollback {row.get('bake_error_rollback_s', '-')} s "
+                f"(20 % failing), {row['bake_latency_rollback_s']} s (3x slower); client: "
+                f"{row['client_ok']} answered, {row['v4_own_failures']} failed by v4 itself, "
+                f"{row['swap_failures']} 'not ready' during loads, "
+                f"{row['other_failures']} other failures"
+            )
 
 
 @pytest.fixture(scope="session")

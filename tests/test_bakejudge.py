@@ -27,9 +27,12 @@ def test_error_ratio_rise_fails() -> None:
     assert "error ratio 0.2000 (previous 0.0100): rise 0.1900 > error_ratio_max 0.05" in reason
 
 
-def test_latency_ratio_on_p99_when_both_have_it_else_mean() -> None:
-    """p99 is compared where both windows have it; otherwise the mean."""
-    verdict, reason = judge(CONFIG, _f(100, None, 0.010, 0.09), _f(100, None, 0.010, 0.03))
+def test_latency_ratio_on_the_named_figure_else_mean() -> None:
+    """``latency = "p99"`` compares p99 where both windows have it, else the mean; the
+    default compares the mean."""
+    assert judge(CONFIG, _f(100, None, 0.010, 0.09), _f(100, None, 0.010, 0.03))[0] == "passed"
+    p99 = BakeConfig(latency="p99")
+    verdict, reason = judge(p99, _f(100, None, 0.010, 0.09), _f(100, None, 0.010, 0.03))
     assert verdict == "failed" and "p99 latency 90.0 ms (previous 30.0 ms): ratio 3.00" in reason
     verdict, reason = judge(CONFIG, _f(100, 0.0, 0.030), _f(100, 0.0, 0.010))
     assert verdict == "failed" and "mean latency 30.0 ms" in reason

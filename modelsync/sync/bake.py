@@ -28,7 +28,7 @@ from typing import Any
 
 from modelsync.bakejournal import Baking, Journal, journal_path_of
 from modelsync.bakejudge import BakeConfig, judge, verdict_record
-from modelsync.errors import Cancelled, RefusedError, StoreError
+from modelsync.errors import RefusedError, StoreError
 from modelsync.metricsread import MetricsUnavailable, Totals, figures, scrape
 from modelsync.outcome import Outcome
 from modelsync.servers import get_preset
@@ -174,6 +174,9 @@ def step(ctx: PassContext) -> bool:
     if verdict != "failed":
         ctx.log.info("bake over", version=baking.version, verdict=verdict, figures=reason)
         journal.baking = None
+        # The window just judged is the kept revision's traffic: the next bake's
+        # "before" window, whenever the next revision comes.
+        journal.history = [t for t in (baking.start, sample) if t is not None]
         journal.save()
         return False
     baking.verdict, baking.reason = "failed", reason
@@ -201,10 +204,8 @@ def _roll_back(ctx: PassContext, journal: Journal, baking: Baking) -> bool:
         ctx.log.error(
             "bake failed; rolling back", version=version, previous=previous, reason=baking.reason
         )
-        try:
-            outcome = activation.activate(ctx, admitted)
-        except Cancelled:
-            raise  # the journal still says "failed": the next pass goes on from here
+        # Cancelled in here: the journal still says "failed"; the next pass goes on.
+        outcome = activation.activate(ctx, admitted)
         ctx.result.candidate = version
         if outcome is not Outcome.ACTIVATED:
             return True  # the server would not take the previous back: activation said why

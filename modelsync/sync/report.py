@@ -46,12 +46,13 @@ def report_pass(
 ) -> None:
     """Write the reports; a report that cannot be written is logged, never fatal."""
     for version, outcome, reason in outcomes_of(result, refused):
-        # The bake's record belongs to the version it judged (the pass's candidate, or
-        # the active version when a bake ended well).
+        # The smoke verdict is the candidate's; the bake's record belongs to the version
+        # it judged (the pass's candidate, or the active version when a bake ended well).
+        smoke = result.live.smoke if result.live and version == result.candidate else None
         baked = result.bake is not None and version in (result.candidate, result.active)
-        live = LiveChecks(bake=result.bake) if baked else None
+        bake = result.bake if baked else None
+        live = LiveChecks(smoke=smoke, bake=bake) if smoke or bake else None
         try:
-            live = result.live if version == result.candidate else None
             write_report(
                 source,
                 result.model,

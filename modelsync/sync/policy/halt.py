@@ -89,13 +89,13 @@ class FailedChecks:
         return f"{len(failed)} hosts failed its smoke or bake (halt_on_checks {limit})"
 
 
-def _latency(figures: WindowFigures, use_p99: bool) -> float | None:
-    return figures.latency_p99_s if use_p99 else figures.latency_mean_s
+def _latency(figures: WindowFigures, use_mean: bool) -> float | None:
+    return figures.latency_mean_s if use_mean else figures.latency_p99_s
 
 
 def cohort_figures(live: Mapping[str, LiveChecks]) -> tuple[list[float], list[float]]:
     """Per reporting host with bake figures: the error-ratio rise over the previous
-    revision, and the latency ratio (p99 where both windows have it, else mean)."""
+    revision, and the latency ratio (the mean where both windows have it, else p99)."""
     rises, ratios = [], []
     for checks in live.values():
         bake = checks.bake
@@ -104,8 +104,9 @@ def cohort_figures(live: Mapping[str, LiveChecks]) -> tuple[list[float], list[fl
         previous = bake.previous or WindowFigures()
         if bake.current.error_ratio is not None:
             rises.append(bake.current.error_ratio - (previous.error_ratio or 0.0))
-        use_p99 = bake.current.latency_p99_s is not None and previous.latency_p99_s is not None
-        now, before = _latency(bake.current, use_p99), _latency(previous, use_p99)
+        # The mean, as the bake compares by default (a short window's p99 is noisy).
+        use_mean = bake.current.latency_mean_s is not None and previous.latency_mean_s is not None
+        now, before = _latency(bake.current, use_mean), _latency(previous, use_mean)
         if now is not None and before:
             ratios.append(now / before)
     return rises, ratios
