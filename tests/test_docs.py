@@ -113,7 +113,7 @@ def test_the_design_contract_is_in_the_repository() -> None:
 def test_readme_first_screen_states_what_the_tests_need() -> None:
     """README's first 40 lines: make demo, make test, and everything make test needs."""
     first = "\n".join((REPO / "README.md").read_text().splitlines()[:40])
-    for needed in ("make demo", "make test", "Node.js", "npm", "4 GB", "Chromium", "promtool"):
+    for needed in ("make demo", "make test", "Node.js", "npm", "5 GB", "Chromium", "promtool"):
         assert needed in first, needed
     assert "[`.ci/run`](.ci/run)" in first and "skipped: N" in first
     assert "need only Python" not in first
