@@ -309,11 +309,14 @@ def _served(ctx: PassContext, version: int) -> None:
     state = ctx.state
     if state.confirmed and not state.rollback_failed and state.server_reason is None:
         return
+    was_unconfirmed, cleared = not state.confirmed, state.rollback_failed
+    state.confirmed, state.rollback_failed, state.server_reason = True, False, None
+    ctx.ms.save_state(state)
+    # Said once it is on disk: whoever acts on the line (an operator, a test) reads
+    # the state it describes.
     ctx.log.info(
         "server serves the active revision",
         version=version,
-        was_unconfirmed=not state.confirmed,
-        cleared_rollback_failed=state.rollback_failed,
+        was_unconfirmed=was_unconfirmed,
+        cleared_rollback_failed=cleared,
     )
-    state.confirmed, state.rollback_failed, state.server_reason = True, False, None
-    ctx.ms.save_state(state)
