@@ -3,6 +3,10 @@ shared network contract is tests/test_sources_network.py)."""
 
 from __future__ import annotations
 
+import ast
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,14 +17,14 @@ import pytest
 from modelsync.backends.gs import GcsOptions, GcsSource
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
-from modelsync.errors import AccessDeniedError, IntegrityError, NotFoundError
+from modelsync.errors import AccessDeniedError, IntegrityError, NotFoundError, SourceError
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Sink, Source, SourceFactory
 from modelsync.sync import Outcome, PassResult, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.helpers import check_invariants
+from tests.helpers import check_invariants, run_cli, sidecar_flags
 
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
 
@@ -120,3 +124,57 @@ def test_marker_mode_refuses_escaping_object_names(
     assert result.refused == [1]
     assert not (tmp_path / "etc").exists()
     assert not any((tmp_path / "store").rglob("evil"))
+
+
+def test_sync_reads_gs_without_the_storage_sdk(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str
+) -> None:
+    """A fetching and a no-op `sync` of a gs:// model (listing, manifest, files)
+    never import google.cloud.storage: every read is the JSON API on the engine."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    src = tmp_path / "src"
+    for name, data in shard_files(3, 5000, 11).items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    out = run_cli("publish", str(src), backend.url, "--version", "4", env=backend.env())
+    assert out.returncode == 0, out.stderr
+    store = tmp_path / "store"
+    # sys.modules in the real child, after the command: -X importtime misses modules
+    # loaded through importlib (the backends are), so it cannot prove an absence.
+    code = (
+        "import sys\n"
+        "from modelsync.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "finally:\n"
+        "    print(sorted(sys.modules), file=sys.stderr)\n"
+    )
+    for _ in ("fetching", "no-op"):
+        result = subprocess.run(
+            [sys.executable, "-c", code, "sync", *sidecar_flags(store, backend.url)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **backend.env()},
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        modules = ast.literal_eval(result.stderr.strip().splitlines()[-1])
+        assert "modelsync.backends.gs" in modules  # the gs backend really ran here
+        assert [m for m in modules if m.startswith("google.cloud.storage")] == []
+    for name, data in shard_files(3, 5000, 11).items():
+        assert (store / "ranker" / "4" / name).read_bytes() == data
+
+
+def test_a_damaged_metadata_answer_fails_in_one_line(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """An object's metadata answer that is not JSON fails the read in one line."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    backend.put("_channels/prod.json", b"{}")
+    fault_proxy.plan = FaultPlan(flip=lambda path: "fields=" in path)
+    source = _through(fault_proxy)(backend.url, {})
+    with pytest.raises(SourceError, match="answered with no JSON") as failed:
+        source.get_control("_channels/prod.json", 1 << 20)
+    assert "\n" not in str(failed.value) and "_channels/prod.json" in str(failed.value)
+    source.close()
