@@ -104,12 +104,11 @@ class GcsReader:
                 if self._credentials is None:
                     self._credentials = self._make_credentials()
                 if self._auth_request is None:
-                    import google.auth.transport.urllib3
-                    import urllib3
+                    # requests' transport, as the SDK's: google-auth's urllib3 one needs
+                    # the `packaging` module, which google-cloud-storage does not pull in.
+                    import google.auth.transport.requests
 
-                    self._auth_request = google.auth.transport.urllib3.Request(  # type: ignore[no-untyped-call]
-                        urllib3.PoolManager()
-                    )
+                    self._auth_request = google.auth.transport.requests.Request()
                 self._credentials.before_request(self._auth_request, "GET", url, headers)
             except ModelsyncError:
                 raise
