@@ -3,24 +3,37 @@ shared network contract is tests/test_sources_network.py)."""
 
 from __future__ import annotations
 
+import ast
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from modelsync.backends.gs import GcsOptions, GcsSource
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
-from modelsync.errors import AccessDeniedError, IntegrityError, NotFoundError
+from modelsync.errors import (
+    AccessDeniedError,
+    IntegrityError,
+    NotFoundError,
+    RefusedError,
+    SourceError,
+)
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Sink, Source, SourceFactory
 from modelsync.sync import Outcome, PassResult, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.helpers import check_invariants
+from tests.helpers import check_invariants, run_cli, sidecar_flags
+from tests.httpstub import http_stub
 
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
 
@@ -120,3 +133,103 @@ def test_marker_mode_refuses_escaping_object_names(
     assert result.refused == [1]
     assert not (tmp_path / "etc").exists()
     assert not any((tmp_path / "store").rglob("evil"))
+
+
+def test_sync_reads_gs_without_the_storage_sdk(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str
+) -> None:
+    """A fetching and a no-op `sync` of a gs:// model (listing, manifest, files)
+    never import google.cloud.storage: every read is the JSON API on the engine."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    src = tmp_path / "src"
+    for name, data in shard_files(3, 5000, 11).items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    out = run_cli("publish", str(src), backend.url, "--version", "4", env=backend.env())
+    assert out.returncode == 0, out.stderr
+    store = tmp_path / "store"
+    # sys.modules in the real child, after the command: -X importtime misses modules
+    # loaded through importlib (the backends are), so it cannot prove an absence.
+    code = (
+        "import sys\n"
+        "from modelsync.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "finally:\n"
+        "    print(sorted(sys.modules), file=sys.stderr)\n"
+    )
+    for _ in ("fetching", "no-op"):
+        result = subprocess.run(
+            [sys.executable, "-c", code, "sync", *sidecar_flags(store, backend.url)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **backend.env()},
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        modules = ast.literal_eval(result.stderr.strip().splitlines()[-1])
+        assert "modelsync.backends.gs" in modules  # the gs backend really ran here
+        assert [m for m in modules if m.startswith("google.cloud.storage")] == []
+    for name, data in shard_files(3, 5000, 11).items():
+        assert (store / "ranker" / "4" / name).read_bytes() == data
+
+
+def test_a_damaged_metadata_answer_fails_in_one_line(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """An object's metadata answer that is not JSON fails the read in one line."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    backend.put("_channels/prod.json", b"{}")
+    fault_proxy.plan = FaultPlan(flip=lambda path: "fields=" in path)
+    source = _through(fault_proxy)(backend.url, {})
+    with pytest.raises(SourceError, match="answered with no JSON") as failed:
+        source.get_control("_channels/prod.json", 1 << 20)
+    assert "\n" not in str(failed.value) and "_channels/prod.json" in str(failed.value)
+    source.close()
+
+
+def _stub_listing(pages: Mapping[str, object]) -> Any:
+    """A JSON-API listing server: the page for each pageToken ("" for the first)."""
+
+    def answer(_method: str, path: str, _body: bytes) -> tuple[int, bytes]:
+        query = parse_qs(urlsplit(path).query)
+        return 200, json.dumps(pages[query.get("pageToken", [""])[0]]).encode()
+
+    return answer
+
+
+def test_listing_follows_page_tokens_quoted() -> None:
+    """Versions on every page are found; prefix and page token travel percent-encoded."""
+    pages = {
+        "": {"prefixes": ["m/1/"], "nextPageToken": "a b/c+d"},
+        "a b/c+d": {"prefixes": ["m/2/", "m/x/"]},
+    }
+    with http_stub(_stub_listing(pages)) as (url, seen):
+        source = GcsSource("gs://bkt/m", GcsOptions(endpoint=url), retry=FAST_RETRY)
+        assert source.list_versions() == [1, 2]
+        source.close()
+    assert [p.split("?")[0] for _m, p, _b in seen] == ["/storage/v1/b/bkt/o"] * 2
+    assert "prefix=m%2F&" in seen[0][1] and "delimiter=%2F" in seen[0][1]
+    assert "pageToken=a%20b%2Fc%2Bd" in seen[1][1]
+
+
+def test_a_listing_that_repeats_its_page_token_stops() -> None:
+    """A store handing back a token it gave before fails in one line, not forever."""
+    pages = {"": {"prefixes": ["m/1/"], "nextPageToken": "t"}, "t": {"nextPageToken": "t"}}
+    with http_stub(_stub_listing(pages)) as (url, seen):
+        source = GcsSource("gs://bkt/m", GcsOptions(endpoint=url), retry=FAST_RETRY)
+        with pytest.raises(SourceError, match="repeats its page token"):
+            source.list_versions()
+        source.close()
+    assert len(seen) == 2
+
+
+def test_an_oversized_listing_page_is_refused() -> None:
+    """A page larger than any GCS page is refused, not held in memory."""
+    pages = {"": {"prefixes": [f"m/{i}/" for i in range(1_000_000)]}}
+    with http_stub(_stub_listing(pages)) as (url, _seen):
+        source = GcsSource("gs://bkt/m", GcsOptions(endpoint=url), retry=FAST_RETRY)
+        with pytest.raises(RefusedError, match="larger than"):
+            source.list_versions()
+        source.close()

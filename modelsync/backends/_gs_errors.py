@@ -4,6 +4,8 @@ hierarchy, one line each, saying whether they are worth retrying."""
 
 from __future__ import annotations
 
+import sys
+
 from modelsync.errors import (
     AccessDeniedError,
     IntegrityError,
@@ -39,14 +41,22 @@ def _transient_exceptions() -> tuple[type[BaseException], ...]:
     )
 
 
-def _status_of(exc: BaseException) -> int | None:
-    from google.api_core import exceptions as api_exceptions
-    from google.cloud.storage.exceptions import InvalidResponse
+def _sdk_loaded() -> bool:
+    # An exception of the SDK's types exists only once the SDK is imported; a pass
+    # that reads through the JSON API (_gs_json.py) must not import it to translate.
+    return "google.cloud.storage" in sys.modules
 
+
+def _status_of(exc: BaseException) -> int | None:
     from modelsync.transport.errors import HttpStatus
 
     if isinstance(exc, HttpStatus):
         return exc.status
+    if not _sdk_loaded():
+        return None
+    from google.api_core import exceptions as api_exceptions
+    from google.cloud.storage.exceptions import InvalidResponse
+
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         return int(exc.code) if exc.code is not None else None
     if isinstance(exc, InvalidResponse):
@@ -55,14 +65,19 @@ def _status_of(exc: BaseException) -> int | None:
     return None
 
 
+def _data_corruption() -> type[BaseException]:
+    from google.cloud.storage.exceptions import DataCorruption
+
+    return DataCorruption  # type: ignore[no-any-return]
+
+
 def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
     """A modelsync error for a client exception: one line, retryable or not, with a hint."""
     import google.auth.exceptions
-    from google.cloud.storage.exceptions import DataCorruption
 
     if isinstance(exc, ModelsyncError):
         return exc
-    if isinstance(exc, DataCorruption):
+    if _sdk_loaded() and isinstance(exc, _data_corruption()):
         return IntegrityError(
             f"{what}: crc32c checksum mismatch: damaged in transit; "
             "the next pass downloads it again"
