@@ -44,7 +44,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.state import Waiting
 from modelsync.store import ModelStore
-from modelsync.sync import activation, bake
+from modelsync.sync import activation
 from modelsync.sync.admit import DOWNLOAD, admit
 from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
@@ -58,6 +58,7 @@ from modelsync.verified import VerifiedFiles
 from modelsync.volume import Store
 
 if TYPE_CHECKING:
+    from modelsync.metricsread import Totals
     from modelsync.sync.policy.follow import Follow, Follower
 
 __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
@@ -218,8 +219,12 @@ class Syncer:
         reachable = activation.reconfirm(ctx)
         if not reachable and ctx.result.unreachable is None:
             return  # the pass ended in there (a rollback)
-        if reachable and bake.step(ctx):
-            return  # baking (the model holds until the verdict), or rolled back by it
+        if reachable and ctx.model.bake is not None:
+            # Imported for a model that bakes only: the scrape, journal and judge.
+            from modelsync.sync import bake
+
+            if bake.step(ctx):
+                return  # baking (the model holds until the verdict), or rolled back by it
         active = ctx.ms.active_version()
         if ctx.state.pinned is not None:
             ctx.log.debug("pinned; not looking for new revisions", pinned=ctx.state.pinned)
@@ -245,9 +250,15 @@ class Syncer:
             if admitted is None:
                 ctx.settle_unchanged()
                 return
-        before = bake.before_swap(ctx)
+        before: Totals | None = None
+        if ctx.model.bake is not None:
+            from modelsync.sync import bake
+
+            before = bake.before_swap(ctx)
         ctx.result.outcome = activation.activate(ctx, admitted)
-        if ctx.result.outcome is Outcome.ACTIVATED:
+        if ctx.result.outcome is Outcome.ACTIVATED and ctx.model.bake is not None:
+            from modelsync.sync import bake
+
             bake.start(ctx, active, before)
 
     def _wait(self, ctx: PassContext, choice: Choice | None) -> None:
