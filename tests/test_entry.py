@@ -98,6 +98,8 @@ def test_noop_file_sync_imports_no_bake_smoke_events_or_http_client(tmp_path: Pa
         "modelsync.metricsread",
         "modelsync.sync.bake",
         "modelsync.sync.smoke",
+        "modelsync.sync.report",
+        "modelsync.reports",
         "modelsync.transport.client",
         "urllib3",
         "prometheus_client",

@@ -52,7 +52,6 @@ from modelsync.sync.policy import Choice, Policy
 from modelsync.sync.policy.candidate import read_candidate
 from modelsync.sync.policy.newest import Newest
 from modelsync.sync.policy.registry import Named, RegistryPolicy
-from modelsync.sync.report import report_pass
 from modelsync.validate import validate_revision
 from modelsync.verified import VerifiedFiles
 from modelsync.volume import Store
@@ -204,6 +203,9 @@ class Syncer:
 
         result = self._envelope(model, cancel, body)
         if model.report:
+            # Imported for a reporting model only: the report schemas and their writer.
+            from modelsync.sync.report import report_pass
+
             report_pass(
                 self._source(model),
                 result,
