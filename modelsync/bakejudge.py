@@ -1,4 +1,4 @@
-"""The bake's options ([models.bake]) and its verdict: two windows' figures in, a verdict out.
+"""The bake's verdict: two windows' figures in, a verdict out (options: modelsync.bakeconfig).
 
 A revision that loaded and answered its smoke requests may still fail requests or
 answer slowly under real traffic. For ``window`` after it is confirmed, the server's
@@ -21,33 +21,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from modelsync.metricsread import MetricSeries
-from modelsync.units import Duration
+from modelsync.bakeconfig import BakeConfig
 from modelsync.verdicts import BakeVerdict, WindowFigures
 
 __all__ = ["BakeConfig", "judge", "verdict_record"]
-
-
-class BakeConfig(BaseModel):
-    """[models.bake]: bake a confirmed revision on the server's own metrics."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    window: Duration = Field(default=300.0, gt=0)
-    error_ratio_max: float = Field(default=0.05, ge=0.0, le=1.0)
-    latency_ratio_max: float = Field(default=1.5, ge=1.0)
-    min_requests: int = Field(default=20, ge=1)
-    inconclusive: Literal["pass", "fail"] = "pass"
-    # The latency figure compared: "mean", or "p50"/"p99" (servers with a histogram).
-    latency: Literal["mean", "p50", "p99"] = "mean"
-    # The server's Prometheus text, and the series of the model's traffic there
-    # (default: the server preset's; a custom server must give both).
-    metrics_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
-    series: MetricSeries | None = None
-    # One scrape's time limit.
-    scrape_timeout: Duration = Field(default=5.0, gt=0)
 
 
 def _latency(figures: WindowFigures, which: str) -> float | None:

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelsync.bakejudge import BakeConfig
+from modelsync.bakeconfig import BakeConfig
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
 from modelsync.events import EventsConfig
@@ -180,7 +180,7 @@ class ModelConfig(_Strict):
     # it) unless the model is marked as waiting for its first revision.
     allow_empty: bool = False
     # [models.bake]: after a confirmed activation, judge the revision on the server's
-    # own metrics for a window before it counts (modelsync.bakejudge).
+    # own metrics for a window before it counts (modelsync.bakeconfig, bakejudge).
     bake: BakeConfig | None = None
 
     @model_validator(mode="after")

@@ -17,8 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from modelsync.bakeconfig import MetricSeries
 from modelsync.cancel import CancelToken
 from modelsync.verdicts import WindowFigures
 
@@ -29,41 +28,10 @@ __all__ = ["MetricSeries", "MetricsUnavailable", "Totals", "figures", "parse_tot
 MAX_SCRAPE_BYTES = 8 * 1024 * 1024
 # Series of one model kept from one scrape (a hostile or runaway label set is cut).
 MAX_SERIES = 2000
-_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 
 
 class MetricsUnavailable(Exception):
     """The metrics endpoint gave no usable answer (the message says why and where)."""
-
-
-class MetricSeries(BaseModel):
-    """Which series of a server's /metrics hold one model's traffic. Every name is a
-    sample name as it appears in the text (``..._total`` included)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # The label that holds the model's name.
-    model_label: str = Field(default="model", pattern=_NAME)
-    # Counters of answered and of failed requests (either may be absent).
-    success: str | None = Field(default=None, pattern=_NAME)
-    failure: str | None = Field(default=None, pattern=_NAME)
-    # A counter of all requests, for servers with no success/failure pair.
-    requests: str | None = Field(default=None, pattern=_NAME)
-    # A cumulative duration and the count it is over (mean latency); the count
-    # defaults to the requests.
-    duration_sum: str | None = Field(default=None, pattern=_NAME)
-    duration_count: str | None = Field(default=None, pattern=_NAME)
-    # Seconds per unit of duration_sum (Triton counts microseconds: 1e-6).
-    duration_scale: float = Field(default=1.0, gt=0)
-    # A latency histogram in seconds, by its base name (p50 and p99 from ``_bucket``).
-    histogram: str | None = Field(default=None, pattern=_NAME)
-
-    def names(self) -> set[str]:
-        named = {self.success, self.failure, self.requests, self.duration_sum}
-        named.add(self.duration_count)
-        if self.histogram:
-            named |= {f"{self.histogram}_bucket", f"{self.histogram}_count"}
-        return {n for n in named if n}
 
 
 @dataclass(frozen=True)

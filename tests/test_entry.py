@@ -79,3 +79,29 @@ def test_noop_file_sync_imports_no_sdk_and_no_channel_code(tmp_path: Path) -> No
     assert "modelsync.sync" in modules  # the pass really ran in this process
     heavy = ("modelsync.channel", "modelsync.release_cli", "modelsync.sync.policy.follow")
     assert _loaded(modules, (*_SDKS, *heavy)) == []
+
+
+def test_noop_file_sync_imports_no_bake_smoke_events_or_http_client(tmp_path: Path) -> None:
+    """A no-op sync of a model without bake, smoke or events loads none of their code."""
+    bucket = tmp_path / "bucket" / "ranker"
+    put_revision(bucket, 1, model_files(1))
+    store = tmp_path / "store"
+    assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    result, modules = _imported("sync", *sidecar_flags(store, bucket))
+    assert result.returncode == 0, result.stderr
+    assert "modelsync.config" in modules  # the configuration models are there
+    unused = (
+        "modelsync.events.hub",
+        "modelsync.events.runner",
+        "modelsync.events.push",
+        "modelsync.bakejudge",
+        "modelsync.metricsread",
+        "modelsync.sync.bake",
+        "modelsync.sync.smoke",
+        "modelsync.sync.report",
+        "modelsync.reports",
+        "modelsync.transport.client",
+        "urllib3",
+        "prometheus_client",
+    )
+    assert _loaded(modules, unused) == []

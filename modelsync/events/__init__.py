@@ -7,7 +7,9 @@ read by its own thread, routed by the hub to the models whose objects they name.
              Pub/Sub)
   runner.py  one thread per source: long-poll, deliver, delete, back off
   hub.py     filter, de-duplicate, wake through the daemon's "sync now" path; health
-  __init__   the configuration and the wiring
+  push.py    the daemon's side: the hub and a runner per source, started and stopped
+  __init__   the configuration (light: the config loads it on every command, so the
+             hub, its runners and prometheus_client are imported only by push.py)
 """
 
 from __future__ import annotations
@@ -18,21 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modelsync.events.hub import EventHub, EventMetrics, SourceHealth
-from modelsync.events.match import Matcher, ObjectEvent
-from modelsync.events.runner import SourceRunner
+from modelsync.events.match import ObjectEvent
 from modelsync.events.source import EventSource
 
-__all__ = [
-    "KINDS",
-    "EventHub",
-    "EventMetrics",
-    "EventsConfig",
-    "Kind",
-    "Matcher",
-    "SourceRunner",
-    "runners",
-]
+__all__ = ["KINDS", "EventsConfig", "Kind"]
 
 
 @dataclass(frozen=True)
@@ -100,14 +91,3 @@ class EventsConfig(BaseModel):
     @property
     def name(self) -> str:
         return f"{self.kind}:" + ",".join(self.models)
-
-
-def runners(configs: tuple[EventsConfig, ...], hub: EventHub, identity: str) -> list[SourceRunner]:
-    """A runner per configured source, registered with ``hub`` (not started)."""
-    out = []
-    for config in configs:
-        kind = KINDS[config.kind]()
-        source = kind.open(kind.options.model_validate(config.options), identity)
-        hub.add_source(SourceHealth(config.name, config.kind, config.models))
-        out.append(SourceRunner(config.name, source, kind.parse, config.models, hub))
-    return out

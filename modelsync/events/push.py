@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from modelsync.events import runners
+from modelsync.events import KINDS, EventsConfig
 from modelsync.events.hub import EventHub, EventMetrics, SourceHealth
 from modelsync.events.match import Matcher
 from modelsync.events.runner import SourceRunner
@@ -84,3 +84,14 @@ class Push:
 
     def sources(self) -> list[SourceHealth]:
         return self._hub.sources() if self._hub is not None else []
+
+
+def runners(configs: tuple[EventsConfig, ...], hub: EventHub, identity: str) -> list[SourceRunner]:
+    """A runner per configured source, registered with ``hub`` (not started)."""
+    out = []
+    for config in configs:
+        kind = KINDS[config.kind]()
+        source = kind.open(kind.options.model_validate(config.options), identity)
+        hub.add_source(SourceHealth(config.name, config.kind, config.models))
+        out.append(SourceRunner(config.name, source, kind.parse, config.models, hub))
+    return out

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from modelsync.metricsread import MetricSeries
+from modelsync.bakeconfig import MetricSeries
 from modelsync.reload import Notifier, Prober
 
 __all__ = [

@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from modelsync.bakeconfig import MetricSeries
 from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
-from modelsync.metricsread import MetricSeries
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
 from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
 from modelsync.servers.v2 import RepositoryLoad, infer_url, ready_probe

@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from modelsync.bakeconfig import MetricSeries
 from modelsync.cancel import CancelToken
 from modelsync.confirm import ask
 from modelsync.errors import RefusedError
-from modelsync.metricsread import MetricSeries
 from modelsync.reload import (
     Notifier,
     Probe,

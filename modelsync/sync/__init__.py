@@ -44,7 +44,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.state import Waiting
 from modelsync.store import ModelStore
-from modelsync.sync import activation, bake
+from modelsync.sync import activation
 from modelsync.sync.admit import DOWNLOAD, admit
 from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
@@ -52,12 +52,12 @@ from modelsync.sync.policy import Choice, Policy
 from modelsync.sync.policy.candidate import read_candidate
 from modelsync.sync.policy.newest import Newest
 from modelsync.sync.policy.registry import Named, RegistryPolicy
-from modelsync.sync.report import report_pass
 from modelsync.validate import validate_revision
 from modelsync.verified import VerifiedFiles
 from modelsync.volume import Store
 
 if TYPE_CHECKING:
+    from modelsync.metricsread import Totals
     from modelsync.sync.policy.follow import Follow, Follower
 
 __all__ = ["Outcome", "PassResult", "ProgressFactory", "Syncer"]
@@ -203,6 +203,9 @@ class Syncer:
 
         result = self._envelope(model, cancel, body)
         if model.report:
+            # Imported for a reporting model only: the report schemas and their writer.
+            from modelsync.sync.report import report_pass
+
             report_pass(
                 self._source(model),
                 result,
@@ -218,8 +221,12 @@ class Syncer:
         reachable = activation.reconfirm(ctx)
         if not reachable and ctx.result.unreachable is None:
             return  # the pass ended in there (a rollback)
-        if reachable and bake.step(ctx):
-            return  # baking (the model holds until the verdict), or rolled back by it
+        if reachable and ctx.model.bake is not None:
+            # Imported for a model that bakes only: the scrape, journal and judge.
+            from modelsync.sync import bake
+
+            if bake.step(ctx):
+                return  # baking (the model holds until the verdict), or rolled back by it
         active = ctx.ms.active_version()
         if ctx.state.pinned is not None:
             ctx.log.debug("pinned; not looking for new revisions", pinned=ctx.state.pinned)
@@ -245,9 +252,15 @@ class Syncer:
             if admitted is None:
                 ctx.settle_unchanged()
                 return
-        before = bake.before_swap(ctx)
+        before: Totals | None = None
+        if ctx.model.bake is not None:
+            from modelsync.sync import bake
+
+            before = bake.before_swap(ctx)
         ctx.result.outcome = activation.activate(ctx, admitted)
-        if ctx.result.outcome is Outcome.ACTIVATED:
+        if ctx.result.outcome is Outcome.ACTIVATED and ctx.model.bake is not None:
+            from modelsync.sync import bake
+
             bake.start(ctx, active, before)
 
     def _wait(self, ctx: PassContext, choice: Choice | None) -> None:

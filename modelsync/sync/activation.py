@@ -31,7 +31,6 @@ from modelsync.reload import ProbeState, ReloadTarget
 from modelsync.servers import notifier_for, prober_for
 from modelsync.state import Pending
 from modelsync.sync.context import PassContext
-from modelsync.sync.smoke import run_smoke
 from modelsync.verdicts import LiveChecks
 
 __all__ = ["activate", "finish", "reconfirm"]
@@ -78,6 +77,9 @@ def _smoke(ctx: PassContext, version: int) -> None:
     """The revision's smoke requests, after the server confirmed it; LiveCheckFailed
     when they fail. A pass stopped in here leaves the activation in the journal, and
     the next pass asks the server and sends them again."""
+    # Imported here: the smoke client (urllib3) is needed only after a confirmed load.
+    from modelsync.sync.smoke import run_smoke
+
     verdict = run_smoke(ctx, version)
     if verdict is None:
         return
