@@ -169,7 +169,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 f"{name}: activation to rollback {row.get('bake_error_rollback_s', '-')} s "
                 f"(20 % failing), {row['bake_latency_rollback_s']} s (3x slower); client: "
                 f"{row['client_ok']} answered, {row['v4_own_failures']} failed by v4 itself, "
-                f"{row['swap_failures']} 'not ready' during loads, "
                 f"{row['other_failures']} other failures"
             )
 

@@ -12,6 +12,10 @@ alike.
 Only the revision being served is in ``<store>/<model>`` (the previous one waits in
 the state directory): MLServer's load takes every settings file of the model it
 finds and would keep an older version loaded beside the new one.
+
+Only settings without a version swap without a failed request on the unversioned
+route: MLServer 1.7.1 reloads those in place (new loaded, then old unloaded), but makes
+a newer version the model's default before loading it (docs/servers.md).
 """
 
 from __future__ import annotations
