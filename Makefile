@@ -38,7 +38,7 @@ $(EMULATORS)/.installed:
 emulators: $(EMULATORS)/.installed
 
 unit: $(STAMP) emulators kfp mlflow
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # The README's test command: lint, types, the whole suite and the real-server suite.
 test: lint typecheck unit servers-test
@@ -102,7 +102,7 @@ mlflow: $(ENVS)/mlflow/.installed
 
 # modelsync against Triton (explicit and poll), MLServer, KServe and TF Serving's shape.
 servers-test: $(STAMP) servers
-	$(BIN)/pytest -q -m servers
+	$(BIN)/pytest -q -m servers --durations=15
 
 # Kubeflow Pipelines (integrations/kfp/): kfp 2.17 needs protobuf<7, the main
 # virtualenv has protobuf 7 (TensorFlow's), so it gets its own, with modelsync and its
