@@ -497,3 +497,63 @@ def test_channel_store_must_lie_under_an_allowed_store() -> None:
             channel="prod",
             channel_store="file:///elsewhere/ranker",
         )
+
+
+def test_signed_pointer_rules_hold_for_a_channel_on_an_alias(
+    tmp_path: Path, mlflow_registry: Registry
+) -> None:
+    """With signatures required, an unsigned pointer in channel_store fails the pass in
+    one line and the host keeps the alias's version; a signed one adds its canary."""
+    from modelsync.signing import generate_keypair
+
+    name = f"signch-{tmp_path.name[-12:]}"
+    run_id, artifacts = mlflow_registry.new_run()
+    store_url = f"{artifacts}/ranker"
+    key, public = tmp_path / "key.pem", tmp_path / "key.pub"
+    generate_keypair(key, public)
+    for version in (1000, 2000):
+        src = write_tree(tmp_path / f"src{version}", model_files(version))
+        publish(src, store_url, version=version, sign_key=key)
+    mlflow_registry.set_alias(
+        name, "champion", mlflow_registry.register(name, f"{store_url}/1000", run_id)
+    )
+    release = ("ranker", "--source", store_url, "--channel", "prod")
+    unsigned_start = ("release", "start", release[0], "2000", "--percent", "100", *release[1:])
+    assert run_cli(*unsigned_start).returncode == 0
+    model = _model(
+        mlflow_registry.source_url(name, "champion"),
+        [artifacts],
+        channel_store=store_url,
+        channel="prod",
+        report=True,
+        verify={"public_keys": [str(public)], "require_signature": True},
+    )
+    syncer = _syncer(tmp_path)
+    try:
+        unsigned = _sync(syncer, model)
+        assert unsigned.outcome is Outcome.FAILED and unsigned.active is None
+        assert "\n" not in str(unsigned.error) and "sign" in str(unsigned.error)
+        assert not (tmp_path / "store" / "ranker").exists() or not any(
+            (tmp_path / "store" / "ranker").iterdir()
+        )
+
+        replaced = run_cli("release", "set", *release, "--stable", "1000", "--sign-key", str(key))
+        assert replaced.returncode == 0, replaced.stderr
+        signed = run_cli(
+            "release",
+            "start",
+            release[0],
+            "2000",
+            "--percent",
+            "100",
+            *release[1:],
+            "--sign-key",
+            str(key),
+        )
+        assert signed.returncode == 0, signed.stderr
+        canary = _sync(syncer, model)
+        assert (canary.outcome, canary.active) == (Outcome.ACTIVATED, 2000), canary.error
+        report = Path(store_url.removeprefix("file://")) / "_reports" / "2000"
+        assert [p.name for p in report.iterdir() if p.suffix == ".json"]
+    finally:
+        syncer.close()
