@@ -187,10 +187,11 @@ class ModelConfig(_Strict):
     def _source_options(self) -> ModelConfig:
         check_source(self.source, self.source_options)  # ValueError names the key
         backend = backend_for(self.source)
-        if (self.channel is not None or self.report) and not backend.control_objects:
+        options = backend.options.model_validate(self.source_options)
+        if (self.channel is not None or self.report) and not backend.holds_control(options):
             raise ValueError(
                 f"channel/report: a {backend.name} source holds no channel pointers or "
-                "reports; use the bucket URL of its store"
+                "reports; use the bucket URL of its store (mlflow: set channel_store)"
             )
         return self
 

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.timeout(600)
 
 def _model(source: str, stores: list[str], **extra: Any) -> ModelConfig:
     options: dict[str, Any] = {"allowed_stores": stores}
-    if "store_options" in extra:
-        options["store_options"] = extra.pop("store_options")
+    for key in ("store_options", "channel_store"):
+        if key in extra:
+            options[key] = extra.pop(key)
     return ModelConfig(name="ranker", source=source, source_options=options, **extra)
 
 
@@ -400,6 +401,159 @@ def test_required_signatures_hold_for_what_the_alias_names(
 def test_a_channel_or_reports_on_a_registry_source_is_a_config_error(
     extra: dict[str, Any],
 ) -> None:
-    """A registry holds no channel pointers or reports: said at load, naming the keys."""
+    """Without channel_store a registry source holds no channel pointers or reports:
+    said at load, naming the keys."""
     with pytest.raises(ValueError, match=r"channel/report: a mlflow source holds no"):
         _model("mlflow+http://h:5000/ranker@champion", ["s3://b/models"], **extra)
+
+
+def _hosts(pointer_path: Path) -> tuple[str, str]:
+    """A host in the canary's cohort and one outside it, for the pointer on disk."""
+    from modelsync.channel import Pointer, in_cohort
+
+    canary = Pointer.parse(pointer_path.read_bytes(), "p").canary
+    assert canary is not None
+    names = [f"pod-{i}" for i in range(200)]
+    inside = next(h for h in names if in_cohort("ranker", canary, h))
+    outside = next(h for h in names if not in_cohort("ranker", canary, h))
+    return inside, outside
+
+
+def test_a_channel_adds_a_canary_on_top_of_the_alias(
+    tmp_path: Path, mlflow_registry: Registry
+) -> None:
+    """The alias is the channel's stable on every host; a canary started against the
+    store URL is served by its cohort; a halted canary returns to the alias's version;
+    moving the alias moves stable, whatever the pointer's stable says."""
+    from modelsync.reports import write_report
+    from modelsync.sources import open_source
+
+    name = f"chan-{tmp_path.name[-12:]}"
+    # MLflow registers local artifacts only under a run's artifact location.
+    run_id, artifacts = mlflow_registry.new_run()
+    store_url = f"{artifacts}/ranker"
+    for version in (1000, 2000, 3000):
+        src = write_tree(tmp_path / f"src{version}", model_files(version))
+        publish(src, store_url, version=version)
+    one = mlflow_registry.register(name, f"{store_url}/1000", run_id)
+    three = mlflow_registry.register(name, f"{store_url}/3000", run_id)
+    mlflow_registry.set_alias(name, "champion", one)
+    release = ("--source", store_url, "--channel", "prod")
+    assert run_cli("release", "promote", "ranker", "--version", "1000", *release).returncode == 0
+    started = run_cli("release", "start", "ranker", "2000", "--percent", "30", *release)
+    assert started.returncode == 0, started.stderr
+    bucket = Path(store_url.removeprefix("file://"))
+    inside, outside = _hosts(bucket / "_channels" / "prod.json")
+    model = ModelConfig(
+        name="ranker",
+        source=mlflow_registry.source_url(name, "champion"),
+        source_options={
+            "allowed_stores": [artifacts],
+            "channel_store": store_url,
+        },
+        channel="prod",
+    )
+    canary = Syncer(Store(tmp_path / "a", tmp_path / ".a"), identity=inside)
+    stable = Syncer(Store(tmp_path / "b", tmp_path / ".b"), identity=outside)
+    try:
+        assert _sync(canary, model).active == 2000
+        assert _served(tmp_path / "a", 2000) == model_files(2000)["saved_model.pb"]
+        assert _sync(stable, model).active == 1000
+
+        halted = _sync(canary, model)
+        assert halted.channel is not None
+        write_report(
+            open_source(store_url),
+            "ranker",
+            2000,
+            inside,
+            "rolled_back",
+            "oom",
+            channel=halted.channel,
+        )
+        back = _sync(canary, model)
+        assert (back.active, back.channel and back.channel.halted) == (1000, True), back.error
+        assert os.readlink(tmp_path / "a" / "ranker" / "current") == "1000"
+
+        # The pointer still says stable 1000; the alias moved to 3000 and wins.
+        mlflow_registry.set_alias(name, "champion", three)
+        assert _sync(stable, model).active == 3000
+        assert _sync(canary, model).active == 3000
+        assert _served(tmp_path / "b", 3000) == model_files(3000)["saved_model.pb"]
+    finally:
+        canary.close()
+        stable.close()
+
+
+def test_channel_store_must_lie_under_an_allowed_store() -> None:
+    """channel_store outside allowed_stores is a config error naming the key."""
+    with pytest.raises(
+        ValueError,
+        match=r"channel_store: .file:///elsewhere/ranker. is not under one of allowed_stores",
+    ):
+        _model(
+            "mlflow+http://h:5000/ranker@champion",
+            ["file:///srv/models"],
+            channel="prod",
+            channel_store="file:///elsewhere/ranker",
+        )
+
+
+def test_signed_pointer_rules_hold_for_a_channel_on_an_alias(
+    tmp_path: Path, mlflow_registry: Registry
+) -> None:
+    """With signatures required, an unsigned pointer in channel_store fails the pass in
+    one line and the host keeps the alias's version; a signed one adds its canary."""
+    from modelsync.signing import generate_keypair
+
+    name = f"signch-{tmp_path.name[-12:]}"
+    run_id, artifacts = mlflow_registry.new_run()
+    store_url = f"{artifacts}/ranker"
+    key, public = tmp_path / "key.pem", tmp_path / "key.pub"
+    generate_keypair(key, public)
+    for version in (1000, 2000):
+        src = write_tree(tmp_path / f"src{version}", model_files(version))
+        publish(src, store_url, version=version, sign_key=key)
+    mlflow_registry.set_alias(
+        name, "champion", mlflow_registry.register(name, f"{store_url}/1000", run_id)
+    )
+    release = ("ranker", "--source", store_url, "--channel", "prod")
+    unsigned_start = ("release", "start", release[0], "2000", "--percent", "100", *release[1:])
+    assert run_cli(*unsigned_start).returncode == 0
+    model = _model(
+        mlflow_registry.source_url(name, "champion"),
+        [artifacts],
+        channel_store=store_url,
+        channel="prod",
+        report=True,
+        verify={"public_keys": [str(public)], "require_signature": True},
+    )
+    syncer = _syncer(tmp_path)
+    try:
+        unsigned = _sync(syncer, model)
+        assert unsigned.outcome is Outcome.FAILED and unsigned.active is None
+        assert "\n" not in str(unsigned.error) and "sign" in str(unsigned.error)
+        assert not (tmp_path / "store" / "ranker").exists() or not any(
+            (tmp_path / "store" / "ranker").iterdir()
+        )
+
+        replaced = run_cli("release", "set", *release, "--stable", "1000", "--sign-key", str(key))
+        assert replaced.returncode == 0, replaced.stderr
+        signed = run_cli(
+            "release",
+            "start",
+            release[0],
+            "2000",
+            "--percent",
+            "100",
+            *release[1:],
+            "--sign-key",
+            str(key),
+        )
+        assert signed.returncode == 0, signed.stderr
+        canary = _sync(syncer, model)
+        assert (canary.outcome, canary.active) == (Outcome.ACTIVATED, 2000), canary.error
+        report = Path(store_url.removeprefix("file://")) / "_reports" / "2000"
+        assert [p.name for p in report.iterdir() if p.suffix == ".json"]
+    finally:
+        syncer.close()

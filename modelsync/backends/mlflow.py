@@ -12,6 +12,12 @@ revision the host serves. The registry answer is untrusted: it is size-capped,
 parsed into strict models, and a location outside the allowed stores is refused,
 so whoever can move an alias can choose among revisions in the allowed stores,
 never point the host at bytes elsewhere.
+
+A channel on top of an alias: with ``channel_store`` (a store URL under an allowed
+store, e.g. ``s3://ml-artifacts/ranker``), the channel pointer and the reports live
+in that store, read and written through its own backend; the alias is the channel's
+stable version (modelsync.sync.policy.follow) and the pointer may add a canary, a
+revision of that store.
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from modelsync.cancel import CancelToken
 from modelsync.errors import (
@@ -63,6 +76,9 @@ class MlflowOptions(BaseModel):
     store_options: dict[str, Any] = Field(default_factory=dict)
     # Seconds for one registry request.
     timeout: float = Field(default=30.0, gt=0, le=600)
+    # The store URL that holds the model's channel pointer and reports (`release` and
+    # `publish` use it as --source): needed for ``channel`` or ``report``.
+    channel_store: str | None = Field(default=None, max_length=2048)
 
     @field_validator("allowed_stores")
     @classmethod
@@ -75,6 +91,19 @@ class MlflowOptions(BaseModel):
                 raise ValueError(f"{url!r} is a registry, not an artifact store")
             normal.append(backend_for(url).parse(url).rstrip("/"))
         return tuple(normal)
+
+    @field_validator("channel_store")
+    @classmethod
+    def _channel_store_is_allowed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from modelsync.sources import backend_for
+
+        if value is None:
+            return None
+        store = backend_for(value).parse(value).rstrip("/")
+        allowed = info.data.get("allowed_stores", ())
+        if not any(store == a or store.startswith(a + "/") for a in allowed):
+            raise ValueError(f"{store!r} is not under one of allowed_stores")
+        return store
 
 
 class _ModelVersion(BaseModel):
@@ -116,7 +145,10 @@ class _MlflowBackend(Backend):
     schemes = ("mlflow+http", "mlflow+https")
     example = "mlflow+http://host:5000/model@alias"
     options = MlflowOptions
-    control_objects = False
+
+    def holds_control(self, options: BaseModel) -> bool:
+        assert isinstance(options, MlflowOptions)
+        return options.channel_store is not None
 
     def parse(self, url: str) -> str:
         parse_mlflow_url(url)
@@ -247,7 +279,9 @@ class MlflowSource:
         from modelsync.sources import open_source
 
         with self._lock:
-            url = self._named.get(version)
+            # A version the registry never named is read from the channel store only
+            # (a canary the channel pointer names): never from anywhere else.
+            url = self._named.get(version, self._options.channel_store)
             if url is None:
                 raise NotFoundError(f"{self.url}: version {version} is not one the registry named")
             if url not in self._stores:
@@ -278,20 +312,35 @@ class MlflowSource:
             "`modelsync publish --source <store> --mlflow <registry URL>`"
         )
 
-    # A registry source has no control objects: a channel or reports need a bucket.
+    # The channel pointer and reports live in ``channel_store``, through its backend.
+    def _control(self) -> Source:
+        from modelsync.sources import open_source
+
+        url = self._options.channel_store
+        if url is None:
+            raise PublishError(
+                f"{self.url}: a registry source holds no channel pointers or reports "
+                "without source_options.channel_store"
+            )
+        with self._lock:
+            if url not in self._stores:
+                self._stores[url] = open_source(url, self._options.store_options, self._connections)
+            return self._stores[url]
+
     def get_control(
         self, key: str, limit: int, tag: str | None = None, cancel: CancelToken | None = None
     ) -> Control | Unchanged | None:
-        return None
+        if self._options.channel_store is None:
+            return None
+        return self._control().get_control(key, limit, tag, cancel)
 
     def put_control(self, key: str, data: bytes, *, match: str | None = None) -> str:
-        raise PublishError(
-            f"{self.url}: a registry source holds no channel pointers or reports; "
-            "use the artifact store's URL for `release` and `report`"
-        )
+        return self._control().put_control(key, data, match=match)
 
     def list_control(self, prefix: str, cancel: CancelToken | None = None) -> dict[str, str]:
-        return {}
+        if self._options.channel_store is None:
+            return {}
+        return self._control().list_control(prefix, cancel)
 
     def close(self) -> None:
         with self._lock:

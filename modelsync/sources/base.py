@@ -267,6 +267,10 @@ class Backend:
     # Whether its sources hold control objects (channel pointers, reports).
     control_objects: bool = True
 
+    def holds_control(self, options: BaseModel) -> bool:
+        """Whether a source opened with ``options`` holds control objects."""
+        return self.control_objects
+
     def claims(self, url: str) -> bool:
         """Whether this backend serves ``url`` (by default: by scheme)."""
         scheme, sep, _ = url.partition("://")

@@ -19,7 +19,7 @@ import structlog
 from modelsync.cancel import CancelToken
 from modelsync.channel import MAX_POINTER_BYTES, Pointer, Target, channel_key, target_of
 from modelsync.channel_trust import trusted_pointer
-from modelsync.errors import ChannelError
+from modelsync.errors import ChannelError, EmptySourceError
 from modelsync.reports import ReportBook, failed_hosts
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import Source
@@ -29,6 +29,7 @@ from modelsync.sync.context import PassContext
 from modelsync.sync.policy import Choice
 from modelsync.sync.policy.halt import RULES, Evidence, HaltRule, first_halt
 from modelsync.sync.policy.named import named_choice
+from modelsync.sync.policy.registry import Named
 from modelsync.verdicts import LiveChecks
 
 __all__ = ["ChannelView", "Follow", "Follower"]
@@ -68,8 +69,18 @@ class Follower:
         cancel: CancelToken,
         log: structlog.typing.FilteringBoundLogger,
         admit: Callable[[bytes, str], Pointer] = Pointer.parse,
+        stable: int | None = None,
     ) -> ChannelView:
+        """What the channel names for this host; ``stable`` (a registry alias's
+        version) replaces the pointer's stable, after the pointer passed its checks."""
         pointer = self.pointer(channel, source, cancel, log, admit)
+        if stable is not None and stable != pointer.stable:
+            log.info(
+                "the registry alias is the channel's stable",
+                stable=stable,
+                pointer_stable=pointer.stable,
+            )
+            pointer = pointer.model_copy(update={"stable": stable})
         failed: set[str] = set()
         if pointer.canary is not None:
             version = pointer.canary.version
@@ -150,6 +161,25 @@ class Follow:
         version = self._target(ctx, source, active)
         return None if version is None else named_choice(ctx, source, version, "the channel")
 
+    def _alias(self, ctx: PassContext, source: Source) -> int | None:
+        """The version a registry source's alias names (the channel's stable: moving
+        the alias is the release of stable); None for a bucket source."""
+        if not isinstance(source, Named):
+            return None
+        version = call_with_retry(
+            functools.partial(source.named_version, ctx.cancel),
+            ctx.retry,
+            ctx.cancel,
+            f"{source.url}: resolve",
+            ctx.log,
+        )
+        if version is None and not ctx.model.allow_empty:
+            raise EmptySourceError(
+                f"{source.url}: the registry names no ready version for the channel's "
+                "stable; register one, or set allow_empty = true"
+            )
+        return version
+
     def _target(self, ctx: PassContext, source: Source, active: int | None) -> int | None:
         """The version the channel names for this host, when it should change; records
         what the channel said in the pass's result and the model's state."""
@@ -164,7 +194,14 @@ class Follow:
             now=ctx.wall(),
         )
         view = self._follower.view(
-            ctx.model.name, ctx.model.channel, source, active, ctx.cancel, ctx.log, admit
+            ctx.model.name,
+            ctx.model.channel,
+            source,
+            active,
+            ctx.cancel,
+            ctx.log,
+            admit,
+            self._alias(ctx, source),
         )
         pointer, target = view.pointer, view.target
         info = ChannelInfo(
