@@ -72,8 +72,17 @@ def bake_line(model: dict[str, Any]) -> tuple[str, str] | None:
         return None
     if bake["verdict"] == "failed":
         return ("bake failed", f"version {bake['version']}: rolling back: {bake['reason']}")
+    # The previous revision's figures are all a bake in progress has to compare with
+    # until its verdict: the new revision's own are journalled only with the verdict.
+    before = bake.get("previous_figures")
+    compared = (
+        f"; previous revision: {_figure(before, 'requests')} requests, error ratio "
+        f"{_figure(before, 'error_ratio')}, latency {_latency(before)}"
+        if before
+        else "; no figures of the previous revision"
+    )
     return (
         "baking",
         f"version {bake['version']} (previous {bake['previous']}): "
-        f"{bake['remaining_s']:g} s left, until {bake['ends_at']}",
+        f"{bake['remaining_s']:g} s left, until {bake['ends_at']}{compared}",
     )
