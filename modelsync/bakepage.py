@@ -72,14 +72,18 @@ def bake_line(model: dict[str, Any]) -> tuple[str, str] | None:
         return None
     if bake["verdict"] == "failed":
         return ("bake failed", f"version {bake['version']}: rolling back: {bake['reason']}")
-    # The previous revision's figures are all a bake in progress has to compare with
-    # until its verdict: the new revision's own are journalled only with the verdict.
-    before = bake.get("previous_figures")
+
+    def said(figures: dict[str, Any] | None) -> str:
+        if not figures:
+            return "no figures yet"
+        return (
+            f"{_figure(figures, 'requests')} requests, error ratio "
+            f"{_figure(figures, 'error_ratio')}, latency {_latency(figures)}"
+        )
+
     compared = (
-        f"; previous revision: {_figure(before, 'requests')} requests, error ratio "
-        f"{_figure(before, 'error_ratio')}, latency {_latency(before)}"
-        if before
-        else "; no figures of the previous revision"
+        f"; so far {said(bake.get('figures'))}; "
+        f"previous revision {said(bake.get('previous_figures'))}"
     )
     return (
         "baking",

@@ -365,7 +365,8 @@ def _wait_link(link: Path, want: str, timeout: float) -> float:
 
 def test_a_baking_model_does_not_hold_up_another(tmp_path: Path, bucket: Path) -> None:
     """While ranker bakes a 60 s window in a running daemon, a revision published for a
-    second model is activated within seconds, bytes and link, with ranker still baking."""
+    second model is activated within seconds, bytes and link, with ranker still baking
+    (its figures so far in /status)."""
     store, other = tmp_path / "store", tmp_path / "bucket" / "other"
     with serving() as (server, url):
         config = _config(tmp_path, store, bucket, url, "60s")
@@ -386,7 +387,13 @@ def test_a_baking_model_does_not_hold_up_another(tmp_path: Path, bucket: Path) -
             daemon.wait_http()
             put_revision(other, 2, model_files(12), model="other")
             took = _wait_link(store / "other" / "current", "2", 10)
-            ranker = _status_of(daemon, "ranker")
+            server.traffic(2, 50, 0.0, 0.01)
+            deadline = time.monotonic() + 10
+            while ((ranker := _status_of(daemon, "ranker"))["bake"]["figures"] or {}).get(
+                "requests", 0
+            ) < 50:
+                assert time.monotonic() < deadline, ranker["bake"]
+                time.sleep(0.1)
         finally:
             assert daemon.stop() == 0
     assert took < 10

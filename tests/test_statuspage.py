@@ -288,6 +288,7 @@ def _live_model(name: str, baking: bool) -> dict[str, object]:
         "verdict": "baking",
         "reason": "",
         "previous_figures": _figures(1000, 0.01, 0.010),
+        "figures": _figures(600, 0.012, 0.011),
     }
     return {
         "name": name,
@@ -301,9 +302,10 @@ def _live_model(name: str, baking: bool) -> dict[str, object]:
 
 
 def test_the_bake_in_a_browser(tmp_path: Path, browser: object) -> None:
-    """In Chromium: a revision that passed smoke and bakes shows the time left and the
-    previous revision's figures; one that failed its bake shows the verdict and its
-    figures beside the previous revision's. The screenshot is docs/bake.md's picture."""
+    """In Chromium: a revision that passed smoke and bakes shows the time left and its
+    figures so far beside the previous revision's; one that failed its bake shows the
+    verdict and its figures beside the previous revision's. The screenshot is
+    docs/bake.md's picture."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -317,9 +319,10 @@ def test_the_bake_in_a_browser(tmp_path: Path, browser: object) -> None:
     baking_text, failed_text = texts
     assert "passed (4 requests)" in baking_text
     assert "180 s left, until 2026-12-05T09:05:00Z" in baking_text
-    assert "previous revision: 1,000 requests, error ratio 1.00 %, latency mean 10.0 ms" in (
-        baking_text
-    )
+    assert (
+        "so far 600 requests, error ratio 1.20 %, latency mean 11.0 ms; "
+        "previous revision 1,000 requests, error ratio 1.00 %, latency mean 10.0 ms"
+    ) in baking_text
     section = browser.find_element(By.ID, "model-scorer")
     verdicts = section.find_element(By.XPATH, ".//tr[th='bake verdict']").text
     assert verdicts.split() == ["bake", "verdict", "live", "failed", "-"]
