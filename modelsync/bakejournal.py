@@ -44,6 +44,8 @@ class Baking:
     # "failed" once the verdict is taken and the rollback under way.
     verdict: str = ""
     reason: str = ""
+    # The new revision's figures at the last scrape: what the status page shows mid-bake.
+    figures: WindowFigures | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -57,11 +59,12 @@ class Baking:
             ),
             "verdict": self.verdict,
             "reason": self.reason,
+            "figures": self.figures.model_dump() if self.figures else None,
         }
 
     @classmethod
     def from_doc(cls, doc: Any) -> Baking:
-        figures = doc.get("previous_figures")
+        figures, now = doc.get("previous_figures"), doc.get("figures")
         return cls(
             version=int(doc["version"]),
             previous=int(doc["previous"]),
@@ -71,6 +74,7 @@ class Baking:
             previous_figures=None if figures is None else WindowFigures.model_validate(figures),
             verdict=str(doc.get("verdict", "")),
             reason=str(doc.get("reason", "")),
+            figures=None if now is None else WindowFigures.model_validate(now),
         )
 
 

@@ -72,8 +72,21 @@ def bake_line(model: dict[str, Any]) -> tuple[str, str] | None:
         return None
     if bake["verdict"] == "failed":
         return ("bake failed", f"version {bake['version']}: rolling back: {bake['reason']}")
+
+    def said(figures: dict[str, Any] | None) -> str:
+        if not figures:
+            return "no figures yet"
+        return (
+            f"{_figure(figures, 'requests')} requests, error ratio "
+            f"{_figure(figures, 'error_ratio')}, latency {_latency(figures)}"
+        )
+
+    compared = (
+        f"; so far {said(bake.get('figures'))}; "
+        f"previous revision {said(bake.get('previous_figures'))}"
+    )
     return (
         "baking",
         f"version {bake['version']} (previous {bake['previous']}): "
-        f"{bake['remaining_s']:g} s left, until {bake['ends_at']}",
+        f"{bake['remaining_s']:g} s left, until {bake['ends_at']}{compared}",
     )

@@ -130,6 +130,7 @@ def _bake(report: dict[str, Any], ms: ModelStore, model: ModelConfig, now: float
             "previous_figures": (
                 baking.previous_figures.model_dump() if baking.previous_figures else None
             ),
+            "figures": baking.figures.model_dump() if baking.figures else None,
         }
         if baking is not None and model.bake is not None
         else None

@@ -208,12 +208,12 @@ def _smoke_cell(revision: dict[str, Any]) -> str:
     """The smoke verdict of one revision, beside its offline metrics."""
     smoke = (revision.get("live") or {}).get("smoke")
     if not smoke:
-        return "<td class='muted'>-</td>"
+        return "<td class='num muted'>-</td>"
     verdict = smoke["verdict"]
     text = f"{verdict} ({smoke['requests']} requests)" if verdict == "passed" else verdict
     if smoke.get("reason"):
         text += f": {smoke['reason']}"
-    return f"<td class='{'below' if verdict == 'failed' else ''}'>{_e(text)}</td>"
+    return f"<td class='num{' below' if verdict == 'failed' else ''}'>{_e(text)}</td>"
 
 
 def _refused(model: dict[str, Any]) -> str:

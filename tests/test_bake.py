@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +43,8 @@ class Server:
     counters: dict[int, list[float]] = field(default_factory=dict)  # ok, failed, seconds
     lock: threading.Lock = field(default_factory=threading.Lock)
     metrics_up: bool = True
+    metrics_hang: threading.Event = field(default_factory=threading.Event)
+    metrics_release: threading.Event = field(default_factory=threading.Event)
 
     def traffic(self, version: int, requests: int, fail_ratio: float, latency: float) -> None:
         with self.lock:
@@ -54,6 +58,8 @@ class Server:
         if path == "/metrics":
             if not self.metrics_up:
                 return 503, b"down"
+            if self.metrics_hang.is_set():
+                self.metrics_release.wait(60)  # accepted, never answered while held
             lines = ["# TYPE model_infer_request_success_total counter"]
             with self.lock:
                 for v, (ok, bad, secs) in sorted(self.counters.items()):
@@ -339,3 +345,104 @@ def test_status_page_and_metrics_show_the_bake(tmp_path: Path, bucket: Path) -> 
     assert registry.get_sample_value(
         "modelsync_bake_error_ratio", {"model": "ranker", "revision": "new"}
     ) == pytest.approx(0.2)
+
+
+def _status_of(daemon: DaemonProcess, name: str) -> dict[str, Any]:
+    code, body = daemon.http("GET", "/status")
+    assert code == 200, body
+    return next(m for m in json.loads(body)["models"] if m["name"] == name)
+
+
+def _wait_link(link: Path, want: str, timeout: float) -> float:
+    """Seconds until ``link`` points at ``want``."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if link.is_symlink() and os.readlink(link) == want:
+            return time.monotonic() - began
+        time.sleep(0.05)
+    raise AssertionError(f"{link} not -> {want} within {timeout}s")
+
+
+def test_a_baking_model_does_not_hold_up_another(tmp_path: Path, bucket: Path) -> None:
+    """While ranker bakes a 60 s window in a running daemon, a revision published for a
+    second model is activated within seconds, bytes and link, with ranker still baking
+    (its figures so far in /status)."""
+    store, other = tmp_path / "store", tmp_path / "bucket" / "other"
+    with serving() as (server, url):
+        config = _config(tmp_path, store, bucket, url, "60s")
+        config.write_text(
+            config.read_text().replace('interval = "1h"', 'interval = "1s"')
+            + f'[[models]]\nname = "other"\nsource = "file://{other}"\n'
+            f'[models.confirm]\nmethod = "http"\nurl = "{url}/v/{{version}}"\n'
+            'json_field = "version"\nperiod = "50ms"\n'
+        )
+        put_revision(bucket, 1, model_files(1))
+        put_revision(other, 1, model_files(11), model="other")
+        assert run_cli("sync", "--config", str(config)).returncode == 0
+        server.traffic(1, 100, 0.0, 0.01)
+        put_revision(bucket, 2, model_files(2))
+        daemon = DaemonProcess(["--config", str(config)], tmp_path / "d.log")
+        try:
+            daemon.wait_for(lambda e: e.get("event") == "baking" and e.get("version") == 2, 30)
+            daemon.wait_http()
+            put_revision(other, 2, model_files(12), model="other")
+            took = _wait_link(store / "other" / "current", "2", 10)
+            server.traffic(2, 50, 0.0, 0.01)
+            deadline = time.monotonic() + 10
+            while ((ranker := _status_of(daemon, "ranker"))["bake"]["figures"] or {}).get(
+                "requests", 0
+            ) < 50:
+                assert time.monotonic() < deadline, ranker["bake"]
+                time.sleep(0.1)
+        finally:
+            assert daemon.stop() == 0
+    assert took < 10
+    for rel, data in model_files(12).items():
+        assert (store / "other" / "2" / rel).read_bytes() == data
+    assert os.readlink(store / "ranker" / "current") == "2"
+    assert ranker["bake"]["version"] == 2 and ranker["bake"]["verdict"] == "baking"
+    assert 0 < ranker["bake"]["remaining_s"] < 60
+
+
+def test_a_hung_metrics_endpoint_ends_the_pass_at_its_deadline(
+    tmp_path: Path, bucket: Path
+) -> None:
+    """A metrics endpoint that accepts and never answers mid-bake: each pass is cut at
+    pass_timeout (the scrape's own limit is longer), the daemon stays up serving v2, and
+    once the metrics answer again the bake is judged on a later pass (here: rolled back)."""
+    store = tmp_path / "store"
+    with serving() as (server, url):
+        hang, release = server.metrics_hang, server.metrics_release
+        config = _config(tmp_path, store, bucket, url, "3s")
+        config.write_text(
+            config.read_text()
+            .replace('interval = "1h"', 'interval = "1s"\npass_timeout = "2s"')
+            .replace("min_requests = 10", 'min_requests = 10\nscrape_timeout = "30s"')
+        )
+        put_revision(bucket, 1, model_files(1))
+        assert run_cli("sync", "--config", str(config)).returncode == 0
+        server.traffic(1, 100, 0.0, 0.01)
+        put_revision(bucket, 2, model_files(2))
+        daemon = DaemonProcess(["--config", str(config)], tmp_path / "d.log")
+        try:
+            daemon.wait_for(lambda e: e.get("event") == "baking", 30)
+            hang.set()
+            mark = len(daemon.events())
+            began = time.monotonic()
+            cut = daemon.wait_for(lambda e: "pass_timeout" in json.dumps(e), 15, after=mark)
+            cut_after = time.monotonic() - began
+            assert daemon.proc.poll() is None
+            assert os.readlink(store / "ranker" / "current") == "2"
+            server.traffic(2, 100, 0.5, 0.01)
+            hang.clear()
+            release.set()
+            refused = daemon.wait_for(lambda e: e.get("event") == "revision refused", 30)
+            assert daemon.proc.poll() is None
+        finally:
+            release.set()
+            assert daemon.stop() == 0
+    assert cut_after < 6, cut
+    assert refused["version"] == 2 and "error ratio 0.5000" in refused["reason"]
+    assert os.readlink(store / "ranker" / "current") == "1"
+    for rel, data in model_files(1).items():
+        assert (store / "ranker" / "1" / rel).read_bytes() == data

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,4 +244,92 @@ def test_render_shows_the_smoke_verdict_beside_the_metrics() -> None:
     html = render(report, "now").decode()
     row = html[html.index("<th>smoke</th>") :].split("</tr>")[0]
     assert "failed: outputs[0] = nan &lt;b&gt;" in row
-    assert "passed (4 requests)" in row and "<td class='muted'>-</td>" in row
+    assert "passed (4 requests)" in row and "<td class='num muted'>-</td>" in row
+
+
+def _figures(requests: int, error_ratio: float, latency: float) -> dict[str, object]:
+    return {
+        "requests": requests,
+        "error_ratio": error_ratio,
+        "latency_p50_s": None,
+        "latency_p99_s": None,
+        "latency_mean_s": latency,
+        "window_s": 300.0,
+    }
+
+
+def _live_model(name: str, baking: bool) -> dict[str, object]:
+    """One model of a /status report (the shape modelsync.status gives): v3 passed smoke
+    and bakes (``baking``), or v3 failed its bake and v2 is served again."""
+    smoke = {"smoke": {"verdict": "passed", "requests": 4, "reason": ""}}
+    failed = {
+        "verdict": "failed",
+        "window_s": 300.0,
+        "remaining_s": 0.0,
+        "current": _figures(1000, 0.2, 0.012),
+        "previous": _figures(1000, 0.01, 0.010),
+        "reason": "bake failed over 1000 requests: error ratio 0.2000 (previous 0.0100)",
+    }
+    v3 = {"version": 3, "role": "active" if baking else "refused"}
+    revisions: list[dict[str, Any]] = [
+        {**v3, "metrics": {"auc": 0.84}, "metadata": {}, "live": smoke},
+        {"version": 2, "role": "retained" if baking else "active", "metrics": {"auc": 0.82}},
+    ]
+    for revision in revisions:
+        revision.setdefault("metadata", {})
+        revision.setdefault("live", None)
+        revision["bake"] = None if baking or revision["version"] == 2 else failed
+    bake = {
+        "version": 3,
+        "previous": 2,
+        "started_at": "2026-12-05T09:00:00Z",
+        "ends_at": "2026-12-05T09:05:00Z",
+        "remaining_s": 180.0,
+        "verdict": "baking",
+        "reason": "",
+        "previous_figures": _figures(1000, 0.01, 0.010),
+        "figures": _figures(600, 0.012, 0.011),
+    }
+    return {
+        "name": name,
+        "server": "triton",
+        "active_version": 3 if baking else 2,
+        "revisions": revisions,
+        "gate": {},
+        "bake": bake if baking else None,
+        "refused": {} if baking else {"3": failed["reason"]},
+    }
+
+
+def test_the_bake_in_a_browser(tmp_path: Path, browser: object) -> None:
+    """In Chromium: a revision that passed smoke and bakes shows the time left and its
+    figures so far beside the previous revision's; one that failed its bake shows the
+    verdict and its figures beside the previous revision's. The screenshot is
+    docs/bake.md's picture."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    assert isinstance(browser, WebDriver)
+    browser.set_window_size(1200, 1800)  # both models whole in the picture
+    page = tmp_path / "live.html"
+    models = [_live_model("ranker", True), _live_model("scorer", False)]
+    page.write_bytes(render({"store": "/models", "models": models}, "2026-12-05T09:02:00Z"))
+    browser.get(f"file://{page}")
+    texts = [browser.find_element(By.ID, f"model-{m}").text for m in ("ranker", "scorer")]
+    baking_text, failed_text = texts
+    assert "passed (4 requests)" in baking_text
+    assert "180 s left, until 2026-12-05T09:05:00Z" in baking_text
+    assert (
+        "so far 600 requests, error ratio 1.20 %, latency mean 11.0 ms; "
+        "previous revision 1,000 requests, error ratio 1.00 %, latency mean 10.0 ms"
+    ) in baking_text
+    section = browser.find_element(By.ID, "model-scorer")
+    verdicts = section.find_element(By.XPATH, ".//tr[th='bake verdict']").text
+    assert verdicts.split() == ["bake", "verdict", "live", "failed", "-"]
+    errors = section.find_element(By.XPATH, ".//tr[th='error ratio (bake)']").text
+    assert "20.00 %" in errors and "prev 1.00 %" in errors
+    assert "error ratio 0.2000 (previous 0.0100)" in failed_text
+    shot = tmp_path / "status-page-live.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if os.environ.get("MODELSYNC_SCREENSHOT_DIR"):  # refresh docs/bake.md's picture by hand
+        shutil.copy(shot, Path(os.environ["MODELSYNC_SCREENSHOT_DIR"]) / "status-page-live.png")

@@ -160,6 +160,9 @@ def step(ctx: PassContext) -> bool:
             config, "baking", current, baking.previous_figures, remaining=left
         )
         ctx.result.wake_in = left if left > 0 else _RETRY_SCRAPE_S
+        if sample is not None:
+            baking.figures = current
+            journal.save()
         ctx.log.debug("baking", version=baking.version, remaining_s=round(left, 1))
         ctx.settle_unchanged()
         return True
