@@ -15,13 +15,12 @@ import binascii
 import json
 import re
 import threading
-from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from modelsync.events.match import ObjectEvent
+from modelsync.events.match import ObjectEvent, event_time
 from modelsync.events.source import Delivery, EventSourceError
 from modelsync.units import Duration
 
@@ -54,17 +53,6 @@ class AzureQueueOptions(BaseModel):
         return self
 
 
-def _time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    # Event Grid writes seven fractional digits; fromisoformat takes at most six.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 def _event(doc: Any) -> ObjectEvent | None:
     if not isinstance(doc, dict):
         raise ValueError("an event that is not a JSON object")
@@ -82,7 +70,7 @@ def _event(doc: Any) -> ObjectEvent | None:
     if not isinstance(data, dict):
         data = {}
     identity = f"{doc.get('id', '')}/{data.get('eTag', '')}/{data.get('sequencer', '')}"
-    when = _time(doc.get("eventTime", doc.get("time")))
+    when = event_time(doc.get("eventTime", doc.get("time")))
     return ObjectEvent(f"{account[1]}/{found[1]}", unquote(found[2]), when, identity)
 
 

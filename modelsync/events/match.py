@@ -8,8 +8,10 @@ decide, so waking for them would only cost requests.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from modelsync.manifest import MANIFEST_NAME, parse_version
@@ -17,7 +19,7 @@ from modelsync.manifest import MANIFEST_NAME, parse_version
 if TYPE_CHECKING:  # config.py imports this package
     from modelsync.config import ModelConfig
 
-__all__ = ["Hit", "Matcher", "ObjectEvent"]
+__all__ = ["Hit", "Matcher", "ObjectEvent", "event_time"]
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,16 @@ class Matcher:
             if version is not None and name == marker:
                 hits.append(Hit(model.name, version))
         return hits
+
+
+def event_time(text: Any) -> float | None:
+    """An event's RFC 3339 time as a Unix time; None when it is missing or not a time
+    (the time only feeds the wake-up latency metric, never a decision)."""
+    if not isinstance(text, str):
+        return None
+    # Event Grid writes seven fractional digits; fromisoformat takes at most six.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None

@@ -17,12 +17,10 @@ import json
 import re
 import threading
 import time
-from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from modelsync.events.match import ObjectEvent
+from modelsync.events.match import ObjectEvent, event_time
 from modelsync.events.source import Delivery, EventSourceError
 from modelsync.units import Duration
 
@@ -55,16 +53,6 @@ class PubSubOptions(BaseModel):
         return self
 
 
-def _time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 def parse(body: bytes) -> list[ObjectEvent]:
     """The object a notification announces (none for other event types); raises
     ValueError when the message does not carry GCS's notification attributes."""
@@ -83,7 +71,7 @@ def parse(body: bytes) -> list[ObjectEvent]:
     if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
         raise ValueError("an OBJECT_FINALIZE notification without bucketId and objectId")
     identity = str(attributes.get("objectGeneration", ""))
-    return [ObjectEvent(bucket, key, _time(attributes.get("eventTime")), identity)]
+    return [ObjectEvent(bucket, key, event_time(attributes.get("eventTime")), identity)]
 
 
 def _envelope(attributes: dict[str, str], data: bytes) -> bytes:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from modelsync.events.match import ObjectEvent
+from modelsync.events.match import ObjectEvent, event_time
 from modelsync.events.source import Delivery, EventSourceError
 from modelsync.units import Duration
 
@@ -56,15 +55,6 @@ class SqsOptions(BaseModel):
         return self
 
 
-def _time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def _s3_record(record: Any) -> ObjectEvent:
     if not isinstance(record, dict) or not str(record.get("eventName", "")).startswith(
         "ObjectCreated:"
@@ -79,7 +69,7 @@ def _s3_record(record: Any) -> ObjectEvent:
     if not isinstance(bucket, str):
         raise ValueError("an S3 record whose bucket name is not a string")
     identity = f"{obj.get('eTag', '')}/{obj.get('sequencer', '')}/{obj.get('versionId', '')}"
-    return ObjectEvent(bucket, key, _time(record.get("eventTime")), identity)
+    return ObjectEvent(bucket, key, event_time(record.get("eventTime")), identity)
 
 
 def parse(body: bytes) -> list[ObjectEvent]:
@@ -110,7 +100,7 @@ def parse(body: bytes) -> list[ObjectEvent]:
         if not isinstance(bucket, str) or not isinstance(key, str):
             raise ValueError("an EventBridge event whose bucket or key is not a string")
         identity = f"{obj.get('etag', '')}/{obj.get('sequencer', '')}"
-        return [ObjectEvent(bucket, key, _time(doc.get("time")), identity)]
+        return [ObjectEvent(bucket, key, event_time(doc.get("time")), identity)]
     records = doc.get("Records")
     if not isinstance(records, list) or not records:
         raise ValueError("no Records")
