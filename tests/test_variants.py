@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.variants.core import Record, Result, Trial
+from bench.variants.hostile import _pointer, hostile_manifest
 from bench.variants.runner import CLASSES, main, plan, summary
-from bench.variants.world import Endpoints
+from bench.variants.world import Endpoints, files_for
 from tests.oracle import MANIFEST, SIGNATURE, Policy, check_served
 
 KEY = Ed25519PrivateKey.generate()
@@ -149,3 +151,17 @@ def test_trial_that_broke_before_the_fixes_holds(
 ) -> None:
     """Each of these trials found an invariant broken before the issue-21 fixes."""
     assert _run(cls, seed, tmp_path) == [], why
+
+
+def test_every_generated_hostile_input_builds() -> None:
+    """The hostile generator itself never trips over its own mutations (a "files" mutation
+    that turned the list into a dict before a "size" mutation picked an entry was a
+    harness error in CI, seed 154431509): 2,000 manifests and pointers are generated,
+    each is bytes the daemon has to refuse."""
+    for seed in range(2000):
+        rng = random.Random(seed)
+        version = rng.choice([2, 2**63 - 1, 1795444309123456789])
+        raw, said = hostile_manifest(rng, files_for(rng, version), version, gated=seed % 2 == 0)
+        assert isinstance(raw, bytes) and raw and said
+        pointer, how = _pointer(rng, 1)
+        assert isinstance(pointer, bytes) and how

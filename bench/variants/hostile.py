@@ -157,6 +157,9 @@ def hostile_manifest(
     kinds = rng.sample(sorted(MUTATIONS), rng.randint(1, 3))
     if set(kinds) <= _MAYBE_FINE:
         kinds.append(rng.choice(sorted(set(MUTATIONS) - _MAYBE_FINE)))
+    # "files" can turn the list into a dict or a string, or drop an entry's path: the
+    # mutations that pick an entry (size, sha256) must run before it, not trip on it.
+    kinds.sort(key=lambda kind: kind == "files")
     said = [MUTATIONS[k](doc, rng, raw) for k in kinds]
     text = json.dumps(doc)
     for key, value in raw.items():
