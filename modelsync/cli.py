@@ -229,7 +229,8 @@ def cli(log_level: str, log_format: str) -> None:
     "--sign-key",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Private key (PEM). Ed25519: upload a signature of the manifest; EC "
-    "(P-256/384/521): upload an OpenSSF Model Signing model.sig instead of a manifest.",
+    "(P-256/384/521): upload an OpenSSF Model Signing model.sig (signed as "
+    "<model>-<version>) instead of a manifest.",
 )
 @click.option(
     "--sign-cert",

@@ -92,14 +92,34 @@ class VerifyConfig(_Strict):
     oms_keys: tuple[Path, ...] = ()
     # OMS certificate method: PEM root certificates the signing chain must lead to.
     oms_roots: tuple[Path, ...] = ()
-    # The model name the OMS statement must carry; {model} and {version} are filled in,
-    # "" accepts any (the bucket path and the keys alone then bind the revision).
-    oms_subject: str = "{model}"
+    # The name the OMS statement must carry ({model} and {version} are filled in): the
+    # signed directory's name, the only place an OMS signature can name a version. The
+    # default binds both; "{model}" (or "" for any name) is an opt-out for pipelines
+    # that cannot name the directory, and leaves the version unbound (docs/signing.md).
+    oms_subject: str = "{model}-{version}"
 
     @property
     def oms(self) -> bool:
         """Whether model.sig bundles are read for this model."""
         return bool(self.oms_keys or self.oms_roots)
+
+    @property
+    def oms_version_bound(self) -> bool:
+        """Whether an OMS signature binds the version (``oms_subject`` names it)."""
+        return "{version}" in self.oms_subject
+
+    def oms_unbound_warning(self) -> str | None:
+        """What an operator must know when OMS signatures do not bind the version
+        (None when they do, or when no model.sig is read)."""
+        if not self.oms or self.oms_version_bound:
+            return None
+        return (
+            f"verify.oms_subject = {self.oms_subject!r} does not name {{version}}: an OMS "
+            "signature does not bind the version, so a bucket writer without the key can "
+            "copy an older signed revision under a newer number; only a replay of a "
+            'version this host admitted is refused (set oms_subject = "{model}-{version}" '
+            "and sign the directory as <model>-<version>/)"
+        )
 
     @model_validator(mode="after")
     def _keys_load(self) -> VerifyConfig:

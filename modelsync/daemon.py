@@ -328,6 +328,7 @@ class Daemon:
                     "must watch the directory itself",
                     model=model.name,
                 )
+            self._warn_unbound(model)
         failure: str | None = None
         try:
             failure = self._loop()
@@ -448,6 +449,7 @@ class Daemon:
             if name not in old:
                 self._log.info("model added", model=name)
                 self._start_worker(model)
+                self._warn_unbound(model)
             elif model != old[name]:
                 if model.source != old[name].source:
                     self._stop_worker(name)
@@ -456,9 +458,18 @@ class Daemon:
                     slot = self._scheduler.get(name)
                     if slot is not None:
                         slot.model = model
+                if model.verify != old[name].verify:
+                    self._warn_unbound(model)
             self._scheduler.trigger(name)
         self._push.reload(self.config, default_identity(self.config.identity))
         self._log.info("config reloaded", models=sorted(fresh), trigger=trigger)
+
+    def _warn_unbound(self, model: ModelConfig) -> None:
+        """Say once (at start-up, or when a reload changes it) that the model's OMS
+        signatures do not bind the version: the opt-out weakens what they protect."""
+        warning = model.verify.oms_unbound_warning()
+        if warning is not None:
+            self._log.warning(warning, model=model.name)
 
     def _shutdown(self) -> None:
         self._stopping.set()

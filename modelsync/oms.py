@@ -19,6 +19,7 @@ produce a ``model.sig`` import it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -65,6 +66,12 @@ class SignedFiles:
     files: Mapping[str, str]
     signer: str
 
+    def fingerprint(self) -> str:
+        """sha256 of the sorted (path, digest) list: equal for two statements that sign
+        the same files with the same bytes, whatever their names or signers."""
+        listed = json.dumps(sorted(self.files.items()), separators=(",", ":"))
+        return hashlib.sha256(listed.encode()).hexdigest()
+
 
 def expected_subject(template: str, model: str, version: int) -> str:
     """The subject name a revision's statement must carry ("" when not checked)."""
@@ -78,11 +85,13 @@ def verify(
     keys: Sequence[Path] = (),
     roots: Sequence[Path] = (),
     subject: str = "",
+    subject_hint: str = "verify.oms_subject",
     now: datetime | None = None,
 ) -> SignedFiles:
     """Verify ``bundle`` under any of ``keys`` (key method) or chained to ``roots``
     (certificate method); RefusedError (one line starting with ``where``) if it does
-    not hold, names a file unsafely, or its subject is not ``subject`` (when set)."""
+    not hold, names a file unsafely, or its subject is not ``subject`` (when set;
+    ``subject_hint`` closes that line: what the operator should do)."""
     if len(bundle) > MAX_BUNDLE_BYTES:
         raise RefusedError(f"{where}: bundle is over {MAX_BUNDLE_BYTES} bytes")
     from model_signing._signing import sign_sigstore_pb
@@ -105,7 +114,7 @@ def verify(
         signed, signer = _verify_certificate(signature, where, roots, now or datetime.now(UTC))
     else:
         signed, signer = _verify_key(signature, where, keys)
-    return _signed_files(signed, where, subject, signer)
+    return _signed_files(signed, where, subject, subject_hint, signer)
 
 
 def check_files(signed: SignedFiles, entries: Sequence[FileEntry], where: str) -> None:
@@ -182,7 +191,9 @@ def _verify_certificate(
     return manifest, f"certificate {certs[0].subject.rfc4514_string()}"
 
 
-def _signed_files(manifest: Any, where: str, subject: str, signer: str) -> SignedFiles:
+def _signed_files(
+    manifest: Any, where: str, subject: str, subject_hint: str, signer: str
+) -> SignedFiles:
     params = manifest.serialization_type
     if params.get("method") != "files" or params.get("hash_type") != "sha256":
         raise RefusedError(
@@ -191,7 +202,7 @@ def _signed_files(manifest: Any, where: str, subject: str, signer: str) -> Signe
         )
     if subject and manifest.model_name != subject:
         raise RefusedError(
-            f"{where}: signs model {manifest.model_name!r}, not {subject!r} (verify.oms_subject)"
+            f"{where}: signs {manifest.model_name!r}, not {subject!r} ({subject_hint})"
         )
     files: dict[str, str] = {}
     for descriptor in manifest.resource_descriptors():

@@ -76,7 +76,8 @@ def publish(
     Files go first, then the signature (with ``sign_key``), the manifest last: a
     reader never sees a half revision as complete. With an EC ``sign_key`` the
     revision is an OpenSSF Model Signing one: files first, ``model.sig`` last (with
-    ``sign_cert`` and ``sign_chain``: the certificate method), no manifest. An
+    ``sign_cert`` and ``sign_chain``: the certificate method), no manifest, its
+    statement named ``<model>-<version>`` (binding both, docs/signing.md). An
     existing complete version is never overwritten, and the last object is written
     create-only where the store has such a write, so two publishers cannot both
     complete one version.
@@ -133,9 +134,14 @@ def publish(
         if oms:
             assert sign_key is not None
             # Signed before any upload: a key that does not match its certificate
-            # fails here, not after the files went up.
+            # fails here, not after the files went up. Named <model>-<version>, what
+            # the default verify.oms_subject expects: the signature binds the version.
             last_bytes = sign_oms(
-                manifest.files, model, sign_key, certificate=sign_cert, chain=sign_chain
+                manifest.files,
+                f"{model}-{version}",
+                sign_key,
+                certificate=sign_cert,
+                chain=sign_chain,
             )
         log.info("publishing", files=len(manifest.files), bytes=manifest.total_size)
 

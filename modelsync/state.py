@@ -25,6 +25,7 @@ from modelsync.verdicts import LiveChecks
 __all__ = [
     "HISTORY_KEEP",
     "LIVE_KEEP",
+    "OMS_ADMITTED_KEEP",
     "ChannelInfo",
     "ChannelMark",
     "HistoryEvent",
@@ -101,6 +102,9 @@ class Waiting:
 HISTORY_KEEP = 100
 # Revisions whose live checks are kept (the newest versions).
 LIVE_KEEP = 10
+# OMS revisions whose signed file list is remembered (the newest versions): ~80 bytes
+# each in the state file, so about 80 KB at most.
+OMS_ADMITTED_KEEP = 1000
 # A state file is tens of KiB (the history keeps HISTORY_KEEP events of at most 1000
 # characters); more is not a file modelsync wrote.
 STATE_LIMIT = 4 << 20
@@ -150,6 +154,18 @@ class ModelState:
     gate: Verdict | None = None
     # What the live checks said of the newest revisions that loaded (modelsync.verdicts).
     live_checks: dict[int, LiveChecks] = field(default_factory=dict)
+    # The fingerprint of the files each OMS revision admitted here signs (SignedFiles.
+    # fingerprint): when oms_subject does not bind the version, the same files under
+    # another version are a replay (modelsync.sync.policy.oms_revision). Newest
+    # OMS_ADMITTED_KEEP versions.
+    oms_admitted: dict[int, str] = field(default_factory=dict)
+
+    def record_oms(self, version: int, fingerprint: str) -> None:
+        """Remember what OMS revision ``version`` signs (saved with the state by the
+        caller); only the newest OMS_ADMITTED_KEEP versions are kept."""
+        self.oms_admitted[version] = fingerprint
+        for stale in sorted(self.oms_admitted)[:-OMS_ADMITTED_KEEP]:
+            del self.oms_admitted[stale]
 
     def record_live(self, version: int, checks: LiveChecks) -> None:
         """Keep ``version``'s live checks (a check not in ``checks`` keeps its
@@ -194,11 +210,19 @@ class ModelState:
         del state.history[:-HISTORY_KEEP]
         for stale in sorted(state.live_checks)[:-LIVE_KEEP]:
             del state.live_checks[stale]
+        for stale in sorted(state.oms_admitted)[:-OMS_ADMITTED_KEEP]:
+            del state.oms_admitted[stale]
         marks = state.channel_marks.values()
         numbers = [n for m in marks for n in (m.seq, m.stable, m.stable_seq) if n is not None]
         if not all(0 <= n <= MAX_VERSION for n in numbers):
             raise StoreError(f"{path}: malformed state file (channel_marks); move it aside")
-        versions = [*state.refused, *state.unknown, *state.live_checks, state.pinned]
+        versions = [
+            *state.refused,
+            *state.unknown,
+            *state.live_checks,
+            *state.oms_admitted,
+            state.pinned,
+        ]
         for version in [*versions, *_pending(state)]:
             if version is not None and not 0 < version <= MAX_VERSION:
                 raise StoreError(f"{path}: malformed state file (version {version}); move it aside")
@@ -210,6 +234,7 @@ class ModelState:
         doc["unknown"] = {str(k): v for k, v in sorted(self.unknown.items())}
         doc["refused_metrics"] = {str(k): v for k, v in sorted(self.refused_metrics.items())}
         doc["manifests"] = {str(k): v for k, v in sorted(self.manifests.items())}
+        doc["oms_admitted"] = {str(k): v for k, v in sorted(self.oms_admitted.items())}
         doc["live_checks"] = {
             str(k): v.model_dump(mode="json", exclude_none=True)
             for k, v in sorted(self.live_checks.items())
@@ -223,7 +248,14 @@ def _with_int_keys(doc: Any) -> Any:
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
     doc = {k: v for k, v in doc.items() if k in ModelState.__dataclass_fields__}
-    for key in ("refused", "unknown", "refused_metrics", "manifests", "live_checks"):
+    for key in (
+        "refused",
+        "unknown",
+        "refused_metrics",
+        "manifests",
+        "live_checks",
+        "oms_admitted",
+    ):
         value = doc.get(key, {})
         if not isinstance(value, dict) or not all(k.isdigit() for k in value):
             raise ValueError(f"{key}: not a map of versions")

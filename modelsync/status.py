@@ -92,6 +92,7 @@ def model_status(store: Store, model: ModelConfig, now: float) -> dict[str, Any]
         max_age_seconds=model.max_age,
         gate=dict(sorted(model.gate.items())),
         gates=_gates(model, state),
+        verification=_verification(model),
         revisions=_revisions(ms, active, state),
         history=[{**dataclasses.asdict(e), "at": rfc3339(e.at)} for e in reversed(state.history)],
     )
@@ -110,6 +111,23 @@ def _gates(model: ModelConfig, state: ModelState) -> dict[str, Any] | None:
         "baseline": gates.baseline,
         "if_missing": gates.if_missing,
         "last": state.gate.as_dict() if state.gate is not None else None,
+    }
+
+
+def _verification(model: ModelConfig) -> dict[str, Any] | None:
+    """How revisions are authenticated, and what the signature binds (None when
+    nothing is verified): an OMS opt-out that leaves the version unbound is visible."""
+    settings = model.verify
+    if not (settings.public_keys or settings.oms):
+        return None
+    return {
+        "public_keys": len(settings.public_keys),
+        "oms_keys": len(settings.oms_keys),
+        "oms_roots": len(settings.oms_roots),
+        "require_signature": settings.require_signature,
+        "oms_subject": settings.oms_subject if settings.oms else None,
+        "oms_version_bound": settings.oms_version_bound if settings.oms else None,
+        "warning": settings.oms_unbound_warning(),
     }
 
 

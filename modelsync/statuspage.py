@@ -67,6 +67,8 @@ def _badges(model: dict[str, Any]) -> str:
         out.append(("warn", f"pinned to {model['pinned']}"))
     if model.get("confirmed") is False:
         out.append(("warn", "not confirmed by the server yet"))
+    if (model.get("verification") or {}).get("oms_version_bound") is False:
+        out.append(("warn", "version not bound by its signature"))
     channel = model.get("channel") or {}
     if channel.get("halted"):
         out.append(("bad", f"canary {channel.get('canary')} halted"))
@@ -129,6 +131,8 @@ def _summary(model: dict[str, Any]) -> str:
         )
     if model.get("off_channel"):
         pairs.append(("not on the channel's version", model["off_channel"]))
+    if (verification := model.get("verification") or {}).get("warning"):
+        pairs.append(("signatures", verification["warning"]))
     if (baking := bake_line(model)) is not None:
         pairs.append(baking)
     return f"<table>{_rows(pairs)}</table>"

@@ -95,10 +95,13 @@ def admit(
             if digest != (fetched or journalled):
                 raise RefusedError(f"{where}: manifest is not the one fetched from the bucket")
         bundle = _read(tree / OMS_NAME, MAX_BUNDLE_BYTES, where) if model.verify.oms else None
+        signed_files: str | None = None
         if bundle is not None:
             from modelsync.sync.policy.oms_revision import check_oms_tree
 
-            manifest = check_oms_tree(model, where, version, raw, bundle)
+            manifest, signed_files = check_oms_tree(
+                model, where, version, raw, bundle, ctx.state.oms_admitted
+            )
         else:
             signature = _read(tree / SIGNATURE_NAME, MAX_SIGNATURE_BYTES, where)
             check_signature(model, f"{where}: {SIGNATURE_NAME}", raw, signature)
@@ -116,6 +119,9 @@ def admit(
         raise RefusedError(f"{where}: does not equal its manifest: {problems[0]}{more}")
     if road == DOWNLOAD:
         ctx.state.manifests[version] = digest  # saved with the activation's journal
+    if signed_files is not None:
+        # Any road: a revision admitted before this record existed gets one too.
+        ctx.state.record_oms(version, signed_files)
     return Admitted(version, tree, digest, road, ADMISSION_TICKET)
 
 

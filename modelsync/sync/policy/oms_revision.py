@@ -10,15 +10,20 @@ is a manifest derived from the signed list plus the bundle itself, so admission
 verifies the bundle again against the keys and roots configured at that moment and
 checks that the manifest lists exactly what it signs.
 
-Binding: the statement names files and a model name, not a version. The model is
-bound by the bucket path (``<source>/<version>/``), the keys configured for this
-model, and the statement's model name (``verify.oms_subject``, the model's name by
-default); a version is bound only if ``oms_subject`` names ``{version}``.
+Binding: the statement names files and one name (the signed directory's), no
+version field. By default (``verify.oms_subject = "{model}-{version}"``) that name
+must be ``<model>-<version>``, so the signature itself binds both: a signed revision
+copied under another model or another number is refused before any file is fetched.
+With an opt-out that leaves ``{version}`` out, the signature binds no version, and
+all that is left is refusing a *replay*: a statement that signs exactly the files of
+a revision this host admitted under another version (``ModelState.oms_admitted``,
+recorded by admission). A replay of a revision this host never admitted passes.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 from modelsync.config import ModelConfig
 from modelsync.errors import RefusedError
@@ -45,6 +50,7 @@ def _candidate(
 ) -> Candidate:
     model = ctx.model
     signed = _verify(model, where, version, bundle)
+    _check_replay(model, where, version, signed, ctx.state.oms_admitted)
     listing = call_with_retry(
         functools.partial(source.list_objects, version, ctx.cancel),
         ctx.retry,
@@ -74,14 +80,42 @@ def _candidate(
 
 
 def check_oms_tree(
-    model: ModelConfig, where: str, version: int, raw: bytes, bundle: bytes
-) -> Manifest:
+    model: ModelConfig,
+    where: str,
+    version: int,
+    raw: bytes,
+    bundle: bytes,
+    admitted: Mapping[int, str],
+) -> tuple[Manifest, str]:
     """Admission of a local tree carrying ``model.sig``: the bundle holds under today's
-    keys and roots, and the manifest beside it lists exactly the files it signs."""
+    keys and roots, is no replay of another version in ``admitted``, and the manifest
+    beside it lists exactly the files it signs. Returns the manifest and the signed
+    files' fingerprint (for the caller to record once the tree is admitted)."""
     manifest = check_manifest(model, where, version, raw)
     signed = _verify(model, f"{where}: {OMS_NAME}", version, bundle)
+    _check_replay(model, f"{where}: {OMS_NAME}", version, signed, admitted)
     check_files(signed, manifest.files, where)
-    return manifest
+    return manifest, signed.fingerprint()
+
+
+def _check_replay(
+    model: ModelConfig, where: str, version: int, signed: SignedFiles, admitted: Mapping[int, str]
+) -> None:
+    """RefusedError if the signature does not bind the version and it signs exactly
+    the files of another version this host admitted (a copy under a new number)."""
+    if model.verify.oms_version_bound:
+        return  # the signed name carries the version: a copy fails the subject check
+    fingerprint = signed.fingerprint()
+    if admitted.get(version) == fingerprint:
+        return  # this very revision, admitted here before (a rollback, a recovery)
+    earlier = sorted(v for v, f in admitted.items() if f == fingerprint and v != version)
+    if earlier:
+        raise RefusedError(
+            f"{where}: replay of version {earlier[-1]}: signs exactly the files this host "
+            f"admitted as version {earlier[-1]} (verify.oms_subject = "
+            f"{model.verify.oms_subject!r} does not bind the version; sign the directory as "
+            f'{model.name}-{version}/ and set oms_subject = "{{model}}-{{version}}")'
+        )
 
 
 def _more(paths: list[str]) -> str:
@@ -90,10 +124,14 @@ def _more(paths: list[str]) -> str:
 
 def _verify(model: ModelConfig, where: str, version: int, bundle: bytes) -> SignedFiles:
     settings = model.verify
+    subject = expected_subject(settings.oms_subject, model.name, version)
+    named = [word for word in ("model", "version") if f"{{{word}}}" in settings.oms_subject]
+    binds = f"binds {' and '.join(named)}" if named else "binds the name"
     return verify(
         bundle,
         where,
         keys=settings.oms_keys,
         roots=settings.oms_roots,
-        subject=expected_subject(settings.oms_subject, model.name, version),
+        subject=subject,
+        subject_hint=f"verify.oms_subject {binds}; sign the directory as {subject}/",
     )
