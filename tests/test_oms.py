@@ -1,6 +1,7 @@
 """OpenSSF Model Signing (model.sig): revisions signed by the upstream `model_signing`
 CLI are served, tampered ones refused before any payload byte leaves the bucket
-(counted at the fault proxy), and bundles modelsync makes verify upstream."""
+(counted at the fault proxy), bundles modelsync makes verify upstream, and the
+signature binds model and version unless the operator opts out."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from modelsync.errors import RefusedError
 from modelsync.oms import OMS_NAME, verify
 from tests.backends import GcsBackend
+from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultProxy
 from tests.helpers import model_files, run_cli, snapshot, write_tree
 from tests.pki import ec_key, pki
@@ -32,8 +34,14 @@ def upstream(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def signed_tree(root: Path, seed: int, method: list[str | Path], name: str = MODEL) -> Path:
-    """A model directory named ``name`` signed in place by the upstream CLI."""
+def named(version: int) -> str:
+    """The directory name the default verify.oms_subject expects for ``version``."""
+    return f"{MODEL}-{version}"
+
+
+def signed_tree(root: Path, seed: int, method: list[str | Path], name: str) -> Path:
+    """A model directory named ``name`` signed in place by the upstream CLI (which
+    names the statement's subject after the directory)."""
     tree = write_tree(root / f"src{seed}" / name, model_files(seed))
     out = upstream("sign", *method[:1], tree, *method[1:], "--signature", tree / OMS_NAME)
     assert out.returncode == 0, out.stderr
@@ -109,7 +117,7 @@ def test_upstream_key_signed_revision_is_served(tmp_path: Path, keys: Keys, curv
     """A revision signed with `model_signing sign key` (each OMS curve) syncs byte for byte."""
     keys.key, keys.pub = ec_key(tmp_path, f"k{curve}", curve)
     bucket = FileBucket(tmp_path, keys)
-    tree = signed_tree(tmp_path, 1, keys.by_key())
+    tree = signed_tree(tmp_path, 1, keys.by_key(), named(7))
     bucket.put(7, tree)
     out = bucket.sync()
     assert out.returncode == 0, out.stderr
@@ -123,7 +131,7 @@ def test_upstream_certificate_signed_revision_is_served(tmp_path: Path, keys: Ke
     """A revision signed with `model_signing sign certificate` (leaf + intermediate,
     chained to a configured root) syncs."""
     bucket = FileBucket(tmp_path, keys)
-    bucket.put(3, signed_tree(tmp_path, 2, keys.by_cert()))
+    bucket.put(3, signed_tree(tmp_path, 2, keys.by_cert(), named(3)))
     out = bucket.sync()
     assert out.returncode == 0, out.stderr
     served = bucket.store / MODEL / "3"
@@ -137,7 +145,7 @@ def test_a_retained_copy_is_verified_again_under_todays_keys(tmp_path: Path, key
     served OMS revision no longer passes a rollback to it."""
     bucket = FileBucket(tmp_path, keys)
     for version in (1, 2):
-        bucket.put(version, signed_tree(tmp_path, version, keys.by_key()))
+        bucket.put(version, signed_tree(tmp_path, version, keys.by_key(), named(version)))
         assert bucket.sync().returncode == 0
     bucket.config.write_text(bucket.config.read_text().replace(str(keys.pub), str(keys.other_pub)))
     out = run_cli("rollback", "--config", str(bucket.config), MODEL, "--to", "1")
@@ -179,8 +187,13 @@ def _tamper(case: str, tmp: Path, keys: Keys) -> dict[str, bytes]:
         ]
     elif case == "wrong key":
         method = keys.by_key(keys.other_key)
-    name = "scorer" if case == "bundle for another model" else MODEL
-    tree = signed_tree(tmp / case.replace(" ", "-"), 5, method, name)
+    name = {"bundle for another model": "scorer-5", "signed v4 copied under v5": named(4)}
+    tree = signed_tree(
+        tmp / case.replace(" ", "-"),
+        5,
+        method,
+        name.get(case, named(5)),
+    )
     files = [p for p in tree.rglob("*") if p.is_file()]
     objects = {p.relative_to(tree).as_posix(): p.read_bytes() for p in files}
     if case == "extra file":
@@ -204,7 +217,7 @@ def _huge_bundle(tmp: Path, keys: Keys, count: int) -> bytes:
     from modelsync.oms import sign
 
     entries = [FileEntry(f"shard/{i:06d}.bin", 1, f"{i:064x}") for i in range(count)]
-    return sign(entries, MODEL, keys.key)
+    return sign(entries, named(5), keys.key)
 
 
 CASES = {
@@ -214,7 +227,11 @@ CASES = {
     "wrong key": "does not verify under any of verify.oms_keys",
     "expired certificate": "is not valid now",
     "untrusted certificate": "does not hold under verify.oms_roots",
-    "bundle for another model": "signs model 'scorer', not 'ranker'",
+    "bundle for another model": "signs 'scorer-5', not 'ranker-5'",
+    "signed v4 copied under v5": (
+        "signs 'ranker-4', not 'ranker-5' (verify.oms_subject binds model and version; "
+        "sign the directory as ranker-5/)"
+    ),
     "100,000 files": "larger than 16777216 bytes",
 }
 
@@ -248,7 +265,7 @@ def test_a_flipped_payload_byte_is_refused_and_never_served(tmp_path: Path, keys
     """A payload file that differs from its signed digest can only be caught as it
     streams in: the download is refused and nothing reaches the store."""
     bucket = FileBucket(tmp_path, keys)
-    target = bucket.put(4, signed_tree(tmp_path, 4, keys.by_key()))
+    target = bucket.put(4, signed_tree(tmp_path, 4, keys.by_key(), named(4)))
     data = bytearray((target / PAYLOAD[0]).read_bytes())
     data[len(data) // 2] ^= 1
     (target / PAYLOAD[0]).write_bytes(bytes(data))
@@ -463,16 +480,118 @@ def test_upstream_keyless_vector_is_refused_as_keyless() -> None:
         )
 
 
-def test_oms_subject_with_version_binds_the_version(tmp_path: Path, keys: Keys) -> None:
-    """With oms_subject = "{model}-{version}", a bundle signed as ranker-5 is served as
-    version 5 and refused when copied to version 6 (an old revision re-published)."""
+# ---- model and version binding (verify.oms_subject) ----
+
+
+def test_default_refuses_signed_v1_copied_under_v2_before_any_payload_byte(
+    tmp_path: Path, keys: Keys, gcs_bucket: str, fault_proxy: FaultProxy
+) -> None:
+    """With the default oms_subject, revision 1 (signed as ranker-1) copied whole to
+    version 2 is refused in one line that says what to do, with no payload request at
+    the proxy; version 1 stays served and a properly signed version 3 is still taken."""
+    backend = GcsBackend(fault_proxy.url, gcs_bucket, prefix=f"b/{MODEL}")
+    v1 = signed_tree(tmp_path / "one", 1, keys.by_key(), named(1))
+    objects = {p.relative_to(v1).as_posix(): p.read_bytes() for p in v1.rglob("*") if p.is_file()}
+    for name, data in objects.items():
+        backend.put(f"1/{name}", data)
+    store = tmp_path / "store"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{store}"\n[[models]]\nname = "{MODEL}"\nsource = "{backend.url}"\n'
+        + keys.verify_toml()
+    )
+    env = {"STORAGE_EMULATOR_HOST": fault_proxy.url}
+    first = run_cli("sync", "--config", str(config), env=env)
+    assert first.returncode == 0, first.stderr
+    for name, data in objects.items():
+        backend.put(f"2/{name}", data)
+    fault_proxy.reset_counts()
+    out = run_cli("sync", "--config", str(config), env=env)
+    assert out.returncode == 1, out.stderr
+    fetched = [path for _method, path in fault_proxy.requests if "alt=media" in path]
+    assert fetched and all(OMS_NAME in path for path in fetched), fetched
+    status = json.loads(run_cli("status", "--json", "--config", str(config)).stdout)["models"][0]
+    assert status["refused"]["2"] == (
+        f"{backend.url}/2/{OMS_NAME}: signs 'ranker-1', not 'ranker-2' (verify.oms_subject "
+        "binds model and version; sign the directory as ranker-2/)"
+    )
+    assert status["active_version"] == 1
+    assert status["verification"]["oms_version_bound"] is True
+    assert status["verification"]["warning"] is None
+    v3 = signed_tree(tmp_path / "three", 3, keys.by_key(), named(3))
+    for path in sorted(v3.rglob("*"), key=lambda p: p.name == OMS_NAME):
+        if path.is_file():
+            backend.put(f"3/{path.relative_to(v3).as_posix()}", path.read_bytes())
+    out = run_cli("sync", "--config", str(config), env=env)
+    assert out.returncode == 0, out.stderr
+    assert (store / MODEL / "3" / PAYLOAD[0]).read_bytes() == model_files(3)[PAYLOAD[0]]
+
+
+def test_model_opt_out_serves_unbound_revisions_but_refuses_a_replay(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """With oms_subject = "{model}" (the opt-out), a revision signed as ranker is served;
+    the same signed files under a newer number are refused as a replay of the version
+    this host admitted, across restarts (each sync is a new process); a copy of a
+    revision this host never admitted is not caught (what docs/signing.md says)."""
     bucket = FileBucket(tmp_path, keys)
-    bucket.config.write_text(bucket.config.read_text() + 'oms_subject = "{model}-{version}"\n')
-    tree = signed_tree(tmp_path, 5, keys.by_key(), name=f"{MODEL}-5")
-    bucket.put(5, tree)
+    bucket.config.write_text(bucket.config.read_text() + 'oms_subject = "{model}"\n')
+    first = signed_tree(tmp_path / "a", 1, keys.by_key(), MODEL)
+    bucket.put(1, first)
     assert bucket.sync().returncode == 0
-    bucket.put(6, tree)
-    assert bucket.sync().returncode == 1  # refused: the active revision stays
-    assert "signs model 'ranker-5', not 'ranker-6'" in bucket.refused()["6"]
-    assert (bucket.store / MODEL / "5").is_dir()
-    assert not (bucket.store / MODEL / "6").exists()
+    bucket.put(2, first)
+    out = bucket.sync()
+    assert out.returncode == 1
+    reason = bucket.refused()["2"]
+    assert reason.startswith(f"file://{bucket.bucket}/2/{OMS_NAME}: replay of version 1: "), reason
+    assert not (bucket.store / MODEL / "2").exists()
+    # Neither 3 nor its copy 4 was ever admitted here: 4 is served (the limit of the
+    # defence without a version in the signature).
+    other = signed_tree(tmp_path / "b", 3, keys.by_key(), MODEL)
+    bucket.put(3, other)
+    bucket.put(4, other)
+    assert bucket.sync().returncode == 0
+    assert (bucket.store / MODEL / "4" / PAYLOAD[0]).read_bytes() == model_files(3)[PAYLOAD[0]]
+    # Now 4 is admitted: its copy under 5 is a replay of 4.
+    bucket.put(5, other)
+    assert bucket.sync().returncode == 1
+    assert "replay of version 4" in bucket.refused()["5"]
+    status = json.loads(run_cli("status", "--json", "--config", str(bucket.config)).stdout)
+    verification = status["models"][0]["verification"]
+    assert verification["oms_subject"] == "{model}"
+    assert verification["oms_version_bound"] is False
+    assert "does not bind the version" in verification["warning"]
+
+
+def test_model_opt_out_allows_a_rollback_to_its_own_admitted_revision(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """The replay check compares against *other* versions: `rollback --to` a retained
+    unbound revision is admitted again (its own record matches)."""
+    bucket = FileBucket(tmp_path, keys)
+    bucket.config.write_text(bucket.config.read_text() + 'oms_subject = "{model}"\n')
+    for version in (1, 2):
+        bucket.put(version, signed_tree(tmp_path / str(version), version, keys.by_key(), MODEL))
+        assert bucket.sync().returncode == 0
+    out = run_cli("rollback", "--config", str(bucket.config), MODEL, "--to", "1")
+    assert out.returncode == 0, out.stderr
+    status = json.loads(run_cli("status", "--json", "--config", str(bucket.config)).stdout)
+    assert status["models"][0]["active_version"] == 1
+
+
+def test_daemon_warns_once_at_start_for_a_model_whose_signature_binds_no_version(
+    tmp_path: Path, keys: Keys, procs: list[DaemonProcess]
+) -> None:
+    """`modelsync run` logs one warning for the opt-out model and none for the model
+    on the default oms_subject."""
+    bucket = FileBucket(tmp_path, keys)
+    text = bucket.config.read_text()
+    second = text.split("[[models]]", 1)[1].replace(f'"{MODEL}"', '"scorer"', 1)
+    bucket.config.write_text(text + 'oms_subject = ""\n[[models]]' + second)
+    daemon = DaemonProcess(["--config", str(bucket.config)], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_for(lambda e: e.get("event") == "daemon started")
+    daemon.wait_http()
+    warnings = [e for e in daemon.events() if "does not bind the version" in e.get("event", "")]
+    assert [e["model"] for e in warnings] == [MODEL], warnings
+    assert warnings[0]["level"] == "warning"

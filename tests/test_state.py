@@ -157,3 +157,24 @@ def test_a_long_history_is_cut_when_read(tmp_path: Path) -> None:
     assert (
         len(loaded.history) == HISTORY_KEEP and loaded.history[-1].version == HISTORY_KEEP * 3 - 1
     )
+
+
+def test_oms_admitted_file_sets_are_bounded_and_survive_a_reload(tmp_path: Path) -> None:
+    """The record of admitted OMS file sets keeps the newest OMS_ADMITTED_KEEP versions,
+    saved and loaded back; a hand-written longer one is cut when read."""
+    from modelsync.state import OMS_ADMITTED_KEEP
+
+    state = ModelState()
+    for version in range(1, OMS_ADMITTED_KEEP + 6):
+        state.record_oms(version, f"{version:064x}")
+    path = tmp_path / "state.json"
+    state.save(path)
+    loaded = ModelState.load(path)
+    assert sorted(loaded.oms_admitted) == list(range(6, OMS_ADMITTED_KEEP + 6))
+    assert loaded.oms_admitted[OMS_ADMITTED_KEEP + 5] == f"{OMS_ADMITTED_KEEP + 5:064x}"
+    assert path.stat().st_size < 200_000
+    path.write_text(json.dumps({"oms_admitted": {str(v): "f" for v in range(1, 3001)}}))
+    assert min(ModelState.load(path).oms_admitted) == 3001 - OMS_ADMITTED_KEEP
+    path.write_text(json.dumps({"oms_admitted": {"0": "f"}}))
+    with pytest.raises(StoreError, match="version 0"):
+        ModelState.load(path)
