@@ -194,6 +194,26 @@ def test_render_shows_the_channel_target_and_why_not_on_it() -> None:
     assert "version 2 was refused here: gate: auc = 0.1 is below 0.5" in html
 
 
+def test_render_shows_an_oms_signature_that_binds_no_version(tmp_path: Path) -> None:
+    """A model on the oms_subject = "{model}" opt-out gets a warning badge and the
+    config's own warning in a "signatures" row; the default binding shows neither."""
+    from modelsync.config import VerifyConfig
+    from tests.pki import ec_key
+
+    _key, pub = ec_key(tmp_path, "k")
+    unbound = VerifyConfig(oms_keys=(pub,), oms_subject="{model}")
+    warning = unbound.oms_unbound_warning()
+    assert warning is not None and VerifyConfig(oms_keys=(pub,)).oms_unbound_warning() is None
+    verification = {"oms_version_bound": False, "warning": warning}
+    model = {"name": "m", "active_version": 1, "verification": verification}
+    html = render({"models": [model]}, "now").decode()
+    assert "version not bound by its signature" in html
+    assert "does not bind the version" in html
+    model["verification"] = {"oms_version_bound": True, "warning": None}
+    html = render({"models": [model]}, "now").decode()
+    assert "not bound" not in html and "serving" in html
+
+
 def test_render_shows_the_gate_rule_candidate_production_and_baseline() -> None:
     """The Gate table puts each rule beside the candidate's, production's and the
     baseline's value, with the failed rule's reason (modelsync.gates)."""
