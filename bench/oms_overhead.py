@@ -78,14 +78,14 @@ def _sync(endpoint: str, work: Path, model: str, verify: str) -> float:
     return elapsed
 
 
-def _bundle_seconds(bundle: bytes, key: Path, model: str) -> tuple[float, float]:
+def _bundle_seconds(bundle: bytes, key: Path, subject: str) -> tuple[float, float]:
     """Seconds of the first verify() (with the import of model-signing) and of a later one."""
     from modelsync.oms import verify
 
     times = []
     for _ in range(2):
         started = time.monotonic()
-        verify(bundle, "bench", keys=[key], subject=model)
+        verify(bundle, "bench", keys=[key], subject=subject)
         times.append(time.monotonic() - started)
     return times[0], times[1]
 
@@ -120,7 +120,7 @@ def main() -> int:
                 plain.append(_sync(endpoint, work, "plain", ""))
                 signed.append(_sync(endpoint, work, "signed", oms))
             bundle = (work / "store" / "signed" / "1" / "model.sig").read_bytes()
-            first, later = _bundle_seconds(bundle, pub, "signed")
+            first, later = _bundle_seconds(bundle, pub, "signed-1")
     finally:
         proc.terminate()
         proc.wait()
