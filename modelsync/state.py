@@ -102,8 +102,8 @@ class Waiting:
 HISTORY_KEEP = 100
 # Revisions whose live checks are kept (the newest versions).
 LIVE_KEEP = 10
-# OMS revisions whose signed file list is remembered (the newest versions): ~80 bytes
-# each in the state file, so about 80 KB at most.
+# OMS revisions whose signed file list is remembered (the newest versions): 1,000 of
+# them with 10-digit versions add 86 KB to the state file (measured), read in ~1 ms.
 OMS_ADMITTED_KEEP = 1000
 # A state file is tens of KiB (the history keeps HISTORY_KEEP events of at most 1000
 # characters); more is not a file modelsync wrote.
