@@ -44,6 +44,8 @@ class ForwardProxy:
         self.hang = hang
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []
+        # The client's port of each request: one port, one reused connection.
+        self.peers: list[int] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._handler())
@@ -72,6 +74,7 @@ class ForwardProxy:
         with self._lock:
             self.requests.append((handler.command, handler.path))
             self.authorizations.append(given)
+            self.peers.append(handler.client_address[1])
         if self.hang:
             # Accepted, never answered: only the client's own deadline ends this.
             self._release.wait()

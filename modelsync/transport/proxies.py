@@ -12,9 +12,11 @@ os.environ per request cost as much CPU as a small object, sources/environ.py):
 
 - the variables are read in either case, the lower-case form winning
   (``urllib.request.getproxies_environment``);
-- NO_PROXY: ``*`` (alone) bypasses everything; an entry bypasses a host that ends with it,
-  with or without the port (``example.com``, ``.example.com``, ``host:8080``); a
-  CIDR (``10.0.0.0/8``) or an address bypasses an IP host in it;
+- NO_PROXY: ``*`` (alone) bypasses everything; an entry bypasses that host and
+  its subdomains, with or without the port (``example.com`` and ``.example.com``
+  both cover ``api.example.com``, not ``badexample.com``; ``host:8080``); a
+  CIDR (``10.0.0.0/8``) or an address bypasses an IPv4 host in it (ports are
+  not looked at for those, as in requests);
 - the proxy for a URL is its scheme's, else ALL_PROXY's; one without a scheme is
   ``http://``;
 - ``user:password@`` in the proxy URL becomes a Proxy-Authorization header; the
@@ -30,6 +32,7 @@ inside it.
 from __future__ import annotations
 
 import ipaddress
+import os
 import threading
 import urllib.request
 from collections.abc import Mapping
@@ -81,7 +84,12 @@ class Proxy:
 
 def environ_proxies() -> dict[str, str]:
     """The *_proxy variables by scheme (``no`` for NO_PROXY), lower-case winning."""
-    return urllib.request.getproxies_environment()
+    proxies: dict[str, str] = urllib.request.getproxies_environment()
+    # requests reads NO_PROXY apart: an empty no_proxy falls back to NO_PROXY.
+    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY")
+    if no_proxy:
+        proxies["no"] = no_proxy
+    return proxies
 
 
 def choose(url: str, proxies: Mapping[str, str]) -> str | None:
@@ -114,9 +122,9 @@ def _bypass(host: str, port: int | None, no_proxy: str) -> bool:
             except ValueError:
                 pass
             continue
-        # requests' test: a suffix of the host, with or without its port (so a
-        # leading dot is optional, and "example.com" covers "api.example.com").
-        if host.endswith(entry) or with_port.endswith(entry):
+        # A name, or a domain of it (leading dot optional), with or without the port.
+        name = entry.lstrip(".")
+        if name in (host, with_port) or host.endswith(f".{name}") or with_port.endswith(f".{name}"):
             return True
     # What requests asks next (urllib's proxy_bypass): the same list, matched as
     # whole domain labels, ports stripped; adds nothing the suffix test missed for
