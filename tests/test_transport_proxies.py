@@ -112,7 +112,7 @@ def test_a_refused_connect_tunnel_names_the_proxy_not_its_password(
     message = str(info.value)
     assert message == (
         f"gs://b/o: proxy http://127.0.0.1:{proxy.port} refused the credentials in its URL "
-        "(407 to CONNECT)"
+        "(HTTP 407)"
     ), message
     assert proxy.requests == [("CONNECT", "store.invalid:443")]
     assert proxy.authorizations[0] is not None
@@ -257,5 +257,5 @@ def test_a_wrong_proxy_password_is_one_line_naming_the_proxy(
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
-    assert f"127.0.0.1:{proxy.port}" in lines[0] and "proxy" in lines[0], lines[0]
+    assert f"proxy http://127.0.0.1:{proxy.port} refused the credentials" in lines[0], lines[0]
     assert "wrong-secret" not in out.stderr + out.stdout

@@ -202,7 +202,15 @@ class AzureSource:
             except Exception as exc:
                 if cancel is not None:
                     cancel.check()
-                raise translate(exc, what, self.container_name) from exc
+                raise self._refusal(exc, what) or translate(exc, what, self.container_name) from exc
+
+    def _refusal(self, exc: Exception, what: str) -> ModelsyncError | None:
+        """A proxy's 407 to the SDK as one line naming the proxy (transport/proxies.py)."""
+        from modelsync.transport.proxies import refusal, says_407
+
+        if not says_407(exc) or self._container is None:
+            return None
+        return refusal(exc, what, str(self._container.url))
 
     def _stream(
         self,

@@ -188,7 +188,15 @@ class S3Source:
         except Exception as exc:
             if cancel is not None:
                 cancel.check()  # a stream cut by the deadline watcher: Cancelled
-            raise translate(exc, what, self.bucket) from exc
+            raise self._refusal(exc, what) or translate(exc, what, self.bucket) from exc
+
+    def _refusal(self, exc: Exception, what: str) -> ModelsyncError | None:
+        """A proxy's 407 to boto3 as one line naming the proxy (transport/proxies.py)."""
+        from modelsync.transport.proxies import refusal, says_407
+
+        if not says_407(exc):
+            return None
+        return refusal(exc, what, str(self._s3().meta.endpoint_url))
 
     def _get(
         self,

@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 import urllib3
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import Cancelled, ModelsyncError, SourceError, TransientSourceError
+from modelsync.errors import Cancelled, ModelsyncError, TransientSourceError
 from modelsync.sources.base import Hasher
 from modelsync.sources.ranges import READ_SIZE
 from modelsync.transport.deadline import Deadlines
 from modelsync.transport.errors import HttpStatus, network_line
-from modelsync.transport.proxies import Proxy, Routes
+from modelsync.transport.proxies import Proxy, Routes, refused, says_407
 
 __all__ = ["Engine", "Hashers", "is_transient"]
 
@@ -91,7 +91,7 @@ class Engine:
                 )
                 try:
                     if response.status == 407 and proxy is not None:
-                        raise SourceError(_refused_by(proxy, what, "407"))
+                        raise refused(proxy, what)
                     if response.status not in (200, 206):
                         body = response.read(_ERROR_BODY, decode_content=False)
                         raise HttpStatus(response.status, what, bytes(body))
@@ -120,8 +120,8 @@ class Engine:
                     cancel.check()
                 except Cancelled as fired:
                     raise (fired if proxy is None else _via(fired, proxy)) from exc
-            if proxy is not None and _tunnel_refused(exc):
-                raise SourceError(_refused_by(proxy, what, "407 to CONNECT")) from exc
+            if proxy is not None and says_407(exc):
+                raise refused(proxy, what) from exc
             # A body cut short names no host in its chain: the URL's is the one.
             parts = urlsplit(url)
             host = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
@@ -144,22 +144,6 @@ def _via(exc: Cancelled, proxy: Proxy) -> Cancelled:
     # A pass ended at its deadline while a proxy held the request says so: an
     # operator reading the one line needs to know which hop was silent.
     return Cancelled(f"{exc}, waiting on proxy {proxy.url}")
-
-
-def _refused_by(proxy: Proxy, what: str, answer: str) -> str:
-    # Not worth retrying: the credentials will not change before the next pass.
-    given = "refused the credentials in its URL" if proxy.headers else "asks for credentials"
-    return f"{what}: proxy {proxy.url} {given} ({answer})"
-
-
-def _tunnel_refused(exc: BaseException) -> bool:
-    # urllib3 says a refused CONNECT only in the message of the OSError it raises.
-    seen: BaseException | None = exc
-    while seen is not None:
-        if "407" in str(seen) and "unnel" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__ or getattr(seen, "reason", None)
-    return False
 
 
 def is_transient(status: int) -> bool:

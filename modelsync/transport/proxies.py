@@ -42,10 +42,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3
 
-from modelsync.errors import ConfigError
+from modelsync.errors import ConfigError, SourceError
 from modelsync.transport.deadline import Deadlines
 
-__all__ = ["Proxy", "Routes", "choose", "environ_proxies"]
+__all__ = ["Proxy", "Routes", "choose", "environ_proxies", "refusal", "refused", "says_407"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -139,6 +139,48 @@ def _address(host: str) -> ipaddress.IPv4Address | None:
         return ipaddress.IPv4Address(host)
     except ValueError:
         return None
+
+
+def refused(proxy: Proxy, what: str) -> SourceError:
+    """A proxy's 407 as one line naming the proxy (never its password). Not worth
+    retrying: the credentials will not change before the next pass."""
+    given = "refused the credentials in its URL" if proxy.headers else "asks for credentials"
+    return SourceError(f"{what}: proxy {proxy.url} {given} (HTTP 407)")
+
+
+def refusal(exc: BaseException, what: str, url: str) -> SourceError | None:
+    """``refused`` when a proxy's 407 is in ``exc``'s chain (an SDK's call to ``url``
+    through the proxy the environment names for it); None otherwise."""
+    if not says_407(exc):
+        return None
+    written = choose(url, environ_proxies())
+    return refused(Proxy.parse(written), what) if written else None
+
+
+def says_407(exc: BaseException) -> bool:
+    """Whether a proxy's 407 (Proxy Authentication Required) is in ``exc``'s chain."""
+    # Each client says it its own way: a status (azure-core, botocore's response
+    # metadata), or only words (urllib3's refused CONNECT: "Tunnel connection
+    # failed: 407 Proxy Authentication Required").
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        metadata = getattr(item, "response", None)
+        if isinstance(metadata, dict):
+            status = metadata.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        else:
+            status = getattr(item, "status_code", None) or getattr(item, "status", None)
+        if status == 407 or "407 Proxy Authentication Required" in str(item):
+            return True
+        for linked in (item.__cause__, item.__context__, getattr(item, "reason", None)):
+            if isinstance(linked, BaseException):
+                todo.append(linked)
+        todo.extend(arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException))
+    return False
 
 
 class Routes:
