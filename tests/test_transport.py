@@ -5,6 +5,7 @@ said in one line with the cause and the host."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from modelsync.reload import ReloadTarget
 from modelsync.sources.base import Sink
 from tests.backends import NetworkBackend, put_objects, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
+from tests.forwardproxy import ForwardProxy
+from tests.helpers import run_cli
 from tests.httpstub import http_stub
 
 PASS_TIMEOUT = 3.0
@@ -232,3 +235,62 @@ def test_a_blackholed_store_connect_ends_at_the_pass_deadline(
     finally:
         source.close()
     assert time.monotonic() - started < 2 + SLACK
+
+
+# -- credentials: a token endpoint that hangs ------------------------------------
+
+
+def _hung_credentials_env(kind: str, endpoint: str, tmp_path: Path) -> dict[str, str]:
+    """Environment pointing the store's credential chain at ``endpoint`` (a server
+    that accepts and never answers), and no other credentials."""
+    if kind == "gs":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        adc = tmp_path / "adc.json"
+        adc.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": "p",
+                    "private_key_id": "1",
+                    "private_key": pem.decode(),
+                    "client_email": "sync@p.iam.gserviceaccount.com",
+                    "client_id": "1",
+                    "token_uri": f"{endpoint}/token",
+                }
+            )
+        )
+        return {"GOOGLE_APPLICATION_CREDENTIALS": str(adc), "STORAGE_EMULATOR_HOST": ""}
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["gs"])
+def test_a_hung_token_endpoint_ends_the_pass_at_its_deadline(tmp_path: Path, kind: str) -> None:
+    """A credential refresh whose token endpoint accepts and never answers: `modelsync
+    sync` ends at pass_timeout (3 s) with one line and a non-zero exit, instead of
+    waiting out the auth library's own timeouts (google-auth: 120 s per try)."""
+    endpoint = ForwardProxy(hang=True).start()
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{tmp_path / "models"}"\npass_timeout = "3s"\n'
+        f'[[models]]\nname = "ranker"\nsource = "gs://b-hung/models/ranker"\n'
+    )
+    started = time.monotonic()
+    try:
+        env = _hung_credentials_env(kind, f"http://127.0.0.1:{endpoint.port}", tmp_path)
+        out = run_cli("sync", "--config", str(config), env=env, timeout=60)
+    finally:
+        endpoint.stop()
+    elapsed = time.monotonic() - started
+    assert endpoint.requests, "the credential chain never asked the token endpoint"
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pass deadline exceeded" in lines[0], out.stderr
+    assert elapsed < 3 + 8, elapsed  # the child's start-up, then the 3 s deadline

@@ -85,7 +85,7 @@ def test_proxy_credentials_become_a_header_and_leave_the_url() -> None:
     assert proxy.url == "http://proxy.corp:3128"
     assert proxy.headers == {"proxy-authorization": "Basic c3ZjQGNvcnA6cDpzcw=="}
     assert Proxy.parse("proxy.corp").url == "http://proxy.corp:80"
-    with pytest.raises(ConfigError, match="socks5://proxy.corp: only http") as info:
+    with pytest.raises(ConfigError, match=r"socks5://proxy\.corp: only http") as info:
         Proxy.parse("socks5://u:secret@proxy.corp:1080")
     assert "secret" not in str(info.value)
 
