@@ -5,7 +5,6 @@ said in one line with the cause and the host."""
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from modelsync.sources.base import Sink
 from tests.backends import NetworkBackend, put_objects, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.forwardproxy import ForwardProxy
-from tests.helpers import run_cli
+from tests.helpers import run_cli, service_account_file
 from tests.httpstub import http_stub
 
 PASS_TIMEOUT = 3.0
@@ -244,29 +243,7 @@ def _hung_credentials_env(kind: str, endpoint: str, tmp_path: Path) -> dict[str,
     """Environment pointing the store's credential chain at ``endpoint`` (a server
     that accepts and never answers), and no other credentials."""
     if kind == "gs":
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        adc = tmp_path / "adc.json"
-        adc.write_text(
-            json.dumps(
-                {
-                    "type": "service_account",
-                    "project_id": "p",
-                    "private_key_id": "1",
-                    "private_key": pem.decode(),
-                    "client_email": "sync@p.iam.gserviceaccount.com",
-                    "client_id": "1",
-                    "token_uri": f"{endpoint}/token",
-                }
-            )
-        )
+        adc = service_account_file(tmp_path / "adc.json", f"{endpoint}/token")
         return {"GOOGLE_APPLICATION_CREDENTIALS": str(adc), "STORAGE_EMULATOR_HOST": ""}
     if kind == "s3":
         # IRSA: AssumeRoleWithWebIdentity at STS, the first thing a signed call needs.

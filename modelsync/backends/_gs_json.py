@@ -9,7 +9,7 @@ credentials, so a pass never imports google-cloud-storage: that import alone cos
 Credentials and endpoint follow what ``storage.Client`` chose for the same settings:
 anonymous when ``endpoint`` or STORAGE_EMULATOR_HOST names an emulator, else
 Application Default Credentials; the endpoint is ``endpoint``, else the emulator
-host, else Google's. Tokens are refreshed under a lock, one refresh at a time,
+host, else API_ENDPOINT_OVERRIDE, else Google's. Tokens are refreshed under a lock, one refresh at a time,
 through the engine's pools and under the pass's deadline (a hung token endpoint
 ends the pass at its deadline; it used to wait out google-auth's 120 s per try).
 """
@@ -69,9 +69,13 @@ class GcsReader:
         timeouts: tuple[float, float],
     ) -> None:
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        # storage.Client's order: its api_endpoint, the emulator, API_ENDPOINT_OVERRIDE
+        # (a private endpoint, credentials still sent), Google's. The SDK writes there
+        # (publish, control objects), so the reads must go there too.
+        override = os.environ.get("API_ENDPOINT_OVERRIDE")
         self.bucket = bucket
         self.anonymous = bool(endpoint or emulator)
-        self.endpoint = (endpoint or emulator or _DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = (endpoint or emulator or override or _DEFAULT_ENDPOINT).rstrip("/")
         self._pool_size = pool_size
         self._timeouts = timeouts
         self._lock = threading.Lock()
