@@ -9,9 +9,10 @@ credentials, so a pass never imports google-cloud-storage: that import alone cos
 Credentials and endpoint follow what ``storage.Client`` chose for the same settings:
 anonymous when ``endpoint`` or STORAGE_EMULATOR_HOST names an emulator, else
 Application Default Credentials; the endpoint is ``endpoint``, else the emulator
-host, else API_ENDPOINT_OVERRIDE, else Google's. Tokens are refreshed under a lock, one refresh at a time,
-through the engine's pools and under the pass's deadline (a hung token endpoint
-ends the pass at its deadline; it used to wait out google-auth's 120 s per try).
+host, else API_ENDPOINT_OVERRIDE, else Google's. Tokens are refreshed under a
+lock, one refresh at a time, through the engine's pools and under the pass's
+deadline (a hung token endpoint ends the pass at its deadline; it used to wait
+out google-auth's 120 s per try).
 """
 
 from __future__ import annotations
