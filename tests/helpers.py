@@ -205,3 +205,28 @@ def admitted(ms: ModelStore, version: int, tree: Path) -> Admitted:
         RetryPolicy(),
     )
     return admit(ctx, version, tree, DOWNLOAD)  # a tree staged by the test, as fetched
+
+
+def service_account_file(path: Path, token_uri: str) -> Path:
+    """A Google service-account key file (a fresh RSA key) whose tokens come from
+    ``token_uri``: Application Default Credentials pointed at a local server."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    info = {
+        "type": "service_account",
+        "project_id": "p",
+        "private_key_id": "1",
+        "private_key": pem.decode(),
+        "client_email": "sync@p.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    path.write_text(json.dumps(info))
+    return path

@@ -32,7 +32,7 @@ from modelsync.sync import Outcome, PassResult, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.helpers import check_invariants, run_cli, sidecar_flags
+from tests.helpers import check_invariants, run_cli, service_account_file, sidecar_flags
 from tests.httpstub import http_stub
 
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
@@ -173,6 +173,37 @@ def test_sync_reads_gs_without_the_storage_sdk(
         assert [m for m in modules if m.startswith("google.cloud.storage")] == []
     for name, data in shard_files(3, 5000, 11).items():
         assert (store / "ranker" / "4" / name).read_bytes() == data
+
+
+def test_reads_follow_api_endpoint_override_as_the_sdk_does(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str
+) -> None:
+    """API_ENDPOINT_OVERRIDE (storage.Client's private-endpoint variable, credentials
+    still sent) moves the engine's reads too: a `sync` with only that variable set
+    reads the revision from there, with a token from Application Default Credentials
+    (a service-account key whose token endpoint is a local stub)."""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    src = tmp_path / "src"
+    for name, data in shard_files(2, 5000, 12).items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    out = run_cli("publish", str(src), backend.url, "--version", "5", env=backend.env())
+    assert out.returncode == 0, out.stderr
+    token = json.dumps({"access_token": "t", "expires_in": 3600, "token_type": "Bearer"})
+    with http_stub(lambda _m, _p, _b: (200, token.encode())) as (token_url, asked):
+        env = {
+            "STORAGE_EMULATOR_HOST": "",
+            "API_ENDPOINT_OVERRIDE": gcs_emulator,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(
+                service_account_file(tmp_path / "sa.json", f"{token_url}/token")
+            ),
+        }
+        store = tmp_path / "store"
+        out = run_cli("sync", *sidecar_flags(store, backend.url), env=env)
+    assert out.returncode == 0, out.stderr
+    for name, data in shard_files(2, 5000, 12).items():
+        assert (store / "ranker" / "5" / name).read_bytes() == data
+    assert [method for method, _, _ in asked] == ["POST"]  # one token, then reads
 
 
 def test_a_damaged_metadata_answer_fails_in_one_line(

@@ -21,6 +21,8 @@ from modelsync.reload import ReloadTarget
 from modelsync.sources.base import Sink
 from tests.backends import NetworkBackend, put_objects, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
+from tests.forwardproxy import ForwardProxy
+from tests.helpers import run_cli, service_account_file
 from tests.httpstub import http_stub
 
 PASS_TIMEOUT = 3.0
@@ -232,3 +234,75 @@ def test_a_blackholed_store_connect_ends_at_the_pass_deadline(
     finally:
         source.close()
     assert time.monotonic() - started < 2 + SLACK
+
+
+# -- credentials: a token endpoint that hangs ------------------------------------
+
+
+def _hung_credentials_env(kind: str, endpoint: str, tmp_path: Path) -> dict[str, str]:
+    """Environment pointing the store's credential chain at ``endpoint`` (a server
+    that accepts and never answers), and no other credentials."""
+    if kind == "gs":
+        adc = service_account_file(tmp_path / "adc.json", f"{endpoint}/token")
+        return {"GOOGLE_APPLICATION_CREDENTIALS": str(adc), "STORAGE_EMULATOR_HOST": ""}
+    if kind == "s3":
+        # IRSA: AssumeRoleWithWebIdentity at STS, the first thing a signed call needs.
+        token = tmp_path / "token"
+        token.write_text("eyJ.test.token")
+        return {
+            "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/sync",
+            "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+            "AWS_ENDPOINT_URL_STS": endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "",
+            "AWS_SECRET_ACCESS_KEY": "",
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    # A managed identity (App Service's endpoint form), asked for a token by the
+    # SDK's listing and by the engine's bearer reads.
+    return {
+        "IDENTITY_ENDPOINT": f"{endpoint}/msi/token",
+        "IDENTITY_HEADER": "x",
+        "AZURE_STORAGE_CONNECTION_STRING": "",
+    }
+
+
+_HUNG_SOURCES = {
+    "gs": ("gs://b-hung/models/ranker", ""),
+    "s3": ("s3://b-hung/models/ranker", ""),
+    # https: azure-core refuses a bearer token over http before asking for one.
+    "az": (
+        "az://acct/c-hung/models/ranker",
+        '[models.source_options]\naccount_url = "https://127.0.0.1:9/acct"\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["gs", "s3", "az"])
+def test_a_hung_token_endpoint_ends_the_pass_at_its_deadline(tmp_path: Path, kind: str) -> None:
+    """A credential refresh whose token endpoint accepts and never answers: `modelsync
+    sync` ends at pass_timeout (3 s) with one line and a non-zero exit, instead of
+    waiting out the auth library's own timeouts (google-auth: 120 s per try; botocore's
+    STS client: 60 s reads, retried; azure-identity: azure-core's 300 s reads)."""
+    endpoint = ForwardProxy(hang=True).start()
+    config = tmp_path / "c.toml"
+    source, options = _HUNG_SOURCES[kind]
+    config.write_text(
+        f'store = "{tmp_path / "models"}"\npass_timeout = "3s"\n'
+        f'[[models]]\nname = "ranker"\nsource = "{source}"\n{options}'
+    )
+    started = time.monotonic()
+    try:
+        env = _hung_credentials_env(kind, f"http://127.0.0.1:{endpoint.port}", tmp_path)
+        out = run_cli("sync", "--config", str(config), env=env, timeout=60)
+    finally:
+        endpoint.stop()
+    elapsed = time.monotonic() - started
+    print(f"{kind}: {elapsed:.1f} s, {len(endpoint.requests)} token requests: {out.stderr.strip()}")
+    assert endpoint.requests, "the credential chain never asked the token endpoint"
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pass deadline exceeded" in lines[0], out.stderr
+    assert elapsed < 3 + 8, elapsed  # the child's start-up, then the 3 s deadline

@@ -9,7 +9,10 @@ credentials, so a pass never imports google-cloud-storage: that import alone cos
 Credentials and endpoint follow what ``storage.Client`` chose for the same settings:
 anonymous when ``endpoint`` or STORAGE_EMULATOR_HOST names an emulator, else
 Application Default Credentials; the endpoint is ``endpoint``, else the emulator
-host, else Google's. Tokens are refreshed under a lock, one refresh at a time.
+host, else API_ENDPOINT_OVERRIDE, else Google's. Tokens are refreshed under a
+lock, one refresh at a time, through the engine's pools and under the pass's
+deadline (a hung token endpoint ends the pass at its deadline; it used to wait
+out google-auth's 120 s per try).
 """
 
 from __future__ import annotations
@@ -67,9 +70,13 @@ class GcsReader:
         timeouts: tuple[float, float],
     ) -> None:
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        # storage.Client's order: its api_endpoint, the emulator, API_ENDPOINT_OVERRIDE
+        # (a private endpoint, credentials still sent), Google's. The SDK writes there
+        # (publish, control objects), so the reads must go there too.
+        override = os.environ.get("API_ENDPOINT_OVERRIDE")
         self.bucket = bucket
         self.anonymous = bool(endpoint or emulator)
-        self.endpoint = (endpoint or emulator or _DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = (endpoint or emulator or override or _DEFAULT_ENDPOINT).rstrip("/")
         self._pool_size = pool_size
         self._timeouts = timeouts
         self._lock = threading.Lock()
@@ -104,17 +111,28 @@ class GcsReader:
                 if self._credentials is None:
                     self._credentials = self._make_credentials()
                 if self._auth_request is None:
-                    # requests' transport, as the SDK's: google-auth's urllib3 one needs
-                    # the `packaging` module, which google-cloud-storage does not pull in.
-                    import google.auth.transport.requests
-
-                    self._auth_request = google.auth.transport.requests.Request()
+                    self._auth_request = self._make_auth_request()
                 self._credentials.before_request(self._auth_request, "GET", url, headers)
             except ModelsyncError:
                 raise
             except Exception as exc:
                 raise translate(exc, url.split("?")[0], self.bucket) from exc
         return headers
+
+    def _make_auth_request(self) -> Any:
+        # requests' transport, as the SDK's: google-auth's urllib3 one needs the
+        # `packaging` module, which google-cloud-storage does not pull in. Its pools
+        # are the engine's deadline layer's, so a token endpoint (or a proxy in front
+        # of it) that hangs is cut at the pass deadline like a read (``get``);
+        # google-auth's own timeout is 120 s per try.
+        import google.auth.transport.requests
+        import requests
+
+        from modelsync.transport.sdk import mount
+
+        session = requests.Session()
+        mount(self.engine.deadlines, session, 2)
+        return google.auth.transport.requests.Request(session=session)
 
     def _make_credentials(self) -> Any:
         if self.anonymous:
@@ -139,7 +157,10 @@ class GcsReader:
         """One GET streamed into ``write``; errors translated to modelsync's (one line)."""
         from modelsync.transport.errors import HttpStatus
 
-        headers = self.headers(url)
+        # A token refresh (or the first lookup of credentials) runs under the pass's
+        # deadline too: it is a request on this engine's pools.
+        with self.engine.deadline(cancel):
+            headers = self.headers(url)
         headers.update(extra or {})
         try:
             return self.engine.get(url, headers, write, cancel, what, hashers)

@@ -146,17 +146,17 @@ class AzureSource:
 
     def _make_client(self) -> Any:
         import requests
-        from azure.core.pipeline.transport import RequestsTransport
         from azure.storage.blob import BlobServiceClient
 
         opts = self.options
-        from modelsync.transport.sdk import mount
+        from modelsync.transport.sdk import azure_transport, mount
 
         # The pass's deadline cuts this session's connects and reads (modelsync.transport).
         session = requests.Session()
         mount(self._connections, session, opts.max_pool_connections)
-        transport = RequestsTransport(
-            session=session,
+        transport = azure_transport(
+            self._connections,
+            session,
             session_owner=True,
             connection_timeout=opts.connect_timeout,
             read_timeout=opts.read_timeout,
@@ -179,7 +179,22 @@ class AzureSource:
                 from azure.identity import DefaultAzureCredential
 
                 url = opts.account_url or f"https://{self.account}{_PUBLIC_HOST}"
-                service = BlobServiceClient(url, credential=DefaultAzureCredential(), **common)
+                # Token requests (managed identity, workload identity, a secret) on
+                # pools of this source's deadline layer too: a token endpoint that
+                # hangs ends the pass at its deadline, not after azure-core's 300 s
+                # read timeout per try.
+                identity = requests.Session()
+                mount(self._connections, identity, 2)
+                credential = DefaultAzureCredential(
+                    transport=azure_transport(
+                        self._connections,
+                        identity,
+                        session_owner=True,
+                        connection_timeout=opts.connect_timeout,
+                        read_timeout=opts.read_timeout,
+                    )
+                )
+                service = BlobServiceClient(url, credential=credential, **common)
             settle_environment(session, service.url)
             return service.get_container_client(self.container_name)
         except Exception as exc:
@@ -202,7 +217,15 @@ class AzureSource:
             except Exception as exc:
                 if cancel is not None:
                     cancel.check()
-                raise translate(exc, what, self.container_name) from exc
+                raise self._refusal(exc, what) or translate(exc, what, self.container_name) from exc
+
+    def _refusal(self, exc: Exception, what: str) -> ModelsyncError | None:
+        """A proxy's 407 to the SDK as one line naming the proxy (transport/proxies.py)."""
+        from modelsync.transport.proxies import refusal, says_407
+
+        if not says_407(exc) or self._container is None:
+            return None
+        return refusal(exc, what, str(self._container.url))
 
     def _stream(
         self,

@@ -182,13 +182,39 @@ class S3Source:
     @contextlib.contextmanager
     def _translated(self, what: str, cancel: CancelToken | None = None) -> Iterator[None]:
         try:
+            if cancel is not None:
+                self._fresh_credentials(cancel)
             yield
         except ModelsyncError:
             raise
         except Exception as exc:
             if cancel is not None:
                 cancel.check()  # a stream cut by the deadline watcher: Cancelled
-            raise translate(exc, what, self.bucket) from exc
+            raise self._refusal(exc, what) or translate(exc, what, self.bucket) from exc
+
+    def _fresh_credentials(self, cancel: CancelToken) -> None:
+        """Refresh the client's credentials, when due, within the pass's deadline.
+
+        botocore refreshes them inside the call that signs (a list, a presigned URL),
+        through a client it makes for the purpose (STS for IRSA) whose pools the
+        deadline layer never sees: a hung STS (or a proxy in front of it) held the
+        pass for its 60 s reads, retried. Refreshed first, on a helper thread that
+        the pass stops waiting for at its deadline (transport/deadline.py, bounded).
+        """
+        from modelsync.transport.deadline import bounded
+
+        credentials = getattr(self._s3()._request_signer, "_credentials", None)
+        due = getattr(credentials, "refresh_needed", None)
+        if credentials is not None and callable(due) and due():
+            bounded(credentials.get_frozen_credentials, cancel)
+
+    def _refusal(self, exc: Exception, what: str) -> ModelsyncError | None:
+        """A proxy's 407 to boto3 as one line naming the proxy (transport/proxies.py)."""
+        from modelsync.transport.proxies import refusal, says_407
+
+        if not says_407(exc):
+            return None
+        return refusal(exc, what, str(self._s3().meta.endpoint_url))
 
     def _get(
         self,

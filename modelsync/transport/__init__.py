@@ -3,7 +3,12 @@
 Deadlines      the registry of connections per thread and the watcher that cuts
                them when a CancelToken fires (deadline.py); pool classes derived
                from any urllib3 pool class, connects included
+bounded        a call no socket cut reaches (botocore's credential refresh), waited
+               for until the token fires (deadline.py)
+Routes         direct or through the proxy HTTP(S)_PROXY/NO_PROXY name for a URL,
+               as requests decides; one ProxyManager per proxy (proxies.py)
 mount          a requests Session's pools (google-cloud-storage, azure) (sdk.py)
+azure_transport azure-core's transport on such a session, its retry waits cut (sdk.py)
 wire_botocore  boto3/botocore's own managers, proxies included (sdk.py)
 HttpClient     the model servers' APIs: notify, confirm, presets; server_call
                says no answer as ServerNotRunning / LoadUnknown (client.py)
@@ -22,6 +27,9 @@ from typing import Any
 # file:// pass without a server API never needs them.
 _WHERE = {
     "Deadlines": "deadline",
+    "Routes": "proxies",
+    "azure_transport": "sdk",
+    "bounded": "deadline",
     "Engine": "engine",
     "HttpStatus": "errors",
     "HttpClient": "client",

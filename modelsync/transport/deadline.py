@@ -21,15 +21,17 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.timeout import Timeout
 
 from modelsync.cancel import CancelToken
 
-__all__ = ["Deadlines"]
+__all__ = ["Deadlines", "bounded"]
+
+T = TypeVar("T")
 
 # How often the watcher looks at the token (the deadline is met within this).
 _WATCH_PERIOD = 0.2
@@ -129,6 +131,39 @@ class Deadlines:
             for thread_id, cancel in watched:
                 if cancel.cancelled():
                     self.abort(thread_id)
+
+
+def bounded(call: Callable[[], T], cancel: CancelToken | None) -> T:
+    """``call()``, waited for until ``cancel`` fires (Cancelled then).
+
+    For work whose sockets no Deadlines can reach: an SDK's credential provider
+    that builds its own client per refresh (botocore's STS for IRSA, its container
+    and process providers). The call runs on a helper thread; when the deadline
+    passes first, that thread is left to end on the library's own timeouts and its
+    result is dropped, so the pass ends on time.
+    """
+    if cancel is None:
+        return call()
+    cancel.check()
+    done = threading.Event()
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="bounded", daemon=True).start()
+    while not done.wait(_WATCH_PERIOD):
+        cancel.check()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    result: T = value
+    return result
 
 
 def _derive_pool(base: type[Any], deadlines: Deadlines) -> type[Any]:

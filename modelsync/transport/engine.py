@@ -5,6 +5,8 @@ SDKs' download helpers: the SDKs stay for listing, conditional writes and publis
 and give this engine their endpoint and credentials. Each GET
 
 - runs on one PoolManager per source (connections reused across files and threads),
+  or on the ProxyManager of the proxy the environment names for the URL's host
+  (HTTPS_PROXY, NO_PROXY... as the SDKs read them: transport/proxies.py), all
   built from the deadline layer's classes, so the pass's token cuts a connect or a
   read in flight (Deadlines), and ``connect``/``read`` timeouts bound each wait;
 - streams the body into ``write`` in READ_SIZE pieces (memory stays bounded by the
@@ -22,6 +24,7 @@ Session took a whole `sync` of 1,000 x 100 KB from 3.4-3.5 to 2.0 CPU seconds
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from urllib.parse import urlsplit
 
 import urllib3
@@ -32,6 +35,7 @@ from modelsync.sources.base import Hasher
 from modelsync.sources.ranges import READ_SIZE
 from modelsync.transport.deadline import Deadlines
 from modelsync.transport.errors import HttpStatus, network_line
+from modelsync.transport.proxies import Proxy, Routes, refused, says_407
 
 __all__ = ["Engine", "Hashers", "is_transient"]
 
@@ -48,13 +52,14 @@ class Engine:
     """GETs for one source: its pools, its deadline watcher, its timeouts."""
 
     def __init__(self, pool_size: int, connect_timeout: float, read_timeout: float) -> None:
-        self._deadlines = Deadlines()
+        self.deadlines = Deadlines()
         # block=False: a burst beyond pool_size opens extra connections rather than
         # waiting for one (they are not kept); retries=False: modelsync.retry decides.
-        self._pools = urllib3.PoolManager(
-            num_pools=4, maxsize=pool_size, block=False, retries=False
+        # Direct or through the proxy the environment names for the URL's host, as
+        # the store's SDK goes (transport/proxies.py).
+        self._routes = Routes(
+            self.deadlines, num_pools=4, maxsize=pool_size, block=False, retries=False
         )
-        self._deadlines.wire(self._pools)
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
 
     def get(
@@ -72,9 +77,10 @@ class Engine:
         network failure or a body shorter than its Content-Length, Cancelled when the
         token fires, and whatever ``write`` raises (a size bound, a full disk).
         """
+        proxy, manager = self._routes.route(url)
         try:
-            with self._deadlines.deadline(cancel):
-                response = self._pools.request(
+            with self.deadlines.deadline(cancel):
+                response = manager.request(
                     "GET",
                     url,
                     headers=dict(headers),
@@ -84,6 +90,8 @@ class Engine:
                     timeout=self._timeout,
                 )
                 try:
+                    if response.status == 407 and proxy is not None:
+                        raise refused(proxy, what)
                     if response.status not in (200, 206):
                         body = response.read(_ERROR_BODY, decode_content=False)
                         raise HttpStatus(response.status, what, bytes(body))
@@ -100,23 +108,42 @@ class Engine:
                 finally:
                     response.release_conn()
                 return answer
+        except Cancelled as exc:
+            if proxy is None:
+                raise
+            raise _via(exc, proxy) from exc
         except (ModelsyncError, HttpStatus):
             raise
         except Exception as exc:
             if cancel is not None:
-                cancel.check()
-            if isinstance(exc, Cancelled):
-                raise
+                try:
+                    cancel.check()
+                except Cancelled as fired:
+                    raise (fired if proxy is None else _via(fired, proxy)) from exc
+            if proxy is not None and says_407(exc):
+                raise refused(proxy, what) from exc
             # A body cut short names no host in its chain: the URL's is the one.
             parts = urlsplit(url)
             host = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
             line = network_line(exc, host)
             if line is None:
                 raise
+            if proxy is not None:
+                line = f"{line} via proxy {proxy.url}"
             raise TransientSourceError(f"{what}: {line}") from exc
 
+    def deadline(self, cancel: CancelToken | None) -> AbstractContextManager[None]:
+        """Bound other calls on this engine's pools (a token refresh) by ``cancel``."""
+        return self.deadlines.deadline(cancel)
+
     def close(self) -> None:
-        self._pools.clear()
+        self._routes.clear()
+
+
+def _via(exc: Cancelled, proxy: Proxy) -> Cancelled:
+    # A pass ended at its deadline while a proxy held the request says so: an
+    # operator reading the one line needs to know which hop was silent.
+    return Cancelled(f"{exc}, waiting on proxy {proxy.url}")
 
 
 def is_transient(status: int) -> bool:

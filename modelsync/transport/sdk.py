@@ -1,6 +1,7 @@
 """Wiring the storage SDKs' own connection pools into the deadline layer.
 
-google-cloud-storage and azure-storage-blob speak through a requests Session;
+google-cloud-storage, azure-storage-blob and azure-identity speak through a
+requests Session;
 botocore keeps its own urllib3 managers (one direct, one more per proxy, made on
 first use). Each hook here covers the managers a client has and those it makes
 later, so no road (a proxy, a redirect to another host) reaches an untracked pool.
@@ -8,6 +9,7 @@ later, so no road (a proxy, a redirect to another host) reaches an untracked poo
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from requests import Session
@@ -15,7 +17,7 @@ from requests.adapters import HTTPAdapter
 
 from modelsync.transport.deadline import Deadlines
 
-__all__ = ["mount", "wire_botocore"]
+__all__ = ["azure_transport", "mount", "wire_botocore"]
 
 
 class _DeadlineAdapter(HTTPAdapter):
@@ -50,3 +52,21 @@ def wire_botocore(deadlines: Deadlines, client: Any) -> None:
     deadlines.wire(session._manager)
     for manager in session._proxy_managers.values():
         deadlines.wire(manager)
+
+
+def azure_transport(deadlines: Deadlines, session: Session, **kwargs: Any) -> Any:
+    """azure-core's requests transport on ``session`` (mount it first), whose waits
+    between retries end when the calling thread's deadline fires: azure-identity
+    retries a token request with backoff sleeps (0.8 s, 1.6 s, ...) that no socket
+    cut reaches."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    class DeadlineTransport(RequestsTransport):  # type: ignore[misc]
+        def sleep(self, duration: float) -> None:
+            token = deadlines.token()
+            if token is None:
+                time.sleep(duration)
+            else:
+                token.wait(duration)  # Cancelled once the deadline passed
+
+    return DeadlineTransport(session=session, **kwargs)
