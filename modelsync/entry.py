@@ -8,6 +8,7 @@ everything else.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from modelsync import __version__
@@ -26,4 +27,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     from modelsync.cli import main as cli_main
 
-    cli_main(argv)
+    try:
+        cli_main(argv)
+    finally:
+        # The command is over and the process exits next. The interpreter's last
+        # collections would walk every object the imports and the pass made (SDK
+        # modules, pydantic schemas, a manifest's entries): 90-170 ms of a `sync`.
+        # Frozen, they are left to the process's end; files were closed, synced and
+        # renamed by the code that wrote them, and atexit handlers still run.
+        gc.freeze()
