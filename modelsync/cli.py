@@ -10,6 +10,7 @@ should not pay for the daemon, Prometheus or every storage SDK.
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import json
 import sys
@@ -449,6 +450,10 @@ def sync(config_input: ConfigInput, require: bool) -> int:
     from modelsync.volume import Store
 
     config = config_input.load()
+    # What start-up built (modules, pydantic's validators) lives as long as the process:
+    # frozen, the full collection that comes early in a download walks only what the
+    # pass makes (it walked everything: 14-18 ms of a 1,000-file `sync`).
+    gc.freeze()
     store = Store(config.store, config.state_path)
     store.prepare()
     # A person at a terminal gets a bar; an init container's log a line every 10 s.
