@@ -109,7 +109,7 @@ def test_noop_file_sync_imports_no_bake_smoke_events_or_http_client(tmp_path: Pa
 
 def test_a_command_exits_with_the_gc_frozen(tmp_path: Path) -> None:
     """The console entry freezes the GC as any command (here `status`) returns, so the
-    interpreter's last collections skip what it built (90-170 ms after a `sync`)."""
+    interpreter's last collections skip what it built (86-173 ms after a `sync`)."""
     bucket = tmp_path / "bucket" / "ranker"
     put_revision(bucket, 1, model_files(1))
     code = (
