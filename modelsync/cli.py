@@ -10,6 +10,7 @@ should not pay for the daemon, Prometheus or every storage SDK.
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import json
 import sys
@@ -450,6 +451,10 @@ def sync(config_input: ConfigInput, require: bool) -> int:
     from modelsync.volume import Store
 
     config = config_input.load()
+    # What start-up built (modules, pydantic's validators) lives as long as the process:
+    # frozen, a full collection during the pass walks only what the pass makes (the
+    # one each `sync` ran walked everything: 14-24 ms).
+    gc.freeze()
     store = Store(config.store, config.state_path)
     store.prepare()
     # A person at a terminal gets a bar; an init container's log a line every 10 s.

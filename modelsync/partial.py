@@ -106,12 +106,31 @@ class PartialDownloads:
         """Remove everything not kept for a sha256 in ``wanted`` (downloads of revisions
         no longer wanted, and any stranger); return how many entries were removed."""
         removed = 0
-        for path in self._listing():
-            match = _NAME.match(path.name)
-            if match is not None and match[1] in wanted and _regular(path):
+        # One scan, and the kind of each entry from it (no stat): after a download
+        # this removes one link per fetched small file, and pathlib's is_dir,
+        # is_symlink and unlink per entry made 1,000 of them 15 ms instead of 7.
+        try:
+            with os.scandir(self.dir) as scan:
+                entries = list(scan)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise store_error("read", self.dir, exc) from exc
+        for entry in entries:
+            match = _NAME.match(entry.name)
+            try:
+                regular = entry.is_file(follow_symlinks=False)
+                if match is not None and match[1] in wanted and regular:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    removed += remove_entry(Path(entry.path))
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
                 continue
-            if remove_entry(path):
-                removed += 1
+            except OSError as exc:
+                raise store_error("clean", Path(entry.path), exc) from exc
+            removed += 1
         return removed
 
     def _listing(self) -> list[Path]:

@@ -139,7 +139,8 @@ def test_sync_reads_gs_without_the_storage_sdk(
     tmp_path: Path, gcs_emulator: str, gcs_bucket: str
 ) -> None:
     """A fetching and a no-op `sync` of a gs:// model (listing, manifest, files)
-    never import google.cloud.storage: every read is the JSON API on the engine."""
+    never import google.cloud.storage (every read is the JSON API on the engine), nor,
+    with an emulator's anonymous credentials, the token-refresh transport (requests)."""
     backend = GcsBackend(gcs_emulator, gcs_bucket)
     src = tmp_path / "src"
     for name, data in shard_files(3, 5000, 11).items():
@@ -171,6 +172,8 @@ def test_sync_reads_gs_without_the_storage_sdk(
         modules = ast.literal_eval(result.stderr.strip().splitlines()[-1])
         assert "modelsync.backends.gs" in modules  # the gs backend really ran here
         assert [m for m in modules if m.startswith("google.cloud.storage")] == []
+        transport = ("requests", "google.auth.transport.requests")
+        assert [m for m in modules if m in transport or m.startswith("requests.")] == []
     for name, data in shard_files(3, 5000, 11).items():
         assert (store / "ranker" / "4" / name).read_bytes() == data
 

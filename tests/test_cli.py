@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -255,3 +258,33 @@ def test_rollback_without_a_file_names_the_model_once(
     assert out.stdout.startswith("ranker: serving version 1; pinned")
     out = run_cli("unpin", "ranker", *flags)
     assert out.returncode == 0 and out.stdout == "ranker: unpinned from version 1\n"
+
+
+def test_sync_runs_its_pass_with_start_up_frozen(tmp_path: Path, bucket: Path, store: Path) -> None:
+    """`sync` freezes what start-up built before the pass, so a full collection during
+    a download walks only what the pass makes, not every module and validator."""
+    _publish(tmp_path, bucket, 1)
+    # Observed, not changed: the pass is wrapped to read the freeze count as it starts.
+    code = (
+        "import gc, sys\n"
+        "import modelsync.sync\n"
+        "real = modelsync.sync.Syncer.sync\n"
+        "def sync(self, *args, **kwargs):\n"
+        "    print('frozen at pass', gc.get_freeze_count(), file=sys.stderr)\n"
+        "    return real(self, *args, **kwargs)\n"
+        "modelsync.sync.Syncer.sync = sync\n"
+        "from modelsync.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "sync", *sidecar_flags(store, bucket)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    frozen = re.search(r"^frozen at pass (\d+)$", result.stderr, re.M)
+    assert frozen is not None, result.stderr
+    assert int(frozen[1]) > 10_000
+    assert (store / "ranker" / "1").is_dir()
