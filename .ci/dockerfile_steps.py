@@ -43,22 +43,34 @@ def main() -> int:
         src.mkdir()
         for name in ("pyproject.toml", "README.md"):
             shutil.copy(REPO / name, src / name)
-        shutil.copytree(REPO / "modelsync", src / "modelsync",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO / "modelsync", src / "modelsync", ignore=shutil.ignore_patterns("__pycache__")
+        )
         opt = scratch / "opt" / "modelsync"
         for stage in ("build", "build-tensorflow"):
             for command in runs[stage]:
                 command = command.replace("/opt/modelsync", str(opt))
                 print(f"[{stage}] $ {command}", flush=True)
-                subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=src, check=True)
+                argv = ["/bin/bash", "-euo", "pipefail", "-c", command]
+                subprocess.run(argv, cwd=src, check=True)
             if stage == "build":
-                probe = subprocess.run([str(opt / "bin" / "python"), "-c",
-                                        "import importlib.util as u; "
-                                        "print(u.find_spec('tensorflow') is None)"],
-                                       capture_output=True, text=True, check=True)
+                probe = subprocess.run(
+                    [
+                        str(opt / "bin" / "python"),
+                        "-c",
+                        "import importlib.util as u; print(u.find_spec('tensorflow') is None)",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 assert probe.stdout.strip() == "True", "the slim stage must not have TensorFlow"
-        out = subprocess.run([str(opt / "bin" / "modelsync"), "--version"], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [str(opt / "bin" / "modelsync"), "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         print(f"ok: {out.stdout.strip()}, slim without TensorFlow, full stage imports it")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
                 if data.key == "llm":
                     _say(f"{data.label}: kill -9 at 90 %, then resume")
                     resumed = resume(server, data, args.rounds, work, share=0.9)
-        if "gs" in servers and not args.only:
-            small = next(d for d in all_sets if d.key == "small")
+        # The latency-shaped run takes its files from the small dataset: it runs
+        # whenever that one does (``--only small`` included).
+        small = next((d for d in all_sets if d.key == "small"), None)
+        if "gs" in servers and small is not None:
             count = min(len(small.files), 500)
             levels = QUICK_LEVELS if args.quick else LEVELS
             lat = Dataset(

@@ -53,7 +53,10 @@ def modelsync(
         f'source = "{server.url(data.model)}"',
     ]
     if concurrency is not None:
-        lines.append(f"concurrency = {concurrency}")
+        # Both bounds: small files are in flight up to small_concurrency whatever
+        # concurrency says, so setting concurrency alone sweeps nothing on them.
+        lines.append(f"concurrency = {min(concurrency, 64)}")
+        lines.append(f"small_concurrency = {concurrency}")
     lines += ["", "[models.source_options]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in server.options.items()]
     config.write_text("\n".join(lines) + "\n")

@@ -1,7 +1,7 @@
 """Which blocks of a partial download are complete: a small append-only journal.
 
 A large file is fetched as ranges written in place (ranges.py), each cut into blocks
-of up to 4 MiB. Each completed block is appended here as ``start length crc32c``
+of up to 1 MiB. Each completed block is appended here as ``start length crc32c``
 once its bytes are written (one line per block, in any order), so a download cut by
 kill -9, a deadline, a dropped connection or a full disk resumes with the blocks it
 already has. Nothing in the journal is trusted: a kept block is read back

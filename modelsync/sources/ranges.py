@@ -288,8 +288,11 @@ def fetch_ranges(
     sink.adopt(digest.hexdigest(), size)
 
 
-# Resume granularity inside a range: each block is journaled once complete.
-_BLOCK = 4 * 1024 * 1024
+# Resume granularity inside a range: each block is journaled once complete, so a
+# kill loses the part of each block in flight. 4 MiB lost about 0.8 % of a 3 GB
+# revision (12 ranges in flight, 2 MiB each on average: the bench's kill -9 row
+# refetched 10.8 % after a kill at 90 %); 1 MiB costs a 35-byte journal line per MiB.
+_BLOCK = 1024 * 1024
 
 # Reads of the file just written, for hashing (one per file at a time).
 _HASH_READ = 1024 * 1024
