@@ -151,18 +151,25 @@ class AzureSource:
         opts = self.options
         from modelsync.transport.sdk import azure_transport, mount
 
-        # The pass's deadline cuts this session's connects and reads (modelsync.transport).
-        session = requests.Session()
-        mount(self._connections, session, opts.max_pool_connections)
-        transport = azure_transport(
-            self._connections,
-            session,
-            session_owner=True,
-            connection_timeout=opts.connect_timeout,
-            read_timeout=opts.read_timeout,
-            # What the SDK sets on the transport it makes itself (4 MiB reads); a
-            # transport passed in keeps azure-core's 4 KiB, far slower under the GIL.
-            connection_data_block_size=_GET_SIZE,
+        def on_deadline(pool_size: int, **extra: Any) -> tuple[requests.Session, Any]:
+            """A requests session whose connects and reads the pass's deadline cuts
+            (modelsync.transport), and azure-core's transport over it."""
+            session = requests.Session()
+            mount(self._connections, session, pool_size)
+            transport = azure_transport(
+                self._connections,
+                session,
+                session_owner=True,
+                connection_timeout=opts.connect_timeout,
+                read_timeout=opts.read_timeout,
+                **extra,
+            )
+            return session, transport
+
+        # What the SDK sets on the transport it makes itself (4 MiB reads); a
+        # transport passed in keeps azure-core's 4 KiB, far slower under the GIL.
+        session, transport = on_deadline(
+            opts.max_pool_connections, connection_data_block_size=_GET_SIZE
         )
         common: dict[str, Any] = {
             "transport": transport,
@@ -183,17 +190,7 @@ class AzureSource:
                 # pools of this source's deadline layer too: a token endpoint that
                 # hangs ends the pass at its deadline, not after azure-core's 300 s
                 # read timeout per try.
-                identity = requests.Session()
-                mount(self._connections, identity, 2)
-                credential = DefaultAzureCredential(
-                    transport=azure_transport(
-                        self._connections,
-                        identity,
-                        session_owner=True,
-                        connection_timeout=opts.connect_timeout,
-                        read_timeout=opts.read_timeout,
-                    )
-                )
+                credential = DefaultAzureCredential(transport=on_deadline(2)[1])
                 service = BlobServiceClient(url, credential=credential, **common)
             settle_environment(session, service.url)
             return service.get_container_client(self.container_name)
