@@ -8,14 +8,16 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import Cancelled, RefusedError, TransientSourceError
-from modelsync.transport.engine import Engine, is_transient
+from modelsync.errors import Cancelled, ConfigError, RefusedError, TransientSourceError
+from modelsync.transport.engine import CaBundle, Engine, is_transient, requests_bundle
 from modelsync.transport.errors import HttpStatus
 from tests.faultproxy import FaultPlan, FaultProxy
+from tests.tlsorigin import tls_origin
 
 BODY = bytes(range(256)) * 4096  # 1 MiB: several reads of the engine
 
@@ -148,3 +150,63 @@ def test_a_writer_that_refuses_stops_the_read(origin: _Origin) -> None:
     out = io.BytesIO()
     engine.get(f"{origin.url}/obj", {}, out.write, None, "obj")
     assert out.getvalue() == BODY
+
+
+# -- what the engine trusts ------------------------------------------------------------
+
+
+@pytest.fixture
+def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """An HTTPS origin with a self-signed certificate no system store holds, and that
+    certificate; the environment's own trust settings removed."""
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    server, ca = tls_origin(tmp_path)
+    try:
+        yield f"https://localhost:{server.server_address[1]}", ca
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _fetch(engine: Engine, url: str) -> bytes:
+    body = bytearray()
+    try:
+        engine.get(url, {}, body.extend, None, "the object")
+    finally:
+        engine.close()
+    return bytes(body)
+
+
+def test_a_named_ca_bundle_is_what_the_engine_trusts(tls: tuple[str, Path]) -> None:
+    """The bundle a store's SDK is told to trust reaches the engine's GETs; without it
+    the same self-signed origin is refused in one line, never read unverified."""
+    base, ca = tls
+    trusted = Engine(4, 5.0, 5.0, CaBundle.named(str(ca), "REQUESTS_CA_BUNDLE"))
+    assert _fetch(trusted, f"{base}/obj") == b"/obj"
+    with pytest.raises(TransientSourceError) as refused:
+        _fetch(Engine(4, 5.0, 5.0), f"{base}/obj")
+    assert "\n" not in str(refused.value)
+    assert "certificate" in str(refused.value).lower(), refused.value
+
+
+def test_requests_bundle_reads_the_variables_in_requests_order(
+    tls: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REQUESTS_CA_BUNDLE over CURL_CA_BUNDLE, as requests (google-cloud-storage,
+    azure-core) reads them; none named: None (the system's store)."""
+    _base, ca = tls
+    assert requests_bundle() is None
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(ca))
+    assert requests_bundle() == CaBundle(ca, "CURL_CA_BUNDLE")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca.parent))
+    assert requests_bundle() == CaBundle(ca.parent, "REQUESTS_CA_BUNDLE")
+
+
+def test_a_ca_bundle_that_is_not_there_is_a_one_line_config_error(tmp_path: Path) -> None:
+    """A bundle named but missing fails with the variable that named it, rather than
+    falling back to another store."""
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(ConfigError) as exc:
+        CaBundle.named(str(missing), "AWS_CA_BUNDLE")
+    assert str(exc.value) == f"AWS_CA_BUNDLE names {missing}, which does not exist (a CA bundle)"

@@ -87,11 +87,12 @@ class GcsReader:
 
     @property
     def engine(self) -> Engine:
-        from modelsync.transport.engine import Engine
+        from modelsync.transport.engine import Engine, requests_bundle
 
         with self._lock:
             if self._engine is None:
-                self._engine = Engine(self._pool_size, *self._timeouts)
+                # google-cloud-storage (publish, control writes) verifies with requests.
+                self._engine = Engine(self._pool_size, *self._timeouts, requests_bundle())
             return self._engine
 
     def object_url(

@@ -251,14 +251,20 @@ class AzureSource:
     def _media(self) -> tuple[Engine, AzureMedia]:
         """The transfer engine of this source and where (and how) it reads blobs."""
         from modelsync.backends._az_media import AzureMedia
-        from modelsync.transport.engine import Engine
+        from modelsync.transport.engine import Engine, requests_bundle
 
         container = self._client()
         with self._lock:
             if self._engine is None:
                 opts = self.options
                 media = AzureMedia(container)
-                engine = Engine(opts.max_pool_connections, opts.connect_timeout, opts.read_timeout)
+                # azure-core's listing verifies with requests: the same bundle here.
+                engine = Engine(
+                    opts.max_pool_connections,
+                    opts.connect_timeout,
+                    opts.read_timeout,
+                    requests_bundle(),
+                )
                 self._engine = (engine, media)
             return self._engine
 

@@ -136,7 +136,7 @@ class S3Source:
         import botocore.config
 
         from modelsync.transport.deadline import Deadlines
-        from modelsync.transport.engine import Engine
+        from modelsync.transport.engine import CaBundle, Engine
         from modelsync.transport.sdk import wire_botocore
 
         opts = self.options
@@ -173,7 +173,11 @@ class S3Source:
         # headers come back and Checks verifies them.
         for event in ("before-sign.s3.GetObject", "before-sign.s3.HeadObject"):
             client.meta.events.register(event, ask_for_checksums)
-        engine = Engine(opts.max_pool_connections, opts.connect_timeout, opts.read_timeout)
+        # The bundle botocore verifies with when one is named (AWS_CA_BUNDLE, or
+        # ca_bundle in the profile), so listings and the engine's GETs agree.
+        named = session._session.get_config_variable("ca_bundle")
+        bundle = CaBundle.named(named, "AWS_CA_BUNDLE (or the profile's ca_bundle)")
+        engine = Engine(opts.max_pool_connections, opts.connect_timeout, opts.read_timeout, bundle)
         return client, tracker, engine
 
     def _key(self, version: int, name: str = "") -> str:

@@ -23,21 +23,25 @@ Session took a whole `sync` of 1,000 x 100 KB from 3.4-3.5 to 2.0 CPU seconds
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import Cancelled, ModelsyncError, TransientSourceError
+from modelsync.errors import Cancelled, ConfigError, ModelsyncError, TransientSourceError
 from modelsync.sources.base import Hasher
 from modelsync.sources.ranges import READ_SIZE
 from modelsync.transport.deadline import Deadlines
 from modelsync.transport.errors import HttpStatus, network_line
 from modelsync.transport.proxies import Proxy, Routes, refused, says_407
 
-__all__ = ["Engine", "Hashers", "is_transient"]
+__all__ = ["CaBundle", "Engine", "Hashers", "is_transient", "requests_bundle"]
 
 # Bytes of an error answer kept for its message (a store's XML or JSON error).
 _ERROR_BODY = 4096
@@ -51,14 +55,26 @@ Hashers = Sequence[Hasher] | Callable[[Mapping[str, str]], Sequence[Hasher]]
 class Engine:
     """GETs for one source: its pools, its deadline watcher, its timeouts."""
 
-    def __init__(self, pool_size: int, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        pool_size: int,
+        connect_timeout: float,
+        read_timeout: float,
+        ca_bundle: CaBundle | None = None,
+    ) -> None:
         self.deadlines = Deadlines()
+        # The CA bundle the store's SDK was told to trust (a private CA in front of
+        # MinIO or a proxy that re-signs), so its listings and these GETs agree;
+        # without one, the system's store (SSL_CERT_FILE and SSL_CERT_DIR apply).
+        trust: dict[str, Any] = {}
+        if ca_bundle is not None:
+            trust = {"ca_cert_dir" if ca_bundle.path.is_dir() else "ca_certs": str(ca_bundle.path)}
         # block=False: a burst beyond pool_size opens extra connections rather than
         # waiting for one (they are not kept); retries=False: modelsync.retry decides.
         # Direct or through the proxy the environment names for the URL's host, as
         # the store's SDK goes (transport/proxies.py).
         self._routes = Routes(
-            self.deadlines, num_pools=4, maxsize=pool_size, block=False, retries=False
+            self.deadlines, num_pools=4, maxsize=pool_size, block=False, retries=False, **trust
         )
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
 
@@ -138,6 +154,34 @@ class Engine:
 
     def close(self) -> None:
         self._routes.clear()
+
+
+@dataclass(frozen=True)
+class CaBundle:
+    """A CA bundle (a PEM file, or a directory of hashed certificates) and where it
+    was named, for the one line that says it is missing."""
+
+    path: Path
+    named_by: str
+
+    @classmethod
+    def named(cls, path: str | None, named_by: str) -> CaBundle | None:
+        """The bundle at ``path`` (None: none named); ConfigError if it is not there."""
+        if not path:
+            return None
+        bundle = cls(Path(path).expanduser(), named_by)
+        if not bundle.path.exists():
+            raise ConfigError(f"{named_by} names {path}, which does not exist (a CA bundle)")
+        return bundle
+
+
+def requests_bundle() -> CaBundle | None:
+    """The bundle a requests-based SDK (google-cloud-storage, azure-core) is told to
+    trust, in requests' order: REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if os.environ.get(name):
+            return CaBundle.named(os.environ[name], name)
+    return None
 
 
 def _via(exc: Cancelled, proxy: Proxy) -> Cancelled:

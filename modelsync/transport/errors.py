@@ -70,11 +70,19 @@ def cause(exc: BaseException) -> str | None:
     for item in chain:
         if isinstance(item, ConnectionRefusedError):
             return "connection refused"
-        if isinstance(item, ssl.SSLError | u3.SSLError):
-            reason = getattr(item, "reason", None) or str(item).split(":")[0]
-            return f"TLS: {reason}"
+    for item in chain:
+        # Before urllib3's SSLError, whose text is the whole OpenSSL message.
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return f"TLS: certificate not trusted ({item.verify_message or item.reason})"
+        if isinstance(item, ssl.SSLError) and item.reason:
+            return f"TLS: {item.reason}"
         if isinstance(item, ssl.CertificateError):
             return f"TLS: {item}"
+    for item in chain:
+        if isinstance(item, ssl.SSLError | u3.SSLError):
+            # "[SSL: NAME] what happened (_ssl.c:1006)": the words, not OpenSSL's file.
+            text = str(item).split("] ", 1)[-1].split(" (_ssl.c", 1)[0]
+            return f"TLS: {text or 'handshake failed'}"
     for item in chain:
         if isinstance(item, TimeoutError | socket.timeout | u3.TimeoutError):
             return "timed out"
