@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["settle_environment"]
+__all__ = ["requests_ca_variable", "settle_environment"]
+
+
+def requests_ca_variable() -> tuple[str, str] | None:
+    """(variable, path) of the CA bundle requests would verify with, in its order:
+    REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE; None when neither is set."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if os.environ.get(name):
+            return name, os.environ[name]
+    return None
 
 
 def settle_environment(session: requests.Session, endpoint: str) -> None:
@@ -28,7 +37,7 @@ def settle_environment(session: requests.Session, endpoint: str) -> None:
 
     session.proxies.update(get_environ_proxies(endpoint))
     # What requests' merge_environment_settings would pick, in its order.
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle and session.verify is True:
-        session.verify = bundle
+    named = requests_ca_variable()
+    if named is not None and session.verify is True:
+        session.verify = named[1]
     session.trust_env = False

@@ -23,7 +23,6 @@ Session took a whole `sync` of 1,000 x 100 KB from 3.4-3.5 to 2.0 CPU seconds
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import urllib3
 from modelsync.cancel import CancelToken
 from modelsync.errors import Cancelled, ConfigError, ModelsyncError, TransientSourceError
 from modelsync.sources.base import Hasher
+from modelsync.sources.environ import requests_ca_variable
 from modelsync.sources.ranges import READ_SIZE
 from modelsync.transport.deadline import Deadlines
 from modelsync.transport.errors import HttpStatus, network_line
@@ -178,10 +178,8 @@ class CaBundle:
 def requests_bundle() -> CaBundle | None:
     """The bundle a requests-based SDK (google-cloud-storage, azure-core) is told to
     trust, in requests' order: REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE."""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        if os.environ.get(name):
-            return CaBundle.named(os.environ[name], name)
-    return None
+    named = requests_ca_variable()
+    return None if named is None else CaBundle.named(named[1], named[0])
 
 
 def _via(exc: Cancelled, proxy: Proxy) -> Cancelled:

@@ -76,8 +76,6 @@ def cause(exc: BaseException) -> str | None:
             return f"TLS: certificate not trusted ({item.verify_message or item.reason})"
         if isinstance(item, ssl.SSLError) and item.reason:
             return f"TLS: {item.reason}"
-        if isinstance(item, ssl.CertificateError):
-            return f"TLS: {item}"
     for item in chain:
         if isinstance(item, ssl.SSLError | u3.SSLError):
             # "[SSL: NAME] what happened (_ssl.c:1006)": the words, not OpenSSL's file.
