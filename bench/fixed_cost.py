@@ -1,17 +1,18 @@
 """The fixed cost of a fetching `modelsync sync` (whole minus download phase), trees alternated.
 
     python -m bench.fixed_cost --only small --runs 10 before=/path/to/old after=/path/to/new
+    python -m bench.fixed_cost --store s3 --only mid --runs 10 before=... after=...
 
-One fake-gcs-server (bench/download/servers.py) holds the download bench's datasets
-(``--only`` picks them by key, e.g. small = 1,000 x 100 KB, mid = 200 x 1 MB),
-published once. Each TREE is a checkout run with PYTHONPATH=TREE and cwd TREE
-(bytecode written as usual); each run is `python -m modelsync --log-format json sync`
-of the bench's own config into an empty store, after `sync(1)` so that one run's
-writeback does not land in the next. The trees run in turn, the order flipped every
-round. The download phase is the command's own figure (the ``seconds`` of its
-"downloaded and verified" line, as the download bench reads it); each row prints the
-median and range of the fixed cost, the median whole run and phase, and the median
-CPU (user + system of the child, wait4).
+One store server (``--store``: gs is fake-gcs-server, s3 moto, az Azurite;
+bench/download/servers.py) holds the download bench's datasets (``--only`` picks them
+by key, e.g. small = 1,000 x 100 KB, mid = 200 x 1 MB), published once. Each TREE is a
+checkout run with PYTHONPATH=TREE and cwd TREE (bytecode written as usual); each run
+is `python -m modelsync --log-format json sync` of the bench's own config into an
+empty store, after `sync(1)` so that one run's writeback does not land in the next.
+The trees run in turn, the order flipped every round. The download phase is the
+command's own figure (the ``seconds`` of its "downloaded and verified" line, as the
+download bench reads it); each row prints the median and range of the fixed cost, the
+median whole run and phase, and the median CPU (user + system of the child, wait4).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from bench.download import tools
 from bench.download.datasets import Dataset, datasets
-from bench.download.servers import Server, start_gcs
+from bench.download.servers import Server, start_az, start_gcs, start_s3
 from bench.download.suite import publish
 
 
@@ -93,14 +94,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--only", default="small", help="datasets whose key has this")
+    parser.add_argument("--store", default="gs", choices=("gs", "s3", "az"))
     parser.add_argument("trees", nargs="+", metavar="LABEL=TREE")
     args = parser.parse_args()
     trees = [(t.split("=", 1)[0], t.split("=", 1)[1]) for t in args.trees]
-    wanted = [d for d in datasets(False, 1.0) if args.only in d.key and "gs" in d.backends]
+    wanted = [d for d in datasets(False, 1.0) if args.only in d.key and args.store in d.backends]
     wanted = [d for d in wanted if not d.changed]
     with tempfile.TemporaryDirectory(prefix="modelsync-fixed-") as tmp:
         work = Path(tmp)
-        server = start_gcs(work / "gcs")
+        starts = {"gs": lambda: start_gcs(work / "gcs"), "s3": start_s3}
+        server = starts.get(args.store, lambda: start_az(work / "az"))()
         try:
             for data in wanted:
                 publish(server, data, work)

@@ -1,8 +1,8 @@
 """Whole `modelsync sync` beside rclone on fake-gcs-server (Go, in memory, loopback).
 
     python -m bench.transport_planes [--rounds 3] [--datasets small,mb] [--baseline DIR]
-    python -m bench.transport_planes --rounds 1 --planes urllib3,obstore \
-        --plane-python /path/to/venv-with-obstore/bin/python
+    python -m bench.transport_planes --rounds 1 --planes urllib3,pycurl,obstore \
+        --plane-python .envs/benchpeers/bin/python        # make bench-peers
 
 Publishes each dataset once with `modelsync publish`, then per round (tool order
 rotated) times `modelsync sync` into a fresh store and `rclone copy` into a fresh
@@ -11,9 +11,11 @@ over modelsync's: above 1.0 modelsync is faster). ``--baseline DIR`` times the
 modelsync of another source tree (e.g. ``git archive main``) in the same rounds.
 The transport engine's own measurements (docs/transport.md) were made with it.
 
-``--planes`` instead times throw-away data planes (PLANE: 16 GETs in flight, each
+``--planes`` instead times throw-away data planes (PLANE: each
 file written, fsynced, sha256 and crc32 computed as bytes arrive) in a child of
-``--plane-python``: the HTTP cores considered for the engine, urllib3 and obstore.
+``--plane-python``: the HTTP cores considered for the engine, urllib3 (16 threads),
+pycurl (libcurl's multi interface on one thread, 32 transfers in flight, fsync on 4
+threads) and obstore. Each plane's wall time and CPU (user + system) are printed.
 """
 
 from __future__ import annotations
@@ -112,6 +114,51 @@ if kind == "urllib3":
         assert got.status == 200, got.status
         write(i, got.stream(256 * 1024))
         got.release_conn()
+elif kind == "pycurl":
+    # libcurl's multi interface on this one thread: no GIL hand-over between
+    # request threads; fsync (which releases the GIL) on a small pool.
+    import pycurl
+    syncs = ThreadPoolExecutor(4)
+    multi = pycurl.CurlMulti()
+    idle = [pycurl.Curl() for _ in range(32)]
+    todo = list(range(len(names)))[::-1]
+    busy = {}
+    def start(handle, i):
+        fd = os.open(os.path.join(dest, str(i)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        digest, crc = hashlib.sha256(), [0]
+        def sink(chunk):
+            digest.update(chunk)
+            crc[0] = zlib.crc32(chunk, crc[0])
+            os.write(fd, chunk)
+        key = quote(names[i], safe="")
+        handle.setopt(pycurl.URL, f"{url}/download/storage/v1/b/{bucket}/o/{key}?alt=media")
+        handle.setopt(pycurl.WRITEFUNCTION, sink)
+        busy[handle] = fd
+        multi.add_handle(handle)
+    def done(fd):
+        os.fsync(fd)
+        os.close(fd)
+    pending = []
+    while todo or busy:
+        while idle and todo:
+            start(idle.pop(), todo.pop())
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        while True:
+            queued, ok, failed = multi.info_read()
+            for handle in ok:
+                assert handle.getinfo(pycurl.RESPONSE_CODE) == 200
+                multi.remove_handle(handle)
+                pending.append(syncs.submit(done, busy.pop(handle)))
+                idle.append(handle)
+            assert not failed, failed
+            if not queued:
+                break
+        if busy:
+            multi.select(1.0)
+    for f in pending:
+        f.result()
+    sys.exit(0)
 else:
     import obstore
     from obstore.store import GCSStore
@@ -134,13 +181,17 @@ def _planes(
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir()
         argv = [args.plane_python, "-c", PLANE, url, bucket, str(dest), kind, *names]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         secs = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         # The error's own line, not the tail of a Rust debug dump after it.
         lines = done.stderr.strip().splitlines() or ["?"]
         error = next((line for line in lines if "Error performing" in line), lines[-1])
-        result = f"{secs:.2f} s" if done.returncode == 0 else f"failed: {error.strip()[:300]}"
+        ok = f"{secs:.2f} s, CPU {cpu:.2f} s"
+        result = ok if done.returncode == 0 else f"failed: {error.strip()[:300]}"
         print(f"| {len(files)} files | plane {kind} | {result} |", flush=True)
 
 

@@ -121,3 +121,23 @@ def test_kill_latency_and_startup_rows(bench: tuple[str, dict[str, Any]]) -> Non
     for heading in ("## Downloads", "## Latency-shaped run", "## Start-up", "## Targets"):
         assert heading in text
     assert "Chosen small-object concurrency:" in text
+
+
+def test_a_disk_slower_than_the_network_is_said_beside_the_small_target() -> None:
+    """Where writing 1,000 small files durably takes longer than curl downloads them,
+    the small-file phase target says so, with both figures; elsewhere it does not."""
+    from bench.download.report import CURL, DURABLE, PHASE, Row
+    from bench.download.targets import GCS, evaluate
+
+    def table(durable: float) -> list[Row]:
+        rows = [(PHASE, 1.04), (CURL, 0.17), (DURABLE, durable)]
+        return [Row("1,000 x 100 KB", "small", GCS, tool, secs, 100.0) for tool, secs in rows]
+
+    slow_disk = next(t for t in evaluate(table(0.75), [], []) if "download phase" in t.name)
+    assert slow_disk.met is False
+    assert slow_disk.measured.startswith("0.16 (1.04 s vs 0.17 s)")
+    assert "writing the same files durably alone takes 0.75 s here (0.72 x of it)" in (
+        slow_disk.measured
+    )
+    fast_disk = next(t for t in evaluate(table(0.10), [], []) if "download phase" in t.name)
+    assert fast_disk.measured == "0.16 (1.04 s vs 0.17 s)"

@@ -99,9 +99,11 @@ def _fetched(good: list[Sample]) -> float | None:
 
 
 def limit_seconds(table: list[Row], key: str, store: str) -> float | None:
-    """The binding limit's time: curl alone for many small objects (the disk takes
-    them faster than any network answers them), else the slower of curl and the
-    durable write."""
+    """The limit a target is judged against: curl alone for many small objects (as
+    issue 23 names it), else the slower of curl and the durable write. For small
+    objects the durable write is not always the faster: creating a file cost 0.5-0.8
+    ms of kernel CPU on one machine here, so 1,000 of them took longer to write than
+    to download (targets.py says so beside the ratio; docs/performance.md)."""
     found = {r.tool: r.seconds for r in table if r.key == key and r.store == store}
     curl, durable = found.get(CURL), found.get(DURABLE)
     if key in ("small", "lat") or durable is None:

@@ -132,7 +132,7 @@ class GcsReader:
         import google.auth.transport.requests
         import requests
 
-        from modelsync.transport.sdk import mount
+        from modelsync.transport.sessions import mount
 
         session = requests.Session()
         mount(self.engine.deadlines, session, 2)

@@ -149,7 +149,7 @@ class AzureSource:
         from azure.storage.blob import BlobServiceClient
 
         opts = self.options
-        from modelsync.transport.sdk import azure_transport, mount
+        from modelsync.transport.sessions import azure_transport, mount
 
         def on_deadline(pool_size: int, **extra: Any) -> tuple[requests.Session, Any]:
             """A requests session whose connects and reads the pass's deadline cuts

@@ -130,7 +130,7 @@ class GcsSource:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        from modelsync.transport.sdk import mount
+        from modelsync.transport.sessions import mount
 
         endpoint = self.options.endpoint
         try:

@@ -1,10 +1,11 @@
-"""s3://bucket/prefix: Amazon S3 and S3-compatible stores (MinIO, Ceph, R2) via boto3.
+"""s3://bucket/prefix: Amazon S3 and S3-compatible stores (MinIO, Ceph, R2) via botocore.
 
-Credentials come from boto3's standard chain: IRSA or EKS Pod Identity, the AWS_*
-variables, the shared config and credentials files (``profile``), an instance
-profile. ``endpoint_url`` points it at an S3-compatible store. botocore's own
-retries are off (one attempt per call) so that modelsync.retry is the one policy,
-as for gs://; this module translates botocore's errors into modelsync's hierarchy.
+Credentials come from botocore's standard chain (boto3's): IRSA or EKS Pod
+Identity, the AWS_* variables, the shared config and credentials files
+(``profile``), an instance profile. ``endpoint_url`` points it at an S3-compatible
+store. botocore's own retries are off (one attempt per call) so that modelsync.retry
+is the one policy, as for gs://; this module translates botocore's errors into
+modelsync's hierarchy.
 
 Integrity: the manifest's sha256 always; on top, S3's own checksum of the object
 where it has one (``x-amz-checksum-crc32c``/``crc32``/``sha256`` of the whole
@@ -131,10 +132,10 @@ class S3Source:
         return made
 
     def _make_client(self) -> tuple[Any, Deadlines, Engine]:
-        import boto3
         import botocore
         import botocore.config
 
+        from modelsync.backends._aws import session as aws_session
         from modelsync.transport.deadline import Deadlines
         from modelsync.transport.engine import CaBundle, Engine
         from modelsync.transport.sdk import wire_botocore
@@ -156,8 +157,8 @@ class S3Source:
         )
         try:
             # A session per client: sessions are not thread-safe, clients are.
-            session = boto3.session.Session(profile_name=opts.profile, region_name=opts.region)
-            client = session.client("s3", endpoint_url=opts.endpoint_url, config=config)
+            session = aws_session(opts.profile, opts.region)
+            client = session.create_client("s3", endpoint_url=opts.endpoint_url, config=config)
         except Exception as exc:
             raise translate(exc, self.url, self.bucket) from exc
 
@@ -175,7 +176,7 @@ class S3Source:
             client.meta.events.register(event, ask_for_checksums)
         # The bundle botocore verifies with when one is named (AWS_CA_BUNDLE, or
         # ca_bundle in the profile), so listings and the engine's GETs agree.
-        named = session._session.get_config_variable("ca_bundle")
+        named = session.get_config_variable("ca_bundle")
         bundle = CaBundle.named(named, "AWS_CA_BUNDLE (or the profile's ca_bundle)")
         engine = Engine(opts.max_pool_connections, opts.connect_timeout, opts.read_timeout, bundle)
         return client, tracker, engine
@@ -213,7 +214,7 @@ class S3Source:
             bounded(credentials.get_frozen_credentials, cancel)
 
     def _refusal(self, exc: Exception, what: str) -> ModelsyncError | None:
-        """A proxy's 407 to boto3 as one line naming the proxy (transport/proxies.py)."""
+        """A proxy's 407 to botocore as one line naming the proxy (transport/proxies.py)."""
         from modelsync.transport.proxies import refusal, says_407
 
         if not says_407(exc):
@@ -231,7 +232,7 @@ class S3Source:
         """GET the object (or a range) through the transfer engine, feeding the storage
         checksums its headers offer (a range's are not the object's: none then);
         returns them. botocore presigns the URL with the client's credentials and
-        addressing (no network call); the bytes never pass through boto3."""
+        addressing (no network call); the bytes never pass through botocore."""
         from modelsync.transport.errors import HttpStatus
 
         client, _, engine = self._pair()
@@ -363,7 +364,7 @@ class S3Source:
                         IfNoneMatch="*",
                     )
                 return
-            from boto3.s3.transfer import TransferConfig
+            from boto3.s3.transfer import S3Transfer, TransferConfig
 
             # Multipart past the range threshold (a single PUT stops at 5 GB).
             transfer = TransferConfig(
@@ -371,13 +372,12 @@ class S3Source:
                 multipart_chunksize=self.options.range_size,
                 max_concurrency=self.options.range_workers,
             )
-            self._s3().upload_file(
-                str(path),
-                self.bucket,
-                key,
-                ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-                Config=transfer,
-            )
+            # boto3's transfer manager on the botocore client (what boto3's injected
+            # upload_file runs); boto3 is imported by publish only.
+            with S3Transfer(self._s3(), transfer) as uploads:
+                uploads.upload_file(
+                    str(path), self.bucket, key, extra_args={"ChecksumAlgorithm": "SHA256"}
+                )
 
     # -- control objects (sources/control.py) ---------------------------------------
 

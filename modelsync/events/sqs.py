@@ -115,20 +115,21 @@ class SqsSource:
     """An SQS queue, configured or created for this host (``options.topic_arn``)."""
 
     def __init__(self, options: SqsOptions, identity: str) -> None:
-        import boto3
         import botocore.config
 
+        from modelsync.backends._aws import session as aws_session
+
         self._options = options
-        session = boto3.session.Session(profile_name=options.profile, region_name=options.region)
+        session = aws_session(options.profile, options.region)
         # The read timeout must outlast the long poll.
         config = botocore.config.Config(
             connect_timeout=5,
             read_timeout=options.wait + 10,
             retries={"max_attempts": 1},
         )
-        self._sqs = session.client("sqs", endpoint_url=options.endpoint_url, config=config)
+        self._sqs = session.create_client("sqs", endpoint_url=options.endpoint_url, config=config)
         self._sns = (
-            session.client("sns", endpoint_url=options.endpoint_url, config=config)
+            session.create_client("sns", endpoint_url=options.endpoint_url, config=config)
             if options.topic_arn
             else None
         )

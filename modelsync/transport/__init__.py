@@ -7,9 +7,10 @@ bounded        a call no socket cut reaches (botocore's credential refresh), wai
                for until the token fires (deadline.py)
 Routes         direct or through the proxy HTTP(S)_PROXY/NO_PROXY name for a URL,
                as requests decides; one ProxyManager per proxy (proxies.py)
-mount          a requests Session's pools (google-cloud-storage, azure) (sdk.py)
-azure_transport azure-core's transport on such a session, its retry waits cut (sdk.py)
-wire_botocore  boto3/botocore's own managers, proxies included (sdk.py)
+mount          a requests Session's pools (google-cloud-storage, azure) (sessions.py)
+azure_transport azure-core's transport on such a session, its retry waits cut
+               (sessions.py)
+wire_botocore  botocore's own managers, proxies included (sdk.py)
 HttpClient     the model servers' APIs: notify, confirm, presets; server_call
                says no answer as ServerNotRunning / LoadUnknown (client.py)
 network_line   a network failure as "<cause> (<host:port>)" (errors.py)
@@ -28,7 +29,7 @@ from typing import Any
 _WHERE = {
     "Deadlines": "deadline",
     "Routes": "proxies",
-    "azure_transport": "sdk",
+    "azure_transport": "sessions",
     "bounded": "deadline",
     "Engine": "engine",
     "HttpStatus": "errors",
@@ -40,7 +41,7 @@ _WHERE = {
     "endpoint": "errors",
     "network_error": "errors",
     "network_line": "errors",
-    "mount": "sdk",
+    "mount": "sessions",
     "wire_botocore": "sdk",
 }
 
