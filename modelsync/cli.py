@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelsync import __version__
-from modelsync.cliopts import config_option, gate_options, gates_from_flags
-from modelsync.errors import ConfigError, ManifestError, ModelsyncError
+from modelsync.cliopts import config_option
+from modelsync.errors import ConfigError, ModelsyncError
 
 if TYPE_CHECKING:
     from modelsync.config import Config
-    from modelsync.gates import GatesConfig
 
 __all__ = ["main"]
 
@@ -122,24 +121,6 @@ def _model_flags() -> list[Callable[[Any], Any]]:
     ]
 
 
-def _kv(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
-        if number:
-            try:
-                out[key] = float(value)
-            except ValueError:
-                raise click.BadParameter(
-                    f"{pair!r}: value is not a number", param_hint=what
-                ) from None
-        else:
-            out[key] = value
-    return out
-
-
 # The group's options that take a value; they may come after the command too.
 _GLOBAL_OPTIONS = ("--log-level", "--log-format")
 
@@ -179,9 +160,13 @@ class _Commands(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, _hoist_global_options(args))
 
-    # Command groups that live in their own modules, imported only when named (or
-    # when --help lists them): a `sync` does not pay for `release`.
-    _LAZY = {"release": "modelsync.release_cli"}
+    # Commands that live in their own modules, imported only when named (or when
+    # --help lists them): a `sync` does not pay for `release` or `publish`.
+    _LAZY = {
+        "publish": "modelsync.publish_cli",
+        "release": "modelsync.release_cli",
+        "verify": "modelsync.verify_cli",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._LAZY})
@@ -218,222 +203,6 @@ def cli(log_level: str, log_format: str) -> None:
     from modelsync.logs import configure_logging
 
     configure_logging(log_level, log_format)
-
-
-@cli.command()
-@click.argument("src_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.argument("url")
-@click.option("--version", "version", type=click.IntRange(min=1), help="Default: Unix time now.")
-@click.option("--metric", "metrics", multiple=True, metavar="KEY=NUMBER")
-@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE")
-@click.option(
-    "--sign-key",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Private key (PEM). Ed25519: upload a signature of the manifest; EC "
-    "(P-256/384/521): upload an OpenSSF Model Signing model.sig (signed as "
-    "<model>-<version>) instead of a manifest.",
-)
-@click.option(
-    "--sign-cert",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="With an EC --sign-key: its X.509 certificate (PEM), for the certificate method.",
-)
-@click.option(
-    "--sign-chain",
-    multiple=True,
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="With --sign-cert: intermediate certificates (PEM) to put in model.sig.",
-)
-@click.option(
-    "--source-option",
-    "source_option",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A [models.source_options] key of URL's backend (e.g. endpoint_url=...).",
-)
-@gate_options
-@click.option("--channel", help="The channel whose stable version is `production` for --gate.")
-@click.option(
-    "--smoke",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Smoke requests (JSON) put in the revision as modelsync-smoke.json.",
-)
-@click.option(
-    "--mlflow",
-    "mlflow_url",
-    metavar="mlflow+http://HOST:PORT/MODEL[@ALIAS]",
-    help="Then register the revision as a version of MODEL in MLflow's Model Registry "
-    "(and point ALIAS at it).",
-)
-@click.option(
-    "--mlflow-run",
-    metavar="RUN_ID",
-    help="The MLflow run whose artifacts hold URL (MLflow requires one for file:// URLs).",
-)
-def publish(
-    src_dir: Path,
-    url: str,
-    version: int | None,
-    metrics: tuple[str, ...],
-    meta: tuple[str, ...],
-    sign_key: Path | None,
-    sign_cert: Path | None,
-    sign_chain: tuple[Path, ...],
-    source_option: tuple[str, ...],
-    gate: tuple[str, ...],
-    baseline: int | None,
-    if_missing: str,
-    channel: str | None,
-    smoke: Path | None,
-    mlflow_url: str | None,
-    mlflow_run: str | None,
-) -> int:
-    """Upload SRC_DIR as a new revision under URL (manifest last); print the version."""
-    from modelsync.progress import LoggedProgress, terminal_progress
-    from modelsync.publish import publish as publish_revision
-    from modelsync.sources import check_source
-    from modelsync.suggest import schemeless_url_hint
-
-    metric_map = _kv(metrics, "--metric", number=True)
-    meta_map = _kv(meta, "--meta", number=False)
-    options = _kv(source_option, "--source-option", number=False)
-    hint = schemeless_url_hint(url)
-    if hint is not None:
-        raise click.BadParameter(hint, param_hint="URL")
-    try:
-        url, _ = check_source(url, options)  # the backend's own rules, before any upload
-    except ValueError as exc:
-        # A URL of a known form with a bad option: one line, as for the config file.
-        raise ConfigError(str(exc)) from exc
-    gates = gates_from_flags(gate, baseline, if_missing)
-    if gates is not None:
-        _publish_gate(url, options, channel, gates, metric_map, version)
-    if mlflow_url is not None:
-        from modelsync.backends.mlflow import parse_mlflow_url
-
-        try:
-            parse_mlflow_url(mlflow_url)  # before any upload
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--mlflow") from None
-    published = publish_revision(
-        src_dir,
-        url,
-        version=version,
-        metrics=metric_map,
-        metadata=meta_map,
-        sign_key=sign_key,
-        sign_cert=sign_cert,
-        sign_chain=sign_chain,
-        smoke=smoke,
-        source_options=options,
-        # A bar for a person at a terminal; a line every 10 s in a pipeline's log.
-        progress=terminal_progress
-        if sys.stderr.isatty()
-        else LoggedProgress(event="upload progress"),
-    )
-    if mlflow_url is not None:
-        import structlog
-
-        from modelsync.mlflow_registry import register
-
-        registered = register(mlflow_url, f"{url}/{published}", run_id=mlflow_run)
-        structlog.get_logger().info(
-            "registered in MLflow",
-            registry=mlflow_url,
-            registry_version=registered,
-            version=published,
-        )
-    click.echo(published)
-    return 0
-
-
-def _publish_gate(
-    url: str,
-    options: dict[str, str],
-    channel: str | None,
-    gates: GatesConfig,
-    metrics: dict[str, float],
-    version: int | None,
-) -> None:
-    """Refuse (RefusedError, nothing uploaded) metrics that fail ``gates`` against the
-    channel's stable revision and the baseline."""
-    from modelsync.cancel import CancelToken
-    from modelsync.channel_gate import judge, require
-    from modelsync.sources import open_source
-
-    source = open_source(url, options)
-    try:
-        verdict = judge(source, channel, gates, metrics, version, CancelToken())
-    finally:
-        source.close()
-    require(verdict, f"{url}: new revision")
-
-
-@cli.command()
-@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Also require a valid signature by one of these Ed25519 keys (PEM).",
-)
-@click.option("--strict", is_flag=True, help="Files not in the manifest are an error too (exit 1).")
-def verify(directory: Path, public_keys: tuple[Path, ...], strict: bool) -> int:
-    """Check a local revision against its manifest (exit 0 intact, 1 damaged).
-
-    Files a server wrote into the revision (Triton's __pycache__) are listed but
-    are not damage, unless --strict."""
-    from modelsync.fsutil import read_regular
-    from modelsync.manifest import (
-        MANIFEST_NAME,
-        MAX_MANIFEST_BYTES,
-        SIGNATURE_NAME,
-        Manifest,
-        extra_files,
-        verify_dir,
-    )
-    from modelsync.signing import SIGNATURE_LIMIT, load_public_key
-    from modelsync.signing import verify as verify_signature
-
-    manifest_path = directory / MANIFEST_NAME
-    try:
-        raw = read_regular(manifest_path, MAX_MANIFEST_BYTES)
-    except FileNotFoundError as exc:
-        raise ManifestError(f"{manifest_path}: cannot read: {exc.strerror}") from exc
-    manifest = Manifest.parse(raw, str(manifest_path))
-    problems = verify_dir(directory, manifest, extra_ok=True)
-    extra = extra_files(directory, manifest)
-    signed_by: Path | None = None
-    if public_keys:
-        keys = [(path, load_public_key(path)) for path in public_keys]
-        signature_path = directory / SIGNATURE_NAME
-        if not signature_path.is_file():
-            problems.append(f"{SIGNATURE_NAME}: missing (the revision is unsigned)")
-        else:
-            signature = read_regular(signature_path, SIGNATURE_LIMIT)
-            signed_by = next(
-                (path for path, key in keys if verify_signature([key], raw, signature)), None
-            )
-            if signed_by is None:
-                problems.append(f"{SIGNATURE_NAME}: does not match any given public key")
-    for problem in problems:
-        click.echo(f"{directory}: {problem}", err=True)
-    for rel in extra:
-        click.echo(f"{directory}: {rel}: not in the manifest (written after download?)", err=True)
-    if problems or (strict and extra):
-        return 1
-    click.echo(
-        f"{directory}: version {manifest.version} intact "
-        f"({len(manifest.files)} files, {manifest.total_size} bytes"
-        + (f"; {len(extra)} extra files" if extra else "")
-        + ")"
-    )
-    if signed_by is not None:
-        click.echo(f"{directory}: signature: valid (key {signed_by})")
-    elif (directory / SIGNATURE_NAME).is_file():
-        click.echo(f"{directory}: signature: not checked (give --public-key PEM to check it)")
-    return 0
 
 
 @cli.command()

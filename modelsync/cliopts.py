@@ -1,4 +1,4 @@
-"""Options shared by the command modules (cli.py, release_cli.py)."""
+"""Options shared by the command modules (cli.py, publish_cli.py, release_cli.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from modelsync.manifest import MAX_VERSION
 if TYPE_CHECKING:
     from modelsync.gates import GatesConfig
 
-__all__ = ["config_option", "gate_options", "gates_from_flags"]
+__all__ = ["config_option", "gate_options", "gates_from_flags", "key_values"]
 
 
 def config_option(help_text: str) -> Callable[[Any], Any]:
@@ -74,3 +74,22 @@ def gates_from_flags(
         return parse_rules(gate, baseline, if_missing)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gate") from None
+
+
+def key_values(pairs: tuple[str, ...], what: str, number: bool) -> dict[str, Any]:
+    """KEY=VALUE flags (``what`` names the flag) as a dict; values as numbers if ``number``."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=what)
+        if number:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{pair!r}: value is not a number", param_hint=what
+                ) from None
+        else:
+            out[key] = value
+    return out

@@ -118,6 +118,14 @@ def run_cli(
     )
 
 
+def publish_local(tmp_path: Path, bucket: Path, version: int, *extra: str) -> str:
+    """`modelsync publish` of model_files(version) to file://bucket; the version printed."""
+    src = write_tree(tmp_path / f"src{version}", model_files(version))
+    out = run_cli("publish", str(src), f"file://{bucket}", "--version", str(version), *extra)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every path under ``root`` with what it is (bytes digest, link target, dir)."""
     out: dict[str, str] = {}

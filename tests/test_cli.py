@@ -13,25 +13,18 @@ import pytest
 from tests.helpers import (
     check_invariants,
     model_files,
+    publish_local,
     run_cli,
     sidecar_flags,
     snapshot,
-    write_tree,
 )
-
-
-def _publish(tmp_path: Path, bucket: Path, version: int, *extra: str) -> str:
-    src = write_tree(tmp_path / f"src{version}", model_files(version))
-    out = run_cli("publish", str(src), f"file://{bucket}", "--version", str(version), *extra)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
 
 
 def test_three_revision_history_through_the_cli(tmp_path: Path, bucket: Path, store: Path) -> None:
     """publish → sync three times: bytes on disk, exit codes, retention, status."""
     flags = sidecar_flags(store, bucket)
     for version in (1, 2, 3):
-        assert _publish(tmp_path, bucket, version, "--metric", "ndcg@10=0.4") == str(version)
+        assert publish_local(tmp_path, bucket, version, "--metric", "ndcg@10=0.4") == str(version)
         out = run_cli("sync", *flags)
         assert out.returncode == 0, out.stderr
         for name, data in model_files(version).items():
@@ -52,7 +45,7 @@ def test_sync_logs_json_lines_naming_model_and_version(
     tmp_path: Path, bucket: Path, store: Path
 ) -> None:
     """Off a terminal every log line is JSON carrying model and version."""
-    _publish(tmp_path, bucket, 1)
+    publish_local(tmp_path, bucket, 1)
     out = run_cli("sync", *sidecar_flags(store, bucket))
     events = [json.loads(line) for line in out.stderr.splitlines()]
     assert {e["event"] for e in events} >= {"downloading", "activated", "committed"}
@@ -61,7 +54,7 @@ def test_sync_logs_json_lines_naming_model_and_version(
 
 def test_environment_configures_a_sidecar(tmp_path: Path, bucket: Path, store: Path) -> None:
     """MODELSYNC_* variables alone configure one model."""
-    _publish(tmp_path, bucket, 1)
+    publish_local(tmp_path, bucket, 1)
     out = run_cli(
         "sync",
         env={
@@ -77,10 +70,10 @@ def test_environment_configures_a_sidecar(tmp_path: Path, bucket: Path, store: P
 def test_failed_sync_exits_1_and_keeps_store(tmp_path: Path, bucket: Path, store: Path) -> None:
     """A corrupt revision makes sync exit 1 with the store byte-identical."""
     flags = sidecar_flags(store, bucket)
-    _publish(tmp_path, bucket, 1)
+    publish_local(tmp_path, bucket, 1)
     assert run_cli("sync", *flags).returncode == 0
     before = snapshot(store / "ranker")
-    _publish(tmp_path, bucket, 2)
+    publish_local(tmp_path, bucket, 2)
     (bucket / "2" / "saved_model.pb").write_bytes(b"tampered")
     out = run_cli("sync", *flags)
     assert out.returncode == 1
@@ -98,17 +91,6 @@ def test_require_fails_without_any_version(tmp_path: Path, bucket: Path, store: 
     out = run_cli("sync", "--require", *flags)
     assert out.returncode == 1
     assert "no active version" in out.stderr
-
-
-def test_publish_refuses_to_overwrite(tmp_path: Path, bucket: Path) -> None:
-    """Publishing an existing complete version exits 1 and changes nothing."""
-    _publish(tmp_path, bucket, 1)
-    before = snapshot(bucket)
-    src = write_tree(tmp_path / "other", model_files(9))
-    out = run_cli("publish", str(src), f"file://{bucket}", "--version", "1")
-    assert out.returncode == 1
-    assert "already exists" in out.stderr
-    assert snapshot(bucket) == before
 
 
 BAD_CONFIGS = {
@@ -176,36 +158,9 @@ def test_missing_config_file_and_usage_errors_exit_2(tmp_path: Path) -> None:
     assert out.returncode == 2 and "KEY=VALUE" in out.stderr
 
 
-def test_verify_reports_damage(tmp_path: Path, bucket: Path) -> None:
-    """verify exits 1 naming the damaged file, 0 for an intact revision."""
-    _publish(tmp_path, bucket, 1)
-    assert run_cli("verify", str(bucket / "1")).returncode == 0
-    (bucket / "1" / "saved_model.pb").write_bytes(b"x")
-    out = run_cli("verify", str(bucket / "1"))
-    assert out.returncode == 1
-    assert "saved_model.pb" in out.stderr
-
-
-def test_verify_separates_damage_from_extra_files(tmp_path: Path, bucket: Path) -> None:
-    """Extra regular files (a server's caches) are listed, exit 0 (1 with --strict);
-    a FIFO in a revision is damage, exit 1 (issue 11 finding 26)."""
-    import os
-
-    _publish(tmp_path, bucket, 1)
-    cache = bucket / "1" / "__pycache__"
-    cache.mkdir()
-    (cache / "model.cpython-311.pyc").write_bytes(b"compiled")
-    out = run_cli("verify", str(bucket / "1"))
-    assert out.returncode == 0 and "__pycache__/model.cpython-311.pyc" in out.stderr
-    assert run_cli("verify", "--strict", str(bucket / "1")).returncode == 1
-    os.mkfifo(bucket / "1" / "pipe")
-    out = run_cli("verify", str(bucket / "1"))
-    assert out.returncode == 1 and "pipe: not a regular file" in out.stderr
-
-
 def test_global_options_may_follow_the_command(tmp_path: Path, bucket: Path, store: Path) -> None:
     """--log-format and --log-level are accepted after the command as before it."""
-    _publish(tmp_path, bucket, 1)
+    publish_local(tmp_path, bucket, 1)
     out = run_cli("sync", *sidecar_flags(store, bucket), "--log-format", "console")
     assert out.returncode == 0, out.stderr
     assert "activated" in out.stderr and not out.stderr.lstrip().startswith("{")
@@ -225,16 +180,6 @@ def test_sync_without_configuration_names_config_and_flags(tmp_path: Path) -> No
     )
 
 
-def test_publish_to_a_path_says_the_url_to_write(tmp_path: Path) -> None:
-    """publish to a relative path exits 2 naming the file:// URL meant; nothing written."""
-    src = write_tree(tmp_path / "src", model_files(1))
-    out = run_cli("publish", str(src), "bucket/ranker", cwd=tmp_path)
-    assert out.returncode == 2
-    assert "config error" not in out.stderr
-    assert f"write file://{tmp_path}/bucket/ranker" in out.stderr
-    assert not (tmp_path / "bucket").exists()
-
-
 def test_rollback_and_unpin_help_lists_no_model_flags() -> None:
     """rollback/unpin take the model as MODEL: their help offers no --model or --keep."""
     for command in ("rollback", "unpin"):
@@ -250,7 +195,7 @@ def test_rollback_without_a_file_names_the_model_once(
 ) -> None:
     """A sidecar without a file rolls back with MODEL, --store and --source, and unpins."""
     for version in (1, 2):
-        _publish(tmp_path, bucket, version)
+        publish_local(tmp_path, bucket, version)
         assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
     flags = ["--store", str(store), "--source", f"file://{bucket}"]
     out = run_cli("rollback", "ranker", *flags)
@@ -263,7 +208,7 @@ def test_rollback_without_a_file_names_the_model_once(
 def test_sync_runs_its_pass_with_start_up_frozen(tmp_path: Path, bucket: Path, store: Path) -> None:
     """`sync` freezes what start-up built before the pass, so a full collection during
     a download walks only what the pass makes, not every module and validator."""
-    _publish(tmp_path, bucket, 1)
+    publish_local(tmp_path, bucket, 1)
     # Observed, not changed: the pass is wrapped to read the freeze count as it starts.
     code = (
         "import gc, sys\n"
