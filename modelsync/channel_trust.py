@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         Ed25519PublicKey,
     )
 
-    from modelsync.config import VerifyConfig
+    from modelsync.checkconfig import VerifyConfig
 
 __all__ = ["key_id", "sign_pointer", "signed_by", "trusted_pointer"]
 

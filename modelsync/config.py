@@ -6,7 +6,6 @@ in one line, so an operator can fix it without reading a traceback.
 
 from __future__ import annotations
 
-import importlib.util
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +14,6 @@ from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -24,6 +22,8 @@ from pydantic import (
 )
 
 from modelsync.bakeconfig import BakeConfig
+from modelsync.checkconfig import ValidateConfig, VerifyConfig
+from modelsync.configbase import Strict
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
 from modelsync.events import EventsConfig
@@ -42,111 +42,12 @@ __all__ = [
     "ConfirmConfig",
     "ModelConfig",
     "NotifyConfig",
-    "ValidateConfig",
-    "VerifyConfig",
     "default_state_dir",
     "load_config",
 ]
 
 
-class _Strict(BaseModel):
-    # Every model here and in the method, preset and backend option modules builds its
-    # validator at first use, not at import: a command pays only for what it validates.
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=False, populate_by_name=True, defer_build=True
-    )
-
-
-class ValidateConfig(_Strict):
-    """Checks run on a downloaded revision before the server ever sees it."""
-
-    # Load the SavedModel with TensorFlow in a child process (needs the tensorflow extra).
-    tensorflow: bool = False
-    signatures: tuple[str, ...] = ("serving_default",)
-    # {signature: {input name: nested list}}: each signature is called with these inputs.
-    smoke_input: dict[str, dict[str, Any]] | None = None
-    # Your own loader: run on the staged revision (MODELSYNC_PATH, _MODEL, _VERSION in
-    # its environment) before any server sees it; a non-zero exit refuses the revision.
-    exec_: tuple[str, ...] | None = Field(default=None, alias="exec", min_length=1)
-    timeout: Duration = 120.0
-
-    @field_validator("tensorflow")
-    @classmethod
-    def _tensorflow_installed(cls, value: bool) -> bool:
-        if value and importlib.util.find_spec("tensorflow") is None:
-            raise ValueError(
-                "needs TensorFlow, which is not installed: pip install 'modelsync[tensorflow]'"
-            )
-        return value
-
-
-class VerifyConfig(_Strict):
-    """Authenticity, checked before any download: Ed25519 signatures over the manifest,
-    and OpenSSF Model Signing bundles (model.sig, modelsync.oms)."""
-
-    # PEM public keys; any one of them may have signed (several during a rotation).
-    public_keys: tuple[Path, ...] = ()
-    # Refuse revisions without a signature (unsigned ones are otherwise accepted).
-    require_signature: bool = False
-    # OMS key method: PEM EC public keys (P-256/384/521), any one of them may have signed.
-    oms_keys: tuple[Path, ...] = ()
-    # OMS certificate method: PEM root certificates the signing chain must lead to.
-    oms_roots: tuple[Path, ...] = ()
-    # The name the OMS statement must carry ({model} and {version} are filled in): the
-    # signed directory's name, the only place an OMS signature can name a version. The
-    # default binds both; "{model}" (or "" for any name) is an opt-out for pipelines
-    # that cannot name the directory, and leaves the version unbound (docs/signing.md).
-    oms_subject: str = "{model}-{version}"
-
-    @property
-    def oms(self) -> bool:
-        """Whether model.sig bundles are read for this model."""
-        return bool(self.oms_keys or self.oms_roots)
-
-    @property
-    def oms_version_bound(self) -> bool:
-        """Whether an OMS signature binds the version (``oms_subject`` names it)."""
-        return "{version}" in self.oms_subject
-
-    def oms_unbound_warning(self) -> str | None:
-        """What an operator must know when OMS signatures do not bind the version
-        (None when they do, or when no model.sig is read)."""
-        if not self.oms or self.oms_version_bound:
-            return None
-        return (
-            f"verify.oms_subject = {self.oms_subject!r} does not name {{version}}: an OMS "
-            "signature does not bind the version, so a bucket writer without the key can "
-            "copy an older signed revision under a newer number; only a replay of a "
-            'version this host admitted is refused (set oms_subject = "{model}-{version}" '
-            "and sign the directory as <model>-<version>/)"
-        )
-
-    @model_validator(mode="after")
-    def _keys_load(self) -> VerifyConfig:
-        if self.require_signature and not (self.public_keys or self.oms):
-            raise ValueError("require_signature needs public_keys, oms_keys or oms_roots")
-        if self.oms:
-            from modelsync.oms import check_public_key, check_roots
-
-            try:
-                for path in self.oms_keys:
-                    check_public_key(path)
-                for path in self.oms_roots:
-                    check_roots(path)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from exc
-        for path in self.public_keys:
-            # cryptography costs ~16 ms to import: only configs with keys pay.
-            from modelsync.signing import load_public_key
-
-            try:
-                load_public_key(path)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from exc
-        return self
-
-
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """One model to keep in sync."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -322,7 +223,7 @@ class ModelConfig(_Strict):
         return backend_for(value).parse(value)  # the backend's own URL rules
 
 
-class AdminConfig(_Strict):
+class AdminConfig(Strict):
     """The daemon's HTTP endpoint: health, readiness, metrics, status, sync trigger."""
 
     listen: str = Field(default="127.0.0.1:8686", pattern=r"^\[?[0-9A-Za-z.:-]*\]?:[0-9]{1,5}$")
@@ -346,7 +247,7 @@ class AdminConfig(_Strict):
         return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - ":8686" means all
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole configuration of one modelsync process."""
 
     store: Path

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from modelsync.cancel import CancelToken
 from modelsync.channel import Pointer
-from modelsync.config import ModelConfig, VerifyConfig
+from modelsync.checkconfig import VerifyConfig
+from modelsync.config import ModelConfig
 from modelsync.errors import StoreError
 from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest
 from modelsync.publish import publish

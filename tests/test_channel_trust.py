@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from modelsync.channel import Canary, Pointer
 from modelsync.channel_trust import sign_pointer, trusted_pointer
-from modelsync.config import VerifyConfig
+from modelsync.checkconfig import VerifyConfig
 from modelsync.errors import ChannelError
 from modelsync.signing import generate_keypair, load_private_key
 from modelsync.state import ChannelMark, ModelState

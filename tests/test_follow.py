@@ -7,7 +7,8 @@ from pathlib import Path
 
 from modelsync.cancel import CancelToken
 from modelsync.channel import Canary, Pointer, in_cohort
-from modelsync.config import ModelConfig, VerifyConfig
+from modelsync.checkconfig import VerifyConfig
+from modelsync.config import ModelConfig
 from modelsync.publish import publish
 from modelsync.release import Release
 from modelsync.reports import write_report

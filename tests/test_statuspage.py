@@ -197,7 +197,7 @@ def test_render_shows_the_channel_target_and_why_not_on_it() -> None:
 def test_render_shows_an_oms_signature_that_binds_no_version(tmp_path: Path) -> None:
     """A model on the oms_subject = "{model}" opt-out gets a warning badge and the
     config's own warning in a "signatures" row; the default binding shows neither."""
-    from modelsync.config import VerifyConfig
+    from modelsync.checkconfig import VerifyConfig
     from tests.pki import ec_key
 
     _key, pub = ec_key(tmp_path, "k")

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from modelsync.cancel import CancelToken
-from modelsync.config import ModelConfig, ValidateConfig
+from modelsync.checkconfig import ValidateConfig
+from modelsync.config import ModelConfig
 from modelsync.errors import ModelsyncError, RefusedError
 from modelsync.sync import Outcome, Syncer
 from modelsync.validate import validate_revision
