@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -21,10 +22,29 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now, for a child process
+    to bind later, chosen below the kernel's ephemeral range: a port the kernel
+    handed out (bind to port 0) is handed out again to the next outgoing connection,
+    and with 20 daemons talking to an emulator one of them took a port reserved for
+    the 19th daemon's admin server before it could bind it (test_fleet, once)."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between 10000 and {low}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    return max(low, 11_000)
 
 
 def sidecar_flags(store: Path, source: str | Path, model: str = "ranker") -> list[str]:
