@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +103,12 @@ def main() -> None:
     wanted = [d for d in wanted if not d.changed]
     with tempfile.TemporaryDirectory(prefix="modelsync-fixed-") as tmp:
         work = Path(tmp)
-        starts = {"gs": lambda: start_gcs(work / "gcs"), "s3": start_s3}
-        server = starts.get(args.store, lambda: start_az(work / "az"))()
+        starts: dict[str, Callable[[], Server]] = {
+            "gs": lambda: start_gcs(work / "gcs"),
+            "s3": start_s3,
+            "az": lambda: start_az(work / "az"),
+        }
+        server = starts[args.store]()
         try:
             for data in wanted:
                 publish(server, data, work)

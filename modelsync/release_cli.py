@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelsync.cancel import CancelToken
-from modelsync.cliopts import config_option, gate_options, gates_from_flags
+from modelsync.cliopts import config_option, gate_options, gates_from_flags, key_values
 from modelsync.errors import ConfigError
 from modelsync.manifest import MAX_VERSION
 from modelsync.release_live import live_halt_options, print_live
@@ -99,12 +99,7 @@ def _open(
 
         signer = load_private_key(sign_key)
     trusted = []
-    options: dict[str, Any] = {}
-    for pair in source_option:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--source-option")
-        options[key] = value
+    options = key_values(source_option, "--source-option", number=False)
     if source is None:
         if config_path is None:
             raise ConfigError("release: give --config (MODELSYNC_CONFIG) or --source URL")
