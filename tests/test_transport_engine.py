@@ -23,11 +23,13 @@ BODY = bytes(range(256)) * 4096  # 1 MiB: several reads of the engine
 
 
 class _Origin:
-    """Serves BODY at /obj, 404 elsewhere, and /short declares more than it sends;
-    records the client port of every request (one port: one reused connection)."""
+    """Serves BODY at /obj (and below it), 404 elsewhere, and /short declares more than
+    it sends; records the client port of every request (one port: one reused
+    connection) and the request target as it arrived."""
 
     def __init__(self) -> None:
         self.ports: list[int] = []
+        self.targets: list[str] = []
         origin = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,7 +40,8 @@ class _Origin:
 
             def do_GET(self) -> None:
                 origin.ports.append(self.client_address[1])
-                if self.path == "/obj":
+                origin.targets.append(self.path)
+                if self.path.startswith("/obj"):
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(BODY)))
                     self.end_headers()
@@ -90,6 +93,39 @@ def test_streams_the_body_hashing_it_and_reuses_the_connection(origin: _Origin) 
         assert headers["content-length"] == str(len(BODY))
     assert len(set(origin.ports)) == 1
     engine.close()
+
+
+def test_the_request_target_keeps_its_query_and_the_unsafe_is_encoded(
+    origin: _Origin,
+) -> None:
+    """Path and query reach the store as the pool encodes a target (escapes in upper
+    case, as before the direct road); a space or non-ASCII character is %-encoded."""
+    engine = _engine()
+    for target in ("/obj%2Fm%2F1%2Fpart-0001?alt=media&x=%7e", "/obj b?name=é"):
+        out = io.BytesIO()
+        engine.get(f"{origin.url}{target}", {}, out.write, CancelToken(), "obj")
+        assert out.getvalue() == BODY
+    assert origin.targets == ["/obj%2Fm%2F1%2Fpart-0001?alt=media&x=%7E", "/obj%20b?name=%C3%A9"]
+    engine.close()
+
+
+def test_more_origins_than_pools_kept_are_each_served(origin: _Origin) -> None:
+    """Six origins through a manager that keeps four pools: an evicted (closed) pool is
+    replaced, not reused, and every GET still brings every byte."""
+    others = [_Origin() for _ in range(5)]
+    engine = _engine()
+    try:
+        for _ in range(2):
+            for server in [origin, *others]:
+                out = io.BytesIO()
+                engine.get(f"{server.url}/obj", {}, out.write, CancelToken(), "obj")
+                assert out.getvalue() == BODY
+        assert all(len(server.targets) == 2 for server in [origin, *others])
+    finally:
+        engine.close()
+        for server in others:
+            server.server.shutdown()
+            server.server.server_close()
 
 
 def test_an_error_status_is_http_status_with_its_first_line(origin: _Origin) -> None:

@@ -48,6 +48,10 @@ def run(
     ``server_cpu`` gives the server's CPU seconds so far. VmHWM is a high-water mark,
     so the samples every 10 ms miss only what the child adds in its last 10 ms.
     """
+    # Every run starts with nothing left to write back: the files the previous tool
+    # wrote without fsync (rclone, gcsfs) and the directory it left removed would
+    # otherwise be flushed, and their blocks discarded, during this run's own writes.
+    os.sync()
     server_before = server_cpu() if server_cpu else None
     peak = 0.0
     started = time.perf_counter()

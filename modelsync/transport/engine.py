@@ -77,6 +77,7 @@ class Engine:
             self.deadlines, num_pools=4, maxsize=pool_size, block=False, retries=False, **trust
         )
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._pools: dict[tuple[str, str, int | None], Any] = {}
 
     def get(
         self,
@@ -96,15 +97,31 @@ class Engine:
         proxy, manager = self._routes.route(url)
         try:
             with self.deadlines.deadline(cancel):
-                response = manager.request(
-                    "GET",
-                    url,
-                    headers=dict(headers),
-                    preload_content=False,
-                    decode_content=False,
-                    redirect=False,
-                    timeout=self._timeout,
-                )
+                if proxy is None:
+                    # Direct: straight to the origin's pool with the request target, as
+                    # PoolManager.urlopen would after parsing the URL and normalising a
+                    # pool key again for every file (7-8 % of a 100 KB GET's CPU).
+                    pool, target = self._direct(url, manager)
+                    response = pool.urlopen(
+                        "GET",
+                        target,
+                        headers=dict(headers),
+                        preload_content=False,
+                        decode_content=False,
+                        redirect=False,
+                        assert_same_host=False,
+                        timeout=self._timeout,
+                    )
+                else:
+                    response = manager.request(
+                        "GET",
+                        url,
+                        headers=dict(headers),
+                        preload_content=False,
+                        decode_content=False,
+                        redirect=False,
+                        timeout=self._timeout,
+                    )
                 try:
                     if response.status == 407 and proxy is not None:
                         raise refused(proxy, what)
@@ -148,11 +165,24 @@ class Engine:
                 line = f"{line} via proxy {proxy.url}"
             raise TransientSourceError(f"{what}: {line}") from exc
 
+    def _direct(self, url: str, manager: urllib3.PoolManager) -> tuple[Any, str]:
+        parts = urlsplit(url)
+        target = parts.path or "/"
+        if parts.query:
+            target = f"{target}?{parts.query}"
+        origin = (parts.scheme, parts.hostname or "", parts.port)
+        pool = self._pools.get(origin)
+        if pool is None or pool.pool is None:  # new origin, or evicted and closed
+            pool = manager.connection_from_host(parts.hostname, parts.port, parts.scheme)
+            self._pools[origin] = pool
+        return pool, target
+
     def deadline(self, cancel: CancelToken | None) -> AbstractContextManager[None]:
         """Bound other calls on this engine's pools (a token refresh) by ``cancel``."""
         return self.deadlines.deadline(cancel)
 
     def close(self) -> None:
+        self._pools.clear()
         self._routes.clear()
 
 
