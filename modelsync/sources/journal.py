@@ -34,7 +34,8 @@ def crc32c(data: bytes | memoryview, value: int = 0) -> int:
     here; google-cloud-storage already depends on it)."""
     import google_crc32c
 
-    return int(google_crc32c.extend(value, bytes(data)))
+    # It takes bytes only: a memoryview is copied, bytes are not.
+    return int(google_crc32c.extend(value, data if isinstance(data, bytes) else bytes(data)))
 
 
 class RangeJournal:
