@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelsync.sources.journal import RangeJournal, crc32c, range_matches
+from modelsync.sources.crc32c import extend as crc32c
+from modelsync.sources.journal import RangeJournal, range_matches
 
 
 def test_recorded_blocks_come_back_for_the_same_object_size(tmp_path: Path) -> None:
@@ -59,4 +60,3 @@ def test_range_matches_reads_the_bytes_back(tmp_path: Path) -> None:
         assert not range_matches(fd, 299_000, 5000, crc32c(data[299_000:]))  # short file
     finally:
         os.close(fd)
-    assert crc32c(data[10:], crc32c(data[:10])) == crc32c(data)

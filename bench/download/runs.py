@@ -49,8 +49,8 @@ def run(
     so the samples every 10 ms miss only what the child adds in its last 10 ms.
     """
     # Every run starts with nothing left to write back: the files the previous tool
-    # wrote without fsync (rclone, gcsfs) and the directory it left removed would
-    # otherwise be flushed, and their blocks discarded, during this run's own writes.
+    # wrote without fsync (rclone, gcsfs) would otherwise be flushed during this
+    # run's own writes (docs/performance.md, the fourth run of 2026-12-06).
     os.sync()
     server_before = server_cpu() if server_cpu else None
     peak = 0.0

@@ -19,23 +19,15 @@ from pathlib import Path
 
 from modelsync.errors import StoreError
 from modelsync.fsutil import read_regular, remove_entry, store_error
+from modelsync.sources.crc32c import extend
 
-__all__ = ["RangeJournal", "crc32c", "range_matches"]
+__all__ = ["RangeJournal", "range_matches"]
 
 _MAGIC = "modelsync-ranges 2"
 # Reads of kept blocks being checked: a dozen may run at once (memory budget).
 _READ = 256 * 1024
 # A line per completed block (about 35 bytes): room for a million blocks.
 _JOURNAL_LIMIT = 40 << 20
-
-
-def crc32c(data: bytes | memoryview, value: int = 0) -> int:
-    """CRC-32C of ``data`` continuing from ``value`` (google-crc32c's C code: ~2.5 GB/s
-    here; google-cloud-storage already depends on it)."""
-    import google_crc32c
-
-    # It takes bytes only: a memoryview is copied, bytes are not.
-    return int(google_crc32c.extend(value, data if isinstance(data, bytes) else bytes(data)))
 
 
 class RangeJournal:
@@ -120,6 +112,6 @@ def range_matches(fd: int, start: int, length: int, crc: int) -> bool:
         chunk = os.pread(fd, min(_READ, end - offset), offset)
         if not chunk:
             return False
-        value = crc32c(chunk, value)
+        value = extend(chunk, value)
         offset += len(chunk)
     return value == crc

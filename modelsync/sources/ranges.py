@@ -21,8 +21,9 @@ from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError, SourceError, TransientSourceError
 from modelsync.fsutil import start_writeback
 from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources import crc32c
 from modelsync.sources.base import Hasher, Sink
-from modelsync.sources.journal import crc32c, range_matches
+from modelsync.sources.journal import range_matches
 from modelsync.units import Duration, Size
 
 __all__ = [
@@ -154,7 +155,7 @@ class RangeWriter:
             # A read inside one block (the usual case: 256 KiB reads of 1 MiB blocks,
             # ranges block-aligned) is checksummed as the bytes it came in, uncopied.
             whole = len(piece) == len(data)
-            self._block_crc = crc32c(data if whole else piece, self._block_crc)
+            self._block_crc = crc32c.extend(data if whole else piece, self._block_crc)
             while piece:
                 written = os.pwrite(self._fd, piece, self.offset)
                 self.offset += written
@@ -200,14 +201,16 @@ def fetch_ranges(
     log: structlog.typing.FilteringBoundLogger,
     what: str,
     hashers: Sequence[Hasher] = (),
-) -> None:
-    """Fetch ``size`` bytes into ``sink`` as parallel ranges.
+) -> int:
+    """Fetch ``size`` bytes into ``sink`` as parallel ranges; return their crc32c.
 
     Blocks of ranges that the sink's journal kept from an interrupted download are
     read back and reused when their crc32c still matches; a range resumes after its
     last matching block. The sha256 (and ``hashers``, for the
     storage's checksum) is computed in order in this thread while later ranges are
     still downloading, so hashing overlaps the transfer instead of following it.
+    The crc32c of the whole object is joined from its blocks' (each computed as the
+    block arrived, or read back when a kept block was checked): no pass of its own.
     """
     if sink.expected_size is not None and size != sink.expected_size:
         raise RefusedError(f"{what}: object is {size} bytes, manifest says {sink.expected_size}")
@@ -217,6 +220,14 @@ def fetch_ranges(
     fd = os.open(sink.path, os.O_RDWR)
     local = cancel.child()
     reused = [0]
+    # (start, length, crc32c) of every block, kept or fetched, in any order.
+    blocks: list[tuple[int, int, int]] = []
+
+    def fetched(start: int, length: int, crc: int) -> None:
+        blocks.append((start, length, crc))
+        if journal is not None:
+            journal.record(start, length, crc)
+
     try:
         if os.fstat(fd).st_size != size:
             os.ftruncate(fd, size)
@@ -235,6 +246,7 @@ def fetch_ranges(
                         "a kept range changed on disk; fetching it again", file=what, at=pos
                     )
                     break
+                blocks.append((pos, length, record[1]))
                 pos += length
             return pos
 
@@ -255,7 +267,7 @@ def fetch_ranges(
                 what,
                 sink.on_bytes,
                 block,
-                journal.record if journal is not None else None,
+                fetched,
             )
 
             def attempt() -> None:
@@ -278,6 +290,11 @@ def fetch_ranges(
             except BaseException:
                 local.stop_event.set()
                 raise
+        whole = crc32c.join(blocks, size)
+        if whole is None:
+            # Every range completed, so its blocks cover the object; should that ever
+            # not hold, the checksum is read from the file rather than trusted.
+            whole = _crc_of(fd, size)
     except TransientSourceError as exc:
         # Each range already had its retries; do not start the whole object over.
         raise SourceError(f"{exc} (gave up after retries)") from exc
@@ -289,6 +306,7 @@ def fetch_ranges(
     if reused[0]:
         log.info("resumed a partial download", file=what, reused_bytes=reused[0])
     sink.adopt(digest.hexdigest(), size)
+    return whole
 
 
 # Resume granularity inside a range: each block is journaled once complete, so a
@@ -299,6 +317,13 @@ _BLOCK = 1024 * 1024
 
 # Reads of the file just written, for hashing (one per file at a time).
 _HASH_READ = 1024 * 1024
+
+
+def _crc_of(fd: int, size: int) -> int:
+    value = 0
+    for start in range(0, size, _HASH_READ):
+        value = crc32c.extend(os.pread(fd, min(_HASH_READ, size - start), start), value)
+    return value
 
 
 def _hash_range(fd: int, start: int, length: int, hashers: Sequence[Hasher]) -> None:
