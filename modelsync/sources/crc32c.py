@@ -43,7 +43,7 @@ def join(pieces: list[tuple[int, int, int]], size: int) -> int | None:
     for start, length, crc in sorted(pieces):
         if start != offset or length <= 0:
             return None
-        value = combine(value, crc, length) if offset else crc
+        value = combine(value, crc, length)  # from 0, the first piece's own crc
         offset += length
     return value if offset == size else None
 

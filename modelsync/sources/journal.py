@@ -21,7 +21,7 @@ from modelsync.errors import StoreError
 from modelsync.fsutil import read_regular, remove_entry, store_error
 from modelsync.sources.crc32c import extend
 
-__all__ = ["RangeJournal", "range_matches"]
+__all__ = ["RangeJournal", "range_crc", "range_matches"]
 
 _MAGIC = "modelsync-ranges 2"
 # Reads of kept blocks being checked: a dozen may run at once (memory budget).
@@ -107,11 +107,16 @@ class RangeJournal:
 
 def range_matches(fd: int, start: int, length: int, crc: int) -> bool:
     """Whether the ``length`` bytes at ``start`` in ``fd`` still have checksum ``crc``."""
+    return range_crc(fd, start, length) == crc
+
+
+def range_crc(fd: int, start: int, length: int) -> int | None:
+    """The crc32c of the ``length`` bytes at ``start`` in ``fd``; None if it ends first."""
     value, offset, end = 0, start, start + length
     while offset < end:
         chunk = os.pread(fd, min(_READ, end - offset), offset)
         if not chunk:
-            return False
+            return None
         value = extend(chunk, value)
         offset += len(chunk)
-    return value == crc
+    return value

@@ -23,7 +23,7 @@ from modelsync.fsutil import start_writeback
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import crc32c
 from modelsync.sources.base import Hasher, Sink
-from modelsync.sources.journal import range_matches
+from modelsync.sources.journal import range_crc, range_matches
 from modelsync.units import Duration, Size
 
 __all__ = [
@@ -294,7 +294,9 @@ def fetch_ranges(
         if whole is None:
             # Every range completed, so its blocks cover the object; should that ever
             # not hold, the checksum is read from the file rather than trusted.
-            whole = _crc_of(fd, size)
+            whole = range_crc(fd, 0, size)
+        if whole is None:
+            raise TransientSourceError(f"{what}: file ended before {size} bytes while hashing")
     except TransientSourceError as exc:
         # Each range already had its retries; do not start the whole object over.
         raise SourceError(f"{exc} (gave up after retries)") from exc
@@ -317,13 +319,6 @@ _BLOCK = 1024 * 1024
 
 # Reads of the file just written, for hashing (one per file at a time).
 _HASH_READ = 1024 * 1024
-
-
-def _crc_of(fd: int, size: int) -> int:
-    value = 0
-    for start in range(0, size, _HASH_READ):
-        value = crc32c.extend(os.pread(fd, min(_HASH_READ, size - start), start), value)
-    return value
 
 
 def _hash_range(fd: int, start: int, length: int, hashers: Sequence[Hasher]) -> None:
