@@ -28,6 +28,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.timeout import Timeout
 
 from modelsync.cancel import CancelToken
+from modelsync.transport.headers import Response
 
 __all__ = ["Deadlines", "bounded"]
 
@@ -203,6 +204,9 @@ def _derive_pool(base: type[Any], deadlines: Deadlines) -> type[Any]:
 def _derive_connection(base: type[Any]) -> type[Any]:
     class DeadlineConnection(base):  # type: ignore[misc]
         _deadline_sock: socket.socket | None = None
+        # Every pool's connections are derived here, so this is also where their
+        # responses get the header parser that skips the email package (headers.py).
+        response_class = Response
 
         def _new_conn(self) -> socket.socket:
             # urllib3's connect, except that the socket is known (and can be shut

@@ -78,7 +78,6 @@ class Engine:
             self.deadlines, num_pools=4, maxsize=pool_size, block=False, retries=False, **trust
         )
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self._pools: dict[tuple[str, str, int | None], Any] = {}
 
     def get(
         self,
@@ -95,7 +94,7 @@ class Engine:
         network failure or a body shorter than its Content-Length, Cancelled when the
         token fires, and whatever ``write`` raises (a size bound, a full disk).
         """
-        proxy, manager = self._routes.route(url)
+        proxy, opener, target = self._routes.route(url)
         try:
             with self.deadlines.deadline(cancel):
                 # The body streamed as it is: no decoding, no redirect, no retry here.
@@ -106,14 +105,7 @@ class Engine:
                     "redirect": False,
                     "timeout": self._timeout,
                 }
-                if proxy is None:
-                    # Direct: straight to the origin's pool with the request target, as
-                    # PoolManager.urlopen would after parsing the URL and normalising a
-                    # pool key again for every file (docs/transport.md, "The direct road").
-                    pool, target = self._direct(url, manager)
-                    response = pool.urlopen("GET", target, assert_same_host=False, **options)
-                else:
-                    response = manager.request("GET", url, **options)
+                response = opener.urlopen("GET", target, assert_same_host=False, **options)
                 try:
                     if response.status == 407 and proxy is not None:
                         raise refused(proxy, what)
@@ -157,24 +149,11 @@ class Engine:
                 line = f"{line} via proxy {proxy.url}"
             raise TransientSourceError(f"{what}: {line}") from exc
 
-    def _direct(self, url: str, manager: urllib3.PoolManager) -> tuple[Any, str]:
-        parts = urlsplit(url)
-        target = parts.path or "/"
-        if parts.query:
-            target = f"{target}?{parts.query}"
-        origin = (parts.scheme, parts.hostname or "", parts.port)
-        pool = self._pools.get(origin)
-        if pool is None or pool.pool is None:  # new origin, or evicted and closed
-            pool = manager.connection_from_host(parts.hostname, parts.port, parts.scheme)
-            self._pools[origin] = pool
-        return pool, target
-
     def deadline(self, cancel: CancelToken | None) -> AbstractContextManager[None]:
         """Bound other calls on this engine's pools (a token refresh) by ``cancel``."""
         return self.deadlines.deadline(cancel)
 
     def close(self) -> None:
-        self._pools.clear()
         self._routes.clear()
 
 

@@ -184,9 +184,12 @@ def says_407(exc: BaseException) -> bool:
 
 
 class Routes:
-    """The pool manager for each request URL: the direct one, or one per proxy.
+    """Where each request URL goes: straight to its origin's pool, or through the proxy
+    the environment names for it.
 
-    The environment is read once, here; the answer per (scheme, host, port) is kept.
+    The environment is read once, here; the answer per (scheme, host, port) is kept,
+    and so is each direct origin's pool, so a GET parses its URL once (docs/transport.md,
+    "The direct road").
     """
 
     def __init__(
@@ -199,14 +202,32 @@ class Routes:
         self._direct = self._wired(urllib3.PoolManager(**pool_kw))
         self._by_proxy: dict[str, tuple[Proxy, urllib3.ProxyManager]] = {}
         self._by_origin: dict[tuple[str, str, int | None], tuple[Proxy | None, Any]] = {}
+        self._pools: dict[tuple[str, str, int | None], Any] = {}
 
-    def route(self, url: str) -> tuple[Proxy | None, urllib3.PoolManager]:
-        """The proxy ``url`` goes through (None: direct) and the manager to use."""
+    def route(self, url: str) -> tuple[Proxy | None, Any, str]:
+        """The proxy ``url`` goes through (None: direct), what to call ``urlopen`` on,
+        and the target to give it.
+
+        Direct: the origin's connection pool and the path with its query, as
+        PoolManager.urlopen would hand them on after parsing the URL and normalising a
+        pool key again. Through a proxy: the proxy's manager and the whole URL.
+        """
         parts = urlsplit(url)
         origin = (parts.scheme, parts.hostname or "", parts.port)
-        found = self._by_origin.get(origin)
-        if found is not None:
-            return found
+        found = self._by_origin.get(origin) or self._choose(url, origin)
+        proxy, manager = found
+        if proxy is not None:
+            return proxy, manager, url
+        target = parts.path or "/"
+        if parts.query:
+            target = f"{target}?{parts.query}"
+        pool = self._pools.get(origin)
+        if pool is None or pool.pool is None:  # new origin, or evicted and closed
+            pool = manager.connection_from_host(parts.hostname, parts.port, parts.scheme)
+            self._pools[origin] = pool
+        return None, pool, target
+
+    def _choose(self, url: str, origin: tuple[str, str, int | None]) -> tuple[Proxy | None, Any]:
         with self._lock:
             written = choose(url, self._proxies)
             if written is None:
@@ -228,6 +249,7 @@ class Routes:
 
     def clear(self) -> None:
         with self._lock:
+            self._pools.clear()
             self._direct.clear()
             for _, manager in self._by_proxy.values():
                 manager.clear()
