@@ -254,63 +254,15 @@ def sync(config_input: ConfigInput, require: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_input: ConfigInput, as_json: bool) -> int:
     """Show each model's active, retained and refused versions and last error."""
-    from modelsync.status import collect_status, version_label
+    from modelsync.status import collect_status
+    from modelsync.status_text import status_lines
     from modelsync.volume import Store
 
     config = config_input.load()
     report = collect_status(config, Store(config.store, config.state_path), time.time())
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return 0
-    for entry in report["models"]:
-        click.echo(
-            f"{entry['name']}: active {version_label(entry.get('active_version'))}"
-            f" (activated {entry.get('activated_at') or '-'},"
-            f" created {entry.get('created') or '-'})"
-        )
-        click.echo(f"  source    {entry['source']} (server: {entry['server']})")
-        retained = ", ".join(version_label(v) for v in entry.get("retained") or ())
-        click.echo(f"  retained  {retained or '-'}")
-        channel = entry.get("channel")
-        if channel:
-            click.echo(f"  channel   {_channel_line(channel)}")
-        if entry.get("off_channel"):
-            click.echo(f"  not on it {entry['off_channel']}")
-        if entry.get("rollback_failed"):
-            click.echo("  ROLLBACK FAILED: the previous revision did not confirm; see server")
-        elif entry.get("active_version") and entry.get("confirmed") is False:
-            click.echo("  unconfirmed: the server has not confirmed the active revision yet")
-        if entry.get("server_reason"):
-            click.echo(f"  server    {entry['server_reason']}")
-        waiting = entry.get("waiting")
-        if waiting:
-            click.echo(
-                f"  waiting   {version_label(waiting['version'])} since {waiting['since']}: "
-                f"{waiting['reason']}"
-            )
-        for version, count in (entry.get("unknown_outcomes") or {}).items():
-            click.echo(f"  no verdict {version}: {count} rollback(s) without the server's verdict")
-        for version, reason in (entry.get("refused") or {}).items():
-            click.echo(f"  refused   {version_label(int(version))}: {reason}")
-        if entry.get("pinned") is not None:
-            click.echo(f"  pinned    {version_label(entry['pinned'])}")
-        if entry.get("last_error") or entry.get("error"):
-            click.echo(f"  error     {entry.get('last_error') or entry.get('error')}")
+    for line in [json.dumps(report, indent=2)] if as_json else status_lines(report):
+        click.echo(line)
     return 0
-
-
-def _channel_line(channel: dict[str, Any]) -> str:
-    """What a model's release channel asks of this host, in one line."""
-    canary = "no canary"
-    if channel.get("canary") is not None:
-        cohort = "this host in its cohort" if channel.get("in_cohort") else "not this host"
-        halted = ", HALTED" if channel.get("halted") else ""
-        canary = f"canary {channel['canary']} at {channel['percent']:g} %, {cohort}{halted}"
-    target = channel.get("target")
-    return (
-        f"{channel['channel']} asks for {target if target is not None else 'nothing'} "
-        f"(stable {channel.get('stable') or '-'}; {canary})"
-    )
 
 
 @cli.command()

@@ -32,7 +32,9 @@ from modelsync.errors import ConfigError, ModelsyncError, StoreError
 from modelsync.events.push import Push
 from modelsync.metrics import Metrics
 from modelsync.progress import LoggedProgress
-from modelsync.schedule import ModelSlot, Scheduler
+from modelsync.readiness import not_ready
+from modelsync.reconfigure import plan
+from modelsync.schedule import ModelSlot, Scheduler, summary
 from modelsync.sdnotify import Notifier
 from modelsync.servers import notifier_for, prober_for
 from modelsync.sources import SourceFactory, backend_for
@@ -171,28 +173,17 @@ class Daemon:
             return  # abandoned on purpose: not a failure of the model
         log = structlog.get_logger().bind(model=model.name, version=result.active)
         ms = self.syncer.store.model(model.name, model.layout)
-        rollback_failed = result.rollback_failed
-        # A refused or rolled-back revision is the pass doing its work: only a pass
-        # that could not do it (FAILED), or a rollback the server did not confirm,
-        # counts toward max_failures and "recovered" (and is retried with backoff).
-        if result.outcome is not Outcome.FAILED and not rollback_failed:
-            if slot.failures:
-                log.info("recovered", after_failures=slot.failures)
-            slot.failures = 0
-        else:
-            slot.failures += 1
-        slot.waiting = slot.waiting + 1 if result.retry_soon else 0
         manifest = ms.manifest_of(result.active) if result.active is not None else None
         created = manifest.created.timestamp() if manifest else None
         age = None if created is None else self.wall() - created
-        slot.stale = bool(model.max_age is not None and age is not None and age > model.max_age)
+        recovered = slot.record(result, age)
+        if recovered:
+            log.info("recovered", after_failures=recovered)
         if slot.stale:
             log.warning("active revision is stale", age_s=round(age or 0), max_age_s=model.max_age)
         self.metrics.record(
-            result, created, slot.failures, slot.stale, rollback_failed=rollback_failed
+            result, created, slot.failures, slot.stale, rollback_failed=result.rollback_failed
         )
-        slot.last = result
-        slot.passes += 1
         self.events.put(_Event("pass", [model.name]))
         if self.config.max_failures is not None and slot.failures >= self.config.max_failures:
             self.events.put(
@@ -219,26 +210,7 @@ class Daemon:
         )
 
     def not_ready(self) -> list[str]:
-        reasons = []
-        for model in self.config.models:
-            ms = self.syncer.store.model(model.name, model.layout)
-            try:
-                state = ms.load_state()
-            except StoreError as exc:
-                reasons.append(f"{model.name}: {exc}")
-                continue
-            if ms.active_version() is None:
-                why = f" ({state.last_error})" if state.last_error else ""
-                reasons.append(f"{model.name}: no active version{why}")
-            elif state.rollback_failed:
-                reasons.append(f"{model.name}: previous version failed to confirm after rollback")
-            elif state.server_reason is not None:
-                reasons.append(f"{model.name}: the server does not serve the active version")
-            elif state.waiting is not None:
-                reasons.append(
-                    f"{model.name}: version {state.waiting.version} waits: {state.waiting.reason}"
-                )
-        return reasons
+        return not_ready(self.config.models, self.syncer.store)
 
     def degraded(self) -> list[str]:
         return self._push.degraded()
@@ -304,7 +276,12 @@ class Daemon:
             from pathlib import Path
 
             self._watcher.watch_config(Path(self._watch_config), self.request_reload)
-        keepalive = threading.Thread(target=self._keepalive, name="watchdog", daemon=True)
+        keepalive = threading.Thread(
+            target=self.notifier.keepalive,
+            args=(self._stopping, lambda: self._heartbeat),
+            name="watchdog",
+            daemon=True,
+        )
         keepalive.start()
         for model in self.config.models:
             self._start_worker(model)
@@ -368,27 +345,14 @@ class Daemon:
             self._scheduler.start()
 
     def _after_pass(self) -> None:
-        slots = sorted(self._scheduler.slots(), key=lambda s: s.model.name)
-        summary = "; ".join(
-            f"{s.model.name}: v{s.last.active if s.last and s.last.active else '-'}"
-            f" {s.last.outcome.value if s.last else 'pending'}"
-            for s in slots[:20]
-        ) + (f"; and {len(slots) - 20} more" if len(slots) > 20 else "")
+        slots = self._scheduler.slots()
+        status = summary(slots)
         if not self._ready_sent and all(s.passes for s in slots):
             self._ready_sent = True
-            self.notifier.ready(summary)
-            self._log.info("first pass done; ready", status=summary)
+            self.notifier.ready(status)
+            self._log.info("first pass done; ready", status=status)
         else:
-            self.notifier.status(summary)
-
-    def _keepalive(self) -> None:
-        """WATCHDOG=1 at a third of systemd's period while the main loop turns."""
-        period = self.notifier.watchdog_interval
-        if period is None:
-            return
-        while not self._stopping.wait(period / 3):
-            if time.monotonic() - self._heartbeat < period:
-                self.notifier.watchdog()
+            self.notifier.status(status)
 
     def _install_signals(self) -> None:
         def on_stop(_signum: int, _frame: types.FrameType | None) -> None:
@@ -428,41 +392,35 @@ class Daemon:
                 trigger=trigger,
             )
             return
-        if (new.store, new.state_path) != (self.config.store, self.config.state_path):
-            self._log.error(
-                "config reload refused: store and state_dir cannot change while "
-                "running; restart modelsync to apply"
-            )
+        steps = plan(self.config, new)
+        if steps.refused is not None:
+            self._log.error(steps.refused)
             return
-        if new.admin != self.config.admin:
+        if steps.admin_changed:
             self._log.warning("admin settings change on restart only")
-        old = {m.name: m for m in self.config.models}
-        fresh = {m.name: m for m in new.models}
         self.config = new.model_copy(update={"admin": self.config.admin})
         self.metrics.configure(
             self.config.interval, {m.name: m.max_age for m in self.config.models}
         )
-        for name in sorted(set(old) - set(fresh)):
+        for name in steps.removed:
             self._log.info("model removed from config; its files stay", model=name)
             self._stop_worker(name)
-        for name, model in sorted(fresh.items()):
-            if name not in old:
-                self._log.info("model added", model=name)
-                self._start_worker(model)
-                self._warn_unbound(model)
-            elif model != old[name]:
-                if model.source != old[name].source:
-                    self._stop_worker(name)
-                    self._start_worker(model)
-                else:
-                    slot = self._scheduler.get(name)
-                    if slot is not None:
-                        slot.model = model
-                if model.verify != old[name].verify:
-                    self._warn_unbound(model)
+        for model in steps.added:
+            self._log.info("model added", model=model.name)
+            self._start_worker(model)
+        for model in steps.restarted:
+            self._stop_worker(model.name)
+            self._start_worker(model)
+        for model in steps.updated:
+            slot = self._scheduler.get(model.name)
+            if slot is not None:
+                slot.model = model
+        for model in steps.verify_changed:
+            self._warn_unbound(model)
+        for name in steps.triggered:
             self._scheduler.trigger(name)
         self._push.reload(self.config, default_identity(self.config.identity))
-        self._log.info("config reloaded", models=sorted(fresh), trigger=trigger)
+        self._log.info("config reloaded", models=steps.triggered, trigger=trigger)
 
     def _warn_unbound(self, model: ModelConfig) -> None:
         """Say once (at start-up, or when a reload changes it) that the model's OMS

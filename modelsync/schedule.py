@@ -18,9 +18,9 @@ from collections.abc import Callable
 import structlog
 
 from modelsync.config import ModelConfig
-from modelsync.outcome import PassResult
+from modelsync.outcome import Outcome, PassResult
 
-__all__ = ["MIN_PASS_GAP", "ModelSlot", "Scheduler"]
+__all__ = ["MIN_PASS_GAP", "ModelSlot", "Scheduler", "summary"]
 
 # The least time between the end of one pass of a model and the start of the next.
 MIN_PASS_GAP = 2.0
@@ -54,6 +54,24 @@ class ModelSlot:
         # A trigger that arrived while a pass ran: that pass may have listed the bucket
         # before the object the trigger announces, so one more pass follows it.
         self.rerun = False
+
+    def record(self, result: PassResult, age: float | None) -> int:
+        """Count a finished pass whose active revision is ``age`` seconds old (None:
+        unknown); the failures in a row it ended (0: it ended none)."""
+        ended = 0
+        # A refused or rolled-back revision is the pass doing its work: only a pass
+        # that could not do it (FAILED), or a rollback the server did not confirm,
+        # counts toward max_failures and "recovered" (and is retried with backoff).
+        if result.outcome is not Outcome.FAILED and not result.rollback_failed:
+            ended, self.failures = self.failures, 0
+        else:
+            self.failures += 1
+        self.waiting = self.waiting + 1 if result.retry_soon else 0
+        max_age = self.model.max_age
+        self.stale = bool(max_age is not None and age is not None and age > max_age)
+        self.last = result
+        self.passes += 1
+        return ended
 
 
 class Scheduler:
@@ -178,3 +196,14 @@ class Scheduler:
         with self._cond:
             while self._executing and time.monotonic() < deadline:
                 self._cond.wait(max(0.0, deadline - time.monotonic()))
+
+
+def summary(slots: list[ModelSlot], shown: int = 20) -> str:
+    """Each model's active version and last outcome, by name, for systemd's STATUS=."""
+    ordered = sorted(slots, key=lambda s: s.model.name)
+    text = "; ".join(
+        f"{s.model.name}: v{s.last.active if s.last and s.last.active else '-'}"
+        f" {s.last.outcome.value if s.last else 'pending'}"
+        for s in ordered[:shown]
+    )
+    return text + (f"; and {len(ordered) - shown} more" if len(ordered) > shown else "")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -60,3 +62,14 @@ class Notifier:
 
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping")
+
+    def keepalive(self, stopping: threading.Event, heartbeat: Callable[[], float]) -> None:
+        """WATCHDOG=1 at a third of systemd's period, for as long as the loop whose last
+        turn ``heartbeat`` gives (time.monotonic) turns; returns when ``stopping`` is set
+        (at once without a watchdog)."""
+        period = self.watchdog_interval
+        if period is None:
+            return
+        while not stopping.wait(period / 3):
+            if time.monotonic() - heartbeat() < period:
+                self.watchdog()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from modelsync.backends._aws import session
 from tests.backends import S3Backend
 
@@ -96,3 +98,32 @@ def test_a_missing_profile_is_one_line_naming_it(tmp_path: Path, s3_backend: S3B
     assert len(lines) == 1, done.stderr
     assert "The config profile (nosuch) could not be found" in lines[0]
     assert not (tmp_path / "store" / "m").exists()
+
+
+def test_the_s3_client_asks_for_checksums_and_its_engine_reads_the_bytes(
+    s3_backend: S3Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s3_client's client lists and presigns against moto, and its engine's GET of the
+    presigned URL brings back the object's bytes."""
+    from modelsync.backends._aws import s3_client
+    from modelsync.backends.s3 import S3Options
+
+    for key, value in s3_backend.env().items():
+        monkeypatch.setenv(key, value)
+    payload = os.urandom(70_000)
+    s3_backend.put("1/w.bin", payload)
+    options = S3Options(endpoint_url=s3_backend.endpoint)
+    client, _tracker, engine = s3_client(options, s3_backend.url, s3_backend.bucket)
+    try:
+        key = f"{s3_backend.prefix}/1/w.bin"
+        listed = client.list_objects_v2(Bucket=s3_backend.bucket, Prefix=s3_backend.prefix)
+        assert [o["Key"] for o in listed["Contents"]] == [key]
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": s3_backend.bucket, "Key": key}
+        )
+        got = bytearray()
+        engine.get(url, {}, got.extend, None, key)
+        assert bytes(got) == payload
+    finally:
+        engine.close()
+        client.close()

@@ -10,6 +10,7 @@ import pytest
 from modelsync.backends.az import AzureSource
 from modelsync.errors import ConfigError
 from modelsync.sources import backend_for, open_source
+from tests.backends import AzureBackend
 from tests.helpers import run_cli
 
 
@@ -56,3 +57,22 @@ def test_connection_string_is_a_secret_in_errors(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "source_options.max_pool_connections" in out.stderr
     assert "hunter2" not in out.stderr
+
+
+def test_the_container_client_reads_through_the_deadline_layer(az_backend: AzureBackend) -> None:
+    """_az_client's container client (connection string) lists and reads a blob on
+    Azurite over the source's own pools: its connections are the deadline layer's
+    (a pass's deadline can cut them)."""
+    from modelsync.backends._az_client import container_client
+    from modelsync.backends.az import AzureOptions
+    from modelsync.transport.deadline import Deadlines
+
+    az_backend.put("1/w.bin", b"weights")
+    options = AzureOptions.model_validate(az_backend.options())
+    connections = Deadlines()
+    client = container_client(options, connections, "unused", az_backend.container, "az://x")
+    names = [b.name for b in client.list_blobs(name_starts_with=az_backend.prefix)]
+    assert names == [f"{az_backend.prefix}/1/w.bin"]
+    blob = client.download_blob(f"{az_backend.prefix}/1/w.bin").readall()
+    assert blob == b"weights"
+    assert connections._classes, "no pool of the deadline layer was made"

@@ -76,3 +76,32 @@ def test_a_trigger_during_a_pass_yields_one_pass_after_it() -> None:
         assert started[1] - started[0] >= MIN_PASS_GAP
     finally:
         scheduler.stop(2)
+
+
+def test_a_slot_counts_failures_waits_and_staleness_and_says_what_a_success_ended() -> None:
+    """Only a pass that could not do its work (FAILED) or a rollback the server did not
+    confirm counts as a failure; the next success reports how many it ended."""
+    from modelsync.config import ModelConfig
+    from modelsync.outcome import Outcome, PassResult
+    from modelsync.schedule import ModelSlot
+
+    slot = ModelSlot(ModelConfig(name="m", source="s3://b/m", max_age=3600.0))
+    assert slot.record(PassResult("m", Outcome.FAILED, None), None) == 0
+    assert slot.record(PassResult("m", Outcome.FAILED, None, retry_soon=True), None) == 0
+    assert (slot.failures, slot.waiting, slot.passes) == (2, 1, 2)
+    assert slot.record(PassResult("m", Outcome.ROLLED_BACK, 1), 7200.0) == 2
+    assert (slot.failures, slot.waiting, slot.stale) == (0, 0, True)
+    assert slot.record(PassResult("m", Outcome.UNCHANGED, 1, rollback_failed=True), 60.0) == 0
+    assert (slot.failures, slot.stale, slot.passes) == (1, False, 4)
+
+
+def test_the_summary_lists_models_by_name_and_counts_the_rest() -> None:
+    """systemd's STATUS= line: each model's active version and last outcome."""
+    from modelsync.config import ModelConfig
+    from modelsync.outcome import Outcome, PassResult
+    from modelsync.schedule import ModelSlot, summary
+
+    slots = [ModelSlot(ModelConfig(name=f"m{i}", source="s3://b/m")) for i in (2, 1, 3)]
+    slots[1].record(PassResult("m1", Outcome.ACTIVATED, 4), None)
+    assert summary(slots) == "m1: v4 activated; m2: v- pending; m3: v- pending"
+    assert summary(slots, shown=1) == "m1: v4 activated; and 2 more"

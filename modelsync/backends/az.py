@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -40,7 +39,6 @@ from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
 from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
-from modelsync.sources.environ import settle_environment
 from modelsync.sources.ranges import (
     BoundedBuffer,
     RangeOptions,
@@ -56,10 +54,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BACKEND", "AzureOptions", "AzureSource"]
 
-_PUBLIC_HOST = ".blob.core.windows.net"
+PUBLIC_HOST = ".blob.core.windows.net"
 # Reads per request: small enough that a hostile blob cannot balloon memory, large
 # enough that a request's overhead vanishes.
-_GET_SIZE = 4 * 1024 * 1024
+GET_SIZE = 4 * 1024 * 1024
 
 
 class AzureOptions(RangeOptions):
@@ -85,7 +83,7 @@ class _AzBackend(Backend):
     def claims(self, url: str) -> bool:
         parts = urlsplit(url)
         if parts.scheme == "https":
-            return (parts.hostname or "").endswith(_PUBLIC_HOST)
+            return (parts.hostname or "").endswith(PUBLIC_HOST)
         return parts.scheme == "az"
 
     def parse(self, url: str) -> str:
@@ -111,7 +109,7 @@ def _split(url: str) -> tuple[str, str, str]:
     parts = urlsplit(url)
     path = parts.path.strip("/")
     if parts.scheme == "https":
-        account = (parts.hostname or "").removesuffix(_PUBLIC_HOST)
+        account = (parts.hostname or "").removesuffix(PUBLIC_HOST)
     else:
         account, _, path = f"{parts.netloc}/{path}".partition("/")
     container, _, prefix = path.partition("/")
@@ -145,57 +143,10 @@ class AzureSource:
             return self._container
 
     def _make_client(self) -> Any:
-        import requests
-        from azure.storage.blob import BlobServiceClient
+        from modelsync.backends._az_client import container_client
 
-        opts = self.options
-        from modelsync.transport.sessions import azure_transport, mount
-
-        def on_deadline(pool_size: int, **extra: Any) -> tuple[requests.Session, Any]:
-            """A requests session whose connects and reads the pass's deadline cuts
-            (modelsync.transport), and azure-core's transport over it."""
-            session = requests.Session()
-            mount(self._connections, session, pool_size)
-            transport = azure_transport(
-                self._connections,
-                session,
-                session_owner=True,
-                connection_timeout=opts.connect_timeout,
-                read_timeout=opts.read_timeout,
-                **extra,
-            )
-            return session, transport
-
-        # What the SDK sets on the transport it makes itself (4 MiB reads); a
-        # transport passed in keeps azure-core's 4 KiB, far slower under the GIL.
-        session, transport = on_deadline(
-            opts.max_pool_connections, connection_data_block_size=_GET_SIZE
-        )
-        common: dict[str, Any] = {
-            "transport": transport,
-            "retry_total": 0,
-            "max_single_get_size": _GET_SIZE,
-            "max_chunk_get_size": _GET_SIZE,
-        }
-        secret = opts.connection_string.get_secret_value() if opts.connection_string else None
-        secret = secret or os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
-        try:
-            if secret:
-                service = BlobServiceClient.from_connection_string(secret, **common)
-            else:
-                from azure.identity import DefaultAzureCredential
-
-                url = opts.account_url or f"https://{self.account}{_PUBLIC_HOST}"
-                # Token requests (managed identity, workload identity, a secret) on
-                # pools of this source's deadline layer too: a token endpoint that
-                # hangs ends the pass at its deadline, not after azure-core's 300 s
-                # read timeout per try.
-                credential = DefaultAzureCredential(transport=on_deadline(2)[1])
-                service = BlobServiceClient(url, credential=credential, **common)
-            settle_environment(session, service.url)
-            return service.get_container_client(self.container_name)
-        except Exception as exc:
-            raise translate(exc, self.url, self.container_name) from exc
+        url = self.options.account_url or f"https://{self.account}{PUBLIC_HOST}"
+        return container_client(self.options, self._connections, url, self.container_name, self.url)
 
     def _key(self, version: int, name: str = "") -> str:
         return object_key(self.prefix, version, name)

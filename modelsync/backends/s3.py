@@ -132,54 +132,9 @@ class S3Source:
         return made
 
     def _make_client(self) -> tuple[Any, Deadlines, Engine]:
-        import botocore
-        import botocore.config
+        from modelsync.backends._aws import s3_client
 
-        from modelsync.backends._aws import session as aws_session
-        from modelsync.transport.deadline import Deadlines
-        from modelsync.transport.engine import CaBundle, Engine
-        from modelsync.transport.sdk import wire_botocore
-
-        opts = self.options
-        config = botocore.config.Config(
-            connect_timeout=opts.connect_timeout,
-            read_timeout=opts.read_timeout,
-            max_pool_connections=opts.max_pool_connections,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            s3={"addressing_style": opts.addressing_style},
-            # Checksums are asked for and checked here (crc32c needs no extra package).
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            # s3v4 is what botocore signs requests with anyway; said explicitly because
-            # its presigned URLs (the engine's GETs) otherwise fall back to SigV2, which
-            # regions opened since 2014 refuse.
-            signature_version=botocore.UNSIGNED if opts.anonymous else "s3v4",
-        )
-        try:
-            # A session per client: sessions are not thread-safe, clients are.
-            session = aws_session(opts.profile, opts.region)
-            client = session.create_client("s3", endpoint_url=opts.endpoint_url, config=config)
-        except Exception as exc:
-            raise translate(exc, self.url, self.bucket) from exc
-
-        # The pass's deadline cuts its connects and reads, proxies' pools included
-        # (modelsync.transport).
-        tracker = Deadlines()
-        wire_botocore(tracker, client)
-
-        def ask_for_checksums(request: Any, **_: Any) -> None:
-            request.headers["x-amz-checksum-mode"] = "ENABLED"
-
-        # Without botocore's own validation (which needs awscrt for crc32c), so the
-        # headers come back and Checks verifies them.
-        for event in ("before-sign.s3.GetObject", "before-sign.s3.HeadObject"):
-            client.meta.events.register(event, ask_for_checksums)
-        # The bundle botocore verifies with when one is named (AWS_CA_BUNDLE, or
-        # ca_bundle in the profile), so listings and the engine's GETs agree.
-        named = session.get_config_variable("ca_bundle")
-        bundle = CaBundle.named(named, "AWS_CA_BUNDLE (or the profile's ca_bundle)")
-        engine = Engine(opts.max_pool_connections, opts.connect_timeout, opts.read_timeout, bundle)
-        return client, tracker, engine
+        return s3_client(self.options, self.url, self.bucket)
 
     def _key(self, version: int, name: str = "") -> str:
         return object_key(self.prefix, version, name)
