@@ -84,8 +84,10 @@ class Sink:
         self.journal = journal
         # O_NOFOLLOW: a link planted where a file goes is an error, never followed.
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (0 if journal else os.O_TRUNC)
-        fd = os.open(path, flags, 0o644)
-        self._handle = os.fdopen(fd, "r+b")
+        # A bare descriptor, not a file object: the buffered layer adds four syscalls
+        # per file (fstat, isatty, two lseek) and a copy of nothing, since every write
+        # is a whole network read (docs/transport.md, "Syscalls per small file").
+        self._fd: int | None = os.open(path, flags, 0o644)
         self._truncated = journal is None
         self._digest = hashlib.sha256()
         self._sha256_hex = ""  # set by adopt: the digest of bytes written out of band
@@ -107,9 +109,9 @@ class Sink:
             )
         try:
             if not self._truncated:
-                self._handle.truncate(0)
+                os.ftruncate(self._open(), 0)
                 self._truncated = True
-            self._handle.write(data)
+            _write_all(self._open(), data)
         except OSError as exc:
             raise store_error("write", self.path, exc) from exc
         self._digest.update(data)
@@ -120,8 +122,9 @@ class Sink:
 
     def reset(self) -> None:
         """Start over (a retry re-sends the object from its first byte)."""
-        self._handle.seek(0)
-        self._handle.truncate()
+        fd = self._open()
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
         self._truncated = True
         self._digest = hashlib.sha256()
         self._sha256_hex = ""
@@ -130,7 +133,7 @@ class Sink:
     def adopt(self, sha256: str, written: int) -> None:
         """Take the digest and size of bytes written to ``path`` out of band (parallel
         ranged writes, hashed in order as they completed: ranges.fetch_ranges)."""
-        self._handle.seek(0, os.SEEK_END)
+        os.lseek(self._open(), 0, os.SEEK_END)
         self._sha256_hex = sha256
         self._written = written
         if self.expected_size is not None and written > self.expected_size:
@@ -145,10 +148,11 @@ class Sink:
             if not self._sha256_hex and self.journal is not None:
                 # Streamed: drop whatever a kept partial file held past what was written
                 # (without a journal the file was opened truncated: nothing to drop).
-                self._handle.truncate(self._written)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+                os.ftruncate(self._open(), self._written)
+            fd = self._open()
+            os.fsync(fd)
+            self._fd = None
+            os.close(fd)
         except OSError as exc:
             raise store_error("write", self.path, exc) from exc
         return self._sha256_hex or self._digest.hexdigest()
@@ -156,8 +160,15 @@ class Sink:
     def close(self) -> None:
         """Close without flushing errors: only an abandoned sink is closed this way, and
         its file is removed next (a full disk must not turn into a second error)."""
-        with contextlib.suppress(OSError):
-            self._handle.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _open(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"{self.label}: write to a closed sink")
+        return self._fd
 
     def __enter__(self) -> Sink:
         return self
@@ -289,3 +300,11 @@ class Backend:
         """A local directory whose file events mean a new revision may be there (the
         optional change-event capability); None: the source is polled only."""
         return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` at the descriptor's position: os.write may take less (a signal,
+    a file-size limit), where the buffered file object's write looped for us."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
