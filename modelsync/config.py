@@ -9,11 +9,10 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import unquote
 
 from pydantic import (
-    BaseModel,
     Field,
     SecretStr,
     ValidationError,
@@ -24,6 +23,7 @@ from pydantic import (
 from modelsync.bakeconfig import BakeConfig
 from modelsync.checkconfig import ValidateConfig, VerifyConfig
 from modelsync.configbase import Strict
+from modelsync.configerrors import first_error
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError
 from modelsync.events import EventsConfig
@@ -33,7 +33,7 @@ from modelsync.notify import NotifyConfig
 from modelsync.smoke import SmokeConfig
 from modelsync.sources import backend_for, check_source
 from modelsync.store import CURRENT, Layout
-from modelsync.suggest import schemeless_url_hint, unknown_key
+from modelsync.suggest import schemeless_url_hint
 from modelsync.units import Duration, Size
 
 __all__ = [
@@ -321,57 +321,6 @@ def default_state_dir(store: Path) -> Path:
     return store.parent / f".modelsync-{store.name}"
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _table_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The configuration model of the table at ``loc`` (None where it is not one)."""
-    table: type[BaseModel] = Config
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = next(
-            (f for n, f in table.model_fields.items() if part in (n, f.alias)),
-            None,
-        )
-        inner = _model_in(field.annotation) if field is not None else None
-        if inner is None:
-            return None
-        table = inner
-    return table
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _first_error(exc: ValidationError, origin: str) -> ConfigError:
-    errors = exc.errors()
-    # A misspelt key also makes the key meant "missing": the misspelling is the news.
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    where = tuple(p for p in err["loc"] if p not in ("function-after",))
-    loc = _format_loc(where)
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        table = _table_at(where[:-1])
-        known = (f.alias or n for n, f in table.model_fields.items()) if table else ()
-        msg = unknown_key(str(where[-1]), known)
-    elif where[-1:] == ("models",) and err["type"] == "tuple_type":
-        msg = "must be a list of tables: write [[models]] (two brackets) above each model"
-    msg = msg.removeprefix("Value error, ")
-    return ConfigError(f"{origin}: {loc}: {msg}")
-
-
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data = path.read_bytes()
@@ -432,7 +381,7 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise _first_error(exc, origin) from exc
+        raise first_error(exc, origin, Config) from exc
     if not config.models:
         raise ConfigError(
             f"{origin}: models: no model configured (add [[models]] with name and source "

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import math
 import secrets
-import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -40,10 +38,11 @@ from modelsync.channel import (
 from modelsync.channel_trust import sign_pointer, signed_by
 from modelsync.errors import ChannelError, PublishConflict
 from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_VERSION
-from modelsync.reports import FAILED_OUTCOMES, ReportBook, Tally, failure_markers
+from modelsync.release_status import RolloutStatus
+from modelsync.reports import ReportBook, failure_markers
 from modelsync.sources import Source
 from modelsync.sources.control import Control
-from modelsync.sync.policy.halt import Evidence, cohort_figures, first_halt
+from modelsync.sync.policy.halt import Evidence, first_halt
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -59,86 +58,6 @@ DEFAULT_EXPIRY = 7 * 86400.0
 # The pointer as read (None when there is none or it cannot be trusted) and the seq the
 # new pointer gets -> the new pointer.
 Change = Callable[[Pointer | None, int], Pointer]
-
-
-@dataclass(frozen=True)
-class RolloutStatus:
-    pointer: Pointer
-    version: int | None  # the version counted: the canary's, else the stable one
-    tally: Tally | None
-    # Hosts known to the channel (they reported on the stable or the canary version)
-    # that should serve ``version`` and have not reported on it.
-    not_reported: tuple[str, ...]
-    # The canary's failure markers (identity -> outcome and reason): what halts it,
-    # whatever the host's report says now.
-    markers: dict[str, str] = field(default_factory=dict)
-    signed: bool = False
-
-    @property
-    def halt(self) -> tuple[str, str] | None:
-        """(rule, why) of the halt rule that halts the canary; None when none does."""
-        return first_halt(self.pointer, Evidence(self.markers, self.live()))
-
-    @property
-    def halted(self) -> bool:
-        return self.halt is not None
-
-    def live(self) -> dict[str, Any]:
-        """The live checks of the canary's hosts (reports under its nonce)."""
-        canary = self.pointer.canary
-        reports = self.tally.reports if self.tally else ()
-        return {
-            r.identity: r.live
-            for r in reports
-            if r.live is not None and (canary is None or r.canary == canary.nonce)
-        }
-
-    def failed(self) -> dict[str, str]:
-        reports = self.tally.reports if self.tally else ()
-        found = {
-            r.identity: f"{r.outcome}: {r.reason}"
-            for r in sorted(reports, key=lambda r: r.identity)
-            if r.outcome in FAILED_OUTCOMES
-        }
-        for identity, why in self.markers.items():
-            found[identity] = why or found.get(identity) or "failure marker (unreadable)"
-        return dict(sorted(found.items()))
-
-    def as_dict(self) -> dict[str, Any]:
-        reports = self.tally.reports if self.tally else ()
-        failed = self.failed()
-        pointer = self.pointer
-        halt = self.halt
-        live = self.live()
-        rises, ratios = cohort_figures(live)
-        return {
-            "pointer": pointer.model_dump(),
-            "signed": self.signed,
-            "version": self.version,
-            "confirmed": sorted(
-                r.identity for r in reports if r.outcome == "confirmed" and r.identity not in failed
-            ),
-            "failed": failed,
-            "halted": halt is not None,
-            "halt": {
-                "rule": halt[0] if halt else None,
-                "reason": halt[1] if halt else None,
-                "halt_after": pointer.halt_after,
-                "halt_live": pointer.halt_live.model_dump() if pointer.halt_live else None,
-                "on_halt": pointer.on_halt,
-                "failed_hosts": sorted(self.markers),
-            },
-            # Each host's smoke and bake verdicts on the version, and the cohort's
-            # medians (what the cohort_median rule compares).
-            "live": {host: checks.model_dump() for host, checks in sorted(live.items())},
-            "live_aggregate": {
-                "hosts_with_bake_figures": max(len(rises), len(ratios)),
-                "median_error_increase": statistics.median(rises) if rises else None,
-                "median_latency_ratio": statistics.median(ratios) if ratios else None,
-            },
-            "not_reported": list(self.not_reported),
-            "unreadable_reports": self.tally.ignored if self.tally else 0,
-        }
 
 
 class Release:
