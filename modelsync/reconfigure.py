@@ -41,21 +41,25 @@ def plan(old: Config, new: Config) -> Reconfigure:
         )
     before = {m.name: m for m in old.models}
     after = {m.name: m for m in new.models}
-    steps = Reconfigure(
-        admin_changed=new.admin != old.admin,
-        removed=sorted(set(before) - set(after)),
-        triggered=sorted(after),
-    )
+    added: list[ModelConfig] = []
+    restarted: list[ModelConfig] = []
+    updated: list[ModelConfig] = []
+    verify_changed: list[ModelConfig] = []
     for name, model in sorted(after.items()):
         earlier = before.get(name)
         if earlier is None:
-            steps.added.append(model)
-            steps.verify_changed.append(model)
+            added.append(model)
+            verify_changed.append(model)
         elif model != earlier:
-            if model.source != earlier.source:
-                steps.restarted.append(model)
-            else:
-                steps.updated.append(model)
+            (restarted if model.source != earlier.source else updated).append(model)
             if model.verify != earlier.verify:
-                steps.verify_changed.append(model)
-    return steps
+                verify_changed.append(model)
+    return Reconfigure(
+        admin_changed=new.admin != old.admin,
+        removed=sorted(set(before) - set(after)),
+        added=added,
+        restarted=restarted,
+        updated=updated,
+        verify_changed=verify_changed,
+        triggered=sorted(after),
+    )

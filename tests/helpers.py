@@ -21,22 +21,42 @@ from modelsync.store import ModelStore
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Drawn from the system's entropy: the global generator may be reseeded by a test
+# (hypothesis does), and two workers would then draw the same ports.
+_PICK = random.SystemRandom()
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now, for a child process
     to bind later, chosen below the kernel's ephemeral range: a port the kernel
     handed out (bind to port 0) is handed out again to the next outgoing connection,
     and with 20 daemons talking to an emulator one of them took a port reserved for
-    the 19th daemon's admin server before it could bind it (test_fleet, once)."""
-    low = _ephemeral_low()
+    the 19th daemon's admin server before it could bind it (test_fleet, once).
+
+    Under ``pytest -n`` each worker draws from its own slice of the range: a port
+    one worker checked and released cannot be taken by the other before its child
+    binds it."""
+    low, high = _port_range()
     for _ in range(100):
-        port = random.randrange(10_000, low)
+        port = _PICK.randrange(low, high)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port between 10000 and {low}")
+    raise RuntimeError(f"no free port between {low} and {high}")
+
+
+def _port_range() -> tuple[int, int]:
+    low, high = 10_000, _ephemeral_low()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under -n
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return low, high
+    width = (high - low) // count
+    start = low + int(worker[2:]) * width
+    return start, start + width
 
 
 def _ephemeral_low() -> int:

@@ -295,6 +295,8 @@ def test_sigterm_mid_bake_then_restart_rolls_back(tmp_path: Path, bucket: Path) 
         again = DaemonProcess(["--config", str(config)], tmp_path / "d2.log")
         try:
             event = again.wait_for(lambda e: e.get("event") == "revision refused", 30)
+            # The refusal is logged before the rollback's activation: wait for the link.
+            _wait_link(store / "ranker" / "current", "1", 30)
         finally:
             assert again.stop() == 0
     assert event["version"] == 2 and "error ratio 0.5000" in event["reason"]
@@ -437,6 +439,9 @@ def test_a_hung_metrics_endpoint_ends_the_pass_at_its_deadline(
             hang.clear()
             release.set()
             refused = daemon.wait_for(lambda e: e.get("event") == "revision refused", 30)
+            # The refusal is logged before the rollback's activation, which a 2 s pass
+            # deadline may cut on a slow machine; the journal finishes it a pass later.
+            _wait_link(store / "ranker" / "current", "1", 30)
             assert daemon.proc.poll() is None
         finally:
             release.set()

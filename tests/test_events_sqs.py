@@ -258,10 +258,11 @@ def test_three_hosts_fan_out_through_sns_serve_within_5s_and_idle_at_one_request
         time.sleep(1)
         for proxy in proxies:
             proxy.reset_counts()
-        time.sleep(41)
+        # One long poll lasts 20 s: in 21 s each host starts one or two, never more.
+        time.sleep(21)
         counts = [_receives(p) for p in proxies]
-        print(f"idle 41 s: ReceiveMessage per host {counts}")
-        assert all(1 <= n <= 3 for n in counts), counts
+        print(f"idle 21 s: ReceiveMessage per host {counts}")
+        assert all(1 <= n <= 2 for n in counts), counts
         # A reload that leaves [[events]] alone keeps the host's queue (SQS refuses a
         # deleted name for a minute) and its subscription.
         config = tmp_path / "fan0" / "modelsync.toml"
@@ -283,7 +284,9 @@ def test_three_hosts_fan_out_through_sns_serve_within_5s_and_idle_at_one_request
             proxy.stop()
 
 
-def _s3_event(bucket: str, key: str, etag: str, when: str = "2026-12-05T08:00:00.000Z") -> str:
+def _s3_event(
+    bucket: str, key: str, etag: str, when: str = "2026-12-05T08:00:00.000Z", records: int = 1
+) -> str:
     record = {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
@@ -291,7 +294,7 @@ def _s3_event(bucket: str, key: str, etag: str, when: str = "2026-12-05T08:00:00
         "eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag, "size": 1}},
     }
-    return json.dumps({"Records": [record]})
+    return json.dumps({"Records": [record] * records})
 
 
 def _passes(proc: DaemonProcess) -> float:
@@ -325,15 +328,17 @@ def _settled(proc: DaemonProcess, bucket: Bucket, queue: str, before: float) -> 
     return last - before
 
 
-# Draining 1,000 messages is 200 requests to moto: a minute and a half on a quiet
-# machine, several on a loaded one.
-@pytest.mark.timeout(900)
+# moto's SQS scans the whole queue for every message sent and received (quadratic in
+# the queue's length): 1,000 one-record messages took 105 s of CI, so the 1,000
+# duplicate records travel as 250 messages of four, as one S3 message may carry several.
+@pytest.mark.timeout(600)
 def test_hostile_events_cost_at_most_one_pass_per_burst_and_serve_nothing(
     bucket: Bucket, tmp_path: Path, procs: list[DaemonProcess]
 ) -> None:
-    """Forged (another model, a version the bucket lacks), 1,000 duplicates, out of
-    order, malformed and huge messages: at most one extra pass per burst, only what
-    the bucket holds is served, the daemon goes on and still wakes for a real publish."""
+    """Forged (another model, a version the bucket lacks), 1,000 duplicate records in
+    250 messages, out of order, malformed and huge messages: at most one extra pass per
+    burst, only what the bucket holds is served, the daemon goes on and still wakes for
+    a real publish."""
     queue = bucket.queue()
     bucket.publish("ranker", 1, seed=1)
     options = {"queue_url": queue, "endpoint_url": bucket.endpoint}
@@ -344,15 +349,17 @@ def test_hostile_events_cost_at_most_one_pass_per_burst_and_serve_nothing(
     manifest = "models/ranker/{}/modelsync-manifest.json"
     bursts = {
         "another model": [_s3_event(bucket.name, "models/other/5/modelsync-manifest.json", "a")],
-        "missing version x1000": [_s3_event(bucket.name, manifest.format(99), "f")] * 1000,
+        "missing version x1000": [_s3_event(bucket.name, manifest.format(99), "f", records=4)]
+        * 250,
         "out of order": [_s3_event(bucket.name, manifest.format(v), f"o{v}") for v in (1, 1, 0)],
         "malformed": ["not json", "{}", '{"Records": [1]}', '{"Type": "Notification"}'],
         "huge": [json.dumps({"Records": [], "pad": "x" * 250_000})],
     }
+    passes = _settled(proc, bucket, queue, 0)
     for what, bodies in bursts.items():
-        before = _settled(proc, bucket, queue, 0)
         _send(bucket, queue, bodies)
-        extra = _settled(proc, bucket, queue, before)
+        extra = _settled(proc, bucket, queue, passes)
+        passes += extra
         print(f"{what}: {extra:.0f} extra passes")
         assert extra <= 1, what
         assert _served(proc, "ranker") == 1

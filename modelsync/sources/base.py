@@ -108,10 +108,11 @@ class Sink:
                 received.hexdigest(),
             )
         try:
+            fd = self._open()
             if not self._truncated:
-                os.ftruncate(self._open(), 0)
+                os.ftruncate(fd, 0)
                 self._truncated = True
-            _write_all(self._open(), data)
+            _write_all(fd, data)
         except OSError as exc:
             raise store_error("write", self.path, exc) from exc
         self._digest.update(data)
@@ -145,11 +146,11 @@ class Sink:
     def finish(self) -> str:
         """Flush to disk, close, and return the sha256 of what was written."""
         try:
+            fd = self._open()
             if not self._sha256_hex and self.journal is not None:
                 # Streamed: drop whatever a kept partial file held past what was written
                 # (without a journal the file was opened truncated: nothing to drop).
-                os.ftruncate(self._open(), self._written)
-            fd = self._open()
+                os.ftruncate(fd, self._written)
             os.fsync(fd)
             self._fd = None
             os.close(fd)
