@@ -35,7 +35,6 @@ from modelsync.errors import (
     EmptySourceError,
     ModelsyncError,
     RefusedError,
-    ReloadError,
     StoreError,
 )
 from modelsync.foreign import move_aside
@@ -44,7 +43,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.state import Waiting
 from modelsync.store import ModelStore
-from modelsync.sync import activation
+from modelsync.sync import activation, manual
 from modelsync.sync.admit import DOWNLOAD, admit
 from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
@@ -363,42 +362,8 @@ class Syncer:
         )
 
     def _rollback(self, ctx: PassContext, *, version: int | None) -> None:
-        ms, model, state = ctx.ms, ctx.model, ctx.state
         self._prepare(ctx)
-        active = ms.active_version()
-        if active is None:
-            raise StoreError(f"model {model.name} has no active version")
-        retained = [v for v in ms.cached_versions() if v != active]
-        if version is None:
-            older = [v for v in retained if v < active]
-            if not older:
-                raise StoreError(
-                    f"model {model.name}: no retained revision older than "
-                    f"{active}; retained: {retained}"
-                )
-            version = max(older)
-        path = ms.path_of(version)
-        if path is None or version == active:
-            raise StoreError(
-                f"model {model.name}: version {version} is not a retained "
-                f"revision; retained: {retained}"
-            )
-        ctx.result.candidate = version
-        try:
-            admitted = admit(ctx, version, path, "manual rollback")
-        except RefusedError as exc:
-            moved = move_aside(path, ms.foreign_dir)
-            raise StoreError(f"{exc}; nothing changed (the copy was moved to {moved})") from None
-        ctx.result.outcome = activation.activate(ctx, admitted, retire_to="cache")
-        if ctx.result.outcome is not Outcome.ACTIVATED:
-            raise ReloadError(
-                f"the server did not confirm version {version}; version {active} was restored"
-            )
-        state.pinned = version
-        ms.save_state(state)
-        ctx.log.warning(
-            "rolled back by hand; pinned until `modelsync unpin`", version=version, previous=active
-        )
+        manual.roll_back(ctx, version)
 
     def unpin(self, model: ModelConfig) -> int | None:
         """Let the model follow new revisions again; return the pin that was removed."""
