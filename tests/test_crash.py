@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from modelsync.config import default_state_dir
-from modelsync.publish import publish
 from modelsync.volume import Store
-from tests.helpers import check_invariants, sidecar_flags, write_tree
+from tests.helpers import check_invariants, run_cli, sidecar_flags, write_tree
 from tests.killtrials import KillTrials, revision_files
 
 
@@ -57,10 +56,10 @@ def test_kill_9_at_every_rename(tmp_path: Path) -> None:
     flags = sidecar_flags(store, bucket)
     ms = Store(store, default_state_dir(store)).model("ranker")
 
-    def publish_revision(version: int) -> None:
-        # In this process: the CLI's start would cost a second on each of ~20 rounds.
+    def publish(version: int) -> None:
         src = write_tree(tmp_path / "src" / str(version), revision_files(version))
-        assert publish(src, f"file://{bucket}", version=version) == version
+        out = run_cli("publish", str(src), f"file://{bucket}", "--version", str(version))
+        assert out.returncode == 0, out.stderr
 
     def traced_sync(kill_at: int | None) -> int:
         inject = ["-e", f"inject=rename:signal=KILL:when={kill_at}"] if kill_at else []
@@ -89,16 +88,16 @@ def test_kill_9_at_every_rename(tmp_path: Path) -> None:
         )
         return out.returncode
 
-    publish_revision(1)
+    publish(1)
     assert traced_sync(None) == 0
-    publish_revision(2)
+    publish(2)
     assert traced_sync(None) == 0
     renames = (tmp_path / "trace").read_text().count("rename(")
     assert renames >= 5
     version = 2
     for kill_at in range(1, renames + 1):
         old, version = version, version + 1
-        publish_revision(version)
+        publish(version)
         code = traced_sync(kill_at)
         assert code != 0, f"rename #{kill_at} did not kill the pass"
         view = check_invariants(store, "ranker")
