@@ -38,7 +38,8 @@ $(EMULATORS)/.installed:
 emulators: $(EMULATORS)/.installed
 
 # Two workers: most of the suite waits on child processes and servers, so two halves
-# side by side take about half the time on two cores (788 s against 1,530-1,558 s).
+# side by side take about half the time on two cores (689-789 s against 1,358 s in
+# series on the same machine, 2026-12-07).
 unit: $(STAMP) emulators kfp mlflow
 	$(BIN)/pytest -q -n 2 --durations=25
 
