@@ -24,13 +24,13 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from modelsync.admin import AdminServer
-from modelsync.cancel import CancelToken
 from modelsync.channel import default_identity
 from modelsync.config import Config, ModelConfig
 from modelsync.daemonlock import DaemonLock
 from modelsync.errors import ConfigError, ModelsyncError, StoreError
 from modelsync.events.push import Push
 from modelsync.metrics import Metrics
+from modelsync.passes import PassRunner
 from modelsync.progress import LoggedProgress
 from modelsync.readiness import not_ready
 from modelsync.reconfigure import plan
@@ -39,15 +39,13 @@ from modelsync.sdnotify import Notifier
 from modelsync.servers import notifier_for, prober_for
 from modelsync.sources import SourceFactory, backend_for
 from modelsync.status import collect_status
-from modelsync.sync import Outcome, Syncer
+from modelsync.sync import Syncer
 from modelsync.volume import Store
 from modelsync.watch import Watcher
 from modelsync.webhooks import MlflowWebhook, read_secret
 
 __all__ = ["Daemon", "DaemonFailed"]
 
-# A failed pass is retried after 2 s, 4 s, 8 s ... up to the interval.
-_BACKOFF_START = 2.0
 # /healthz fails when the main loop has not turned for this long.
 _ALIVE_WITHIN = 30.0
 # The main loop turns at least this often (its heartbeat), even with no events.
@@ -88,7 +86,6 @@ class Daemon:
         self._load = load
         self.config = config
         self.wall = wall
-        self._rng = rng or random.Random()  # noqa: S311 - schedule jitter, not secrets
         self.events: queue.Queue[_Event] = queue.Queue()
         self._registry = registry
         self.metrics = Metrics(registry, wall)
@@ -101,11 +98,21 @@ class Daemon:
             progress=LoggedProgress(gauge=self.metrics.download_progress),
             identity=config.identity,
         )
-        self._scheduler = Scheduler(self._run_pass, config.parallel_passes)
         # Bucket events wake a pass through the same road as POST /sync.
         self._push = Push(
             registry, lambda models: self.events.put(_Event("sync", models)), self._served, wall
         )
+        self.passes = PassRunner(
+            self.syncer,
+            self.metrics,
+            self._push,
+            lambda: self.config,
+            on_pass=lambda name: self.events.put(_Event("pass", [name])),
+            on_fatal=lambda reason: self.events.put(_Event("fatal", message=reason)),
+            wall=wall,
+            rng=rng,
+        )
+        self._scheduler = Scheduler(self.passes.run, config.parallel_passes)
         self._watch_config = watch_config
         self._watcher = Watcher()
         token = config.admin.token.get_secret_value() if config.admin.token else None
@@ -131,70 +138,6 @@ class Daemon:
     def worker(self, name: str) -> ModelSlot | None:
         """``name``'s schedule and pass counts (None when it is not configured)."""
         return self._scheduler.get(name)
-
-    # -- scheduling --------------------------------------------------------------
-
-    def next_delay(self, failures: int) -> float:
-        interval = self.config.interval
-        if failures:
-            base: float = min(interval, _BACKOFF_START * 2.0 ** (failures - 1))
-            return base * self._rng.uniform(0.8, 1.2)
-        return interval * (1 + self._rng.uniform(-self.config.jitter, self.config.jitter))
-
-    # -- one pass of one model (on a scheduler's runner) ------------------------------
-
-    def _run_pass(self, slot: ModelSlot) -> float:
-        """One pass of ``slot``'s model and its bookkeeping; the delay until the next."""
-        slot.pass_started = time.monotonic()
-        earlier = slot.last
-        self._push.pass_started(slot.model.name)
-        try:
-            self._one_pass(slot)
-        except Exception:
-            # The pass itself never raises (Syncer.sync); this is the bookkeeping
-            # around it. The model goes on, the failure counted.
-            slot.failures += 1
-            self._log.bind(model=slot.model.name).exception(
-                "model pass bookkeeping failed; counted as a failed pass"
-            )
-        finally:
-            slot.pass_started = None
-        delay = self.next_delay(max(slot.failures, slot.waiting))
-        # A bake's window ends before the next pass would come: its verdict is not late.
-        # (Only this pass's result says so; an earlier one's wish is spent.)
-        wake = slot.last.wake_in if slot.last is not None and slot.last is not earlier else None
-        return min(delay, wake) if wake is not None else delay
-
-    def _one_pass(self, slot: ModelSlot) -> None:
-        model = slot.model
-        cancel = CancelToken(slot.stop_event, time.monotonic() + self.config.pass_timeout)
-        result = self.syncer.sync(model, cancel)
-        if slot.stop_event.is_set() and result.outcome is Outcome.FAILED:
-            return  # abandoned on purpose: not a failure of the model
-        log = structlog.get_logger().bind(model=model.name, version=result.active)
-        ms = self.syncer.store.model(model.name, model.layout)
-        manifest = ms.manifest_of(result.active) if result.active is not None else None
-        created = manifest.created.timestamp() if manifest else None
-        age = None if created is None else self.wall() - created
-        recovered = slot.record(result, age)
-        if recovered:
-            log.info("recovered", after_failures=recovered)
-        if slot.stale:
-            log.warning("active revision is stale", age_s=round(age or 0), max_age_s=model.max_age)
-        self.metrics.record(
-            result, created, slot.failures, slot.stale, rollback_failed=result.rollback_failed
-        )
-        self.events.put(_Event("pass", [model.name]))
-        if self.config.max_failures is not None and slot.failures >= self.config.max_failures:
-            self.events.put(
-                _Event(
-                    "fatal",
-                    message=(
-                        f"model {model.name} failed {slot.failures} passes in a row "
-                        f"(max_failures); last error: {result.error}"
-                    ),
-                )
-            )
 
     # -- the AdminView protocol ---------------------------------------------------
 
