@@ -281,14 +281,14 @@ def run(config_input: ConfigInput) -> int:
     from prometheus_client import CollectorRegistry
 
     from modelsync.daemon import Daemon
-    from modelsync.sdnotify import Notifier
+    from modelsync.sdnotify import SystemdNotifier
 
     config = config_input.load()
     daemon = Daemon(
         config_input.load,
         config,
         registry=CollectorRegistry(),
-        notifier=Notifier(),
+        notifier=SystemdNotifier(),
         watch_config=str(config_input.path) if config_input.path else None,
     )
     daemon.run()

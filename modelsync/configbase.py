@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Strict"]
+__all__ = ["NoOptions", "Strict"]
 
 
 class Strict(BaseModel):
@@ -13,3 +13,8 @@ class Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, strict=False, populate_by_name=True, defer_build=True
     )
+
+
+class NoOptions(Strict):
+    """A backend or server preset without options of its own: any key in its
+    source_options or server_options is an error."""

@@ -35,7 +35,7 @@ from modelsync.progress import LoggedProgress
 from modelsync.readiness import not_ready
 from modelsync.reconfigure import plan
 from modelsync.schedule import ModelSlot, Scheduler, summary
-from modelsync.sdnotify import Notifier
+from modelsync.sdnotify import SystemdNotifier
 from modelsync.servers import notifier_for, prober_for
 from modelsync.sources import SourceFactory, backend_for
 from modelsync.status import collect_status
@@ -61,11 +61,36 @@ class DaemonFailed(ModelsyncError):
     """A model failed ``max_failures`` passes in a row; a supervisor should restart us."""
 
 
-@dataclass
-class _Event:
-    kind: str  # "stop" | "reload" | "sync" | "fatal" | "pass"
-    models: list[str] | None = None
-    message: str = ""
+# What arrives on the main loop's queue, one record per kind: a stop (SIGTERM, SIGINT),
+# a reload (by file, signal or admin), passes to start now (POST /sync, bucket events,
+# MLflow hooks), a booked pass (readiness and systemd status follow), a model that
+# reached max_failures (the loop ends, exit 1).
+@dataclass(frozen=True)
+class _Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class _Reload:
+    trigger: str
+
+
+@dataclass(frozen=True)
+class _Sync:
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Passed:
+    model: str
+
+
+@dataclass(frozen=True)
+class _Fatal:
+    reason: str
+
+
+_Event = _Stop | _Reload | _Sync | _Passed | _Fatal
 
 
 class Daemon:
@@ -77,7 +102,7 @@ class Daemon:
         config: Config,
         *,
         registry: CollectorRegistry,
-        notifier: Notifier,
+        notifier: SystemdNotifier,
         watch_config: str | None = None,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -100,15 +125,15 @@ class Daemon:
         )
         # Bucket events wake a pass through the same road as POST /sync.
         self._push = Push(
-            registry, lambda models: self.events.put(_Event("sync", models)), self._served, wall
+            registry, lambda models: self.events.put(_Sync(tuple(models))), self._served, wall
         )
         self.passes = PassRunner(
             self.syncer,
             self.metrics,
             self._push,
             lambda: self.config,
-            on_pass=lambda name: self.events.put(_Event("pass", [name])),
-            on_fatal=lambda reason: self.events.put(_Event("fatal", message=reason)),
+            on_pass=lambda name: self.events.put(_Passed(name)),
+            on_fatal=lambda reason: self.events.put(_Fatal(reason)),
             wall=wall,
             rng=rng,
         )
@@ -189,16 +214,16 @@ class Daemon:
             if name not in names:
                 raise KeyError(name)
         chosen = models or names
-        self.events.put(_Event("sync", chosen))
+        self.events.put(_Sync(tuple(chosen)))
         return chosen
 
     # -- control -----------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        self.events.put(_Event("stop"))
+        self.events.put(_Stop())
 
     def request_reload(self, trigger: str = "file") -> None:
-        self.events.put(_Event("reload", message=trigger))
+        self.events.put(_Reload(trigger))
 
     def run(self, install_signals: bool = True) -> None:
         """Run until stopped (returns) or a model exhausts max_failures (raises)."""
@@ -265,21 +290,22 @@ class Daemon:
                 event = None
             self._heartbeat = time.monotonic()
             self._supervise()
-            if event is None:
-                continue
-            if event.kind == "stop":
-                self._log.info("stopping")
-                return None
-            if event.kind == "fatal":
-                self._log.error("giving up", reason=event.message)
-                return event.message
-            if event.kind == "reload":
-                self._reload(event.message)
-            elif event.kind == "sync":
-                for name in event.models or []:
-                    self._scheduler.trigger(name)
-            elif event.kind == "pass":
-                self._after_pass()
+            match event:
+                case None:
+                    continue
+                case _Stop():
+                    self._log.info("stopping")
+                    return None
+                case _Fatal(reason):
+                    self._log.error("giving up", reason=reason)
+                    return reason
+                case _Reload(trigger):
+                    self._reload(trigger)
+                case _Sync(models):
+                    for name in models:
+                        self._scheduler.trigger(name)
+                case _Passed():
+                    self._after_pass()
 
     def _supervise(self) -> None:
         """Restart the scheduler thread if it ended (it never should)."""

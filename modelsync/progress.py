@@ -20,12 +20,12 @@ import structlog
 if TYPE_CHECKING:
     from prometheus_client import Gauge
 
-__all__ = ["LoggedProgress", "Tally", "terminal_progress"]
+__all__ = ["ByteTally", "LoggedProgress", "terminal_progress"]
 
 MB = 1_000_000
 
 
-class Tally:
+class ByteTally:
     """Bytes done of a total, thread-safe, with the rate and time left."""
 
     def __init__(self, total: int, clock: Callable[[], float] = time.monotonic) -> None:
@@ -67,7 +67,7 @@ def terminal_progress(model: str, version: int, total: int) -> Iterator[Callable
     """A bar on stderr: percent, MB done of total, MB/s and time left."""
     import click
 
-    tally = Tally(total)
+    tally = ByteTally(total)
     lock = threading.Lock()
     with click.progressbar(
         length=max(total, 1),
@@ -101,7 +101,7 @@ class LoggedProgress:
 
     @contextmanager
     def __call__(self, model: str, version: int, total: int) -> Iterator[Callable[[int], None]]:
-        tally = Tally(total)
+        tally = ByteTally(total)
         log = structlog.get_logger().bind(model=model, version=version)
         stop = threading.Event()
 

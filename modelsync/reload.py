@@ -18,9 +18,11 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from modelsync.cancel import CancelToken
+from modelsync.children import ChildTimedOut, run_child
 from modelsync.errors import ReloadError, ServerNotRunning
 
 __all__ = [
+    "CommandFailed",
     "Notifier",
     "Probe",
     "ProbeState",
@@ -31,6 +33,7 @@ __all__ = [
     "parse_json",
     "redact_url",
     "render",
+    "run_command",
     "server_words",
 ]
 
@@ -74,6 +77,33 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
         **{k: v for k, v in os.environ.items() if k not in _SECRET_VARIABLES},
         **extra,
     }
+
+
+class CommandFailed(ReloadError):
+    """The command ran and exited non-zero."""
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
+def run_command(
+    argv: tuple[str, ...], target: ReloadTarget, timeout: float, cancel: CancelToken
+) -> None:
+    """Run ``argv``; ReloadError with its last stderr line unless it exits 0 in time,
+    Cancelled (the command stopped) when the pass's token fires first."""
+    try:
+        done = run_child(argv, child_env(target.env()), timeout, cancel)
+    except FileNotFoundError as exc:
+        raise ReloadError(f"command not found: {argv[0]}") from exc
+    except ChildTimedOut as exc:
+        raise ReloadError(f"{argv[0]} did not finish within {timeout:g}s; killed") from exc
+    except OSError as exc:
+        raise ReloadError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        last = lines[-1][:300] if lines else "(no output)"
+        raise CommandFailed(f"{argv[0]} exited {done.returncode}: {last}", done.returncode)
 
 
 def redact_url(url: str) -> str:

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-__all__ = ["Notifier"]
+__all__ = ["SystemdNotifier"]
 
 
-class Notifier:
+class SystemdNotifier:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from modelsync.progress import LoggedProgress, Tally
+from modelsync.progress import ByteTally, LoggedProgress
 from tests.helpers import model_files, put_revision, sidecar_flags
 
 
@@ -57,7 +57,7 @@ def test_sync_on_a_terminal_draws_a_progress_bar(tmp_path: Path, bucket: Path) -
 
 def test_tally_rate_eta_and_clamp() -> None:
     now = [100.0]
-    tally = Tally(1000, clock=lambda: now[0])
+    tally = ByteTally(1000, clock=lambda: now[0])
     assert tally.eta() is None and "starting" in tally.summary()
     now[0] = 102.0
     tally.add(400)

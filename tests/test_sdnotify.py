@@ -4,7 +4,7 @@ import os
 import socket
 from pathlib import Path
 
-from modelsync.sdnotify import Notifier
+from modelsync.sdnotify import SystemdNotifier
 
 
 def test_messages_reach_a_real_socket(tmp_path: Path) -> None:
@@ -13,7 +13,7 @@ def test_messages_reach_a_real_socket(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(path)
         sock.settimeout(2)
-        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "3000000"})
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "3000000"})
         assert notifier.enabled and notifier.watchdog_interval == 3.0
         notifier.ready("ok")
         notifier.watchdog()
@@ -25,11 +25,11 @@ def test_messages_reach_a_real_socket(tmp_path: Path) -> None:
 
 def test_unset_socket_does_nothing_and_dead_socket_never_raises(tmp_path: Path) -> None:
     """Without NOTIFY_SOCKET nothing is sent; a vanished socket is logged, not raised."""
-    assert Notifier({}).send("READY=1") is False
-    assert Notifier({}).watchdog_interval is None
-    gone = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
+    assert SystemdNotifier({}).send("READY=1") is False
+    assert SystemdNotifier({}).watchdog_interval is None
+    gone = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert gone.send("READY=1") is False
-    other_pid = Notifier({"NOTIFY_SOCKET": "x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "1"})
+    other_pid = SystemdNotifier({"NOTIFY_SOCKET": "x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "1"})
     assert os.getpid() == 1 or other_pid.watchdog_interval is None
 
 
@@ -42,7 +42,7 @@ def test_a_supervisor_that_stops_reading_never_blocks_us(tmp_path: Path) -> None
     path = str(tmp_path / "full.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(path)
-        notifier = Notifier({"NOTIFY_SOCKET": path})
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
         started = time.monotonic()
         results = [notifier.send("WATCHDOG=1") for _ in range(200)]
         assert time.monotonic() - started < 2
@@ -75,7 +75,7 @@ def test_keepalive_pets_the_watchdog_only_while_the_loop_turns(tmp_path: Path) -
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(path)
         sock.settimeout(0.05)
-        notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "300000"})
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "300000"})
         beat = [time.monotonic()]
         stopping = threading.Event()
         thread = threading.Thread(target=notifier.keepalive, args=(stopping, lambda: beat[0]))
@@ -88,7 +88,9 @@ def test_keepalive_pets_the_watchdog_only_while_the_loop_turns(tmp_path: Path) -
             stopping.set()
             thread.join(2)
         assert not thread.is_alive()
-    idle = threading.Thread(target=Notifier({}).keepalive, args=(threading.Event(), time.monotonic))
+    idle = threading.Thread(
+        target=SystemdNotifier({}).keepalive, args=(threading.Event(), time.monotonic)
+    )
     idle.start()
     idle.join(1)
     assert not idle.is_alive()

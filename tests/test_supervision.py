@@ -16,7 +16,7 @@ from modelsync.backends.file import LocalSource
 from modelsync.cancel import CancelToken
 from modelsync.config import Config, ModelConfig
 from modelsync.daemon import Daemon
-from modelsync.sdnotify import Notifier
+from modelsync.sdnotify import SystemdNotifier
 from modelsync.sources import Source
 from tests.daemonproc import DaemonProcess
 from tests.helpers import free_port, model_files, put_revision
@@ -54,7 +54,7 @@ def run_daemon(tmp_path: Path) -> Iterator[Callable[[Config, list[BaseException]
             lambda: config,
             config,
             registry=CollectorRegistry(),
-            notifier=Notifier(),
+            notifier=SystemdNotifier(),
             sources=sources,
         )
         thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False})

@@ -12,8 +12,7 @@ from modelsync.cancel import CancelToken
 from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ReloadError
 from modelsync.methods import Method
-from modelsync.notify.exec import CommandFailed, run_command
-from modelsync.reload import Probe, ProbeState, ReloadTarget
+from modelsync.reload import CommandFailed, Probe, ProbeState, ReloadTarget, run_command
 
 __all__ = ["FAILED_EXIT", "METHOD", "ExecConfirmOptions", "ExecProber"]
 

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from modelsync.bakeconfig import MetricSeries
+from modelsync.configbase import NoOptions
 from modelsync.reload import Notifier, Prober
 
 __all__ = [
     "MetricsEndpoint",
-    "NoOptions",
     "PresetDefaults",
     "PresetModel",
     "ServerPreset",
@@ -40,12 +40,6 @@ def on_port(base_url: str, port: int | None, path: str) -> str:
         host = f"[{host}]"
     netloc = f"{host}:{port}" if port is not None else parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, path, "", ""))
-
-
-class NoOptions(BaseModel):
-    """A preset without options of its own: any key in server_options is an error."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class PresetModel(Protocol):

@@ -17,9 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from modelsync.cancel import CancelToken
+from modelsync.configbase import NoOptions
 from modelsync.errors import RefusedError
 from modelsync.fsutil import store_error
 from modelsync.sources.control import ControlStore
@@ -29,7 +30,6 @@ __all__ = [
     "Backend",
     "Connections",
     "Hasher",
-    "NoOptions",
     "ObjectInfo",
     "OversizeError",
     "Sink",
@@ -259,12 +259,6 @@ class Connections:
         for client, close in items:
             with contextlib.suppress(Exception):
                 close(client)
-
-
-class NoOptions(BaseModel):
-    """A backend without options: any key in source_options is an error."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Backend:
