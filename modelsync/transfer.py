@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,12 +26,13 @@ import structlog
 from modelsync.cancel import CancelToken
 from modelsync.errors import IntegrityError, RefusedError
 from modelsync.fsutil import store_error
-from modelsync.manifest import FileEntry, Manifest, hash_file
+from modelsync.manifest import FileEntry, Manifest
 from modelsync.partial import PartialDownloads
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources.base import OversizeError, Sink, Source
 from modelsync.sources.journal import RangeJournal
 from modelsync.sources.ranges import MIN_RANGE_THRESHOLD
+from modelsync.verified import identity
 from modelsync.workers import Workers
 
 __all__ = ["SMALL_CONCURRENCY", "TransferStats", "download_revision", "safe_join"]
@@ -42,6 +45,8 @@ _CONTENT_ATTEMPTS = 3
 # the latency-shaped bench (30 ms per request): whole sync 4.83 s at 16, 4.27 s at 32,
 # 4.90 s at 64 (docs/performance.md).
 SMALL_CONCURRENCY = 32
+# Reads of a reused file while it is hashed.
+_HASH_CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -54,6 +59,9 @@ class TransferStats:
     bytes_resumed: int = 0
     # sha256 of every file fetched, by path (fills in manifests synthesised from a listing).
     digests: dict[str, str] = field(default_factory=dict)
+    # Each reused (linked) file's identity as it was while its bytes were hashed, by
+    # path: the verification record may bind the sha256 to this and nothing later.
+    reused: dict[str, os.stat_result] = field(default_factory=dict)
 
 
 def safe_join(root: Path, relpath: str) -> Path:
@@ -101,8 +109,12 @@ class _Counter:
             self.stats.bytes_resumed += resumed
             self.stats.digests[path] = digest
 
-    def linked(self, size: int) -> None:
+    def linked(
+        self, size: int, path: str | None = None, seen: os.stat_result | None = None
+    ) -> None:
         with self._lock:
+            if path is not None and seen is not None:
+                self.stats.reused[path] = seen
             self.stats.files_linked += 1
             self.stats.bytes_linked += size
         if self._on_bytes:
@@ -116,6 +128,45 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
         shutil.copyfile(src, dest)
+
+
+def _reuse(existing: Path, dest: Path, entry: FileEntry) -> os.stat_result | None:
+    """Link ``existing`` (a retained or kept file with ``entry``'s sha256) to ``dest``
+    and hash it there; its identity while hashed, or None (``dest`` removed) when the
+    bytes differ or changed during the hash.
+
+    A retained file sits where a server can write. So the bytes are hashed after the
+    link, through the linked name, with fstat before and after: a write before or
+    during the hash shows as other bytes or a moved ctime, and the identity returned
+    is one under which these exact bytes were read (a write after it moves ctime, so
+    a record made from it no longer matches). A link (symlink) is never followed."""
+    _link_or_copy(existing, dest)
+    try:
+        fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        dest.unlink(missing_ok=True)
+        return None
+    with contextlib.closing(os.fdopen(fd, "rb")) as handle:
+        before = os.fstat(fd)
+        digest, size = hashlib.sha256(), 0
+        if stat.S_ISREG(before.st_mode):
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        after = os.fstat(fd)
+    unchanged = identity(before) == identity(after)
+    if (
+        stat.S_ISREG(before.st_mode)
+        and unchanged
+        and (size, digest.hexdigest())
+        == (
+            entry.size,
+            entry.sha256,
+        )
+    ):
+        return after
+    dest.unlink(missing_ok=True)
+    return None
 
 
 def download_revision(
@@ -155,13 +206,11 @@ def download_revision(
         dest = dests[entry.path]
         try:
             existing = reuse.get(entry.sha256)
-            # A retained file may have been changed on disk since it was verified (a
-            # server can write where it reads): its bytes are checked before reuse.
-            if existing is not None and hash_file(existing) == (entry.size, entry.sha256):
-                _link_or_copy(existing, dest)
-                counter.linked(entry.size)
-                return entry, dest, False
             if existing is not None:
+                seen = _reuse(existing, dest, entry)
+                if seen is not None:
+                    counter.linked(entry.size, entry.path, seen)
+                    return entry, dest, False
                 log.warning("a retained file changed on disk; fetching it", file=str(existing))
         except OSError as exc:
             raise store_error("write", dest, exc) from exc

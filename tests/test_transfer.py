@@ -1,6 +1,15 @@
+"""download_revision: every file of a revision fetched or reused, bounded and verified
+(transfer.py), against real file:// buckets and, for the reuse race, a real
+`modelsync sync` child and a writer beside it."""
+
 from __future__ import annotations
 
 import hashlib
+import os
+import random
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +22,8 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources import open_source
 from modelsync.sources.base import Sink
 from modelsync.transfer import TransferStats, download_revision, safe_join
-from tests.helpers import manifest_doc, model_files, put_revision
+from tests.helpers import manifest_doc, model_files, put_revision, run_cli
+from tests.oracle import Policy, check_served
 
 
 def _manifest(files: dict[str, bytes], version: int = 1) -> Manifest:
@@ -286,3 +296,68 @@ def test_small_files_go_straight_to_staging_and_are_kept_for_resume(
         assert (staging / name).read_bytes() == data
         assert complete[digest].stat().st_ino == (staging / name).stat().st_ino
     assert not [p for p in (tmp_path / "partial").iterdir() if p.suffix]
+
+
+def _race_once(tmp_path: Path, big: bytes) -> tuple[bool, subprocess.CompletedProcess[str]]:
+    """Serve revision 1 (``big`` and a small file), publish revision 2 sharing ``big``,
+    and sync it while a writer changes one byte of the served copy once the child's
+    read of that inode is past 8 MiB. (whether the write landed mid-read, the run)."""
+    bucket = tmp_path / "bucket" / "ranker"
+    store = tmp_path / "store"
+    put_revision(bucket, 1, {"big.bin": big, "small.txt": b"one"})
+    argv = ["sync", "--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
+    assert run_cli(*argv).returncode == 0
+    put_revision(bucket, 2, {"big.bin": big, "small.txt": b"two"})
+    served = store / "ranker" / "1" / "big.bin"
+    inode = served.stat().st_ino
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "modelsync", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    wrote: list[int] = []
+
+    def writer() -> None:
+        # The server writes where it reads: one byte at offset 0, behind the hash.
+        while child.poll() is None and not wrote:
+            for fd in os.listdir(f"/proc/{child.pid}/fd") if child.poll() is None else ():
+                try:
+                    if os.stat(f"/proc/{child.pid}/fd/{fd}").st_ino != inode:
+                        continue
+                    info = Path(f"/proc/{child.pid}/fdinfo/{fd}").read_text()
+                except OSError:
+                    continue
+                if int(info.split("pos:")[1].split()[0]) > 8 << 20:
+                    with served.open("r+b") as handle:
+                        handle.write(b"\x01" if handle.read(1) != b"\x01" else b"\x02")
+                    wrote.append(1)
+                    return
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    out, err = child.communicate(timeout=120)
+    thread.join()
+    return bool(wrote), subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def test_a_retained_file_written_while_it_is_hashed_for_reuse_is_never_served(
+    tmp_path: Path,
+) -> None:
+    """Revision 2 shares a 160 MiB file with the served revision 1, so the pass links
+    the local copy instead of fetching it. The server changes one byte of it while
+    modelsync reads it (past 8 MiB, so behind the hash). Whatever the pass then does,
+    revision 2 is never served with bytes that differ from its manifest: the served
+    tree passes the independent oracle. (Red-team finding: the verification record
+    was taken after the hash, with the written file's identity.)"""
+    big = random.Random(1).randbytes(1 << 20) * 160
+    for attempt in range(3):
+        world = tmp_path / str(attempt)
+        landed, run = _race_once(world, big)
+        if landed:
+            break
+    assert landed, "the writer never saw the read in three runs"
+    verdict = check_served(world / "store", Policy("ranker"), set())
+    assert verdict.violations == [], (verdict.violations, run.stderr[-2000:])

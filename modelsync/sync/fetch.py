@@ -24,7 +24,7 @@ from modelsync.sources import Source
 from modelsync.sync.context import PassContext
 from modelsync.sync.policy.candidate import Candidate
 from modelsync.transfer import TransferStats, download_revision
-from modelsync.verified import VerifiedFiles
+from modelsync.verified import VerifiedFiles, identity
 
 __all__ = ["ProgressFactory", "fetch"]
 
@@ -82,7 +82,7 @@ def fetch(
     seconds = time.monotonic() - started
     ms.partial.keep_only(())  # every file is linked into the staged tree now
     files = _verified_entries(candidate, result.stats)
-    _record(verified, staged, files)
+    _record(verified, staged, files, result.stats)
     raw = candidate.manifest_bytes
     if raw is None:
         # Record what was fetched, so the revision verifies and shares files later.
@@ -113,16 +113,23 @@ def _verified_entries(candidate: Candidate, stats: TransferStats) -> tuple[FileE
     )
 
 
-def _record(verified: VerifiedFiles, staged: Path, files: tuple[FileEntry, ...]) -> None:
-    """transfer.py verified every staged file on its way in (fetched: hashed as it
-    streamed; linked: hashed before linking); record that against each file's
-    identity as it now is (linking changed its ctime)."""
+def _record(
+    verified: VerifiedFiles, staged: Path, files: tuple[FileEntry, ...], stats: TransferStats
+) -> None:
+    """transfer.py verified every staged file on its way in; record that against each
+    file's identity. A fetched file is a new inode in modelsync's own directories,
+    hashed as it streamed: its identity now (after the links that kept it) is the
+    one its bytes were written under. A reused file is shared with a retained
+    revision, where a server may write: only the identity seen while it was hashed
+    is recorded, and only if the file still has it (else admission hashes it)."""
     for entry in files:
         try:
             st = os.lstat(staged / entry.path)
         except OSError as exc:
             raise StoreError(f"cannot stat {staged / entry.path}: {exc.strerror}") from exc
-        verified.record(st, entry.sha256)
+        seen = stats.reused.get(entry.path)
+        if seen is None or identity(seen) == identity(st):
+            verified.record(st, entry.sha256)
 
 
 def _check_space(staged: Path, needed: int, what: str) -> None:
