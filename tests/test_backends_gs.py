@@ -32,8 +32,15 @@ from modelsync.sync import Outcome, PassResult, Syncer
 from modelsync.volume import Store
 from tests.backends import GcsBackend, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
-from tests.helpers import check_invariants, run_cli, service_account_file, sidecar_flags
+from tests.helpers import (
+    check_invariants,
+    manifest_doc,
+    run_cli,
+    service_account_file,
+    sidecar_flags,
+)
 from tests.httpstub import http_stub
+from tests.rewriteproxy import Answer, Rewrite, RewriteProxy
 
 FAST_RETRY = RetryPolicy(attempts=12, initial=0.01, maximum=0.2, total=120)
 
@@ -267,3 +274,114 @@ def test_an_oversized_listing_page_is_refused() -> None:
         with pytest.raises(RefusedError, match="larger than"):
             source.list_versions()
         source.close()
+
+
+def _syncer_via(tmp_path: Path, endpoint: str) -> Syncer:
+    def factory(url: str, _options: Mapping[str, Any]) -> Source:
+        return GcsSource(url, GcsOptions(endpoint=endpoint), retry=FAST_RETRY)
+
+    return Syncer(
+        Store(tmp_path / "store", tmp_path / "store" / ".modelsync"),
+        retry=FAST_RETRY,
+        sources=factory,
+    )
+
+
+def test_marker_mode_checks_an_answer_without_x_goog_hash_against_the_listing(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str
+) -> None:
+    """Without a manifest only the store's crc32c protects the bytes. A store answer
+    whose body was changed (same length) and which carries no X-Goog-Hash is checked
+    against the crc32c the listing gave: the pass fails in one line, nothing is
+    served; through an honest proxy the next pass serves the real bytes. (Red-team
+    finding: a missing checksum header meant nothing was checked.)"""
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    weights = b"the real weights " * 200
+    backend.put("5/weights.bin", weights)
+    backend.put("5/_SUCCESS", b"")
+    lying = [True]
+
+    def hook(method: str, path: str, _headers: dict[str, str]) -> Rewrite | None:
+        if not (lying[0] and method == "GET" and "alt=media" in path and "weights.bin" in path):
+            return None
+
+        def rewrite(status: int, headers: list[tuple[str, str]], body: bytes) -> Answer:
+            kept = [(k, v) for k, v in headers if k.lower() != "x-goog-hash"]
+            return status, kept, b"EVIL" + body[4:]
+
+        return rewrite
+
+    proxy = RewriteProxy(gcs_emulator, hook)
+    model = ModelConfig(name="ranker", source=backend.url, complete_marker="_SUCCESS", settle=0)
+    syncer = _syncer_via(tmp_path, proxy.url)
+    try:
+        failed = syncer.sync(model, CancelToken())
+        lying[0] = False
+        served = syncer.sync(model, CancelToken())
+    finally:
+        syncer.close()
+        proxy.close()
+    assert failed.outcome is Outcome.FAILED and failed.active is None
+    assert "weights.bin: crc32c checksum mismatch" in (failed.error or "")
+    assert proxy.rewritten >= 1
+    assert (served.outcome, served.active) == (Outcome.ACTIVATED, 5)
+    assert (tmp_path / "store" / "ranker" / "current" / "weights.bin").read_bytes() == weights
+
+
+def test_an_object_stored_gzip_compressed_is_read_decompressed_and_checked_by_sha256(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str
+) -> None:
+    """GCS serves an object stored with Content-Encoding: gzip decompressed and whole,
+    whatever the Range, with the stored bytes' X-Goog-Hash and
+    X-Goog-Stored-Content-Encoding (decompressive transcoding; the proxy plays it, the
+    emulator does not). The manifest's sha256 of the plain bytes decides: the revision
+    is served with the plain bytes, a small file and one above the range threshold.
+    (Red-team finding: every pass failed as "damaged in transit".)"""
+    import gzip
+
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    plain = {"small.bin": b"small weights " * 100, "large.bin": os.urandom(3 << 20)}
+    for name, data in plain.items():
+        _put_gzip_stored(backend, f"3/{name}", gzip.compress(data))
+    backend.put("3/modelsync-manifest.json", json.dumps(manifest_doc(plain, "ranker", 3)).encode())
+
+    def hook(method: str, path: str, headers: dict[str, str]) -> Rewrite | None:
+        if method != "GET" or "alt=media" not in path or ".bin" not in path:
+            return None
+        if "gzip" in headers.get("Accept-Encoding", ""):
+            return None
+
+        def rewrite(status: int, answer: list[tuple[str, str]], body: bytes) -> Answer:
+            kept = [(k, v) for k, v in answer if k.lower() not in ("content-range",)]
+            return 200, [*kept, ("X-Goog-Stored-Content-Encoding", "gzip")], gzip.decompress(body)
+
+        return rewrite
+
+    proxy = RewriteProxy(gcs_emulator, hook)
+    syncer = _syncer_via(tmp_path, proxy.url)
+    try:
+        result = syncer.sync(ModelConfig(name="ranker", source=backend.url), CancelToken())
+    finally:
+        syncer.close()
+        proxy.close()
+    assert (result.outcome, result.active) == (Outcome.ACTIVATED, 3), result.error
+    current = tmp_path / "store" / "ranker" / "current"
+    for name, data in plain.items():
+        assert (current / name).read_bytes() == data
+    assert check_invariants(tmp_path / "store", "ranker").violations == []
+
+
+def _put_gzip_stored(backend: GcsBackend, key: str, compressed: bytes) -> None:
+    """Upload ``compressed`` with Content-Encoding: gzip (as `gcloud storage cp -Z`)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": backend.endpoint},
+    )
+    blob = client.bucket(backend.bucket).blob(f"{backend.prefix}/{key}")
+    blob.content_encoding = "gzip"
+    blob.upload_from_string(compressed)
+    client.close()

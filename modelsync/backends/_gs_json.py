@@ -186,8 +186,12 @@ class GcsReader:
         cancel: CancelToken | None,
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """The object's resource (name, size, generation, crc32c, updated)."""
-        fields = {"fields": "name,size,generation,crc32c,updated", **(params or {})}
+        """The object's resource (name, size, generation, crc32c, updated, and the
+        Content-Encoding it is stored with)."""
+        fields = {
+            "fields": "name,size,generation,crc32c,updated,contentEncoding",
+            **(params or {}),
+        }
         url = self.object_url(key, fields)
         answer = self.get_json(url, what, META_LIMIT, cancel)
         if not isinstance(answer, dict):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,13 @@ from urllib.parse import urlsplit
 import structlog
 from pydantic import BaseModel, Field
 
-from modelsync.backends._gs_errors import crc32c_header, mismatch, translate
+from modelsync.backends._gs_errors import (
+    crc32c_header,
+    expected_crc32c,
+    mismatch,
+    transcoded,
+    translate,
+)
 from modelsync.backends._gs_json import GcsReader, items, parse_time
 from modelsync.cancel import CancelToken
 from modelsync.errors import (
@@ -56,6 +63,12 @@ if TYPE_CHECKING:
     from google.cloud import storage
 
 __all__ = ["BACKEND", "GcsOptions", "GcsSource"]
+
+# Versions whose listed checksums a source keeps (a pass lists one, a marker-mode
+# candidate two or three times while it settles).
+_LISTINGS_KEPT = 4
+# Set on an answer GCS decompressed for us (decompressive transcoding).
+_STORED_ENCODING = "X-Goog-Stored-Content-Encoding"
 
 
 class GcsOptions(RangeOptions):
@@ -114,6 +127,10 @@ class GcsSource:
             self.bucket_name, self.options.endpoint, self.options.http_pool_size, self._timeout
         )
         self._log = structlog.get_logger().bind(source=url)
+        # The crc32c of each object as the latest listing of its version gave it, for
+        # the last few versions listed: an answer without X-Goog-Hash is checked
+        # against it, and one whose checksum disagrees with it was replaced since.
+        self._listed: OrderedDict[str, dict[str, str]] = OrderedDict()
 
     # -- plumbing --------------------------------------------------------------
 
@@ -200,17 +217,27 @@ class GcsSource:
                 if not item["name"].startswith(prefix) or not name or name.endswith("/"):
                     continue
                 found.append(_info(name, item, what))
+        with self._lock:
+            self._listed[prefix] = {f"{prefix}{o.name}": o.crc32c for o in found if o.crc32c}
+            self._listed.move_to_end(prefix)
+            while len(self._listed) > _LISTINGS_KEPT:
+                self._listed.popitem(last=False)
         return found
+
+    def _listed_crc32c(self, version: int, key: str) -> str | None:
+        with self._lock:
+            return self._listed.get(self._key(version), {}).get(key)
 
     def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
         key = self._key(version, name)
         what = f"gs://{self.bucket_name}/{key}"
         expected = sink.expected_size
+        listed = self._listed_crc32c(version, key)
         if expected is not None and expected >= self.options.range_threshold:
-            self._fetch_ranges(key, what, sink, cancel)
+            self._fetch_ranges(key, what, sink, cancel, listed)
             return
-        self._stream_get(key, what, SinkWriter(sink, cancel), None, cancel)
+        self._stream_get(key, what, SinkWriter(sink, cancel), None, cancel, listed=listed)
 
     def _stream_get(
         self,
@@ -220,10 +247,13 @@ class GcsSource:
         byte_range: tuple[int, int] | None,
         cancel: CancelToken | None,
         params: dict[str, str] | None = None,
+        listed: str | None = None,
     ) -> None:
         """GET the object's media (the JSON API's download URL) through the transfer
-        engine, on the client's endpoint and credentials. A whole-object GET is checked
-        against the crc32c the server sends (X-Goog-Hash), computed as it streams."""
+        engine, on the client's endpoint and credentials. A whole-object GET is checked,
+        as it streams, against the crc32c the server sends (X-Goog-Hash) or, when the
+        answer carries none, against the one ``listed`` (an answer without its checksum
+        is not an answer with nothing to check)."""
         import google_crc32c
 
         url = self._reader.object_url(key, params, media=True)
@@ -232,17 +262,29 @@ class GcsSource:
         answer = self._reader.get(
             url, what, writer.write, cancel, () if byte_range else (crc,), extra
         )
-        expected = crc32c_header(answer.get("X-Goog-Hash", ""))
-        if byte_range is None and expected is not None:
+        if byte_range is None and not transcoded(answer.get(_STORED_ENCODING, "")):
+            sent = crc32c_header(answer.get("X-Goog-Hash", ""))
+            expected = expected_crc32c(what, sent, listed)
             actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
-            if actual != expected:
+            if expected is not None and actual != expected:
                 raise mismatch(what)
 
-    def _fetch_ranges(self, key: str, what: str, sink: Sink, cancel: CancelToken) -> None:
+    def _fetch_ranges(
+        self, key: str, what: str, sink: Sink, cancel: CancelToken, listed: str | None
+    ) -> None:
         """Parallel byte ranges written in place, then one pass for sha256; the crc32c
-        GCS states is checked against the one joined from the ranges' blocks."""
+        GCS states (or, failing that, the one listed) is checked against the one
+        joined from the ranges' blocks."""
         meta = self._reader.metadata(key, what, cancel)
-        size, stored = _size(meta, what), meta.get("crc32c")
+        if transcoded(str(meta.get("contentEncoding") or "")):
+            # Stored gzip-compressed: GCS serves it decompressed and whole, whatever the
+            # Range asks (decompressive transcoding), so it is one streamed GET; its
+            # crc32c describes the stored bytes, so the manifest's sha256 decides.
+            self._stream_get(key, what, SinkWriter(sink, cancel), None, cancel, listed=listed)
+            return
+        size = _size(meta, what)
+        crc32c = meta.get("crc32c")
+        stored = expected_crc32c(what, crc32c if isinstance(crc32c, str) else None, listed)
 
         def get_range(start: int, last: int, writer: RangeWriter, local: CancelToken) -> None:
             self._stream_get(key, f"{what} bytes {start}-{last}", writer, (start, last), local)
