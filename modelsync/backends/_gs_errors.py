@@ -1,7 +1,7 @@
 """What Google Cloud Storage's answers mean for modelsync (backends/gs.py): its
 client's exceptions and the transfer engine's HttpStatus translated into modelsync's
-hierarchy, one line each, saying whether they are worth retrying; and which crc32c an
-answer's bytes must have."""
+hierarchy, one line each, saying whether they are worth retrying; and when an
+answer's crc32c does not describe its bytes (transcoded)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from modelsync.errors import (
 from modelsync.sources.ranges import first_line
 from modelsync.transport.errors import network_error
 
-__all__ = ["crc32c_header", "expected_crc32c", "mismatch", "transcoded", "translate"]
+__all__ = ["crc32c_header", "mismatch", "transcoded", "translate"]
 
 
 def _transient_exceptions() -> tuple[type[BaseException], ...]:
@@ -130,14 +130,3 @@ def mismatch(what: str) -> IntegrityError:
 def transcoded(encoding: str) -> bool:
     """Whether an object stored with this Content-Encoding is served decompressed."""
     return encoding.strip().lower() == "gzip"
-
-
-def expected_crc32c(what: str, sent: str | None, listed: str | None) -> str | None:
-    """The crc32c the bytes must have: the store's (``sent``), else the ``listed`` one;
-    the two disagreeing means the object was replaced since it was listed."""
-    if sent is not None and listed is not None and sent != listed:
-        raise IntegrityError(
-            f"{what}: replaced since it was listed (crc32c {listed} listed, {sent} now); "
-            "the next pass lists it again"
-        )
-    return sent or listed

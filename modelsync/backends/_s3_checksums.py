@@ -16,6 +16,7 @@ from typing import Any
 
 from modelsync.errors import IntegrityError
 from modelsync.sources.base import Hasher
+from modelsync.sources.listed import expected_checksum
 
 __all__ = ["Checks"]
 
@@ -42,10 +43,14 @@ class _Crc:
 class Checks:
     """The storage checksums an object's headers offer, fed as its bytes arrive."""
 
-    def __init__(self, headers: Mapping[str, str]) -> None:
+    def __init__(self, headers: Mapping[str, str], listed_etag: str | None = None) -> None:
+        """``listed_etag``: the object's ETag in the latest listing (sources/listed.py),
+        which stands in for an answer that carries none."""
         self._pending: list[tuple[str, Any, str]] = []
         get = {k.lower(): v for k, v in headers.items()}.get
-        etag = get("etag", "").strip('"')
+        sent, listed = get("etag", "").strip('"') or None, (listed_etag or "").strip('"') or None
+        self._etags = sent, listed
+        etag = sent or listed or ""
         # A multipart upload's checksum is of its parts ("composite") unless S3 says
         # FULL_OBJECT; S3-compatible stores (and moto) may omit both the type and the
         # "-N" suffix, so a multipart ETag ("...-N") alone rules the checksum out.
@@ -73,6 +78,7 @@ class Checks:
         return [hasher for _, hasher, _ in self._pending]
 
     def check(self, what: str) -> None:
+        expected_checksum(what, "ETag", *self._etags)
         for name, hasher, expected in self._pending:
             digest = hasher.digest()
             actual = digest.hex() if name == "md5" else base64.b64encode(digest).decode()

@@ -39,6 +39,7 @@ from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
 from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
+from modelsync.sources.listed import ListedChecksums, expected_checksum
 from modelsync.sources.ranges import (
     BoundedBuffer,
     RangeOptions,
@@ -133,6 +134,7 @@ class AzureSource:
         self._connections = Deadlines()
         self._engine: tuple[Engine, AzureMedia] | None = None
         self._log = structlog.get_logger().bind(source=url)
+        self._listed = ListedChecksums()  # each blob's Content-MD5 in the latest listings
 
     # -- plumbing --------------------------------------------------------------
 
@@ -220,8 +222,10 @@ class AzureSource:
             return self._engine
 
     @staticmethod
-    def _check_md5(what: str, expected: bytes | None, hasher: Any) -> None:
-        if expected and hasher.digest() != expected:
+    def _check_md5(what: str, sent: bytes | None, hasher: Any, listed: str | None = None) -> None:
+        answer = base64.b64encode(sent).decode() if sent else None
+        expected = expected_checksum(what, "md5", answer, listed)
+        if expected and base64.b64encode(hasher.digest()).decode() != expected:
             raise IntegrityError(
                 f"{what}: md5 checksum mismatch: damaged in transit; "
                 "the next pass downloads it again"
@@ -253,7 +257,7 @@ class AzureSource:
 
     def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
         prefix = self._key(version)
-        found = []
+        found, md5s = [], {}
         with self._call(f"{self.url}/{version}: list", cancel):
             for blob in self._client().list_blobs(name_starts_with=prefix):
                 name = blob.name[len(prefix) :]
@@ -261,6 +265,10 @@ class AzureSource:
                     continue
                 updated = blob.last_modified or datetime.fromtimestamp(0, UTC)
                 found.append(ObjectInfo(name, int(blob.size or 0), updated))
+                md5 = blob.content_settings.content_md5
+                if md5:
+                    md5s[blob.name] = base64.b64encode(bytes(md5)).decode()
+        self._listed.remember(prefix, md5s)
         return found
 
     def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
@@ -268,8 +276,9 @@ class AzureSource:
         key = self._key(version, name)
         what = self._what(key)
         expected = sink.expected_size
+        listed = self._listed.get(self._key(version), key)
         if expected is not None and expected >= self.options.range_threshold:
-            self._fetch_ranges(key, what, sink, cancel)
+            self._fetch_ranges(key, what, sink, cancel, listed)
             return
         writer = SinkWriter(sink, cancel)
         md5 = hashlib.md5(usedforsecurity=False)
@@ -278,9 +287,11 @@ class AzureSource:
             md5.update(data)
             writer.write(data)
 
-        self._check_md5(what, self._stream(key, what, write, cancel), md5)
+        self._check_md5(what, self._stream(key, what, write, cancel), md5, listed)
 
-    def _fetch_ranges(self, key: str, what: str, sink: Sink, cancel: CancelToken) -> None:
+    def _fetch_ranges(
+        self, key: str, what: str, sink: Sink, cancel: CancelToken, listed: str | None
+    ) -> None:
         """Parallel byte ranges written in place, then one pass for md5 and sha256."""
         with self._call(what, cancel):
             props = self._client().get_blob_client(key).get_blob_properties()
@@ -302,7 +313,7 @@ class AzureSource:
             what=what,
             hashers=hashers,
         )
-        self._check_md5(what, bytes(expected) if expected else None, md5)
+        self._check_md5(what, bytes(expected) if expected else None, md5, listed)
 
     def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
         from azure.storage.blob import ContentSettings

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +30,6 @@ from pydantic import BaseModel, Field
 
 from modelsync.backends._gs_errors import (
     crc32c_header,
-    expected_crc32c,
     mismatch,
     transcoded,
     translate,
@@ -50,6 +48,7 @@ from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, ObjectInfo, Sink, Source
 from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
 from modelsync.sources.environ import settle_environment
+from modelsync.sources.listed import ListedChecksums, expected_checksum
 from modelsync.sources.ranges import (
     BoundedBuffer,
     RangeOptions,
@@ -64,9 +63,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BACKEND", "GcsOptions", "GcsSource"]
 
-# Versions whose listed checksums a source keeps (a pass lists one, a marker-mode
-# candidate two or three times while it settles).
-_LISTINGS_KEPT = 4
 # Set on an answer GCS decompressed for us (decompressive transcoding).
 _STORED_ENCODING = "X-Goog-Stored-Content-Encoding"
 
@@ -127,10 +123,8 @@ class GcsSource:
             self.bucket_name, self.options.endpoint, self.options.http_pool_size, self._timeout
         )
         self._log = structlog.get_logger().bind(source=url)
-        # The crc32c of each object as the latest listing of its version gave it, for
-        # the last few versions listed: an answer without X-Goog-Hash is checked
-        # against it, and one whose checksum disagrees with it was replaced since.
-        self._listed: OrderedDict[str, dict[str, str]] = OrderedDict()
+        # The crc32c each object had in the latest listings (sources/listed.py).
+        self._listed = ListedChecksums()
 
     # -- plumbing --------------------------------------------------------------
 
@@ -217,23 +211,15 @@ class GcsSource:
                 if not item["name"].startswith(prefix) or not name or name.endswith("/"):
                     continue
                 found.append(_info(name, item, what))
-        with self._lock:
-            self._listed[prefix] = {f"{prefix}{o.name}": o.crc32c for o in found if o.crc32c}
-            self._listed.move_to_end(prefix)
-            while len(self._listed) > _LISTINGS_KEPT:
-                self._listed.popitem(last=False)
+        self._listed.remember(prefix, {f"{prefix}{o.name}": o.crc32c for o in found if o.crc32c})
         return found
-
-    def _listed_crc32c(self, version: int, key: str) -> str | None:
-        with self._lock:
-            return self._listed.get(self._key(version), {}).get(key)
 
     def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)
         key = self._key(version, name)
         what = f"gs://{self.bucket_name}/{key}"
         expected = sink.expected_size
-        listed = self._listed_crc32c(version, key)
+        listed = self._listed.get(self._key(version), key)
         if expected is not None and expected >= self.options.range_threshold:
             self._fetch_ranges(key, what, sink, cancel, listed)
             return
@@ -264,7 +250,7 @@ class GcsSource:
         )
         if byte_range is None and not transcoded(answer.get(_STORED_ENCODING, "")):
             sent = crc32c_header(answer.get("X-Goog-Hash", ""))
-            expected = expected_crc32c(what, sent, listed)
+            expected = expected_checksum(what, "crc32c", sent, listed)
             actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
             if expected is not None and actual != expected:
                 raise mismatch(what)
@@ -284,7 +270,9 @@ class GcsSource:
             return
         size = _size(meta, what)
         crc32c = meta.get("crc32c")
-        stored = expected_crc32c(what, crc32c if isinstance(crc32c, str) else None, listed)
+        stored = expected_checksum(
+            what, "crc32c", crc32c if isinstance(crc32c, str) else None, listed
+        )
 
         def get_range(start: int, last: int, writer: RangeWriter, local: CancelToken) -> None:
             self._stream_get(key, f"{what} bytes {start}-{last}", writer, (start, last), local)

@@ -37,6 +37,7 @@ from modelsync.manifest import check_relpath, parse_version
 from modelsync.retry import RetryPolicy
 from modelsync.sources.base import Backend, Connections, Hasher, ObjectInfo, Sink, Source
 from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_control_key
+from modelsync.sources.listed import ListedChecksums
 from modelsync.sources.ranges import (
     BoundedBuffer,
     RangeOptions,
@@ -113,6 +114,7 @@ class S3Source:
         self._shared = connections if connections is not None else Connections()
         self._owns_shared = connections is None
         self._log = structlog.get_logger().bind(source=url)
+        self._listed = ListedChecksums()  # each object's ETag in the latest listings
 
     # -- plumbing --------------------------------------------------------------
 
@@ -183,6 +185,7 @@ class S3Source:
         write: Callable[[bytes], object],
         cancel: CancelToken | None,
         byte_range: tuple[int, int] | None = None,
+        listed: str | None = None,
     ) -> Checks:
         """GET the object (or a range) through the transfer engine, feeding the storage
         checksums its headers offer (a range's are not the object's: none then);
@@ -207,7 +210,7 @@ class S3Source:
         found: list[Checks] = []
 
         def hashers(answer: Mapping[str, str]) -> list[Hasher]:
-            found.append(Checks(answer if byte_range is None else {}))
+            found.append(Checks(answer, listed) if byte_range is None else Checks({}))
             return found[0].hashers
 
         try:
@@ -249,7 +252,7 @@ class S3Source:
 
     def list_objects(self, version: int, cancel: CancelToken | None = None) -> list[ObjectInfo]:
         prefix = self._key(version)
-        found = []
+        found, etags = [], {}
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         with (
             self._connections.deadline(cancel),
@@ -265,9 +268,11 @@ class S3Source:
                         continue
                     updated = item.get("LastModified") or datetime.fromtimestamp(0, UTC)
                     found.append(ObjectInfo(name, int(item.get("Size", 0)), updated))
+                    etags[item["Key"]] = str(item.get("ETag") or "")
                 if not page.get("IsTruncated"):
                     break
                 args["ContinuationToken"] = page["NextContinuationToken"]
+        self._listed.remember(prefix, {k: v for k, v in etags.items() if v})
         return found
 
     def fetch(self, version: int, name: str, sink: Sink, cancel: CancelToken) -> None:
@@ -275,16 +280,19 @@ class S3Source:
         key = self._key(version, name)
         what = f"s3://{self.bucket}/{key}"
         expected = sink.expected_size
+        listed = self._listed.get(self._key(version), key)
         if expected is not None and expected >= self.options.range_threshold:
-            self._fetch_ranges(key, what, sink, cancel)
+            self._fetch_ranges(key, what, sink, cancel, listed)
             return
-        self._get(key, what, SinkWriter(sink, cancel).write, cancel).check(what)
+        self._get(key, what, SinkWriter(sink, cancel).write, cancel, None, listed).check(what)
 
-    def _fetch_ranges(self, key: str, what: str, sink: Sink, cancel: CancelToken) -> None:
+    def _fetch_ranges(
+        self, key: str, what: str, sink: Sink, cancel: CancelToken, listed: str | None
+    ) -> None:
         """Parallel byte ranges written in place, then one pass for the checksums."""
         with self._connections.deadline(cancel), self._translated(what, cancel):
             head = self._s3().head_object(Bucket=self.bucket, Key=key)
-        checks = Checks(head["ResponseMetadata"].get("HTTPHeaders", {}))
+        checks = Checks(head["ResponseMetadata"].get("HTTPHeaders", {}), listed)
 
         def get_range(start: int, last: int, writer: RangeWriter, local: CancelToken) -> None:
             self._get(key, f"{what} bytes {start}-{last}", writer.write, local, (start, last))

@@ -1,0 +1,99 @@
+"""The checksums a listing named (sources/listed.py): kept per version by the source
+that listed, and standing in for an answer that carries none, on every network
+backend's real API server behind a proxy that lies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelsync.cancel import CancelToken
+from modelsync.config import ModelConfig
+from modelsync.errors import IntegrityError
+from modelsync.retry import RetryPolicy
+from modelsync.sources.listed import ListedChecksums, expected_checksum
+from modelsync.sync import Outcome, Syncer
+from modelsync.volume import Store
+from tests.backends import NetworkBackend
+from tests.helpers import check_invariants
+from tests.rewriteproxy import Answer, Rewrite, RewriteProxy
+
+FAST_RETRY = RetryPolicy(attempts=3, initial=0.01, maximum=0.05, total=30)
+# What a store's answer says of its bytes' checksum, on gs, s3 and az.
+_CHECKSUM_HEADERS = ("x-goog-hash", "etag", "content-md5")
+
+
+def test_the_latest_listing_of_each_version_is_kept_for_four_versions() -> None:
+    """A new listing of a prefix replaces the old one; a fifth prefix drops the
+    least recently listed."""
+    listed = ListedChecksums()
+    listed.remember("m/1/", {"m/1/a": "x"})
+    listed.remember("m/1/", {"m/1/a": "y"})
+    assert listed.get("m/1/", "m/1/a") == "y"
+    for version in range(2, 6):
+        listed.remember(f"m/{version}/", {f"m/{version}/a": str(version)})
+    assert listed.get("m/1/", "m/1/a") is None
+    assert listed.get("m/5/", "m/5/a") == "5"
+    assert listed.get("m/5/", "m/5/b") is None
+
+
+def test_the_answer_and_the_listing_disagreeing_is_a_replaced_object() -> None:
+    """The answer's checksum wins when it agrees; the listed one stands in when the
+    answer has none; the two disagreeing is one transient line naming both."""
+    assert expected_checksum("gs://b/k", "crc32c", "AAAA", None) == "AAAA"
+    assert expected_checksum("gs://b/k", "crc32c", None, "BBBB") == "BBBB"
+    assert expected_checksum("gs://b/k", "crc32c", None, None) is None
+    with pytest.raises(IntegrityError, match=r"gs://b/k: replaced since it was listed"):
+        expected_checksum("gs://b/k", "crc32c", "AAAA", "BBBB")
+
+
+def test_marker_mode_checks_an_answer_without_its_checksum_against_the_listing(
+    tmp_path: Path, network_backend: NetworkBackend
+) -> None:
+    """complete_marker mode (no manifest: the store's checksum is all that protects
+    the bytes). An answer with its body changed (same length) and every checksum
+    header dropped fails the pass in one line and serves nothing; through an
+    honest proxy the next pass serves the real bytes."""
+    weights = b"the real weights " * 300
+    network_backend.put("5/weights.bin", weights)
+    network_backend.put("5/_SUCCESS", b"done")
+    lying = [True]
+
+    def hook(method: str, path: str, _headers: dict[str, str]) -> Rewrite | None:
+        if not (lying[0] and method == "GET" and "weights.bin" in path):
+            return None
+
+        def rewrite(status: int, headers: list[tuple[str, str]], body: bytes) -> Answer:
+            kept = [
+                (k, v)
+                for k, v in headers
+                if k.lower() not in _CHECKSUM_HEADERS and not k.lower().startswith("x-amz-checksum")
+            ]
+            return status, kept, b"EVIL" + body[4:]
+
+        return rewrite
+
+    proxy = RewriteProxy(f"http://127.0.0.1:{network_backend.port}", hook)
+    model = ModelConfig(
+        name="ranker",
+        source=network_backend.url,
+        source_options=network_backend.options(proxy.url),
+        complete_marker="_SUCCESS",
+        settle=0,
+    )
+    syncer = Syncer(Store(tmp_path / "store", tmp_path / ".state"), retry=FAST_RETRY)
+    try:
+        failed = syncer.sync(model, CancelToken())
+        lying[0] = False
+        served = syncer.sync(model, CancelToken())
+    finally:
+        syncer.close()
+        proxy.close()
+    assert proxy.rewritten >= 1
+    assert (failed.outcome, failed.active) == (Outcome.FAILED, None), failed
+    assert "weights.bin" in (failed.error or "") and "checksum mismatch" in (failed.error or "")
+    assert (served.outcome, served.active) == (Outcome.ACTIVATED, 5), served.error
+    current = tmp_path / "store" / "ranker" / "current"
+    assert (current / "weights.bin").read_bytes() == weights
+    assert check_invariants(tmp_path / "store", "ranker").violations == []
