@@ -385,3 +385,19 @@ def _put_gzip_stored(backend: GcsBackend, key: str, compressed: bytes) -> None:
     blob.content_encoding = "gzip"
     blob.upload_from_string(compressed)
     client.close()
+
+
+def test_a_redirect_is_not_followed_and_is_one_line_naming_the_object_once() -> None:
+    """A store answering 302 (to the metadata address, say) is not followed: one
+    request, one SourceError line naming the object and the status once, then what
+    the answer said."""
+    with http_stub(lambda _m, _p, _b: (302, b"Moved to 169.254.169.254\n")) as (url, seen):
+        source = GcsSource("gs://bkt/m", GcsOptions(endpoint=url), retry=FAST_RETRY)
+        with pytest.raises(SourceError) as caught:
+            source.read_object(1, "modelsync-manifest.json", 1 << 20)
+        source.close()
+    message = str(caught.value)
+    assert message == (
+        "gs://bkt/m/1/modelsync-manifest.json: HTTP 302: Moved to 169.254.169.254"
+    ), message
+    assert len(seen) == 1

@@ -108,7 +108,7 @@ def translate(exc: BaseException, what: str, bucket: str) -> ModelsyncError:
             f"{what}: {type(exc).__name__}: {first_line(exc)}"
         )
     if status is not None:
-        return SourceError(f"{what}: HTTP {status}: {first_line(exc)}")
+        return SourceError(f"{what}: HTTP {status}{_words(exc)}")
     return SourceError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
@@ -119,6 +119,17 @@ def crc32c_header(value: str) -> str | None:
         if name == "crc32c" and digest:
             return digest
     return None
+
+
+def _words(exc: BaseException) -> str:
+    """What the answer said besides its status, for the end of a line that already
+    names the object and the status (the engine's HttpStatus carries both)."""
+    from modelsync.transport.errors import HttpStatus
+
+    if isinstance(exc, HttpStatus):
+        text = exc.body.decode("utf-8", errors="replace").strip().splitlines()
+        return f": {text[0][:200]}" if text else ""
+    return f": {first_line(exc)}"
 
 
 def mismatch(what: str) -> IntegrityError:
