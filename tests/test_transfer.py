@@ -307,7 +307,8 @@ def _race_once(tmp_path: Path, big: bytes) -> tuple[bool, subprocess.CompletedPr
     put_revision(bucket, 1, {"big.bin": big, "small.txt": b"one"})
     argv = ["sync", "--store", str(store), "--model", "ranker", "--source", f"file://{bucket}"]
     assert run_cli(*argv).returncode == 0
-    put_revision(bucket, 2, {"big.bin": big, "small.txt": b"two"})
+    # A twin: the same bytes under another name, linked to the reused file.
+    put_revision(bucket, 2, {"big.bin": big, "copy/big.bin": big, "small.txt": b"two"})
     served = store / "ranker" / "1" / "big.bin"
     inode = served.stat().st_ino
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
@@ -346,12 +347,13 @@ def _race_once(tmp_path: Path, big: bytes) -> tuple[bool, subprocess.CompletedPr
 def test_a_retained_file_written_while_it_is_hashed_for_reuse_is_never_served(
     tmp_path: Path,
 ) -> None:
-    """Revision 2 shares a 160 MiB file with the served revision 1, so the pass links
-    the local copy instead of fetching it. The server changes one byte of it while
-    modelsync reads it (past 8 MiB, so behind the hash). Whatever the pass then does,
-    revision 2 is never served with bytes that differ from its manifest: the served
-    tree passes the independent oracle. (Red-team finding: the verification record
-    was taken after the hash, with the written file's identity.)"""
+    """Revision 2 shares a 160 MiB file with the served revision 1 (twice: a copy under
+    another name), so the pass links the local copy instead of fetching it. The
+    server changes one byte of it while modelsync reads it (past 8 MiB, so behind the
+    hash). Whatever the pass then does, revision 2 is never served with bytes that
+    differ from its manifest: the served tree passes the independent oracle.
+    (Red-team finding: the verification record was taken after the hash, with the
+    written file's identity.)"""
     big = random.Random(1).randbytes(1 << 20) * 160
     for attempt in range(3):
         world = tmp_path / str(attempt)

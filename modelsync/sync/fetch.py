@@ -66,19 +66,25 @@ def fetch(
         else nullcontext(None)
     )
     started = time.monotonic()
-    with bar as on_bytes:
-        result.stats = download_revision(
-            source,
-            manifest,
-            staged,
-            reuse,
-            concurrency=model.concurrency,
-            small_concurrency=model.small_concurrency,
-            cancel=ctx.cancel,
-            retry=ctx.retry,
-            on_bytes=on_bytes,
-            partial=ms.partial,
-        )
+    try:
+        with bar as on_bytes:
+            result.stats = download_revision(
+                source,
+                manifest,
+                staged,
+                reuse,
+                concurrency=model.concurrency,
+                small_concurrency=model.small_concurrency,
+                cancel=ctx.cancel,
+                retry=ctx.retry,
+                on_bytes=on_bytes,
+                partial=ms.partial,
+            )
+    except BaseException:
+        # Freed now, not when the pass ends: an older revision may be fetched next in
+        # this pass (sync._bring_in), and its space check must not count these bytes.
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     seconds = time.monotonic() - started
     ms.partial.keep_only(())  # every file is linked into the staged tree now
     files = _verified_entries(candidate, result.stats)
@@ -122,13 +128,16 @@ def _record(
     one its bytes were written under. A reused file is shared with a retained
     revision, where a server may write: only the identity seen while it was hashed
     is recorded, and only if the file still has it (else admission hashes it)."""
+    # By inode: an entry with the same bytes as a reused file was linked to it (a twin)
+    # and is that file, under the same rule.
+    reused = dict(identity(seen) for seen in stats.reused.values())
     for entry in files:
         try:
             st = os.lstat(staged / entry.path)
         except OSError as exc:
             raise StoreError(f"cannot stat {staged / entry.path}: {exc.strerror}") from exc
-        seen = stats.reused.get(entry.path)
-        if seen is None or identity(seen) == identity(st):
+        key, now = identity(st)
+        if key not in reused or reused[key] == now:
             verified.record(st, entry.sha256)
 
 
