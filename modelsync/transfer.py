@@ -363,10 +363,12 @@ class _Fetch:
             if isinstance(exc, OversizeError):
                 self._drop()
                 return "", f"{exc} (sha256 of what arrived {exc.received[:12]}…)", 0
-            if self.journal is None:
-                self._drop()
             # A kept partial download stays for the next pass (its journal says what
-            # is complete; each kept range is checked again before it is used).
+            # is complete; each kept range is checked again before it is used), unless
+            # the store's checksum of the whole object failed: some kept range holds
+            # damage its own crc vouches for, and resuming would keep it forever.
+            if self.journal is None or isinstance(exc, IntegrityError):
+                self._drop()
             raise
         if sink.written != entry.size:
             self._drop()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -363,3 +364,56 @@ def test_a_retained_file_written_while_it_is_hashed_for_reuse_is_never_served(
     assert landed, "the writer never saw the read in three runs"
     verdict = check_served(world / "store", Policy("ranker"), set())
     assert verdict.violations == [], (verdict.violations, run.stderr[-2000:])
+
+
+def test_a_damaged_range_kept_for_resume_is_dropped_when_the_object_checksum_fails(
+    tmp_path: Path, gcs_emulator: str, gcs_bucket: str
+) -> None:
+    """A large file is read as ranges and kept across passes (resume). One range
+    answer arrives with a byte changed and its headers intact, so the range's own crc
+    vouches for the damage and only the store's whole-object crc32c catches it. The
+    kept download must go with that failure: the next pass, through honest answers,
+    serves the revision (before, every later pass resumed the same damaged range and
+    failed, and the revision was never served)."""
+    from modelsync.backends.gs import GcsOptions, GcsSource
+    from modelsync.config import ModelConfig
+    from modelsync.sync import Outcome, Syncer
+    from modelsync.volume import Store
+    from tests.backends import GcsBackend
+    from tests.rewriteproxy import Answer, Rewrite, RewriteProxy
+
+    backend = GcsBackend(gcs_emulator, gcs_bucket)
+    files = {"large.bin": random.Random(3).randbytes(1536 * 1024), "small.txt": b"s"}
+    for name, data in files.items():
+        backend.put(f"1/{name}", data)
+    backend.put("1/modelsync-manifest.json", json.dumps(manifest_doc(files, "ranker", 1)).encode())
+    damage = [1]
+
+    def hook(method: str, path: str, headers: dict[str, str]) -> Rewrite | None:
+        if not (damage[0] and method == "GET" and "large.bin" in path and "Range" in headers):
+            return None
+        damage[0] -= 1
+
+        def flip(status: int, answer: list[tuple[str, str]], body: bytes) -> Answer:
+            return status, answer, bytes([body[0] ^ 0x5A]) + body[1:]
+
+        return flip
+
+    proxy = RewriteProxy(gcs_emulator, hook)
+    options = GcsOptions(endpoint=proxy.url, range_threshold=1 << 20, range_size=512 * 1024)
+    syncer = Syncer(
+        Store(tmp_path / "store", tmp_path / ".state"),
+        retry=RetryPolicy(attempts=2, initial=0.01, maximum=0.05, total=30),
+        sources=lambda url, _opts: GcsSource(url, options),
+    )
+    model = ModelConfig(name="ranker", source=backend.url)
+    try:
+        first = syncer.sync(model, CancelToken())
+        second = syncer.sync(model, CancelToken())
+    finally:
+        syncer.close()
+        proxy.close()
+    assert first.outcome is Outcome.FAILED and "crc32c checksum mismatch" in (first.error or "")
+    assert (second.outcome, second.active) == (Outcome.ACTIVATED, 1), second.error
+    served = tmp_path / "store" / "ranker" / "current" / "large.bin"
+    assert served.read_bytes() == files["large.bin"]
