@@ -1,7 +1,8 @@
 """A forwarding HTTP proxy that may rewrite the upstream's answers: a store that lies.
 
 ``hook(method, path, headers)`` decides per request: None forwards it untouched; a
-callable rewrites the upstream answer's (status, headers, body). The answer is read
+callable rewrites the upstream answer's (status, headers, body). The hook may also
+change ``headers`` before they are forwarded (drop a Range, say). The answer is read
 whole, so this is for small objects in tests, not for throughput.
 """
 
@@ -23,6 +24,13 @@ Hook = Callable[[str, str, dict[str, str]], Rewrite | None]
 _OWN = {"content-length", "transfer-encoding", "connection", "date", "server", "keep-alive"}
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return None  # a client that hangs up mid-answer is not the test's business
+
+
 class RewriteProxy:
     """On 127.0.0.1, in front of ``upstream`` (http://host:port)."""
 
@@ -31,10 +39,7 @@ class RewriteProxy:
         self._hook = hook
         self.rewritten = 0
         self._lock = threading.Lock()
-        self._server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), forwarding_handler(self._serve)
-        )
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), forwarding_handler(self._serve))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

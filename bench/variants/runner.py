@@ -30,6 +30,7 @@ from bench.variants.core import Generator, Record, Trial
 from bench.variants.deadlines import deadlines
 from bench.variants.edges import edges
 from bench.variants.hostile import hostile
+from bench.variants.lies import lies
 from bench.variants.roads import roads
 from bench.variants.signed import signed_channels
 from bench.variants.world import Endpoints
@@ -54,6 +55,7 @@ CLASSES: dict[str, Class] = {
     "deadlines": Class(deadlines, ALL, {"file": 4, "gs": 3, "s3": 3, "az": 3}),
     "signed": Class(signed_channels, ("file", "s3"), {"file": 4, "s3": 1}),
     "edges": Class(edges, ("file", "gs"), {"file": 5, "gs": 1}),
+    "lies": Class(lies, NETWORK, {"gs": 3, "s3": 2, "az": 2}),
 }
 
 

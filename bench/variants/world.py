@@ -113,6 +113,8 @@ class World:
     pass_timeout: float = 20.0
     confirm: dict[str, Any] | None = None
     source_endpoint: str | None = None  # a proxy in front of the storage API
+    source_options: dict[str, Any] | None = None  # more [models.source_options]
+    marker: str | None = None  # complete_marker: revisions without a manifest
     identity: str = "host-a"
     gate: dict[str, float] | None = None
     max_bytes: int | None = None
@@ -239,7 +241,9 @@ class World:
         if self.gate:
             pairs = ", ".join(f"{json.dumps(k)} = {v}" for k, v in self.gate.items())
             lines.append(f"gate = {{ {pairs} }}")
-        options = self.backend.options(self.source_endpoint)
+        if self.marker:
+            lines += [f'complete_marker = "{self.marker}"', 'settle = "0s"']
+        options = {**self.backend.options(self.source_endpoint), **(self.source_options or {})}
         if options:
             lines.append("[models.source_options]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in options.items()]
