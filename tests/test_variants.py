@@ -153,6 +153,25 @@ def test_trial_that_broke_before_the_fixes_holds(
     assert _run(cls, seed, tmp_path) == [], why
 
 
+# Broke before the fixes of the third red-team round (docs/reliability.md): class
+# ``lies`` on the network backends, each run by the campaign's own CLI (it starts the
+# emulator it needs).
+LIES = [
+    ("az", 1000, "the manifest gzip-encoded once refused revision 2 for good"),
+    ("s3", 1001, "one ranged GET answered 200 refused revision 2 for good"),
+    ("gs", 1006, "one damaged range was kept for resume: every later pass failed"),
+    ("s3", 1009, "another range's bytes, once, were kept: every later pass failed"),
+    ("gs", 1010, "complete_marker: a changed byte with X-Goog-Hash dropped was served"),
+]
+
+
+@pytest.mark.parametrize(("backend", "seed", "why"), LIES)
+def test_a_lie_that_broke_before_the_fixes_holds(backend: str, seed: int, why: str) -> None:
+    """Each of these trials of class ``lies`` broke an invariant before the fixes."""
+    argv = ["--class", "lies", "--backend", backend, "--trial-seed", str(seed)]
+    assert main(argv) == 0, why
+
+
 def test_every_generated_hostile_input_builds() -> None:
     """The hostile generator itself never trips over its own mutations (a "files" mutation
     that turned the list into a dict before a "size" mutation picked an entry was a
