@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from modelsync.sources.control import UNCHANGED, Control, Unchanged, check_contr
 __all__ = ["BACKEND", "LocalSource"]
 
 _CHUNK = 1024 * 1024
+# How long a conditional control write waits for another writer's lock in the bucket.
+_LOCK_WAIT = 5.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Non-blocking so that opening a FIFO returns at once (it is then refused by fstat).
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -258,7 +261,7 @@ class LocalSource:
             # The compare and the rename happen under one lock per directory, so two
             # writers on this host (or on a filesystem with working flock) cannot both
             # win a match; readers never lock (the rename is atomic).
-            with _locked(dir_fd):
+            with _locked(dir_fd, f"{self.url}/{key}"):
                 if match is not None:
                     try:
                         current: str | None = _tag(
@@ -336,12 +339,26 @@ def _tag(info: os.stat_result) -> str:
 
 
 @contextlib.contextmanager
-def _locked(dir_fd: int) -> Iterator[None]:
-    fd = os.open(
-        ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd
-    )
+def _locked(dir_fd: int, what: str) -> Iterator[None]:
+    """The directory's ``.lock``, held. It is in the bucket, where anyone who can
+    write the bucket can plant a FIFO there or hold the lock: opened without
+    blocking, only a regular file, and waited for at most _LOCK_WAIT seconds."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(".lock", flags, 0o644, dir_fd=dir_fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SourceError(f"{what}: the bucket's .lock is not a regular file; not used")
+        deadline = time.monotonic() + _LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SourceError(
+                        f"{what}: the bucket's .lock is held by another writer for {_LOCK_WAIT:g} s"
+                    ) from None
+                time.sleep(0.02)
         yield
     finally:
         os.close(fd)
