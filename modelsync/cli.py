@@ -238,8 +238,10 @@ def sync(config_input: ConfigInput, require: bool) -> int:
             cancel = CancelToken(deadline=time.monotonic() + config.pass_timeout)
             result = syncer.sync(entry, cancel)
             failed |= not result.ok
-            if result.waiting is not None:
-                # Nothing failed, so no error was logged: say why the command exits 1.
+            if result.waiting is not None or (result.deferred and result.active is not None):
+                # Nothing failed, so no error was logged (a newer revision waits for the
+                # server, or an older one stood in for one that could not be fetched):
+                # say why the command exits 1.
                 click.echo(f"modelsync: model {entry.name}: {result.error}", err=True)
             if require and result.active is None:
                 click.echo(f"modelsync: model {entry.name} has no active version", err=True)

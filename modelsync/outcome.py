@@ -31,6 +31,10 @@ class PassResult:
     candidate: int | None = None
     error: str | None = None
     refused: list[int] = field(default_factory=list)
+    # Newer versions this pass could not fetch for a reason that is not a refusal
+    # (modelsync.sync.context.PassContext.defer), with the error: an older revision may
+    # stand in, but the model is not where it should be (a one-shot `sync` exits 1).
+    deferred: dict[int, str] = field(default_factory=dict)
     stats: TransferStats = field(default_factory=TransferStats)
     duration: float = 0.0
     # Ask again soon (not a failure): the server has not confirmed the active
@@ -54,14 +58,20 @@ class PassResult:
 
     @property
     def succeeded(self) -> bool:
-        """The pass did its work (a refusal included): what ``last_success_at`` and its
-        metric record, alike."""
-        return self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED) and self.waiting is None
+        """The pass did its work (a refusal included; not when it passed a newer
+        revision over because it could not be fetched): what ``last_success_at`` and
+        its metric record, alike."""
+        return (
+            self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED)
+            and self.waiting is None
+            and not self.deferred
+        )
 
     @property
     def ok(self) -> bool:
         return (
             self.outcome in (Outcome.UNCHANGED, Outcome.ACTIVATED)
             and not self.refused
+            and not self.deferred
             and self.waiting is None
         )

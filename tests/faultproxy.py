@@ -2,11 +2,21 @@
 
 By seeded probability it answers 503 or 429, resets the connection, truncates the
 body, or delays the answer; it can also flip one byte of chosen objects' bodies.
+Two more kinds, only when a plan names them: ``norange`` drops a ranged GET's range
+(Range, Azure's x-ms-range), so the store answers 200 with the whole object (a cache
+or CDN that ignores Range), and ``gzip`` compresses a body and says
+``Content-Encoding: gzip`` although the client asked for identity (a compressing
+proxy); ``garble`` answers other bytes than the store's, its checksum headers
+recomputed to match them (a body that every transport check passes, yet wrong).
+``only`` limits faults to some paths and ``limit`` their number.
 Every request is counted, so tests can assert how many a pass costs.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import http.client
 import http.server
 import random
@@ -19,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 KINDS = ("503", "429", "reset", "truncate", "delay")
+_RANGE_HEADERS = ("range", "x-ms-range")
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
@@ -58,6 +69,10 @@ class FaultPlan:
     drip: float = 0.0
     # Slow paths get no answer at all: the request is read, the connection held open.
     silent: bool = False
+    # Called with the request path: True lets a fault hit it (default: every path).
+    only: Callable[[str], bool] | None = None
+    # Faults injected at most (0: no limit), e.g. 1 for "once".
+    limit: int = 0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,10 +119,22 @@ class FaultProxy:
             self.faults.clear()
             self.bytes_out = 0
 
-    def _pick_fault(self) -> str | None:
+    def _pick_fault(self, handler: http.server.BaseHTTPRequestHandler) -> str | None:
+        plan = self.plan
+        if plan.only is not None and not plan.only(handler.path):
+            return None
+        ranged = any(handler.headers.get(name) for name in _RANGE_HEADERS)
         with self.lock:
-            if self.plan.rate and self.plan.rng.random() < self.plan.rate:
-                return self.plan.rng.choice(self.plan.kinds)
+            if plan.limit and sum(self.faults.values()) >= plan.limit:
+                return None
+            if plan.rate and plan.rng.random() < plan.rate:
+                fault = plan.rng.choice(plan.kinds)
+                # Dropping a range needs one: a whole-object GET is left alone.
+                if fault == "norange" and (handler.command != "GET" or not ranged):
+                    return None
+                # Counted under the lock that read the limit: parallel ranges stay in it.
+                self.faults[fault] += 1
+                return fault
         return None
 
     def _serve(self, handler: http.server.BaseHTTPRequestHandler) -> None:
@@ -120,10 +147,7 @@ class FaultProxy:
         if slow and self.plan.silent:
             self._hold(handler)
             return
-        fault = self._pick_fault()
-        if fault:
-            with self.lock:
-                self.faults[fault] += 1
+        fault = self._pick_fault(handler)
         if fault in ("503", "429", "403"):
             payload = b'{"error": {"code": %s, "message": "injected"}}' % fault.encode()
             handler.send_response(int(fault))
@@ -143,6 +167,8 @@ class FaultProxy:
             time.sleep(0.3)
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
+        if fault == "norange":
+            headers = {k: v for k, v in headers.items() if k.lower() not in _RANGE_HEADERS}
         headers["Host"] = f"127.0.0.1:{self.upstream_port}"
         upstream.request(handler.command, handler.path, body=body, headers=headers)
         response = upstream.getresponse()
@@ -156,9 +182,15 @@ class FaultProxy:
             self._drip(handler, response, data)
             return
         handler.send_response(response.status)
-        for key, value in response.getheaders():
+        answer = response.getheaders()
+        if fault == "garble" and handler.command != "HEAD":
+            data, answer = _garbled(data, answer)
+        for key, value in answer:
             if key.lower() not in _HOP | {"content-length"}:
                 handler.send_header(key, value)
+        if fault == "gzip" and handler.command != "HEAD":
+            data = gzip.compress(data)
+            handler.send_header("Content-Encoding", "gzip")
         # A HEAD answer has no body but the object's length.
         declared = response.getheader("Content-Length") if handler.command == "HEAD" else None
         handler.send_header("Content-Length", declared or str(len(data)))
@@ -223,3 +255,27 @@ class FaultProxy:
                 time.sleep(self.plan.drip)
         except OSError:
             return
+
+
+def _garbled(data: bytes, headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
+    """Other bytes than ``data`` with the storage checksums of each store (GCS's
+    X-Goog-Hash, S3's ETag, Azure's Content-MD5) made to match them."""
+    import google_crc32c
+
+    wrong = b"\xff garbled \xff" + data[::-1]
+    md5 = hashlib.md5(wrong, usedforsecurity=False).digest()
+    crc = google_crc32c.value(wrong).to_bytes(4, "big")
+    b64 = base64.b64encode
+    out: list[tuple[str, str]] = []
+    for key, value in headers:
+        name = key.lower()
+        if name == "x-goog-hash":
+            value = f"crc32c={b64(crc).decode()},md5={b64(md5).decode()}"
+        elif name == "etag" and len(value.strip('"')) == 32:
+            value = f'"{md5.hex()}"'
+        elif name == "content-md5":
+            value = b64(md5).decode()
+        elif name.startswith("x-amz-checksum-"):
+            continue
+        out.append((key, value))
+    return wrong, out

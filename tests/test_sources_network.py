@@ -5,7 +5,7 @@ opened through the registry with the backend's own source_options."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +49,11 @@ def _sync(tmp_path: Path, model: ModelConfig, cancel: CancelToken | None = None)
         return syncer.sync(model, cancel or CancelToken())
     finally:
         syncer.close()
+
+
+def _naming(target: str) -> Callable[[str], bool]:
+    """A FaultPlan.only that picks the requests for ``target``."""
+    return lambda path: target in path
 
 
 def _current(tmp_path: Path) -> Path:
@@ -260,3 +265,83 @@ def test_object_names_that_climb_out_refuse_the_revision(
         assert result.refused == [1], (listed, result)
     assert not any(p.name == "evil" for p in tmp_path.rglob("evil") if "data" not in p.parts)
     assert not (tmp_path / "evil").exists() and not (tmp_path / "data" / "evil").exists()
+
+
+def test_one_answer_that_is_not_what_was_asked_for_refuses_nothing(
+    tmp_path: Path, network_backend: NetworkBackend, proxy: FaultProxy
+) -> None:
+    """One ranged GET answered 200 with the whole object (a cache that drops Range), and
+    one manifest answered gzip-encoded although identity was asked for (a compressing
+    proxy): each is retried as the transfer fault it is; the revision is activated on the
+    first pass and nothing is refused."""
+    files = shard_files(1, 2 * 1024 * 1024 + 3, 7)
+    put_objects(network_backend, 1, files)
+    big = network_backend.in_path("1/variables/shard-000")
+    manifest = network_backend.in_path(f"1/{MANIFEST_NAME}")
+    model = _model(network_backend, proxy, range_threshold="1MiB", range_size="512KiB")
+    for kind, target in (("gzip", manifest), ("norange", big)):
+        proxy.reset_counts()
+        proxy.plan = FaultPlan(rate=1.0, kinds=(kind,), only=_naming(target), limit=1)
+        state = tmp_path / kind
+        result = _sync(state, model)
+        assert (result.outcome, result.active) == (Outcome.ACTIVATED, 1), (kind, result.error)
+        assert result.refused == [] and result.ok, result.refused
+        assert proxy.faults == {kind: 1}, proxy.faults
+        for name, data in files.items():
+            assert (_current(state) / name).read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("403", "variables/shard-000"),
+        ("403", MANIFEST_NAME),
+        ("norange", "variables/shard-000"),
+        ("gzip", "variables/shard-000"),
+    ],
+)
+def test_a_newest_revision_that_cannot_be_fetched_leaves_the_one_below_served(
+    tmp_path: Path, network_backend: NetworkBackend, proxy: FaultProxy, kind: str, name: str
+) -> None:
+    """A fresh host; one object of revision 2 cannot be fetched: forbidden (403: a file,
+    or the manifest itself), every ranged GET answered whole, or every answer
+    gzip-encoded. None of that is a refusal: revision 1 is served in the same pass, 2 is
+    passed over (not refused) and the next pass brings it in once the store answers."""
+    put_objects(network_backend, 1, shard_files(1, 5000, 8))
+    put_objects(network_backend, 2, shard_files(1, 2 * 1024 * 1024 + 3, 9))
+    target = network_backend.in_path(f"2/{name}")
+    proxy.plan = FaultPlan(rate=1.0, kinds=(kind,), only=_naming(target))
+    model = _model(network_backend, proxy, range_threshold="1MiB", range_size="512KiB")
+    result = _sync(tmp_path, model)
+    assert (result.outcome, result.active) == (Outcome.ACTIVATED, 1), result.error
+    assert list(result.deferred) == [2] and result.refused == [] and not result.ok
+    assert proxy.faults[kind] >= 1
+    state = Store(tmp_path / "store", tmp_path / ".state").model("ranker").load_state()
+    assert state.refused == {}
+    proxy.plan = FaultPlan()
+    again = _sync(tmp_path, model)
+    assert (again.outcome, again.active) == (Outcome.ACTIVATED, 2), again.error
+    assert again.ok
+    assert check_invariants(tmp_path / "store", "ranker").violations == []
+
+
+def test_a_manifest_read_wrong_once_is_read_again_before_any_refusal(
+    tmp_path: Path, network_backend: NetworkBackend, proxy: FaultProxy
+) -> None:
+    """A manifest answer whose bytes pass every transport check but not the manifest's
+    own (a proxy rewrote it, checksums and all) is read again before a refusal, as a
+    file is fetched again: wrong once, the revision is activated; the same wrong bytes
+    on two reads (what is published, as far as modelsync can tell) refuse it."""
+    put_objects(network_backend, 1, shard_files(1, 5000, 10))
+    manifest = network_backend.in_path(f"1/{MANIFEST_NAME}")
+    model = _model(network_backend, proxy)
+    proxy.plan = FaultPlan(rate=1.0, kinds=("garble",), only=_naming(manifest), limit=1)
+    once = _sync(tmp_path / "once", model)
+    assert (once.outcome, once.active) == (Outcome.ACTIVATED, 1), once.error
+    assert once.refused == [] and proxy.faults == {"garble": 1}
+    proxy.reset_counts()
+    proxy.plan = FaultPlan(rate=1.0, kinds=("garble",), only=_naming(manifest))
+    always = _sync(tmp_path / "always", model)
+    assert always.refused == [1] and always.active is None
+    assert "not valid JSON" in (always.error or ""), always.error
+    assert proxy.faults == {"garble": 2}

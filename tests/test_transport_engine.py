@@ -23,9 +23,10 @@ BODY = bytes(range(256)) * 4096  # 1 MiB: several reads of the engine
 
 
 class _Origin:
-    """Serves BODY at /obj (and below it), 404 elsewhere, and /short declares more than
-    it sends; records the client port of every request (one port: one reused
-    connection) and the request target as it arrived."""
+    """Serves BODY at /obj (and below it; a range of it as 206 when one is asked for,
+    by Range or x-ms-range), 404 elsewhere, /short declares more than it sends, and
+    /elsewhere answers a range with another one; records the client port of every
+    request (one port: one reused connection) and the request target as it arrived."""
 
     def __init__(self) -> None:
         self.ports: list[int] = []
@@ -41,7 +42,19 @@ class _Origin:
             def do_GET(self) -> None:
                 origin.ports.append(self.client_address[1])
                 origin.targets.append(self.path)
-                if self.path.startswith("/obj"):
+                asked = self.headers.get("Range") or self.headers.get("x-ms-range")
+                if self.path.startswith(("/obj", "/elsewhere")) and asked:
+                    # A ranged GET: 206 and the part (/elsewhere: another part than asked).
+                    first, last = (int(n) for n in asked.removeprefix("bytes=").split("-"))
+                    if self.path.startswith("/elsewhere"):
+                        first, last = first + 5, last + 5
+                    part = BODY[first : last + 1]
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {first}-{last}/{len(BODY)}")
+                    self.send_header("Content-Length", str(len(part)))
+                    self.end_headers()
+                    self.wfile.write(part)
+                elif self.path.startswith("/obj"):
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(BODY)))
                     self.end_headers()
@@ -246,3 +259,71 @@ def test_a_ca_bundle_that_is_not_there_is_a_one_line_config_error(tmp_path: Path
     with pytest.raises(ConfigError) as exc:
         CaBundle.named(str(missing), "AWS_CA_BUNDLE")
     assert str(exc.value) == f"AWS_CA_BUNDLE names {missing}, which does not exist (a CA bundle)"
+
+
+@pytest.mark.parametrize("header", ["Range", "x-ms-range"])
+def test_a_ranged_get_streams_the_206_part_it_asked_for(origin: _Origin, header: str) -> None:
+    """A range asked for (HTTP's Range, or Azure's x-ms-range) and answered 206 with the
+    matching Content-Range reaches the writer."""
+    out = io.BytesIO()
+    _engine().get(f"{origin.url}/obj", {header: "bytes=100-4195"}, out.write, None, "obj")
+    assert out.getvalue() == BODY[100:4196]
+
+
+@pytest.mark.parametrize("header", ["Range", "x-ms-range"])
+def test_a_ranged_get_answered_with_the_whole_object_is_transient(
+    origin: _Origin, header: str
+) -> None:
+    """A cache that drops the range (the store answers 200, whole) is not what was asked
+    for: a retryable error naming the host and the fault, before any byte is written
+    (so it never reaches a file, let alone refuses a revision)."""
+    proxy = FaultProxy(origin.port, FaultPlan(rate=1.0, kinds=("norange",))).start()
+    out = io.BytesIO()
+    try:
+        with pytest.raises(TransientSourceError) as caught:
+            _engine().get(f"{proxy.url}/obj", {header: "bytes=0-99"}, out.write, None, "obj")
+    finally:
+        proxy.stop()
+    text = str(caught.value)
+    assert f"127.0.0.1:{proxy.port}" in text and "200" in text and "bytes 0-99" in text, text
+    assert caught.value.retryable and "\n" not in text
+    assert out.getvalue() == b""
+    assert proxy.faults["norange"] == 1
+
+
+def test_a_range_that_was_the_whole_object_may_come_as_200(origin: _Origin) -> None:
+    """A server may ignore Range (RFC 9110): a 200 whose body is exactly the range asked
+    for (the whole object) is the bytes asked for."""
+    proxy = FaultProxy(origin.port, FaultPlan(rate=1.0, kinds=("norange",))).start()
+    out = io.BytesIO()
+    try:
+        asked = {"Range": f"bytes=0-{len(BODY) - 1}"}
+        _engine().get(f"{proxy.url}/obj", asked, out.write, None, "obj")
+    finally:
+        proxy.stop()
+    assert out.getvalue() == BODY and proxy.faults["norange"] == 1
+
+
+def test_a_206_of_another_range_is_transient(origin: _Origin) -> None:
+    """A part other than the one asked for (its Content-Range says so) is not written."""
+    out = io.BytesIO()
+    with pytest.raises(TransientSourceError, match=r"bytes 105-204/.* to a GET of bytes 100-199"):
+        _engine().get(f"{origin.url}/elsewhere", {"Range": "bytes=100-199"}, out.write, None, "x")
+    assert out.getvalue() == b""
+
+
+def test_an_encoded_answer_to_a_request_for_identity_is_transient(origin: _Origin) -> None:
+    """A proxy that compresses the body (Content-Encoding: gzip) although identity was
+    asked for: retryable, one line with the host, nothing written; the engine asks for
+    identity itself when the caller did not."""
+    proxy = FaultProxy(origin.port, FaultPlan(rate=1.0, kinds=("gzip",))).start()
+    out = io.BytesIO()
+    try:
+        for headers in ({}, {"Accept-Encoding": "identity"}):
+            with pytest.raises(TransientSourceError) as caught:
+                _engine().get(f"{proxy.url}/obj", headers, out.write, None, "gs://b/o")
+            assert "Content-Encoding 'gzip'" in str(caught.value)
+            assert f"127.0.0.1:{proxy.port}" in str(caught.value)
+    finally:
+        proxy.stop()
+    assert out.getvalue() == b""

@@ -148,7 +148,13 @@ class RangeWriter:
     def write(self, data: bytes) -> int:
         self._cancel.check()
         if self.offset + len(data) > self._end:
-            raise RefusedError(f"{self._label}: server sent more than the requested range")
+            # An answer longer than the range asked for is the answer's fault (a proxy
+            # that dropped the Range header), not the revision's: retried, never a
+            # refusal. The engine turns such answers away before the body; this bound
+            # stays for a store that says 206 and then sends more.
+            raise TransientSourceError(
+                f"{self._label}: server sent more than the requested range; not what was asked for"
+            )
         view = memoryview(data)
         while view:
             piece = view[: self._block_end - self.offset]

@@ -33,8 +33,10 @@ from modelsync.config import ModelConfig
 from modelsync.errors import (
     Cancelled,
     EmptySourceError,
+    IntegrityError,
     ModelsyncError,
     RefusedError,
+    SourceError,
     StoreError,
 )
 from modelsync.foreign import move_aside
@@ -233,24 +235,26 @@ class Syncer:
             ctx.result.outcome = Outcome.UNCHANGED
             return
         source = self._source(ctx.model)
-        choice = self._policy(ctx.model, source).choose(ctx, source, active)
+        policy = self._policy(ctx.model, source)
+        choice = policy.choose(ctx, source, active)
         if not reachable:
             self._wait(ctx, choice)
             return
         if ctx.state.waiting is not None:
             ctx.state.waiting = None
             ctx.ms.save_state(ctx.state)
+        if choice is None and ctx.deferred_error is not None:
+            # Every newer version was passed over and none stands in: the pass failed
+            # (the store as it was), with the first reason.
+            raise ctx.deferred_error
         if choice is None:
             ctx.settle_unchanged()
             ctx.log.debug("up to date", version=active)
             return
-        ctx.result.candidate = choice.version
-        admitted = self._from_retained(ctx, choice)
+        admitted = self._bring_in(ctx, source, policy, choice, active)
         if admitted is None:
-            admitted = self._from_bucket(ctx, source, choice)
-            if admitted is None:
-                ctx.settle_unchanged()
-                return
+            ctx.settle_unchanged()
+            return
         before: Totals | None = None
         if ctx.model.bake is not None:
             from modelsync.sync import bake
@@ -261,6 +265,49 @@ class Syncer:
             from modelsync.sync import bake
 
             bake.start(ctx, active, before)
+        if ctx.deferred:
+            self._stood_in(ctx)
+
+    def _bring_in(
+        self, ctx: PassContext, source: Source, policy: Policy, choice: Choice, active: int | None
+    ) -> Admitted | None:
+        """The chosen revision, admitted (None: refused); when it cannot be fetched for a
+        reason that is not a refusal, the next older acceptable one newer than the
+        active one in its place (the newest policy only: a channel or a registry names
+        its version, and nothing else stands in for it)."""
+        while True:
+            ctx.result.candidate = choice.version
+            admitted = self._from_retained(ctx, choice)
+            if admitted is not None:
+                return admitted
+            try:
+                return self._from_bucket(ctx, source, choice)
+            except (SourceError, IntegrityError) as exc:
+                if not isinstance(policy, Newest):
+                    raise
+                ctx.defer(choice.version, exc)
+                older = policy.older(ctx, source, active, choice.version)
+                if older is None:
+                    raise
+                ctx.log.warning(
+                    "trying an older revision while a newer one cannot be fetched",
+                    version=older.version,
+                    newer=choice.version,
+                )
+                choice = older
+
+    def _stood_in(self, ctx: PassContext) -> None:
+        """Say, where status and /readyz read it, that the model is not on its newest
+        revision (activation cleared the last error): an older one stands in."""
+        state = ctx.state
+        newest = max(ctx.deferred)
+        text = (
+            f"version {newest} could not be fetched ({ctx.deferred[newest]}); "
+            f"serving {ctx.ms.active_version()} meanwhile"
+        )
+        ctx.result.error = text
+        state.last_error, state.last_error_at = text, ctx.wall()
+        ctx.ms.save_state(state)
 
     def _wait(self, ctx: PassContext, choice: Choice | None) -> None:
         """The server does not answer: a newer revision found is not brought in (the

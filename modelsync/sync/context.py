@@ -8,12 +8,13 @@ another, so following a refusal means reading one method.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
+from modelsync.errors import ModelsyncError
 from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.state import ModelState
@@ -37,6 +38,15 @@ class PassContext:
     log: structlog.typing.FilteringBoundLogger
     wall: Callable[[], float]
     retry: RetryPolicy
+    # Versions this pass could not read or fetch for a reason that is not a refusal
+    # (an object missing or forbidden, damage on every fetch), with the error: passed
+    # over for an older one this pass, not refused, tried again the next.
+    deferred: dict[int, str] = field(default_factory=dict)
+    # Whether one of them already failed on errors retried until the policy gave up:
+    # a second such failure says the store, not one revision, is failing.
+    _gave_up: bool = field(default=False, init=False, repr=False)
+    # The first of those errors: what the pass fails with when nothing stands in.
+    deferred_error: ModelsyncError | None = field(default=None, init=False, repr=False)
 
     def refuse(self, version: int, reason: str, metrics: dict[str, float] | None = None) -> None:
         """Record ``version`` as refused for good, with the reason (and its manifest's
@@ -56,6 +66,32 @@ class PassContext:
         if self.result.error is None:
             self.result.error = reason  # what a one-shot `sync` prints
         self.log.bind(version=version).error("revision refused", reason=reason)
+
+    def defer(self, version: int, error: ModelsyncError) -> None:
+        """Pass ``version`` over for this pass: it could not be read or fetched, for a
+        reason that says nothing for good about it (it may be mid-upload, or the store
+        may be briefly at fault), so it is not refused and the next pass tries it
+        again; an older revision may stand in meanwhile. Raises ``error`` again when
+        the pass should end instead: the second revision of a pass whose retries all
+        failed (the store is failing; walking down every version would only repeat it).
+        """
+        if error.retryable:
+            if self._gave_up:
+                raise error
+            self._gave_up = True
+        reason = str(error)
+        if self.deferred_error is None:
+            self.deferred_error = error
+        self.deferred[version] = reason
+        self.result.deferred[version] = reason
+        # The daemon asks again soon (with backoff), not after a whole interval.
+        self.result.retry_soon = True
+        if self.result.error is None:
+            self.result.error = f"version {version} could not be fetched: {reason}"
+        self.log.bind(version=version).warning(
+            "a newer revision could not be fetched; not refused, tried again next pass",
+            error=reason,
+        )
 
     def settle_unchanged(self) -> None:
         """End a pass that found nothing to bring in: what it keeps is a success."""

@@ -15,7 +15,14 @@ and give this engine their endpoint and credentials. Each GET
   arrive, so a storage checksum is known the moment the last byte is written;
 - fails in one line: HttpStatus for an answer that is not 200/206 (each backend says
   what the status means for its store), TransientSourceError for the network
-  ("connection reset (127.0.0.1:9000)"), a short body included.
+  ("connection reset (127.0.0.1:9000)"), a short body included;
+- takes only the answer it asked for: a ranged GET (``Range``, or Azure's
+  ``x-ms-range``) must be answered 206 with the matching Content-Range, and a body
+  must come as stored (no Content-Encoding but identity: the engine asks for
+  identity and never decodes). Anything else (a cache or CDN that drops the range,
+  a proxy that compresses) is a TransientSourceError naming the host and what was
+  wrong, retried like a reset: one odd answer on the way says nothing about the
+  revision, so it must never become a refusal (which is permanent).
 
 Small files are mostly request overhead: moving gs:// reads here from requests'
 Session took a whole `sync` of 1,000 x 100 KB from 3.4-3.5 to 2.0 CPU seconds
@@ -24,6 +31,7 @@ Session took a whole `sync` of 1,000 x 100 KB from 3.4-3.5 to 2.0 CPU seconds
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -46,6 +54,10 @@ __all__ = ["CaBundle", "Engine", "Hashers", "is_transient", "requests_bundle"]
 
 # Bytes of an error answer kept for its message (a store's XML or JSON error).
 _ERROR_BODY = 4096
+# The request headers that ask for a byte range: HTTP's, and Azure Blob's own.
+_RANGE_HEADERS = ("range", "x-ms-range")
+_BYTES = re.compile(r"bytes=(\d+)-(\d+)")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 # The storage checksums to feed, known once the answer's headers are (S3 says in its
@@ -95,11 +107,17 @@ class Engine:
         token fires, and whatever ``write`` raises (a size bound, a full disk).
         """
         proxy, opener, target = self._routes.route(url)
+        asked = _asked_range(headers)
+        sent = dict(headers)
+        # The bytes as stored, said out loud (http.client would send it anyway): an
+        # answer in another encoding is then plainly not what was asked for.
+        if not any(key.lower() == "accept-encoding" for key in sent):
+            sent["Accept-Encoding"] = "identity"
         try:
             with self.deadlines.deadline(cancel):
                 # The body streamed as it is: no decoding, no redirect, no retry here.
                 options: dict[str, Any] = {
-                    "headers": dict(headers),
+                    "headers": sent,
                     "preload_content": False,
                     "decode_content": False,
                     "redirect": False,
@@ -112,6 +130,11 @@ class Engine:
                     if response.status not in (200, 206):
                         body = response.read(_ERROR_BODY, decode_content=False)
                         raise HttpStatus(response.status, what, bytes(body))
+                    wrong = _not_asked(response.status, response.headers, asked)
+                    if wrong is not None:
+                        raise TransientSourceError(
+                            f"{what}: {wrong} ({_host(url)}); not what was asked for"
+                        )
                     feed = hashers(response.headers) if callable(hashers) else hashers
                     for chunk in response.stream(READ_SIZE, decode_content=False):
                         for hasher in feed:
@@ -140,9 +163,7 @@ class Engine:
             if proxy is not None and says_407(exc):
                 raise refused(proxy, what) from exc
             # A body cut short names no host in its chain: the URL's is the one.
-            parts = urlsplit(url)
-            host = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-            line = network_line(exc, host)
+            line = network_line(exc, _host(url))
             if line is None:
                 raise
             if proxy is not None:
@@ -181,6 +202,49 @@ def requests_bundle() -> CaBundle | None:
     trust, in requests' order: REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE."""
     named = requests_ca_variable()
     return None if named is None else CaBundle.named(named[1], named[0])
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _asked_range(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """The (first, last) byte a GET asks for, None for the whole object."""
+    for key, value in headers.items():
+        if key.lower() in _RANGE_HEADERS:
+            found = _BYTES.fullmatch(value.strip())
+            if found is not None:
+                return int(found[1]), int(found[2])
+    return None
+
+
+def _not_asked(status: int, answer: Mapping[str, str], asked: tuple[int, int] | None) -> str | None:
+    """What makes a 200/206 answer other than the one asked for, or None.
+
+    Checked before a byte is written: a body in another encoding, or other bytes
+    than the range, would otherwise reach the file, fail its checks and be taken for
+    the revision's fault."""
+    encoding = (answer.get("Content-Encoding") or "").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"answered with Content-Encoding {encoding[:40]!r} to a request for identity"
+    if asked is None:
+        if status == 206:
+            return "answered 206 (a part) to a request for the whole object"
+        return None
+    first, last = asked
+    if status == 200:
+        # A server may ignore Range (RFC 9110): a whole object that is exactly the range
+        # asked for (the range was the whole object) is still the bytes asked for.
+        length = answer.get("Content-Length")
+        if first == 0 and length is not None and length.strip() == str(last + 1):
+            return None
+        return f"answered 200 (the whole object) to a GET of bytes {first}-{last}"
+    told = _CONTENT_RANGE.fullmatch((answer.get("Content-Range") or "").strip())
+    if told is None or (int(told[1]), int(told[2])) != asked:
+        said = (answer.get("Content-Range") or "none")[:60]
+        return f"answered bytes {said!r} to a GET of bytes {first}-{last}"
+    return None
 
 
 def _via(exc: Cancelled, proxy: Proxy) -> Cancelled:

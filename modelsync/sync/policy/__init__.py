@@ -37,6 +37,8 @@ class Choice:
 class Policy(Protocol):
     def choose(self, ctx: PassContext, source: Source, active: int | None) -> Choice | None:
         """The revision to bring in, or None to stay. Versions found unacceptable on
-        the way are refused through ``ctx.refuse``; errors that say nothing about a
-        revision (network, channel pointer) raise."""
+        the way are refused through ``ctx.refuse``; a version that cannot be read now
+        for a reason that is not a refusal may be passed over through ``ctx.defer``
+        (newest.py); errors that say nothing about a revision (network, channel
+        pointer) raise."""
         ...

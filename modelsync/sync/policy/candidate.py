@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from modelsync.config import ModelConfig
-from modelsync.errors import ModelsyncError, RefusedError
+from modelsync.errors import IntegrityError, ModelsyncError, RefusedError
 from modelsync.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
@@ -42,6 +42,9 @@ __all__ = [
 ]
 
 MAX_SIGNATURE_BYTES = 1024
+# Reads of a manifest that fails a check before deciding (see read_candidate): two
+# equal reads refuse, all different is damage on the way. The same rule as files.
+_MANIFEST_READS = 3
 # How long a revision without a manifest is watched for changes once its times say
 # it settled (at most ``settle``).
 _RECHECK_S = 5.0
@@ -152,24 +155,57 @@ def check_signature(model: ModelConfig, where: str, raw: bytes, signature: bytes
 
 def read_candidate(ctx: PassContext, source: Source, version: int) -> Candidate | None:
     """``version`` from the bucket as a candidate, checked; None while it is incomplete
-    (no manifest yet). RefusedError when it fails a check."""
+    (no manifest yet). RefusedError when it fails a check.
+
+    A refusal is permanent, so it rests on the bytes as published, established the
+    way files are (transfer.py): what failed a check is read again, and the revision
+    is refused only when two reads bring the same bytes and so the same refusal; a
+    different read each time is damage on the way (IntegrityError: not a refusal).
+    One odd answer (a proxy that compressed it, a cut body that still parsed) must not
+    refuse a good revision for good."""
     if ctx.model.complete_marker is not None:
         return listed_candidate(ctx, source, version)
+    refused: set[tuple[tuple[str, bytes | None], ...]] = set()
+    where = f"{source.url}/{version}"
+    for _ in range(_MANIFEST_READS):
+        reads: list[tuple[str, bytes | None]] = []
+        try:
+            return _read_candidate(ctx, source, version, reads)
+        except RefusedError as exc:
+            seen = tuple(reads)
+            if seen in refused:
+                raise
+            refused.add(seen)
+            ctx.log.warning(
+                "a manifest failed a check; reading it again before refusing",
+                version=version,
+                reason=str(exc),
+            )
+    raise IntegrityError(
+        f"{where}: manifest failed its checks on {_MANIFEST_READS} reads, with different "
+        "bytes each time (damaged on the way); not refused, read again next pass"
+    )
+
+
+def _read_candidate(
+    ctx: PassContext, source: Source, version: int, reads: list[tuple[str, bytes | None]]
+) -> Candidate | None:
+    """One read of the revision's description (what was read appended to ``reads``)."""
     if ctx.model.verify.oms:
-        bundle = _read(ctx, source, version, OMS_NAME, MAX_BUNDLE_BYTES)
+        bundle = _read(ctx, source, version, OMS_NAME, MAX_BUNDLE_BYTES, reads)
         if bundle is not None:
             from modelsync.sync.policy.oms_revision import oms_candidate
 
             candidate = oms_candidate(ctx, source, version, bundle)
             check_relative(ctx, source, candidate)
             return candidate
-    raw = _read(ctx, source, version, MANIFEST_NAME, MAX_MANIFEST_BYTES)
+    raw = _read(ctx, source, version, MANIFEST_NAME, MAX_MANIFEST_BYTES, reads)
     if raw is None:
         return None
     where = f"{source.url}/{version}/{MANIFEST_NAME}"
     signature = None
     if ctx.model.verify.public_keys or ctx.model.verify.require_signature:
-        signature = _read(ctx, source, version, SIGNATURE_NAME, MAX_SIGNATURE_BYTES)
+        signature = _read(ctx, source, version, SIGNATURE_NAME, MAX_SIGNATURE_BYTES, reads)
         sig_where = f"{source.url}/{version}/{SIGNATURE_NAME}"
         if not check_signature(ctx.model, sig_where, raw, signature):
             ctx.log.warning("unsigned revision accepted", version=version)
@@ -178,14 +214,28 @@ def read_candidate(ctx: PassContext, source: Source, version: int) -> Candidate 
     return candidate
 
 
-def _read(ctx: PassContext, source: Source, version: int, name: str, limit: int) -> bytes | None:
-    return call_with_retry(
-        functools.partial(source.read_object, version, name, limit, ctx.cancel),
-        ctx.retry,
-        ctx.cancel,
-        f"{source.url}/{version}/{name}",
-        ctx.log,
-    )
+def _read(
+    ctx: PassContext,
+    source: Source,
+    version: int,
+    name: str,
+    limit: int,
+    reads: list[tuple[str, bytes | None]],
+) -> bytes | None:
+    try:
+        raw = call_with_retry(
+            functools.partial(source.read_object, version, name, limit, ctx.cancel),
+            ctx.retry,
+            ctx.cancel,
+            f"{source.url}/{version}/{name}",
+            ctx.log,
+        )
+    except RefusedError:
+        # Over the size limit: no bytes kept, the same answer twice refuses.
+        reads.append((name, b"<over the limit>"))
+        raise
+    reads.append((name, raw))
+    return raw
 
 
 def listed_candidate(ctx: PassContext, source: Source, version: int) -> Candidate | None:

@@ -6,13 +6,19 @@ before and passing the candidate checks. An idle pass costs one listing; manifes
 are read only for versions newer than the active one. A version that fails a check
 is refused and the next older one is tried, so a hostile newest revision never
 hides a good one below it.
+
+Neither does a broken one: a version that cannot be read or fetched for a reason
+that is not a refusal (an object missing or forbidden, bytes damaged on every
+fetch) is passed over for this pass (``PassContext.defer``: not refused, tried again
+the next pass, since it may be mid-upload), and the next older one is tried,
+here or, when its download fails, through ``older``.
 """
 
 from __future__ import annotations
 
 import functools
 
-from modelsync.errors import EmptySourceError, RefusedError
+from modelsync.errors import EmptySourceError, IntegrityError, RefusedError, SourceError
 from modelsync.retry import call_with_retry
 from modelsync.sources import Source
 from modelsync.sync.context import PassContext
@@ -24,28 +30,53 @@ __all__ = ["Newest"]
 
 class Newest:
     def choose(self, ctx: PassContext, source: Source, active: int | None) -> Choice | None:
-        versions = call_with_retry(
+        versions = self._list(ctx, source)
+        if not versions and not ctx.model.allow_empty:
+            raise EmptySourceError(
+                f"{source.url}: no revisions there (no <version>/ under it); check the URL, "
+                "or set allow_empty = true while the first revision is on its way"
+            )
+        return self._first(ctx, source, versions, active)
+
+    def older(
+        self, ctx: PassContext, source: Source, active: int | None, below: int
+    ) -> Choice | None:
+        """The newest acceptable version below ``below`` (whose download failed, for a
+        reason that is not a refusal) and newer than the active one; None if none."""
+        versions = [v for v in self._list(ctx, source) if v < below]
+        return self._first(ctx, source, versions, active)
+
+    @staticmethod
+    def _list(ctx: PassContext, source: Source) -> list[int]:
+        return call_with_retry(
             functools.partial(source.list_versions, cancel=ctx.cancel),
             ctx.retry,
             ctx.cancel,
             f"{source.url}: list",
             ctx.log,
         )
-        if not versions and not ctx.model.allow_empty:
-            raise EmptySourceError(
-                f"{source.url}: no revisions there (no <version>/ under it); check the URL, "
-                "or set allow_empty = true while the first revision is on its way"
-            )
+
+    @staticmethod
+    def _first(
+        ctx: PassContext, source: Source, versions: list[int], active: int | None
+    ) -> Choice | None:
         for version in sorted(versions, reverse=True):
             if active is not None and version <= active:
                 return None
             if version in ctx.state.refused:
                 ctx.log.debug("skipping refused version", version=version)
                 continue
+            if version in ctx.deferred:
+                continue
             try:
                 candidate = read_candidate(ctx, source, version)
             except RefusedError as exc:
                 ctx.refuse(version, str(exc), exc.metrics)
+                continue
+            except (SourceError, IntegrityError) as exc:
+                # Its manifest cannot be read now (403, damaged each time...): that
+                # says nothing for good about it, nor about the versions below it.
+                ctx.defer(version, exc)
                 continue
             if candidate is None:
                 ctx.log.debug("incomplete version (no manifest yet)", version=version)
