@@ -16,6 +16,7 @@ from typing import Any
 
 from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes, read_regular
+from modelsync.manifest import MAX_VERSION, parse_version
 from modelsync.metricsread import Totals
 from modelsync.verdicts import BakeVerdict, WindowFigures
 
@@ -66,8 +67,8 @@ class Baking:
     def from_doc(cls, doc: Any) -> Baking:
         figures, now = doc.get("previous_figures"), doc.get("figures")
         return cls(
-            version=int(doc["version"]),
-            previous=int(doc["previous"]),
+            version=_version(doc["version"]),
+            previous=_version(doc["previous"]),
             started_at=float(doc["started_at"]),
             ends_at=float(doc["ends_at"]),
             start=Totals.from_doc(doc.get("start")),
@@ -95,7 +96,8 @@ class Journal:
                 journal.baking = Baking.from_doc(doc["baking"])
             journal.history = [t for t in map(Totals.from_doc, doc.get("history", [])) if t]
             journal.verdicts = {
-                int(v): BakeVerdict.model_validate(d) for v, d in doc.get("verdicts", {}).items()
+                _version(v): BakeVerdict.model_validate(d)
+                for v, d in doc.get("verdicts", {}).items()
             }
         except FileNotFoundError:
             pass
@@ -120,3 +122,15 @@ class Journal:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, json.dumps(doc, sort_keys=True).encode())
+
+
+def _version(value: object) -> int:
+    """A version as the journal holds it: a JSON integer, or an object key in the one
+    version grammar (manifest.parse_version); ValueError for anything else (int()
+    would take "09", " 9", 1.5 or true)."""
+    if type(value) is int and 0 < value <= MAX_VERSION:
+        return value
+    version = parse_version(value) if isinstance(value, str) else None
+    if version is None:
+        raise ValueError(f"not a version: {value!r}")
+    return version

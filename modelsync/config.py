@@ -6,6 +6,8 @@ in one line, so an operator can fix it without reading a traceback.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,10 +27,12 @@ from modelsync.checkconfig import ValidateConfig, VerifyConfig
 from modelsync.configbase import Strict
 from modelsync.configerrors import first_error
 from modelsync.confirm import ConfirmConfig
-from modelsync.errors import ConfigError, ManifestError
+from modelsync.errors import ConfigError, ManifestError, StoreError
 from modelsync.events import EventsConfig
+from modelsync.foreign import number_like
+from modelsync.fsutil import read_regular
 from modelsync.gates import GatesConfig
-from modelsync.manifest import check_relpath, parse_version
+from modelsync.manifest import check_relpath
 from modelsync.notify import NotifyConfig
 from modelsync.smoke import SmokeConfig
 from modelsync.sources import backend_for, check_source
@@ -142,7 +146,9 @@ class ModelConfig(Strict):
                 check_relpath(name, "model_files")
             except ManifestError as exc:
                 raise ValueError(str(exc)) from exc
-            if "/" in name or parse_version(name) is not None or name == CURRENT:
+            # Nor a name a server could read as a version ("09", " 9"): it would be
+            # loaded as one (modelsync.foreign.number_like).
+            if "/" in name or number_like(name) or name == CURRENT:
                 raise ValueError(f"model_files: {name!r} must be a plain file name")
         return self
 
@@ -321,15 +327,49 @@ def default_state_dir(store: Path) -> Path:
     return store.parent / f".modelsync-{store.name}"
 
 
+# A config file is a few KiB; anything near this is a mistake or an attack, and is
+# refused before it is read (a reload must never exhaust memory or block).
+CONFIG_LIMIT = 1 << 20
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The config file's tables. Read as every file someone else could plant is
+    (fsutil.read_regular: a regular file within a size limit, never a FIFO or a device
+    that would block or flood the daemon's main loop on a reload); its links are
+    followed, as a Kubernetes ConfigMap mounts it through ``..data/`` links."""
     try:
-        data = path.read_bytes()
+        # For the operator's message only: read_regular below is what enforces it.
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"config {path}: is {_kind(info.st_mode)}, not a regular file")
+        if info.st_size > CONFIG_LIMIT:
+            raise ConfigError(f"config {path}: larger than {CONFIG_LIMIT >> 20} MiB")
+        data = read_regular(path, CONFIG_LIMIT, follow_links=True)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+        raise ConfigError(f"config {path}: cannot read config file: {exc.strerror or exc}") from exc
+    except StoreError as exc:
+        # Replaced or grown between the look above and the read (or a link loop).
+        raise ConfigError(f"config {path}: cannot read config file: {exc}") from exc
     try:
         return tomllib.loads(data.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError:
+        # tomllib recurses per nesting level: 1 MiB of "[[[[..." is within the limit.
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:

@@ -354,10 +354,13 @@ class Daemon:
     def _reload(self, trigger: str) -> None:
         try:
             new = self._load()
-        except ConfigError as exc:
+        except Exception as exc:
+            # Whatever the file holds, a reload runs on the main loop and must never
+            # end the daemon: the running configuration stays (ConfigError is the
+            # expected case).
             self._log.error(
                 "config reload failed; keeping the running configuration",
-                error=str(exc),
+                error=str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}",
                 trigger=trigger,
             )
             return

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from modelsync.errors import StoreError
+from modelsync.fsutil import open_regular_rw, store_error
 
 __all__ = ["DaemonLock"]
 
@@ -27,22 +28,31 @@ class DaemonLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot open the daemon lock: {exc.strerror}") from exc
+        # open_regular_rw: a FIFO planted here cannot block the start, nor a link make
+        # the daemon create or truncate a file elsewhere; a directory or a read-only
+        # volume is one line, not a traceback.
+        fd = open_regular_rw(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            try:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
             os.close(fd)
             raise StoreError(
                 f"another modelsync daemon (pid {holder}) already runs on store {self._store} "
                 f"(it holds {self.path}); stop it first, or give this one its own store"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise store_error("lock", self.path, exc) from exc
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise store_error("write", self.path, exc) from exc
         self._fd = fd
 
     def release(self) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write_bytes",
     "fsync_dir",
     "move_dir",
+    "open_regular_rw",
     "read_regular",
     "remove_entry",
     "remove_tree",
@@ -45,22 +46,30 @@ def store_error(action: str, path: Path, exc: OSError) -> StoreError:
     return StoreError(f"cannot {action} {path}: {exc.strerror or exc}{hint}")
 
 
-def read_regular(path: Path, limit: int) -> bytes:
+def read_regular(path: Path, limit: int, *, follow_links: bool = False) -> bytes:
     """The bytes of ``path`` when it is a regular file of at most ``limit`` bytes.
 
     The one way modelsync reads a local file whose name someone else could have
     reused (state, manifests and signatures in trees, journals): a link is not
     followed, and a FIFO or a device (``/dev/zero``, a pipe nobody writes to) is
     refused before any read, so no such file can block or flood a pass.
+    ``follow_links``: for a file the operator names (the config file, a secret),
+    whose links are the operator's own (Kubernetes mounts ConfigMaps and Secrets
+    through ``..data/`` links); the file at the end of them obeys the same rules.
     FileNotFoundError passes through (callers treat "missing" themselves); anything
     else is a one-line StoreError naming the path.
     """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    if not follow_links:
+        flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
+            if follow_links:
+                raise StoreError(f"{path}: a loop of symbolic links; not read") from None
             raise StoreError(f"{path}: is a symbolic link; not followed") from None
         raise store_error("read", path, exc) from exc
     try:
@@ -85,6 +94,58 @@ def read_regular(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise StoreError(f"{path}: more than the {limit} bytes allowed")
     return data
+
+
+def open_regular_rw(path: Path, mode: int = 0o644) -> int:
+    """A descriptor open for reading and writing on ``path``, a regular file (created
+    with ``mode``, and its directory, when missing). The caller closes it.
+
+    The one way modelsync opens a file of its state directory that it keeps open to
+    write or lock in place (lock files); ``read_regular``'s rules for the same reason:
+    someone could have put something else under that name. Neither the file nor the
+    directory that holds it (modelsync's own, e.g. ``locks/``) is followed if it is a
+    link, so no file elsewhere is created or locked; a FIFO cannot block the open
+    (O_NONBLOCK: opening one waits for a peer otherwise, before any pass deadline can
+    act) and, like a directory, a device or a socket, is refused. Every refusal and
+    every OSError (read-only volume, permissions, a file where the directory goes) is
+    a one-line StoreError naming the path.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise store_error("create", path.parent, exc) from exc
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        # O_NOFOLLOW with O_DIRECTORY: a link is ELOOP, or ENOTDIR on some kernels.
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and path.parent.is_symlink():
+            raise StoreError(f"{path.parent}: is a symbolic link; not followed") from None
+        raise store_error("open", path.parent, exc) from exc
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path.name, flags, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{path}: is a symbolic link; not followed") from None
+        # A directory (EISDIR) or a socket (ENXIO) is named for what it is.
+        try:
+            found = os.lstat(path.name, dir_fd=dir_fd).st_mode
+        except OSError:
+            found = stat.S_IFREG  # gone meanwhile: the open's own error says why
+        if not stat.S_ISREG(found):
+            raise StoreError(f"{path}: not a regular file ({_kind(found)}); not opened") from None
+        raise store_error("open", path, exc) from exc
+    finally:
+        os.close(dir_fd)
+    try:
+        found = os.fstat(fd).st_mode
+    except OSError as exc:
+        os.close(fd)
+        raise store_error("open", path, exc) from exc
+    if not stat.S_ISREG(found):
+        os.close(fd)
+        raise StoreError(f"{path}: not a regular file ({_kind(found)}); not opened")
+    return fd
 
 
 def _kind(mode: int) -> str:

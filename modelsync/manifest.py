@@ -53,13 +53,18 @@ MAX_VERSION = 2**63 - 1
 MAX_FILE_SIZE = 2**63 - 1
 MAX_NAME_BYTES = 255
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_VERSION = re.compile(r"^[1-9][0-9]{0,18}$")
+# The one version grammar (source listings, the served tree, eviction, events): a
+# canonical decimal, ASCII digits only, no sign, no leading zero, no whitespace. Matched
+# whole (fullmatch: "$" would also match before a trailing newline). Servers read
+# names more loosely (TF Serving takes "09" and " 9" as 9), so a name this refuses is
+# never a version to modelsync and never stays in the served tree.
+_VERSION = re.compile(r"[1-9][0-9]{0,18}", re.ASCII)
 _CHUNK = 1024 * 1024
 
 
 def parse_version(name: str) -> int | None:
     """The version number a directory or prefix name stands for, or None if it is not one."""
-    if not _VERSION.match(name):
+    if not _VERSION.fullmatch(name):
         return None
     version = int(name)
     return version if version <= MAX_VERSION else None

@@ -14,6 +14,7 @@ import json
 from modelsync.backends.mlflow import MAX_ANSWER_BYTES, parse_mlflow_url
 from modelsync.cancel import CancelToken
 from modelsync.errors import PublishError
+from modelsync.manifest import parse_version
 
 __all__ = ["register"]
 
@@ -46,11 +47,13 @@ def register(
     answer = call("model-versions/create", request)
     created = answer.get("model_version")
     number = created.get("version") if isinstance(created, dict) else None
-    if not isinstance(number, str) or not number.isdigit():
+    # The one version grammar: isdigit() also takes "\u00b2", on which int() raises.
+    version = parse_version(number) if isinstance(number, str) else None
+    if version is None:
         raise PublishError(f"{registry_url}: the registry's answer names no version")
     if alias is not None:
-        call("registered-models/alias", {"name": model, "alias": alias, "version": number})
-    return int(number)
+        call("registered-models/alias", {"name": model, "alias": alias, "version": str(version)})
+    return version
 
 
 class _Caller:

@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from modelsync.errors import ConfigError, ManifestError, PublishError, RefusedError
+from modelsync.errors import ConfigError, ManifestError, PublishError, RefusedError, StoreError
+from modelsync.fsutil import read_regular
 from modelsync.manifest import (
     MAX_FILES,
     MAX_MANIFEST_BYTES,
@@ -169,8 +170,8 @@ def _verify_certificate(
     chain = signature.bundle.verification_material.x509_certificate_chain.certificates
     try:
         certs = [x509.load_der_x509_certificate(c.raw_bytes) for c in chain]
-        anchors = x509.load_pem_x509_certificates(b"".join(p.read_bytes() for p in roots))
-    except (ValueError, OSError) as exc:
+        anchors = x509.load_pem_x509_certificates(b"".join(_read_pem(p) for p in roots))
+    except (ValueError, OSError, StoreError) as exc:
         raise RefusedError(f"{where}: certificate chain unreadable ({_short(exc)})") from None
     if not certs:
         raise RefusedError(f"{where}: certificate chain is empty")
@@ -264,8 +265,8 @@ def key_kind(path: Path) -> str:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        key = serialization.load_pem_private_key(_read_pem(path), password=None)
+    except (OSError, ValueError, TypeError, StoreError) as exc:
         raise PublishError(f"{path}: not a readable, unencrypted PEM private key ({exc})") from exc
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return "ed25519"
@@ -280,8 +281,8 @@ def check_public_key(path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        key = serialization.load_pem_public_key(_read_pem(path))
+    except (OSError, ValueError, StoreError) as exc:
         raise ConfigError(f"{path}: not a readable PEM public key ({exc})") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in (
         "secp256r1",
@@ -296,10 +297,21 @@ def check_roots(path: Path) -> None:
     from cryptography import x509
 
     try:
-        if not x509.load_pem_x509_certificates(path.read_bytes()):
+        if not x509.load_pem_x509_certificates(_read_pem(path)):
             raise ValueError("no certificate")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, StoreError) as exc:
         raise ConfigError(f"{path}: not a readable PEM certificate file ({exc})") from exc
+
+
+# A PEM key or a few certificates; a root bundle of a whole CA store is under this too.
+PEM_LIMIT = 1 << 20
+
+
+def _read_pem(path: Path) -> bytes:
+    """A key or certificate file the config names, read as every planted file is
+    (fsutil.read_regular: never a FIFO or a device, within a limit), links followed:
+    they are the operator's own (a Kubernetes Secret volume is made of links)."""
+    return read_regular(path, PEM_LIMIT, follow_links=True)
 
 
 def _short(exc: BaseException) -> str:

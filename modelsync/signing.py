@@ -104,5 +104,6 @@ SIGNATURE_LIMIT = 64 << 10
 def _read_key(path: Path) -> bytes:
     """A key file's bytes: the operator's own links are followed to their end (a
     Kubernetes Secret volume is made of links), the end must be a small regular file
-    (never a FIFO or a device that would block or flood)."""
-    return read_regular(path.resolve(), KEY_LIMIT)
+    (never a FIFO or a device that would block or flood). Followed by the open itself,
+    not by Path.resolve(), which raises RuntimeError on a loop of links."""
+    return read_regular(path, KEY_LIMIT, follow_links=True)

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes, read_regular
 from modelsync.gates import Verdict
-from modelsync.manifest import MAX_VERSION
+from modelsync.manifest import MAX_VERSION, parse_version
 from modelsync.verdicts import LiveChecks
 
 __all__ = [
@@ -257,9 +257,15 @@ def _with_int_keys(doc: Any) -> Any:
         "oms_admitted",
     ):
         value = doc.get(key, {})
-        if not isinstance(value, dict) or not all(k.isdigit() for k in value):
+        # The one version grammar (manifest.parse_version): isdigit() also takes "09"
+        # and non-ASCII digits ("\u0669" is 9 to int(), "\u00b2" makes int() raise).
+        if not isinstance(value, dict):
             raise ValueError(f"{key}: not a map of versions")
-        doc[key] = {int(k): v for k, v in value.items()}
+        versions = {k: parse_version(k) for k in value}
+        bad = next((k for k, v in versions.items() if v is None), None)
+        if bad is not None:
+            raise ValueError(f"{key}: not a map of versions ({bad!r} is not a version)")
+        doc[key] = {versions[k]: v for k, v in value.items()}
     return doc
 
 

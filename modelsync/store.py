@@ -41,7 +41,14 @@ from modelsync.admitted import Admitted
 from modelsync.cancel import CancelToken
 from modelsync.errors import ManifestError, StoreError
 from modelsync.foreign import evict_foreign, move_aside, strip_unlisted
-from modelsync.fsutil import move_dir, read_regular, remove_tree, store_error, swap_symlink
+from modelsync.fsutil import (
+    move_dir,
+    open_regular_rw,
+    read_regular,
+    remove_tree,
+    store_error,
+    swap_symlink,
+)
 from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, parse_version
 from modelsync.modelfiles import ModelFiles
 from modelsync.partial import PartialDownloads
@@ -162,12 +169,17 @@ class ModelStore:
 
     @contextlib.contextmanager
     def lock(self, cancel: CancelToken) -> Iterator[None]:
-        """Hold this model's lock (one writer per model across processes)."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("a") as handle:
+        """Hold this model's lock (one writer per model across processes).
+
+        The lock file is opened by ``open_regular_rw``: anything else planted under its
+        name (a FIFO that would block the open before the pass deadline can act, a
+        directory, a link to a file elsewhere) and a read-only volume fail the pass in
+        one line, before anything in the store is touched."""
+        fd = open_regular_rw(self.lock_path)
+        try:
             while True:
                 try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if cancel.cancelled():
@@ -175,10 +187,15 @@ class ModelStore:
                             f"model {self.name}: another modelsync process holds {self.lock_path}"
                         ) from None
                     cancel.stop_event.wait(0.2)
+                except OSError as exc:
+                    raise store_error("lock", self.lock_path, exc) from exc
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def evict_foreign(self, state: ModelState) -> list[Path]:
         """Move aside every entry of the served tree that is not the active revision or
@@ -187,7 +204,11 @@ class ModelStore:
         if state.pending is not None:
             keep |= {state.pending.version, state.pending.previous}
         return evict_foreign(
-            self.dir, self.current, self.foreign_dir, {v for v in keep if v is not None}
+            self.dir,
+            self.current,
+            self.foreign_dir,
+            {v for v in keep if v is not None},
+            owned_files=self.layout.model_files,
         )
 
     def align_layout(self) -> None:

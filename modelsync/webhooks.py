@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelsync.backends.mlflow import parse_mlflow_url
-from modelsync.errors import ConfigError
+from modelsync.errors import ConfigError, StoreError
+from modelsync.fsutil import read_regular
 
 if TYPE_CHECKING:
     from modelsync.config import ModelConfig
@@ -34,6 +35,8 @@ MAX_BODY_BYTES = 64 * 1024
 # Deliveries older or newer than this (seconds) are refused: replay protection.
 MAX_SKEW_S = 300.0
 _SIGNATURE_VERSION = "v1"
+# A secret is a line; a bigger file is not one.
+SECRET_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,15 @@ class Delivery:
 def read_secret(path: Path) -> bytes:
     """The webhook secret from ``path`` (surrounding whitespace dropped); ConfigError."""
     try:
-        secret = path.read_bytes().strip()
+        # As every file someone else could plant (never a FIFO or a device, within a
+        # limit); links followed: a Kubernetes Secret volume is made of them.
+        secret = read_regular(path, SECRET_LIMIT, follow_links=True).strip()
     except OSError as exc:
         raise ConfigError(
-            f"admin.mlflow_webhook_secret_file: cannot read {path}: {exc.strerror}"
+            f"admin.mlflow_webhook_secret_file: cannot read {path}: {exc.strerror or exc}"
         ) from exc
+    except StoreError as exc:
+        raise ConfigError(f"admin.mlflow_webhook_secret_file: cannot read {exc}") from exc
     if len(secret) < 16:
         raise ConfigError(
             f"admin.mlflow_webhook_secret_file: {path} holds under 16 bytes; use a long secret"

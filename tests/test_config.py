@@ -1,5 +1,12 @@
+"""Configuration: the file, its overrides, its validation and how it is read."""
+
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -109,6 +116,15 @@ def test_flags_alone_define_one_model() -> None:
             GOOD.replace("keep = 3", 'keep = 3\nmodel_files = ["../x"]'),
             "model_files",
         ),
+        # A model-level file a server could read as a version directory name.
+        (
+            GOOD.replace("keep = 3", 'keep = 3\nmodel_files = ["09"]'),
+            "model_files: '09' must be a plain file name",
+        ),
+        (
+            GOOD.replace("keep = 3", 'keep = 3\nmodel_files = [" 9"]'),
+            "model_files: ' 9' must be a plain file name",
+        ),
         (GOOD.replace("keep = 3", "keep = 3\nunknown_attempts = 0"), "unknown_attempts"),
         (
             GOOD.replace('store = "/models"', 'store = "/models"\nstate_dir = "/models/.state"'),
@@ -157,3 +173,85 @@ def test_the_shipped_example_config_loads() -> None:
     config = load_config(REPO / "config" / "modelsync.toml")
     assert config.models[0].notify.method == "signal"
     assert config.state_path == Path("/data/.modelsync-models")
+
+
+def _run_limited(*args: str) -> subprocess.CompletedProcess[str]:
+    """`modelsync ARGS` in a child with 3 GiB of address space and a 30 s limit: a
+    config read that floods memory or blocks fails this test instead of the host."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSYNC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "modelsync", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        preexec_fn=limit,  # only setrlimit, before exec: safe in a forked child
+        check=False,
+    )
+
+
+def _huge(path: Path) -> None:
+    with path.open("wb") as handle:
+        handle.truncate(64 << 30)  # sparse: 64 GiB long, no disk used
+
+
+def _loop(path: Path) -> None:
+    path.symlink_to(path.name)
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (os.mkfifo, "is a FIFO, not a regular file"),
+        (_huge, "larger than 1 MiB"),
+        (lambda p: p.write_bytes(b"#" * ((1 << 20) + 1)), "larger than 1 MiB"),
+        (lambda p: p.symlink_to("/dev/zero"), "is a character device, not a regular file"),
+        (Path.mkdir, "is a directory, not a regular file"),
+        (_loop, "cannot read config file"),
+    ],
+    ids=["fifo", "sparse-64GiB", "one-byte-over", "link-to-dev-zero", "directory", "link-loop"],
+)
+def test_a_config_file_that_could_block_or_flood_is_refused_unread(
+    tmp_path: Path, make: Callable[[Path], object], says: str
+) -> None:
+    """A FIFO, a huge (sparse) file, a device or a link loop as the config file: exit 2
+    at once, one line naming the path and what is wrong; nothing is read from it."""
+    path = tmp_path / "modelsync.toml"
+    make(path)
+    done = _run_limited("sync", "--config", str(path))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"config {path}: " in lines[0] and says in lines[0], lines[0]
+
+
+def test_a_config_behind_configmap_links_is_read(tmp_path: Path) -> None:
+    """Links are followed for the config (a Kubernetes ConfigMap mounts it as
+    modelsync.toml -> ..data/modelsync.toml, ..data -> ..2026_1): it loads."""
+    volume = tmp_path / "config"
+    (volume / "..2026_1").mkdir(parents=True)
+    (volume / "..2026_1" / "modelsync.toml").write_text(GOOD)
+    (volume / "..data").symlink_to("..2026_1")
+    (volume / "modelsync.toml").symlink_to("..data/modelsync.toml")
+    config = load_config(volume / "modelsync.toml")
+    assert [m.name for m in config.models] == ["ranker", "embedder"]
+
+
+def test_a_link_to_a_fifo_is_refused_like_a_fifo(tmp_path: Path) -> None:
+    """Following links never bypasses the rules: the file at the end of them is judged."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "modelsync.toml").symlink_to(tmp_path / "fifo")
+    with pytest.raises(ConfigError, match="is a FIFO, not a regular file"):
+        load_config(tmp_path / "modelsync.toml")
+
+
+def test_toml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    """1 MiB allows a nesting that exhausts tomllib's recursion: a one-line ConfigError
+    (at a reload, anything else would end the daemon), not a RecursionError."""
+    path = _write(tmp_path, "store = " + "[" * 200_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)

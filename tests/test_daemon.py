@@ -391,3 +391,55 @@ def test_sigterm_while_a_confirm_answer_drips_exits_within_5_s(
             check_invariants(store, "ranker")
         finally:
             proxy.stop()
+
+
+def test_a_reload_of_a_config_that_could_block_or_flood_keeps_the_daemon(
+    tmp_path: Path, bucket: Path, store: Path, procs: list[DaemonProcess]
+) -> None:
+    """The config replaced by a FIFO, a 64 GiB sparse file, then TOML nested past the
+    parser's recursion, each followed by SIGHUP: each reload fails in one line and keeps
+    the running configuration; the main loop still answers (a later good edit
+    reloads), passes go on (revision 2 is served), and SIGTERM exits 0 at once."""
+    put_revision(bucket, 1, model_files(1))
+    config = tmp_path / "modelsync.toml"
+    good = (
+        f'store = "{store}"\ninterval = "1s"\n'
+        f'[[models]]\nname = "ranker"\nsource = "file://{bucket}"\n'
+    )
+    config.write_text(good)
+    # No watcher on this path: each reload below is the SIGHUP's alone.
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_for(_activated(1))
+
+    def replace(make: Callable[[Path], object]) -> None:
+        new = tmp_path / "modelsync.toml.new"
+        make(new)
+        os.replace(new, config)
+
+    def huge(path: Path) -> None:
+        with path.open("wb") as handle:
+            handle.truncate(64 << 30)
+
+    for make, says in (
+        (os.mkfifo, "is a FIFO, not a regular file"),
+        (huge, "larger than 1 MiB"),
+        (lambda p: p.write_text("store = " + "[" * 200_000), "nested too deeply"),
+    ):
+        replace(make)
+        after = len(daemon.events())
+        daemon.signal(signal.SIGHUP)
+        failed = daemon.wait_for(
+            lambda e: e.get("event", "").startswith("config reload failed"), after=after
+        )
+        assert str(config) in failed["error"] and says in failed["error"], failed
+        assert daemon.proc.poll() is None
+    put_revision(bucket, 2, model_files(2))
+    daemon.wait_for(_activated(2))
+    replace(lambda p: p.write_text(good))
+    after = len(daemon.events())
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(lambda e: e.get("event") == "config reloaded", after=after)
+    started = time.monotonic()
+    assert daemon.stop(timeout=10) == 0
+    assert time.monotonic() - started < 5

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
+
+import pytest
 
 from modelsync.config import default_state_dir
 from tests.daemonproc import DaemonProcess
@@ -30,3 +34,47 @@ def test_a_second_daemon_on_one_store_refuses_naming_the_first(
     third = DaemonProcess(flags, tmp_path / "third.log")
     procs.append(third)
     third.wait_for(lambda e: e.get("event") == "daemon started")
+
+
+def _unix_socket(path: Path) -> None:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX)
+    # bind() takes at most 108 bytes of path: bind relative to the directory.
+    cwd = Path.cwd()
+    os.chdir(path.parent)
+    try:
+        sock.bind(path.name)
+    finally:
+        os.chdir(cwd)
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("plant", "says"),
+    [
+        (lambda p: os.mkfifo(p), "not a regular file (a FIFO); not opened"),
+        (lambda p: p.mkdir(), "not a regular file (a directory); not opened"),
+        (_unix_socket, "not a regular file (a socket); not opened"),
+        (lambda p: os.symlink(p.parent / "elsewhere", p), "is a symbolic link; not followed"),
+    ],
+    ids=["fifo", "directory", "socket", "link"],
+)
+def test_a_planted_daemon_lock_stops_the_start_in_one_line(
+    bucket: Path, store: Path, plant: object, says: str
+) -> None:
+    """Something else than a regular file at <state>/locks/daemon.lock: `run` exits 1
+    at once with one line naming the path and what is there (a FIFO neither blocks
+    the start nor ends in a traceback), and nothing is created where a link points."""
+    put_revision(bucket, 1, model_files(1))
+    flags = [*sidecar_flags(store, bucket), "--interval", "1h"]
+    lock = default_state_dir(store) / "locks" / "daemon.lock"
+    lock.parent.mkdir(parents=True)
+    plant(lock)  # type: ignore[operator]
+    started = time.monotonic()
+    done = run_cli("run", *flags, "--listen", f"127.0.0.1:{free_port()}", timeout=60)
+    assert time.monotonic() - started < 20
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == f"modelsync: error: {lock}: {says}"
+    assert not (lock.parent / "elsewhere").exists()

@@ -148,8 +148,34 @@ def test_parse_version_accepts_only_positive_int64_names() -> None:
     """Version directory names are canonical positive 64-bit integers."""
     assert parse_version("1") == 1
     assert parse_version("1700000000") == 1700000000
+    assert parse_version(str(2**63 - 1)) == 2**63 - 1
     for bad in ("0", "-1", "01", "1.0", "v1", "", "9" * 20, str(2**63), "1e3", " 1"):
         assert parse_version(bad) is None, bad
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "1\n",
+        "\n1",
+        "1 ",
+        " 1",
+        "\t1",
+        "1\r",
+        "+1",
+        "09",
+        "0009",
+        "1_0",
+        "\u0669",
+        "\uff11",
+        "1\x00",
+    ],
+)
+def test_parse_version_is_one_exact_grammar(name: str) -> None:
+    """Only a canonical decimal is a version: no trailing newline ("$" matches before
+    one), whitespace, sign, leading zero, underscore or non-ASCII digit, each of which
+    int() or a server's parser would still read as a number."""
+    assert parse_version(name) is None
 
 
 def test_check_relpath_admits_reserved_names_only_when_asked() -> None:

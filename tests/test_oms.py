@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -595,3 +597,31 @@ def test_daemon_warns_once_at_start_for_a_model_whose_signature_binds_no_version
     warnings = [e for e in daemon.events() if "does not bind the version" in e.get("event", "")]
     assert [e["model"] for e in warnings] == [MODEL], warnings
     assert warnings[0]["level"] == "warning"
+
+
+@pytest.mark.parametrize("key", ["oms_keys", "oms_roots"])
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: os.mkfifo(p), "a FIFO"),
+        (lambda p: p.symlink_to("/dev/zero"), "a character device"),
+        (lambda p: p.write_bytes(b"#" * ((1 << 20) + 1)), "more than"),
+    ],
+    ids=["fifo", "link-to-dev-zero", "too-large"],
+)
+def test_an_oms_key_or_root_file_that_could_block_or_flood_is_a_config_error(
+    tmp_path: Path, key: str, make: Callable[[Path], object], says: str
+) -> None:
+    """verify.oms_keys / oms_roots naming a FIFO, a device or a huge file (read at each
+    load and reload): exit 2 at once, one line naming the file, nothing read from it."""
+    path = tmp_path / "planted.pem"
+    make(path)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{tmp_path}/s"\n[[models]]\nname = "m"\nsource = "file:///b"\n'
+        f'[models.verify]\n{key} = ["{path}"]\n'
+    )
+    out = run_cli("sync", "--config", str(config), timeout=30)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and says in lines[0], lines

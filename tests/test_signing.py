@@ -4,7 +4,9 @@ before any file is downloaded, the store unchanged."""
 from __future__ import annotations
 
 import json
+import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,41 @@ def test_keygen_refuses_one_file_for_both_keys(tmp_path: Path) -> None:
     out = run_cli("keygen", str(tmp_path / "k"), str(tmp_path / "k"))
     assert out.returncode == 1 and "two files" in out.stderr
     assert not (tmp_path / "k").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: p.symlink_to(p.name), "loop of symbolic links"),
+        (lambda p: os.mkfifo(p), "a FIFO"),
+        (lambda p: p.symlink_to("/dev/zero"), "a character device"),
+    ],
+    ids=["link-loop", "fifo", "link-to-dev-zero"],
+)
+def test_a_public_key_that_could_block_or_loop_is_a_config_error(
+    tmp_path: Path, make: Callable[[Path], object], says: str
+) -> None:
+    """A public key file that is a loop of links (Path.resolve() raised RuntimeError),
+    a FIFO or a device: exit 2 at once, one line naming the key and what is wrong."""
+    key = tmp_path / "release.pub"
+    make(key)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'store = "{tmp_path}/s"\n[[models]]\nname = "m"\n'
+        f'source = "file:///b"\n[models.verify]\npublic_keys = ["{key}"]\n'
+    )
+    out = run_cli("sync", "--config", str(config), timeout=30)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(key) in lines[0] and says in lines[0], lines
+
+
+def test_a_public_key_behind_secret_volume_links_loads(tmp_path: Path) -> None:
+    """A Kubernetes Secret volume (release.pub -> ..data/release.pub) is followed."""
+    generate_keypair(tmp_path / "k", tmp_path / "k.pub")
+    volume = tmp_path / "secret"
+    (volume / "..2026_1").mkdir(parents=True)
+    (tmp_path / "k.pub").rename(volume / "..2026_1" / "release.pub")
+    (volume / "..data").symlink_to("..2026_1")
+    (volume / "release.pub").symlink_to("..data/release.pub")
+    assert load_public_key(volume / "release.pub") is not None

@@ -23,6 +23,10 @@ from tests.helpers import check_invariants, model_files, put_revision, run_cli, 
         ('{"pending": {"version": "../../outside", "previous": 1}}', "valid integer"),
         ('{"pending": {"version": 3, "previous": null, "phase": "boom"}}', "pending.phase"),
         ('{"refused": {"x": "y"}}', "not a map of versions"),
+        # Keys int() reads but the one version grammar refuses (isdigit() took them).
+        ('{"refused": {"09": "y"}}', "not a map of versions"),
+        ('{"refused": {"\\u0669": "y"}}', "not a map of versions"),
+        ('{"unknown": {"\\u00b2": 1}}', "not a map of versions"),
         ('{"pinned": -4}', "version -4"),
         ('{"pending": {"version": 1', "unreadable"),
         ("[" * 100_000, "unreadable"),
@@ -176,5 +180,5 @@ def test_oms_admitted_file_sets_are_bounded_and_survive_a_reload(tmp_path: Path)
     path.write_text(json.dumps({"oms_admitted": {str(v): "f" for v in range(1, 3001)}}))
     assert min(ModelState.load(path).oms_admitted) == 3001 - OMS_ADMITTED_KEEP
     path.write_text(json.dumps({"oms_admitted": {"0": "f"}}))
-    with pytest.raises(StoreError, match="version 0"):
+    with pytest.raises(StoreError, match="'0' is not a version"):
         ModelState.load(path)

@@ -6,9 +6,19 @@ from pathlib import Path
 import pytest
 
 from modelsync.cancel import CancelToken
+from modelsync.config import default_state_dir
 from modelsync.errors import ConfigError
 from modelsync.volume import Store
-from tests.helpers import admitted, check_invariants, manifest_doc, model_files, write_tree
+from tests.helpers import (
+    admitted,
+    check_invariants,
+    manifest_doc,
+    model_files,
+    put_revision,
+    run_cli,
+    sidecar_flags,
+    write_tree,
+)
 
 
 def _staged(store: Store, name: str, version: int) -> Path:
@@ -182,3 +192,111 @@ def test_prepare_refuses_state_dir_on_another_filesystem(tmp_path: Path) -> None
         import shutil
 
         shutil.rmtree(store.state_dir, ignore_errors=True)
+
+
+def _failed_sync(flags: list[str]) -> tuple[str, float]:
+    """Run `modelsync sync`, which must fail in one line: (that error, seconds taken)."""
+    import json
+    import time
+
+    started = time.monotonic()
+    done = run_cli("sync", *flags, timeout=60)
+    took = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    failed = [json.loads(line) for line in done.stderr.splitlines() if "sync failed" in line]
+    assert len(failed) == 1, done.stderr
+    return str(failed[0]["error"]), took
+
+
+def _unix_socket(path: Path, _aim: Path) -> None:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX)
+    # bind() takes at most 108 bytes of path: bind relative to the directory.
+    cwd = Path.cwd()
+    os.chdir(path.parent)
+    try:
+        sock.bind(path.name)
+    finally:
+        os.chdir(cwd)
+        sock.close()
+
+
+def _link_to_a_kept_file(path: Path, aim: Path) -> None:
+    aim.write_bytes(b"keep")
+    os.symlink(aim, path)
+
+
+@pytest.mark.parametrize(
+    ("plant", "says"),
+    [
+        (lambda p, _: os.mkfifo(p), "not a regular file (a FIFO); not opened"),
+        (lambda p, _: p.mkdir(), "not a regular file (a directory); not opened"),
+        (_unix_socket, "not a regular file (a socket); not opened"),
+        (lambda p, aim: os.symlink(aim, p), "is a symbolic link; not followed"),
+        (_link_to_a_kept_file, "is a symbolic link; not followed"),
+    ],
+    ids=["fifo", "directory", "socket", "link-to-a-new-file", "link-to-a-file"],
+)
+def test_a_planted_lock_file_fails_the_pass_in_one_line(
+    tmp_path: Path, bucket: Path, store: Path, plant: object, says: str
+) -> None:
+    """Something else than a regular file at <state>/locks/<model>.lock (red team
+    finding 10): `modelsync sync` fails at once (a FIFO does not block it past any
+    deadline) with one line naming the path and what is there, creates or opens
+    nothing where a link points, and revision 1 stays active; once the entry is
+    gone, the next pass activates revision 2."""
+    put_revision(bucket, 1, model_files(1))
+    flags = sidecar_flags(store, bucket)
+    assert run_cli("sync", *flags).returncode == 0
+    put_revision(bucket, 2, model_files(2))
+    lock = default_state_dir(store) / "locks" / "ranker.lock"
+    lock.unlink()
+    aim = tmp_path / "aimed-at"
+    plant(lock, aim)  # type: ignore[operator]
+    error, took = _failed_sync(flags)
+    assert error == f"{lock}: {says}"
+    assert took < 15
+    assert os.readlink(store / "ranker" / "current") == "1"
+    assert (store / "ranker" / "1" / "saved_model.pb").read_bytes() == b"graph-1"
+    assert not (store / "ranker" / "2").exists()
+    assert not aim.exists() or aim.read_bytes() == b"keep"
+    if lock.is_dir() and not lock.is_symlink():
+        lock.rmdir()
+    else:
+        lock.unlink()
+    assert run_cli("sync", *flags).returncode == 0
+    assert os.readlink(store / "ranker" / "current") == "2"
+
+
+def test_a_read_only_store_volume_fails_the_pass_in_one_line(tmp_path: Path, bucket: Path) -> None:
+    """The store's volume remounted read-only (an operator mistake): the pass fails in
+    one line naming the lock file and the cause, not a traceback; revision 1 stays
+    active, and once the volume is writable again revision 2 is activated."""
+    import subprocess
+
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    if os.geteuid() != 0 or not Path("/usr/bin/mount").exists():
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    mount = ["/usr/bin/mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(volume)]
+    if subprocess.run(mount, capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        store = volume / "models"
+        put_revision(bucket, 1, model_files(1))
+        flags = sidecar_flags(store, bucket)
+        assert run_cli("sync", *flags).returncode == 0
+        put_revision(bucket, 2, model_files(2))
+        remount = ["/usr/bin/mount", "-o", "remount,ro", str(volume)]
+        subprocess.run(remount, check=True)
+        error, _ = _failed_sync(flags)
+        lock = default_state_dir(store) / "locks" / "ranker.lock"
+        assert error.startswith(f"cannot open {lock}: Read-only file system"), error
+        assert os.readlink(store / "ranker" / "current") == "1"
+        subprocess.run(["/usr/bin/mount", "-o", "remount,rw", str(volume)], check=True)
+        assert run_cli("sync", *flags).returncode == 0
+        assert os.readlink(store / "ranker" / "current") == "2"
+    finally:
+        subprocess.run(["/usr/bin/umount", str(volume)], check=False)

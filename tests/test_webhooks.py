@@ -5,6 +5,7 @@ deliveries are refused (4xx, logged) and change nothing."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from modelsync.publish import publish
-from modelsync.webhooks import MAX_BODY_BYTES, sign
+from modelsync.webhooks import MAX_BODY_BYTES, SECRET_LIMIT, read_secret, sign
 from tests.daemonproc import DaemonProcess
 from tests.helpers import free_port, model_files, put_revision, run_cli, write_tree
 from tests.mlflowserver import WEBHOOK_CACHE_S, Registry
@@ -181,3 +182,100 @@ def test_a_bad_secret_file_is_a_one_line_config_error(
     done = run_cli("run", "--config", str(config), "--listen", listen, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "admin.mlflow_webhook_secret_file" in done.stderr and says in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: os.mkfifo(p), "a FIFO"),
+        (lambda p: p.symlink_to("/dev/zero"), "a character device"),
+        (lambda p: p.write_bytes(b"s" * (SECRET_LIMIT + 1)), "more than"),
+    ],
+    ids=["fifo", "link-to-dev-zero", "too-large"],
+)
+def test_a_secret_file_that_could_block_or_flood_is_a_config_error(
+    tmp_path: Path, make: Callable[[Path], object], says: str
+) -> None:
+    """A secret file that is a FIFO (the read would block `run` for good), a device or
+    a huge file: exit 2 at once, one line naming the key and what is wrong."""
+    config = _config(tmp_path, "mlflow+http://127.0.0.1:9/ranker", "file:///srv")
+    (tmp_path / "secret").unlink()
+    make(tmp_path / "secret")
+    listen = f"127.0.0.1:{free_port()}"
+    done = run_cli("run", "--config", str(config), "--listen", listen, timeout=30)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "admin.mlflow_webhook_secret_file" in lines[0] and says in lines[0], lines
+
+
+def test_a_secret_behind_secret_volume_links_is_read(tmp_path: Path) -> None:
+    """A Kubernetes Secret volume (secret -> ..data/secret) is followed to the file."""
+    volume = tmp_path / "vol"
+    (volume / "..2026_1").mkdir(parents=True)
+    (volume / "..2026_1" / "secret").write_bytes(SECRET + b"\n")
+    (volume / "..data").symlink_to("..2026_1")
+    (volume / "secret").symlink_to("..data/secret")
+    assert read_secret(volume / "secret") == SECRET
+
+
+def test_probes_answer_while_40_clients_trickle_webhook_bodies(
+    tmp_path: Path, bucket: Path, procs: list[DaemonProcess]
+) -> None:
+    """Red team finding 11 on a real daemon: 40 clients send a whole POST
+    /webhooks/mlflow header announcing a full-size body, then trickle it a byte at a
+    time, reconnecting when dropped. /healthz and /readyz keep answering 200 at once,
+    and a signed delivery sent meanwhile is still answered 202."""
+    import socket
+    import threading
+
+    put_revision(bucket, 1, model_files(1))
+    (tmp_path / "secret").write_bytes(SECRET + b"\n")
+    config = tmp_path / "modelsync.toml"
+    config.write_text(
+        f'store = "{tmp_path / "store"}"\ninterval = "1h"\n[admin]\n'
+        f'mlflow_webhook_secret_file = "{tmp_path / "secret"}"\n'
+        f'[[models]]\nname = "ranker"\nsource = "file://{bucket}"\n'
+    )
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "log")
+    procs.append(daemon)
+    daemon.wait_http()
+    deadline = time.monotonic() + 30
+    while daemon.http("GET", "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, "never ready"
+        time.sleep(0.2)
+    stop = threading.Event()
+    head = f"POST /webhooks/mlflow HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY_BYTES}\r\n\r\n"
+
+    def trickle() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+                    sock.sendall(head.encode())
+                    while not stop.wait(0.5):
+                        sock.sendall(b"{")
+            except OSError:
+                stop.wait(0.2)  # dropped: connect again
+
+    tricklers = [threading.Thread(target=trickle) for _ in range(40)]
+    try:
+        for thread in tricklers:
+            thread.start()
+        time.sleep(1)
+        statuses = []
+        # Past one whole-request deadline, so dropped tricklers have reconnected.
+        for _ in range(8):
+            for path in ("/healthz", "/readyz"):
+                started = time.monotonic()
+                statuses.append(daemon.http("GET", path, timeout=3)[0])
+                assert time.monotonic() - started < 1.0
+            time.sleep(0.5)
+        assert statuses == [200] * 16
+        event = _alias_event("ranker")
+        delivered = _post(daemon.port, event, _signed(event))
+    finally:
+        stop.set()
+        for thread in tricklers:
+            thread.join(10)
+    assert delivered == (202, {"queued": [], "action": "created"})
+    assert daemon.http("GET", "/healthz")[0] == 200
