@@ -83,3 +83,20 @@ def test_a_write_taken_in_part_goes_on_and_its_error_names_the_file(tmp_path: Pa
     # The kernel took 150,000 bytes, then refused the rest (EFBIG): one line, the path.
     assert path.stat().st_size == 150_000
     assert done.stdout.strip() == f"cannot write {path}: File too large"
+
+
+def test_a_fifo_planted_where_a_file_is_written_fails_at_once(tmp_path: Path) -> None:
+    """A FIFO where a fetched file goes (staging, or a kept download) cannot hold the
+    open or the write: one line naming the file, within a second."""
+    import time
+
+    from modelsync.errors import StoreError
+
+    fifo = tmp_path / "weights.part"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"weights\.part"):
+        sink = Sink(fifo, 10, "gs://b/m/1/weights")
+        sink.write(b"0123456789")
+        sink.finish()
+    assert time.monotonic() - started < 1.0

@@ -82,8 +82,10 @@ class Sink:
         # With a journal the file may hold ranges of an interrupted download: it is
         # kept for a ranged fetch (fetch_ranges) and truncated by a first streamed write.
         self.journal = journal
-        # O_NOFOLLOW: a link planted where a file goes is an error, never followed.
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (0 if journal else os.O_TRUNC)
+        # O_NOFOLLOW: a link planted where a file goes is an error, never followed;
+        # O_NONBLOCK: a FIFO planted there cannot hold the open (no cost for a file).
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        flags |= 0 if journal else os.O_TRUNC
         # A bare descriptor, not a file object: the buffered layer adds four syscalls
         # per file (fstat, isatty, two lseek) and a copy of nothing, since every write
         # is a whole network read (docs/transport.md, "Syscalls per small file").

@@ -87,7 +87,9 @@ class RangeJournal:
 
     def _start(self, header: str) -> None:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            # A FIFO planted here fails the open (ENXIO) instead of holding it.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK
+            fd = os.open(self.path, flags, 0o644)
             try:
                 os.write(fd, (header + "\n").encode())
             finally:
@@ -100,7 +102,8 @@ class RangeJournal:
         with self._lock:
             if self._fd is None:
                 try:
-                    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+                    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+                    self._fd = os.open(self.path, flags)
                 except OSError as exc:
                     raise store_error("open", self.path, exc) from exc
 
