@@ -101,6 +101,13 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.deferred_version = Gauge(
+            "modelsync_deferred_version",
+            "The newest revision passed over because it could not be fetched (not a refusal;"
+            " an older one may stand in); 0: none.",
+            ["model"],
+            registry=registry,
+        )
         self.consecutive_failures = Gauge(
             "modelsync_consecutive_failures",
             "Failed passes in a row.",
@@ -166,6 +173,7 @@ class Metrics:
         self.stale.labels(model).set(1 if stale else 0)
         self.rollback_failed.labels(model).set(1 if rollback_failed else 0)
         self.waiting_version.labels(model).set(result.waiting or 0)
+        self.deferred_version.labels(model).set(max(result.deferred, default=0))
         if result.outcome is Outcome.ROLLED_BACK:
             self.rollbacks.labels(model).inc()
         live = result.live
@@ -223,6 +231,7 @@ class Metrics:
             self.stale,
             self.rollback_failed,
             self.waiting_version,
+            self.deferred_version,
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(model)

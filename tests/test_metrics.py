@@ -64,3 +64,20 @@ def test_a_failed_smoke_counts_as_a_live_check_failure() -> None:
     metrics.record(PassResult("m", Outcome.ACTIVATED, 3, candidate=3, live=passed), 1.0, 0, False)
     text = generate_latest(registry).decode()
     assert 'modelsync_live_check_failures_total{check="smoke",model="m"} 1.0' in text
+
+
+def test_a_revision_passed_over_is_exported_until_a_pass_brings_it_in() -> None:
+    """A newest revision that could not be fetched is the deferred gauge's value while an
+    older one stands in; the pass that brings it in sets the gauge back to 0, and the
+    model's series leaves with the model."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    deferred = PassResult("m", Outcome.ACTIVATED, 1, deferred={3: "403", 2: "403"})
+    metrics.record(deferred, None, 1, False)
+    text = generate_latest(registry).decode()
+    assert 'modelsync_deferred_version{model="m"} 3.0' in text
+    assert 'modelsync_last_success_timestamp_seconds{model="m"}' not in text
+    metrics.record(PassResult("m", Outcome.ACTIVATED, 3), None, 0, False)
+    assert 'modelsync_deferred_version{model="m"} 0.0' in generate_latest(registry).decode()
+    metrics.forget("m")
+    assert 'modelsync_deferred_version{model="m"}' not in generate_latest(registry).decode()
