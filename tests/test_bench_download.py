@@ -141,3 +141,34 @@ def test_a_disk_slower_than_the_network_is_said_beside_the_small_target() -> Non
     )
     fast_disk = next(t for t in evaluate(table(0.10), [], []) if "download phase" in t.name)
     assert fast_disk.measured == "0.16 (1.04 s vs 0.17 s)"
+
+
+def test_a_whole_sync_target_below_the_machines_floor_says_so() -> None:
+    """A whole-sync target that even a no-op sync's start-up plus the durable write of
+    the same files could not meet names both figures and their sum; one the floor
+    allows does not."""
+    from bench.download.datasets import Dataset
+    from bench.download.report import DURABLE, Row
+    from bench.download.runs import Run
+    from bench.download.suite import Sample
+    from bench.download.targets import GCS, evaluate
+
+    def verdict(durable: float) -> str:
+        rows = [("modelsync", 0.75), ("rclone", 0.41), (DURABLE, durable)]
+        table = [Row("200 x 1 MB", "mid", GCS, tool, secs, 200.0) for tool, secs in rows]
+        data = Dataset("noop", "no-op", {"f": 1}, ("file",))
+        noop = [
+            Sample(data, "file", "no-op sync", Run(secs, secs, None, None, 0, ""))
+            for secs in (0.20, 0.24, 0.30)
+        ]
+        target = next(
+            t for t in evaluate(table, [], noop) if t.name.startswith("200 x 1 MB: whole")
+        )
+        assert target.met is False
+        return target.measured
+
+    slow = verdict(0.23)
+    assert slow.startswith("0.55 (0.75 s vs rclone 0.41 s)")
+    assert "start-up (0.24 s) plus the durable write of the same files (0.23 s) is 0.47 s" in slow
+    assert "the target needs 0.34 s" in slow
+    assert verdict(0.05) == "0.55 (0.75 s vs rclone 0.41 s)"
