@@ -30,7 +30,7 @@ from modelsync.confirm import ConfirmConfig
 from modelsync.errors import ConfigError, ManifestError, StoreError
 from modelsync.events import EventsConfig
 from modelsync.foreign import number_like
-from modelsync.fsutil import read_regular
+from modelsync.fsutil import file_kind, read_regular
 from modelsync.gates import GatesConfig
 from modelsync.manifest import check_relpath
 from modelsync.notify import NotifyConfig
@@ -341,7 +341,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         # For the operator's message only: read_regular below is what enforces it.
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"config {path}: is {_kind(info.st_mode)}, not a regular file")
+            raise ConfigError(f"config {path}: is {file_kind(info.st_mode)}, not a regular file")
         if info.st_size > CONFIG_LIMIT:
             raise ConfigError(f"config {path}: larger than {CONFIG_LIMIT >> 20} MiB")
         data = read_regular(path, CONFIG_LIMIT, follow_links=True)
@@ -357,19 +357,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except RecursionError:
         # tomllib recurses per nesting level: 1 MiB of "[[[[..." is within the limit.
         raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a file"
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:

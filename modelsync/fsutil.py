@@ -22,6 +22,7 @@ from modelsync.errors import StoreError
 
 __all__ = [
     "atomic_write_bytes",
+    "file_kind",
     "fsync_dir",
     "move_dir",
     "open_regular_rw",
@@ -75,7 +76,7 @@ def read_regular(path: Path, limit: int, *, follow_links: bool = False) -> bytes
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise StoreError(f"{path}: not a regular file ({_kind(info.st_mode)}); not read")
+            raise StoreError(f"{path}: not a regular file ({file_kind(info.st_mode)}); not read")
         if info.st_size > limit:
             raise StoreError(f"{path}: {info.st_size} bytes, more than the {limit} allowed")
         chunks: list[bytes] = []
@@ -133,7 +134,9 @@ def open_regular_rw(path: Path, mode: int = 0o644) -> int:
         except OSError:
             found = stat.S_IFREG  # gone meanwhile: the open's own error says why
         if not stat.S_ISREG(found):
-            raise StoreError(f"{path}: not a regular file ({_kind(found)}); not opened") from None
+            raise StoreError(
+                f"{path}: not a regular file ({file_kind(found)}); not opened"
+            ) from None
         raise store_error("open", path, exc) from exc
     finally:
         os.close(dir_fd)
@@ -144,11 +147,12 @@ def open_regular_rw(path: Path, mode: int = 0o644) -> int:
         raise store_error("open", path, exc) from exc
     if not stat.S_ISREG(found):
         os.close(fd)
-        raise StoreError(f"{path}: not a regular file ({_kind(found)}); not opened")
+        raise StoreError(f"{path}: not a regular file ({file_kind(found)}); not opened")
     return fd
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words for an error line ("a FIFO")."""
     for test, name in (
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISFIFO, "a FIFO"),

@@ -278,3 +278,17 @@ def service_account_file(path: Path, token_uri: str) -> Path:
     }
     path.write_text(json.dumps(info))
     return path
+
+
+def bind_unix_socket(path: Path) -> None:
+    """Leave a Unix socket file at ``path`` (a kind of file someone could plant)."""
+    sock = socket.socket(socket.AF_UNIX)
+    # bind() takes at most 108 bytes of path, and pytest's can be longer: bind relative
+    # to the directory.
+    cwd = Path.cwd()
+    os.chdir(path.parent)
+    try:
+        sock.bind(path.name)
+    finally:
+        os.chdir(cwd)
+        sock.close()  # the socket file stays

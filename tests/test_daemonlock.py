@@ -10,7 +10,14 @@ import pytest
 
 from modelsync.config import default_state_dir
 from tests.daemonproc import DaemonProcess
-from tests.helpers import free_port, model_files, put_revision, run_cli, sidecar_flags
+from tests.helpers import (
+    bind_unix_socket,
+    free_port,
+    model_files,
+    put_revision,
+    run_cli,
+    sidecar_flags,
+)
 
 
 def test_a_second_daemon_on_one_store_refuses_naming_the_first(
@@ -36,26 +43,12 @@ def test_a_second_daemon_on_one_store_refuses_naming_the_first(
     third.wait_for(lambda e: e.get("event") == "daemon started")
 
 
-def _unix_socket(path: Path) -> None:
-    import socket
-
-    sock = socket.socket(socket.AF_UNIX)
-    # bind() takes at most 108 bytes of path: bind relative to the directory.
-    cwd = Path.cwd()
-    os.chdir(path.parent)
-    try:
-        sock.bind(path.name)
-    finally:
-        os.chdir(cwd)
-        sock.close()
-
-
 @pytest.mark.parametrize(
     ("plant", "says"),
     [
         (lambda p: os.mkfifo(p), "not a regular file (a FIFO); not opened"),
         (lambda p: p.mkdir(), "not a regular file (a directory); not opened"),
-        (_unix_socket, "not a regular file (a socket); not opened"),
+        (bind_unix_socket, "not a regular file (a socket); not opened"),
         (lambda p: os.symlink(p.parent / "elsewhere", p), "is a symbolic link; not followed"),
     ],
     ids=["fifo", "directory", "socket", "link"],

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from modelsync.fsutil import (
     remove_tree,
     swap_symlink,
 )
+from tests.helpers import bind_unix_socket
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
@@ -114,18 +114,12 @@ def _umask() -> int:
     return mask
 
 
-def _unix_socket(path: Path) -> None:
-    sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(path))
-    sock.close()  # the socket file stays
-
-
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda p: os.mkfifo(p), "not a regular file (a FIFO); not opened"),
         (lambda p: p.mkdir(), "not a regular file (a directory); not opened"),
-        (_unix_socket, "not a regular file (a socket); not opened"),
+        (bind_unix_socket, "not a regular file (a socket); not opened"),
         (lambda p: os.symlink(p.parent / "elsewhere", p), "is a symbolic link; not followed"),
         (lambda p: os.symlink("/dev/null", p), "is a symbolic link; not followed"),
     ],

@@ -11,6 +11,7 @@ from modelsync.errors import ConfigError
 from modelsync.volume import Store
 from tests.helpers import (
     admitted,
+    bind_unix_socket,
     check_invariants,
     manifest_doc,
     model_files,
@@ -209,20 +210,6 @@ def _failed_sync(flags: list[str]) -> tuple[str, float]:
     return str(failed[0]["error"]), took
 
 
-def _unix_socket(path: Path, _aim: Path) -> None:
-    import socket
-
-    sock = socket.socket(socket.AF_UNIX)
-    # bind() takes at most 108 bytes of path: bind relative to the directory.
-    cwd = Path.cwd()
-    os.chdir(path.parent)
-    try:
-        sock.bind(path.name)
-    finally:
-        os.chdir(cwd)
-        sock.close()
-
-
 def _link_to_a_kept_file(path: Path, aim: Path) -> None:
     aim.write_bytes(b"keep")
     os.symlink(aim, path)
@@ -233,7 +220,7 @@ def _link_to_a_kept_file(path: Path, aim: Path) -> None:
     [
         (lambda p, _: os.mkfifo(p), "not a regular file (a FIFO); not opened"),
         (lambda p, _: p.mkdir(), "not a regular file (a directory); not opened"),
-        (_unix_socket, "not a regular file (a socket); not opened"),
+        (lambda p, _aim: bind_unix_socket(p), "not a regular file (a socket); not opened"),
         (lambda p, aim: os.symlink(aim, p), "is a symbolic link; not followed"),
         (_link_to_a_kept_file, "is a symbolic link; not followed"),
     ],
