@@ -6,6 +6,7 @@ import statistics
 from dataclasses import dataclass
 
 from bench.download.report import DURABLE, FIXED, PEERS, PHASE, Row, limit_seconds
+from bench.download.runs import Run
 from bench.download.suite import Sample
 
 GCS = "GCS (fake-gcs-server)"
@@ -73,9 +74,14 @@ def _ratio(
     return Target(name, measured, ratio >= bound)
 
 
+def _runs(startup: list[Sample], tool: str) -> list[Run]:
+    return [s.run for s in startup if s.tool == tool and s.ok and s.run]
+
+
 def evaluate(table: list[Row], resumed: list[Sample], startup: list[Sample]) -> list[Target]:
-    noops = [s.run.seconds for s in startup if s.tool == "no-op sync" and s.ok and s.run]
-    noop = statistics.median(noops) if noops else None
+    noops = _runs(startup, "no-op sync")
+    # The same median the no-op target below states: the floor's start-up part.
+    noop = statistics.median(r.seconds for r in noops) if noops else None
     out = [
         _ratio(table, "small", 1.0, phase=False, noop=noop),
         _ratio(table, "small", 0.5, phase=True),
@@ -124,7 +130,7 @@ def evaluate(table: list[Row], resumed: list[Sample], startup: list[Sample]) -> 
             )
         )
     for tool, bound in (("no-op sync", 0.25), ("--version", 0.1)):
-        runs = [s.run for s in startup if s.tool == tool and s.ok and s.run]
+        runs = _runs(startup, tool)
         name = (
             f"`modelsync {tool}` <= {bound} s"
             if tool == "--version"
