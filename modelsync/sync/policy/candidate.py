@@ -176,8 +176,10 @@ def read_candidate(ctx: PassContext, source: Source, version: int) -> Candidate 
             if seen in refused:
                 raise
             refused.add(seen)
-            ctx.log.warning(
-                "a manifest failed a check; reading it again before refusing",
+            # Said as what it is: most often the revision is bad and the second read
+            # confirms it; damage on the way is the rarer case the read rules out.
+            ctx.log.info(
+                "revision failed a check; reading its manifest once more to confirm",
                 version=version,
                 reason=str(exc),
             )
