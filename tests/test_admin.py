@@ -101,7 +101,7 @@ def test_idle_connections_cannot_take_every_thread() -> None:
     import threading
     import time
 
-    from modelsync.admin import IDLE_TIMEOUT, MAX_CONNECTIONS
+    from modelsync.httpintake import IDLE_TIMEOUT, MAX_CONNECTIONS
 
     server = AdminServer(("127.0.0.1", 0), FakeView(), CollectorRegistry(), token=None)
     server.start()
@@ -130,12 +130,12 @@ def test_idle_connections_cannot_take_every_thread() -> None:
 def test_probes_answer_while_40_clients_drip_their_headers() -> None:
     """40 unauthenticated clients dripping request headers a byte at a time: every
     /healthz and /readyz probe meanwhile answers at once, and each dripper is dropped
-    once HEADER_TIMEOUT has passed (a total per header, not per byte)."""
+    once REQUEST_TIMEOUT has passed (a total per header, not per byte)."""
     import socket
     import threading
     import time
 
-    from modelsync.admin import HEADER_TIMEOUT
+    from modelsync.httpintake import REQUEST_TIMEOUT
 
     view = FakeView()
     view.ready = []
@@ -171,9 +171,9 @@ def test_probes_answer_while_40_clients_drip_their_headers() -> None:
                 assert time.monotonic() - started < 1.0
             time.sleep(0.2)
         assert statuses == [200] * 20
-        time.sleep(HEADER_TIMEOUT + 1)
+        time.sleep(REQUEST_TIMEOUT + 1)
         assert len(dropped_after) == 40
-        assert max(dropped_after) < HEADER_TIMEOUT + 1.5
+        assert max(dropped_after) < REQUEST_TIMEOUT + 1.5
     finally:
         stop.set()
         for thread in drippers:
@@ -258,7 +258,7 @@ def test_probes_answer_while_40_clients_trickle_a_request_body(head: bytes) -> N
     import threading
     import time
 
-    from modelsync.admin import REQUEST_TIMEOUT
+    from modelsync.httpintake import REQUEST_TIMEOUT
 
     view = FakeView()
     view.ready = []
@@ -299,7 +299,7 @@ def test_one_deadline_covers_the_header_and_the_body() -> None:
     import socket
     import time
 
-    from modelsync.admin import REQUEST_TIMEOUT
+    from modelsync.httpintake import REQUEST_TIMEOUT
 
     server = _webhook_server(FakeView())
     server.start()
@@ -372,7 +372,7 @@ def test_bodies_announced_past_the_pending_budget_are_answered_503() -> None:
     import socket
     import time
 
-    from modelsync.admin import MAX_PENDING_BODY_BYTES
+    from modelsync.httpintake import MAX_PENDING_BODY_BYTES
     from modelsync.webhooks import MAX_BODY_BYTES
 
     view = FakeView()

@@ -1,0 +1,116 @@
+"""modelsync.httpintake: a BoundedServer with a handler of its own, over real sockets.
+
+The admin endpoint's probes under slow and flooding clients are tested through the
+admin server (tests/test_admin.py); here, what the intake itself promises a handler:
+exactly the announced body and nothing more, a bare-LF header parsed as http.client
+parses it, and a 503 at once when every slot is taken.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from modelsync.httpintake import MAX_CONNECTIONS, BoundedHandler, BoundedServer, content_length
+
+
+class _Echo(BoundedHandler):
+    """Answers with the body it was given; ``/wait`` holds its slot until released."""
+
+    release = threading.Event()
+    holding: list[int] = []
+
+    def do_POST(self) -> None:
+        length = content_length(self.headers.get("Content-Length")) or 0
+        body = self.rfile.read(length)
+        # What the intake hands on ends with the announced body: a read past it must
+        # see end of file at once, not wait on the client's socket.
+        after = self.rfile.read(10)
+        reply = body + b"|" + after
+        if self.path == "/wait":
+            self.holding.append(1)
+            self.release.wait(10)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+
+@pytest.fixture
+def server() -> Iterator[BoundedServer]:
+    _Echo.release.clear()
+    _Echo.holding.clear()
+    bounded = BoundedServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=bounded.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield bounded
+    finally:
+        _Echo.release.set()
+        bounded.shutdown()
+        bounded.server_close()
+
+
+def _exchange(port: int, request: bytes, linger: bytes = b"") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request + linger)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_handler_gets_the_announced_body_and_nothing_after_it(
+    server: BoundedServer,
+) -> None:
+    """Bytes a client sends past its Content-Length never reach the handler: its read
+    beyond the body returns end of file at once."""
+    port = server.server_address[1]
+    answer = _exchange(
+        port, b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", linger=b"EXTRA-BYTES"
+    )
+    assert answer.startswith(b"HTTP/1.0 200 ")
+    assert answer.endswith(b"\r\n\r\nhello|")
+
+
+def test_a_header_ended_by_bare_newlines_is_taken_as_http_client_takes_it(
+    server: BoundedServer,
+) -> None:
+    """A request whose lines end in LF alone (which http.client accepts) is complete at
+    its empty line, with its body: not held until the deadline."""
+    port = server.server_address[1]
+    started = time.monotonic()
+    answer = _exchange(port, b"POST /echo HTTP/1.0\ncontent-length: 3\n\nabc")
+    assert time.monotonic() - started < 1.0
+    assert answer.endswith(b"\r\n\r\nabc|")
+
+
+def test_a_request_past_every_slot_is_answered_503_at_once(server: BoundedServer) -> None:
+    """With MAX_CONNECTIONS handlers busy, the next complete request is answered 503 with
+    Retry-After at once; once a slot frees, requests are served again."""
+    port = server.server_address[1]
+    request = b"POST /wait HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"
+    holders = [
+        threading.Thread(target=_exchange, args=(port, request)) for _ in range(MAX_CONNECTIONS)
+    ]
+    for thread in holders:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(_Echo.holding) < MAX_CONNECTIONS:
+        assert time.monotonic() < deadline, f"only {len(_Echo.holding)} slots taken"
+        time.sleep(0.05)
+    started = time.monotonic()
+    busy = _exchange(port, b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\ny")
+    assert time.monotonic() - started < 1.0
+    assert busy.startswith(b"HTTP/1.1 503 ")
+    assert b"Retry-After: 1" in busy
+    _Echo.release.set()
+    for thread in holders:
+        thread.join(10)
+    assert _exchange(port, b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nz").endswith(
+        b"\r\n\r\nz|"
+    )
