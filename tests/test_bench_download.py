@@ -92,6 +92,12 @@ def test_every_dataset_has_modelsync_its_peers_and_both_limits(
         assert 10 < whole["rss_mb"] < 2000, whole
         assert whole["x_peer"] is not None and whole["x_peer"] > 0
         assert whole["x_limit"] is not None and whole["x_limit"] > 0
+        if key != "llm-update":
+            # The same command again fetched nothing (a fetch would fail its row).
+            again = _row(rows, key, store, "modelsync, no-op sync right after")
+            assert again["runs"] == "1/1", again
+            assert 0 < again["seconds"] < whole["seconds"], again
+            assert again["x_peer"] is None and again["mb_moved"] == 0, again
 
 
 def test_update_fetches_only_the_changed_shard(bench: tuple[str, dict[str, Any]]) -> None:
@@ -172,3 +178,32 @@ def test_a_whole_sync_target_below_the_machines_floor_says_so() -> None:
     assert "start-up (0.24 s) plus the durable write of the same files (0.23 s) is 0.47 s" in slow
     assert "the target needs 0.34 s" in slow
     assert verdict(0.05) == "0.55 (0.75 s vs rclone 0.41 s)"
+
+
+def test_the_no_op_target_holds_only_on_every_store_and_dataset() -> None:
+    """The no-op target states the slowest no-op run right after a fetch beside the
+    start-up rows' file:// one, and is missed when that one is over the bound even
+    though the file:// one is under it."""
+    from bench.download.datasets import Dataset
+    from bench.download.report import Row
+    from bench.download.runs import Run
+    from bench.download.suite import NOOP_AGAIN, Sample
+    from bench.download.targets import GCS, evaluate
+
+    data = Dataset("noop", "no-op", {"f": 1}, ("file",))
+    startup = [Sample(data, "file", "no-op sync", Run(0.21, 0.2, None, None, 0, ""))]
+
+    def verdict(after: float) -> tuple[str, bool | None]:
+        table = [
+            Row("1,000 x 100 KB", "small", GCS, NOOP_AGAIN, after, 0.0),
+            Row("200 x 1 MB", "mid", "S3 (moto)", NOOP_AGAIN, 0.22, 0.0),
+        ]
+        target = next(t for t in evaluate(table, [], startup) if t.name.startswith("no-op"))
+        return target.measured, target.met
+
+    slow, met = verdict(0.31)
+    assert met is False
+    assert slow.startswith("file:// 0.210 s wall")
+    assert "right after a fetch, largest 0.310 s (1,000 x 100 KB on GCS (fake-gcs-server))" in slow
+    assert "smallest 0.220 s" in slow
+    assert verdict(0.24)[1] is True

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.download.datasets import MB
-from bench.download.suite import Sample
+from bench.download.suite import NOOP_AGAIN, Sample
 
 PEERS = ("rclone", "s5cmd", "gcsfs", "KServe storage initializer")
 CURL, DURABLE = "limit: curl --parallel", "limit: write + fsync"
@@ -57,7 +57,7 @@ def rows(samples: list[Sample]) -> list[Row]:
             store,
             tool,
             _median([s.run.seconds for s in good if s.run]),
-            data.must_fetch / MB,
+            0.0 if tool == NOOP_AGAIN else data.must_fetch / MB,
             _median([s.run.cpu for s in good if s.run]),
             _median([s.run.server_cpu for s in good if s.run]),
             max((s.run.rss_mb or 0.0 for s in good if s.run), default=None) or None,
@@ -116,7 +116,7 @@ def _ratios(table: list[Row]) -> None:
         same = [r for r in table if r.key == row.key and r.store == row.store]
         peers = [r.seconds for r in same if r.tool in PEERS and r.seconds]
         limit = limit_seconds(table, row.key, row.store)
-        if row.seconds and "fixed cost" not in row.tool:
+        if row.seconds and "fixed cost" not in row.tool and row.tool != NOOP_AGAIN:
             row.x_peer = min(peers) / row.seconds if peers else None
             row.x_limit = limit / row.seconds if limit else None
 

@@ -18,6 +18,9 @@ from bench.download.latency import DelayProxy
 from bench.download.runs import Run, run
 from bench.download.servers import Server
 
+# The row of a no-op `sync` run right after modelsync fetched a dataset.
+NOOP_AGAIN = "modelsync, no-op sync right after"
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -118,7 +121,10 @@ def measure_dataset(
             if data.changed and name in ("modelsync", "rclone"):
                 subprocess.run(["cp", "-a", str(base / name), str(out)], check=True)
             out.mkdir(parents=True, exist_ok=True)
-            samples.append(_one(server, data, name, out, peers_python))
+            sample = _one(server, data, name, out, peers_python)
+            samples.append(sample)
+            if name == "modelsync" and not data.changed and sample.ok:
+                samples.append(_noop_again(server, data, out))
             if not data.changed and name in ("modelsync", "rclone") and round_no == rounds - 1:
                 shutil.rmtree(base / name, ignore_errors=True)
                 base.mkdir(parents=True, exist_ok=True)
@@ -163,6 +169,21 @@ def _one(server: Server, data: Dataset, name: str, out: Path, peers_python: Path
     if result.code != 0 or got < expected:
         note = f"FAILED exit {result.code}, {got:,} of {expected:,} bytes"
     return Sample(data, server.label, name, result, maybe.checks, note=note)
+
+
+def _noop_again(server: Server, data: Dataset, out: Path) -> Sample:
+    """The same `modelsync sync` once more, right after it fetched ``data``: a no-op on
+    this store with this many files (the start-up rows' no-op is one small file://
+    model). It must fetch nothing."""
+    log = out.parent / f"{out.name}-noop.log"
+    command = tools.modelsync(server, data, out / "models", out.parent / "modelsync.toml")
+    result = run(command.argv, command.env, server_cpu=server.cpu, stderr_to=log)
+    note = ""
+    if result.code != 0:
+        note = f"FAILED exit {result.code}"
+    elif _events(log.read_text(errors="replace"), "downloading"):
+        note = "FAILED: fetched again"
+    return Sample(data, server.label, NOOP_AGAIN, result, note=note)
 
 
 def _io_written(pid: int) -> int:

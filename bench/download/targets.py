@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bench.download.report import DURABLE, FIXED, PEERS, PHASE, Row, limit_seconds
 from bench.download.runs import Run
-from bench.download.suite import Sample
+from bench.download.suite import NOOP_AGAIN, Sample
 
 GCS = "GCS (fake-gcs-server)"
 
@@ -72,6 +72,21 @@ def _ratio(
     if ratio < bound:
         measured += _floor(table, key, best.seconds / bound, noop)
     return Target(name, measured, ratio >= bound)
+
+
+def _noop_after_fetch(table: list[Row], measured: str, met: bool, bound: float) -> tuple[str, bool]:
+    """The no-op target holds only if it holds on every store and dataset too, not just
+    for the start-up rows' one small file:// model: the slowest no-op run right after
+    a fetch (the same command again) is stated beside it and judged by the same bound."""
+    after = [(r.seconds, r.dataset, r.store) for r in table if r.tool == NOOP_AGAIN and r.seconds]
+    if not after:
+        return measured, met
+    worst = max(after)
+    measured = (
+        f"file:// {measured}; right after a fetch, largest {worst[0]:.3f} s"
+        f" ({worst[1]} on {worst[2]}), smallest {min(after)[0]:.3f} s"
+    )
+    return measured, met and worst[0] <= bound
 
 
 def _runs(startup: list[Sample], tool: str) -> list[Run]:
@@ -141,11 +156,11 @@ def evaluate(table: list[Row], resumed: list[Sample], startup: list[Sample]) -> 
             continue
         wall = statistics.median(r.seconds for r in runs)
         cpu = statistics.median(r.cpu for r in runs)
-        out.append(
-            Target(
-                name, f"{wall:.3f} s wall, {cpu:.3f} s CPU (median of {len(runs)})", wall <= bound
-            )
-        )
+        measured = f"{wall:.3f} s wall, {cpu:.3f} s CPU (median of {len(runs)})"
+        met = wall <= bound
+        if tool == "no-op sync":
+            measured, met = _noop_after_fetch(table, measured, met, bound)
+        out.append(Target(name, measured, met))
     shares = [s.fetched / s.dataset.total for s in resumed if s.ok and s.fetched is not None]
     name = "after kill -9 at 90 %, the next run fetches <= 10.5 %"
     if shares:
