@@ -393,9 +393,15 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     # structlog renders exceptions with rich when rich can be imported, and importing
     # it costs ~60 ms at every start (about a sixth of a no-op `sync`). rich is here
-    # only because keras needs it, and TensorFlow runs in child processes, never in
-    # this one: the command hides it from structlog (plain tracebacks instead).
+    # only for keras (TensorFlow runs in child processes, never in this one) and for
+    # sigstore's own command line: the command hides it from structlog (plain
+    # tracebacks instead).
     sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+    # botocore imports urllib3's pyOpenSSL shim only to take the standard library's
+    # SSLContext back out of it (its fallback is that same class); with pyOpenSSL
+    # installed (the oms extra) that import alone is ~40 ms of every s3:// command.
+    # Nothing in this process injects pyOpenSSL into urllib3.
+    sys.modules.setdefault("urllib3.contrib.pyopenssl", None)  # type: ignore[arg-type]
     sys.exit(
         _exit_code(
             functools.partial(cli.main, args=argv, prog_name="modelsync", standalone_mode=False)

@@ -7,21 +7,26 @@ through ``python -X importtime`` (every module the interpreter loaded, on stderr
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import model_files, put_revision, run_cli, sidecar_flags
+from modelsync.manifest import MANIFEST_NAME
+from tests.backends import S3_ENV, S3Backend
+from tests.helpers import manifest_doc, model_files, put_revision, run_cli, sidecar_flags
 
 # Storage SDKs and TensorFlow: each costs 0.1-1 s to import; a command that does not
 # use them must not load them.
 _SDKS = ("google.cloud.storage", "boto3", "botocore", "azure", "tensorflow")
 
 
-def _imported(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+def _imported(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """Run ``modelsync ARGS`` under -X importtime; its result and every module it loaded."""
-    result = run_cli(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    result = run_cli(*args, env={**(env or {}), "PYTHONPROFILEIMPORTTIME": "1"})
     modules = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", result.stderr, re.M))
     return result, modules
 
@@ -105,6 +110,35 @@ def test_noop_file_sync_imports_no_bake_smoke_events_or_http_client(tmp_path: Pa
         "prometheus_client",
     )
     assert _loaded(modules, unused) == []
+
+
+def test_s3_sync_imports_botocore_without_pyopenssl_or_rich(
+    tmp_path: Path, s3_backend: S3Backend
+) -> None:
+    """An s3:// sync loads botocore but not urllib3's pyOpenSSL shim, pyOpenSSL or rich,
+    which botocore and structlog would import when installed (the oms extra installs
+    both; each costs tens of milliseconds at every start)."""
+    files = model_files(1)
+    for name, data in files.items():
+        s3_backend.put(f"1/{name}", data)
+    doc = manifest_doc(files, "ranker", 1)
+    s3_backend.put(f"1/{MANIFEST_NAME}", json.dumps(doc).encode())
+    config = tmp_path / "modelsync.toml"
+    options = f'{{ endpoint_url = "{s3_backend.endpoint}", addressing_style = "path" }}'
+    config.write_text(
+        f'store = "{tmp_path / "store"}"\n\n[[models]]\nname = "ranker"\n'
+        f'source = "{s3_backend.url}"\nsource_options = {options}\n'
+    )
+    first = run_cli("sync", "--config", str(config), env=S3_ENV)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "store" / "ranker" / "1").is_dir()
+    result, modules = _imported("sync", "--config", str(config), env=S3_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "botocore.client" in modules  # the S3 client was really made
+    # A hidden module is still listed, as an attempt that found nothing (a few
+    # microseconds); what it would have loaded is not.
+    assert _loaded(modules, ("OpenSSL", "cryptography.x509")) == []
+    assert [m for m in modules if m.startswith("rich.")] == []
 
 
 def test_a_command_exits_with_the_gc_frozen(tmp_path: Path) -> None:
