@@ -376,6 +376,18 @@ class _Fetch:
         if entry.sha256 and digest != entry.sha256:
             self._drop()
             return "", f"{label}: sha256 {digest[:12]}… does not match the manifest", 0
+        if not entry.sha256 and sink.vouched_by is None:
+            # No manifest and no storage checksum compared: nothing verified these
+            # bytes, so they are not admitted, whatever the reason (a store that keeps
+            # none, an object stored compressed or encrypted, an answer that said so).
+            # Not a refusal: the answer may have lied, and the revision is passed over.
+            self._drop()
+            raise IntegrityError(
+                f"{label}: no checksum verified these bytes (the store's answer carried "
+                "none that covers the whole object, and the revision has no manifest); "
+                "not served: publish it with a manifest (`modelsync publish`) or store "
+                "its objects with a checksum"
+            )
         return digest, None, sink.resumed
 
     def _drop(self) -> None:

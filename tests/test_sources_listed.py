@@ -97,3 +97,95 @@ def test_marker_mode_checks_an_answer_without_its_checksum_against_the_listing(
     current = tmp_path / "store" / "ranker" / "current"
     assert (current / "weights.bin").read_bytes() == weights
     assert check_invariants(tmp_path / "store", "ranker").violations == []
+
+
+# What each store's answer may say to excuse its bytes from their checksum: a GCS
+# object stored gzip-encoded (its crc32c is of the compressed bytes), an S3 object
+# under SSE-KMS (its ETag is no MD5). Azure has no such header.
+_EXCUSES = {
+    "gs": ("X-Goog-Stored-Content-Encoding", "gzip"),
+    "s3": (
+        "x-amz-server-side-encryption",
+        "aws:kms",
+    ),
+}
+# A listing's checksum of each object: GCS JSON, S3 and Azure XML.
+_LISTED = (
+    rb'"crc32c": ?"[^"]*",?',
+    rb"<ETag>[^<]*</ETag>",
+    rb"<Content-MD5>[^<]*</Content-MD5>",
+)
+
+
+@pytest.mark.parametrize("lie", ["excused", "nothing-listed"])
+def test_marker_mode_serves_no_bytes_that_no_checksum_vouched_for(
+    tmp_path: Path, network_backend: NetworkBackend, lie: str
+) -> None:
+    """complete_marker mode, a body changed (same length) and its checksum headers
+    dropped, and then either the answer saying its checksum does not apply (gs:
+    stored gzip-encoded, s3: SSE-KMS) or the listing naming no checksum either (every
+    store). Nothing vouched for the bytes, so the pass serves nothing and says so in
+    one line, without refusing the revision: through an honest proxy the next pass
+    serves the real bytes."""
+    import re
+
+    if lie == "excused" and network_backend.name not in _EXCUSES:
+        pytest.skip(f"{network_backend.name}: no answer header excuses a checksum")
+    weights = b"the real weights " * 300
+    network_backend.put("5/weights.bin", weights)
+    network_backend.put("5/_SUCCESS", b"done")
+    lying = [True]
+
+    def hook(method: str, path: str, _headers: dict[str, str]) -> Rewrite | None:
+        if not (lying[0] and method == "GET"):
+            return None
+        if "weights.bin" in path:
+
+            def altered(status: int, headers: list[tuple[str, str]], body: bytes) -> Answer:
+                kept = [
+                    (k, v)
+                    for k, v in headers
+                    if k.lower() not in _CHECKSUM_HEADERS
+                    and not k.lower().startswith("x-amz-checksum")
+                ]
+                if lie == "excused":
+                    kept.append(_EXCUSES[network_backend.name])
+                return status, kept, b"EVIL" + body[4:]
+
+            return altered
+        if lie == "nothing-listed":
+
+            def unlisted(status: int, headers: list[tuple[str, str]], body: bytes) -> Answer:
+                for pattern in _LISTED:
+                    body = re.sub(pattern, b"", body)
+                kept = [(k, v) for k, v in headers if k.lower() != "content-length"]
+                return status, [*kept, ("Content-Length", str(len(body)))], body
+
+            return unlisted
+        return None
+
+    proxy = RewriteProxy(f"http://127.0.0.1:{network_backend.port}", hook)
+    model = ModelConfig(
+        name="ranker",
+        source=network_backend.url,
+        source_options=network_backend.options(proxy.url),
+        complete_marker="_SUCCESS",
+        settle=0,
+    )
+    syncer = Syncer(Store(tmp_path / "store", tmp_path / ".state"), retry=FAST_RETRY)
+    try:
+        failed = syncer.sync(model, CancelToken())
+        served_while_lying = (tmp_path / "store" / "ranker" / "5").exists()
+        lying[0] = False
+        served = syncer.sync(model, CancelToken())
+    finally:
+        syncer.close()
+        proxy.close()
+    assert proxy.rewritten >= 1
+    assert failed.active is None, failed
+    assert not served_while_lying
+    assert "weights.bin: no checksum verified these bytes" in (failed.error or ""), failed.error
+    assert (served.outcome, served.active) == (Outcome.ACTIVATED, 5), served.error
+    current = tmp_path / "store" / "ranker" / "current"
+    assert (current / "weights.bin").read_bytes() == weights
+    assert check_invariants(tmp_path / "store", "ranker").violations == []

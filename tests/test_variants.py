@@ -162,6 +162,9 @@ LIES = [
     ("gs", 1006, "one damaged range was kept for resume: every later pass failed"),
     ("s3", 1009, "another range's bytes, once, were kept: every later pass failed"),
     ("gs", 1010, "complete_marker: a changed byte with X-Goog-Hash dropped was served"),
+    # The fourth round: an answer that says its checksum does not apply (kind EXCUSED).
+    ("s3", 1535966086, "complete_marker: a changed byte under a claimed SSE-KMS was served"),
+    ("s3", 1234800438, "complete_marker: a changed byte under a claimed SSE-C was served"),
 ]
 
 

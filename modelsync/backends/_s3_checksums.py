@@ -77,7 +77,9 @@ class Checks:
     def hashers(self) -> list[Hasher]:
         return [hasher for _, hasher, _ in self._pending]
 
-    def check(self, what: str) -> None:
+    def check(self, what: str) -> str | None:
+        """IntegrityError when a checksum differs; else the name of the one compared,
+        or None when the headers offered none that covers the whole object."""
         expected_checksum(what, "ETag", *self._etags)
         for name, hasher, expected in self._pending:
             digest = hasher.digest()
@@ -87,3 +89,4 @@ class Checks:
                     f"{what}: {name} checksum mismatch: damaged in transit; "
                     "the next pass downloads it again"
                 )
+        return self._pending[0][0] if self._pending else None

@@ -222,14 +222,21 @@ class AzureSource:
             return self._engine
 
     @staticmethod
-    def _check_md5(what: str, sent: bytes | None, hasher: Any, listed: str | None = None) -> None:
+    def _check_md5(
+        what: str, sent: bytes | None, hasher: Any, listed: str | None = None
+    ) -> str | None:
+        """IntegrityError on a mismatch; "md5" when one was compared, None when the blob
+        has no Content-MD5 (a block upload that set none)."""
         answer = base64.b64encode(sent).decode() if sent else None
         expected = expected_checksum(what, "md5", answer, listed)
-        if expected and base64.b64encode(hasher.digest()).decode() != expected:
+        if not expected:
+            return None
+        if base64.b64encode(hasher.digest()).decode() != expected:
             raise IntegrityError(
                 f"{what}: md5 checksum mismatch: damaged in transit; "
                 "the next pass downloads it again"
             )
+        return "md5"
 
     # -- the Source protocol ---------------------------------------------------
 
@@ -287,7 +294,7 @@ class AzureSource:
             md5.update(data)
             writer.write(data)
 
-        self._check_md5(what, self._stream(key, what, write, cancel), md5, listed)
+        sink.vouch(self._check_md5(what, self._stream(key, what, write, cancel), md5, listed))
 
     def _fetch_ranges(
         self, key: str, what: str, sink: Sink, cancel: CancelToken, listed: str | None
@@ -313,7 +320,7 @@ class AzureSource:
             what=what,
             hashers=hashers,
         )
-        self._check_md5(what, bytes(expected) if expected else None, md5, listed)
+        sink.vouch(self._check_md5(what, bytes(expected) if expected else None, md5, listed))
 
     def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
         from azure.storage.blob import ContentSettings

@@ -223,7 +223,8 @@ class GcsSource:
         if expected is not None and expected >= self.options.range_threshold:
             self._fetch_ranges(key, what, sink, cancel, listed)
             return
-        self._stream_get(key, what, SinkWriter(sink, cancel), None, cancel, listed=listed)
+        if self._stream_get(key, what, SinkWriter(sink, cancel), None, cancel, listed=listed):
+            sink.vouch("crc32c")
 
     def _stream_get(
         self,
@@ -234,12 +235,14 @@ class GcsSource:
         cancel: CancelToken | None,
         params: dict[str, str] | None = None,
         listed: str | None = None,
-    ) -> None:
+    ) -> bool:
         """GET the object's media (the JSON API's download URL) through the transfer
         engine, on the client's endpoint and credentials. A whole-object GET is checked,
         as it streams, against the crc32c the server sends (X-Goog-Hash) or, when the
         answer carries none, against the one ``listed`` (an answer without its checksum
-        is not an answer with nothing to check)."""
+        is not an answer with nothing to check). True when a crc32c was compared and
+        matched; False when none was (a range, or an answer saying it was transcoded,
+        whose crc32c would describe other bytes): the caller vouches only on True."""
         import google_crc32c
 
         url = self._reader.object_url(key, params, media=True)
@@ -248,12 +251,16 @@ class GcsSource:
         answer = self._reader.get(
             url, what, writer.write, cancel, () if byte_range else (crc,), extra
         )
-        if byte_range is None and not transcoded(answer.get(_STORED_ENCODING, "")):
-            sent = crc32c_header(answer.get("X-Goog-Hash", ""))
-            expected = expected_checksum(what, "crc32c", sent, listed)
-            actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
-            if expected is not None and actual != expected:
-                raise mismatch(what)
+        if byte_range is not None or transcoded(answer.get(_STORED_ENCODING, "")):
+            return False
+        sent = crc32c_header(answer.get("X-Goog-Hash", ""))
+        expected = expected_checksum(what, "crc32c", sent, listed)
+        if expected is None:
+            return False
+        actual = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
+        if actual != expected:
+            raise mismatch(what)
+        return True
 
     def _fetch_ranges(
         self, key: str, what: str, sink: Sink, cancel: CancelToken, listed: str | None
@@ -265,7 +272,8 @@ class GcsSource:
         if transcoded(str(meta.get("contentEncoding") or "")):
             # Stored gzip-compressed: GCS serves it decompressed and whole, whatever the
             # Range asks (decompressive transcoding), so it is one streamed GET; its
-            # crc32c describes the stored bytes, so the manifest's sha256 decides.
+            # crc32c describes the stored bytes, so the manifest's sha256 decides (and
+            # without a manifest, nothing vouches: transfer does not admit the file).
             self._stream_get(key, what, SinkWriter(sink, cancel), None, cancel, listed=listed)
             return
         size = _size(meta, what)
@@ -290,6 +298,8 @@ class GcsSource:
         actual = base64.b64encode(crc.to_bytes(4, "big")).decode()
         if stored and actual != stored:
             raise mismatch(what)
+        if stored:
+            sink.vouch("crc32c")
 
     def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)

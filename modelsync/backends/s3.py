@@ -284,7 +284,9 @@ class S3Source:
         if expected is not None and expected >= self.options.range_threshold:
             self._fetch_ranges(key, what, sink, cancel, listed)
             return
-        self._get(key, what, SinkWriter(sink, cancel).write, cancel, None, listed).check(what)
+        sink.vouch(
+            self._get(key, what, SinkWriter(sink, cancel).write, cancel, None, listed).check(what)
+        )
 
     def _fetch_ranges(
         self, key: str, what: str, sink: Sink, cancel: CancelToken, listed: str | None
@@ -308,7 +310,7 @@ class S3Source:
             what=what,
             hashers=checks.hashers,
         )
-        checks.check(what)
+        sink.vouch(checks.check(what))
 
     def upload(self, version: int, name: str, path: Path, *, exclusive: bool = False) -> None:
         check_relpath(name, f"{self.url}/{version}", reserved_ok=True)

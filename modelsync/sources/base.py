@@ -96,6 +96,12 @@ class Sink:
         # Bytes an interrupted download had kept and that were used again (fetch_ranges).
         self.resumed = 0
         self._written = 0
+        # What vouched for the whole object's bytes as they arrived, besides the
+        # manifest (vouch). A file with no sha256 (a complete_marker revision) is
+        # admitted only when something did (transfer._Fetch): None is the default, so
+        # a source that checks nothing, or an answer that talked its check away, can
+        # never bring unverified bytes in.
+        self.vouched_by: str | None = None
 
     @property
     def written(self) -> int:
@@ -132,6 +138,15 @@ class Sink:
         self._digest = hashlib.sha256()
         self._sha256_hex = ""
         self._written = 0
+        self.vouched_by = None
+
+    def vouch(self, by: str | None) -> None:
+        """Say that ``by`` vouched for every byte written: the store's checksum of the
+        whole object ("crc32c", "md5", ...), compared and matched once the last byte
+        arrived, or a local read that crossed no network. Called by a source only
+        after the comparison passed; None (nothing was compared) says nothing."""
+        if by is not None:
+            self.vouched_by = by
 
     def adopt(self, sha256: str, written: int) -> None:
         """Take the digest and size of bytes written to ``path`` out of band (parallel
