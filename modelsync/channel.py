@@ -48,6 +48,7 @@ from pydantic import (
 
 from modelsync.errors import ChannelError
 from modelsync.manifest import MAX_VERSION
+from modelsync.oneline import one_line
 
 __all__ = [
     "MAX_POINTER_BYTES",
@@ -61,7 +62,6 @@ __all__ = [
     "cohort_score",
     "default_identity",
     "in_cohort",
-    "one_line",
     "parse_envelope",
     "target_of",
 ]
@@ -224,13 +224,6 @@ def parse_envelope(raw: bytes, where: str) -> Envelope:
             raise ChannelError(f"{where}: signed channel pointer: sig is not base64") from None
     pointer = Pointer.from_doc(doc["signed"], where)
     return Envelope(pointer, canonical_bytes(doc["signed"]), tuple(signatures))
-
-
-def one_line(text: str, limit: int = 500) -> str:
-    """``text`` as one printable line of at most ``limit`` characters (a hostile key or
-    value quoted in an error never breaks a log line or a terminal)."""
-    flat = "".join(c if c.isprintable() else "?" for c in text)
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _no_constant(name: str) -> None:

@@ -25,6 +25,7 @@ import click
 from modelsync import __version__
 from modelsync.cliopts import config_option
 from modelsync.errors import ConfigError, ModelsyncError
+from modelsync.oneline import one_line
 
 if TYPE_CHECKING:
     from modelsync.config import Config
@@ -242,7 +243,7 @@ def sync(config_input: ConfigInput, require: bool) -> int:
                 # Nothing failed, so no error was logged (a newer revision waits for the
                 # server, or an older one stood in for one that could not be fetched):
                 # say why the command exits 1.
-                click.echo(f"modelsync: model {entry.name}: {result.error}", err=True)
+                click.echo(one_line(f"modelsync: model {entry.name}: {result.error}"), err=True)
             if require and result.active is None:
                 click.echo(f"modelsync: model {entry.name} has no active version", err=True)
                 failed = True
@@ -375,16 +376,16 @@ def _exit_code(func: Callable[[], Any]) -> int:
         click.echo("modelsync: aborted", err=True)
         return 1
     except ConfigError as exc:
-        click.echo(f"modelsync: config error: {exc}", err=True)
+        click.echo(one_line(f"modelsync: config error: {exc}"), err=True)
         return 2
     except ModelsyncError as exc:
-        click.echo(f"modelsync: error: {exc}", err=True)
+        click.echo(one_line(f"modelsync: error: {exc}"), err=True)
         return 1
     except OSError as exc:
         # Every expected I/O failure is translated where it happens; this is the net
         # that keeps an unforeseen one to one line and exit 1 too.
         where = f" {exc.filename}" if exc.filename else ""
-        click.echo(f"modelsync: error:{where} {exc.strerror or exc}", err=True)
+        click.echo(one_line(f"modelsync: error:{where} {exc.strerror or exc}"), err=True)
         return 1
     return int(result or 0)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modelsync.errors import ManifestError
+from modelsync.oneline import quote
 
 __all__ = [
     "MANIFEST_NAME",
@@ -77,26 +78,26 @@ def check_relpath(path: object, where: str = "manifest", *, reserved_ok: bool = 
     manifest entries).
     """
     if not isinstance(path, str) or not path:
-        raise ManifestError(f"{where}: file path must be a non-empty string, got {path!r}")
+        raise ManifestError(f"{where}: file path must be a non-empty string, got {quote(path)}")
     if len(path) > MAX_PATH_LEN:
         raise ManifestError(f"{where}: file path longer than {MAX_PATH_LEN} characters")
     try:
         encoded = path.encode("utf-8")
     except UnicodeEncodeError:
-        raise ManifestError(f"{where}: file path {path!r} is not valid Unicode") from None
+        raise ManifestError(f"{where}: file path {quote(path)} is not valid Unicode") from None
     if "\\" in path or "\x00" in path:
-        raise ManifestError(f"{where}: file path {path!r} contains a backslash or NUL")
+        raise ManifestError(f"{where}: file path {quote(path)} contains a backslash or NUL")
     if path.startswith("/"):
-        raise ManifestError(f"{where}: file path {path!r} is absolute")
+        raise ManifestError(f"{where}: file path {quote(path)} is absolute")
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise ManifestError(f"{where}: file path {path!r} has an empty, '.' or '..' part")
+        raise ManifestError(f"{where}: file path {quote(path)} has an empty, '.' or '..' part")
     if any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
         raise ManifestError(
-            f"{where}: file path {path!r} has a part longer than {MAX_NAME_BYTES} bytes"
+            f"{where}: file path {quote(path)} has a part longer than {MAX_NAME_BYTES} bytes"
         )
     if path in RESERVED_NAMES and not reserved_ok:
-        raise ManifestError(f"{where}: file path {path!r} is reserved for modelsync")
+        raise ManifestError(f"{where}: file path {quote(path)} is reserved for modelsync")
     return path
 
 
@@ -155,9 +156,9 @@ class Manifest:
         allowed = {"format", "model", "version", "created", "files", "metrics", "metadata"}
         unknown = sorted(set(doc) - allowed)
         if unknown:
-            raise ManifestError(f"{where}: unknown manifest key {unknown[0]!r}")
+            raise ManifestError(f"{where}: unknown manifest key {quote(unknown[0])}")
         if type(doc.get("format")) is not int or doc.get("format") != 1:  # true == 1 in Python
-            raise ManifestError(f"{where}: unsupported manifest format {doc.get('format')!r}")
+            raise ManifestError(f"{where}: unsupported manifest format {quote(doc.get('format'))}")
         model = doc.get("model")
         if not isinstance(model, str) or not model:
             raise ManifestError(f"{where}: 'model' must be a non-empty string")
@@ -185,15 +186,15 @@ def _parse_time(value: object, where: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ManifestError(f"{where}: 'created' {value!r} is not RFC 3339") from exc
+        raise ManifestError(f"{where}: 'created' {quote(value)} is not RFC 3339") from exc
     if parsed.tzinfo is None:
-        raise ManifestError(f"{where}: 'created' {value!r} lacks a time zone")
+        raise ManifestError(f"{where}: 'created' {quote(value)} lacks a time zone")
     try:
         parsed.astimezone(UTC).timestamp()
     except (OverflowError, ValueError, OSError):
-        raise ManifestError(f"{where}: 'created' {value!r} is out of range") from None
+        raise ManifestError(f"{where}: 'created' {quote(value)} is out of range") from None
     if not 1970 <= parsed.astimezone(UTC).year <= 9998:
-        raise ManifestError(f"{where}: 'created' {value!r} is out of range")
+        raise ManifestError(f"{where}: 'created' {quote(value)} is out of range")
     return parsed
 
 
@@ -211,10 +212,10 @@ def _parse_files(value: object, where: str) -> tuple[FileEntry, ...]:
             raise ManifestError(f"{at} must have exactly 'path', 'size' and 'sha256'")
         path = check_relpath(item["path"], at)
         if path in seen:
-            raise ManifestError(f"{at}: path {path!r} is listed twice")
+            raise ManifestError(f"{at}: path {quote(path)} is listed twice")
         size = item["size"]
         if type(size) is not int or size < 0:
-            raise ManifestError(f"{at}: size must be a non-negative integer, got {size!r}")
+            raise ManifestError(f"{at}: size must be a non-negative integer, got {quote(size)}")
         if size > MAX_FILE_SIZE:
             raise ManifestError(f"{at}: size is larger than a file can be ({MAX_FILE_SIZE})")
         digest = item["sha256"]
@@ -227,7 +228,9 @@ def _parse_files(value: object, where: str) -> tuple[FileEntry, ...]:
     # A path that is also another path's directory cannot be laid out on disk.
     clash = seen & prefixes
     if clash:
-        raise ManifestError(f"{where}: {sorted(clash)[0]!r} is listed as a file and a directory")
+        raise ManifestError(
+            f"{where}: {quote(sorted(clash)[0])} is listed as a file and a directory"
+        )
     return tuple(entries)
 
 
@@ -242,7 +245,7 @@ def _parse_metrics(value: object, where: str) -> dict[str, float]:
         except OverflowError:
             finite = False
         if not finite:
-            raise ManifestError(f"{where}: metric {str(key)[:100]!r} must be a finite number")
+            raise ManifestError(f"{where}: metric {quote(key)} must be a finite number")
         metrics[key] = float(number)
     return metrics
 

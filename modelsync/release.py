@@ -32,12 +32,12 @@ from modelsync.channel import (
     Pointer,
     channel_key,
     in_cohort,
-    one_line,
     parse_envelope,
 )
 from modelsync.channel_trust import sign_pointer, signed_by
 from modelsync.errors import ChannelError, PublishConflict
 from modelsync.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_VERSION
+from modelsync.oneline import one_line
 from modelsync.release_status import RolloutStatus
 from modelsync.reports import ReportBook, failure_markers
 from modelsync.sources import Source

@@ -20,12 +20,18 @@ from modelsync.errors import StoreError
 from modelsync.fsutil import atomic_write_bytes, read_regular
 from modelsync.gates import Verdict
 from modelsync.manifest import MAX_VERSION, parse_version
+from modelsync.oneline import one_line
 from modelsync.verdicts import LiveChecks
 
 __all__ = [
     "HISTORY_KEEP",
     "LIVE_KEEP",
+    "METRIC_NAME_LIMIT",
     "OMS_ADMITTED_KEEP",
+    "REFUSED_KEEP",
+    "REFUSED_METRICS_KEEP",
+    "REFUSED_METRICS_VERSIONS",
+    "STATE_LIMIT",
     "ChannelInfo",
     "ChannelMark",
     "HistoryEvent",
@@ -105,8 +111,24 @@ LIVE_KEEP = 10
 # OMS revisions whose signed file list is remembered (the newest versions): 1,000 of
 # them with 10-digit versions add 86 KB to the state file (measured), read in ~1 ms.
 OMS_ADMITTED_KEEP = 1000
-# A state file is tens of KiB (the history keeps HISTORY_KEEP events of at most 1000
-# characters); more is not a file modelsync wrote.
+# Refused versions remembered (the highest): the state file must not grow with every
+# refused revision a bucket writer can publish. Dropping the lowest is safe: a version
+# at or below the active one is never a candidate of "newest", and a forgotten one that
+# is tried again (a channel naming it, or more than REFUSED_KEEP refused revisions above
+# the active one) passes every check again, so it is refused again, never served
+# unchecked; what it costs is that second look (a manifest read, or for a revision the
+# server refused, one more activation rolled back) at each pass that reaches it.
+REFUSED_KEEP = 100
+# Of those, the newest whose manifest metrics are kept for the status page, how many
+# metrics each (the first by name), and how long a metric's name is shown.
+REFUSED_METRICS_VERSIONS = 10
+REFUSED_METRICS_KEEP = 50
+METRIC_NAME_LIMIT = 100
+# A state file is tens of KiB; more is not a file modelsync wrote. Every text in it that
+# can come from outside (a refusal's reason quotes a bucket, the server's words) is cut
+# to one line of LINE_LIMIT characters when saved, and every map or list that grows
+# with what a bucket holds is capped above, so the worst case (every cap full, every
+# character JSON-escaped to 12 bytes) stays under this: tests/test_state.py computes it.
 STATE_LIMIT = 4 << 20
 Event = Literal["activated", "rolled_back", "refused", "manual_rollback"]
 
@@ -181,8 +203,55 @@ class ModelState:
         self, at: float, event: Event, version: int, previous: int | None = None, reason: str = ""
     ) -> None:
         """Add to the history (saved with the state by the caller); bounded."""
-        self.history.append(HistoryEvent(at, event, version, previous, reason[:1000]))
+        self.history.append(HistoryEvent(at, event, version, previous, one_line(reason)))
         del self.history[:-HISTORY_KEEP]
+
+    def record_refused(
+        self, version: int, reason: str, metrics: dict[str, float] | None = None
+    ) -> None:
+        """Refuse ``version`` for good with ``reason`` (and keep its manifest's metrics
+        for the status page); saved with the state by the caller, and bounded."""
+        self.refused[version] = one_line(reason)
+        if metrics:
+            kept = sorted(metrics.items())[:REFUSED_METRICS_KEEP]
+            self.refused_metrics[version] = {one_line(k, METRIC_NAME_LIMIT): v for k, v in kept}
+        self.bound()
+
+    def bound(self) -> None:
+        """Cut what outside text and outside counts put here to the caps above (save
+        calls it: whoever set a field, the file written stays under STATE_LIMIT)."""
+        for stale in sorted(self.refused)[:-REFUSED_KEEP]:
+            del self.refused[stale]
+        for version, reason in self.refused.items():
+            self.refused[version] = one_line(reason)
+        # Unknown verdicts are counted per version activated: as many as refusals at most.
+        for stale in sorted(self.unknown)[:-REFUSED_KEEP]:
+            del self.unknown[stale]
+        keep = sorted(v for v in self.refused_metrics if v in self.refused)
+        self.refused_metrics = {
+            v: {
+                one_line(k, METRIC_NAME_LIMIT): n
+                for k, n in sorted(self.refused_metrics[v].items())[:REFUSED_METRICS_KEEP]
+            }
+            for v in keep[-REFUSED_METRICS_VERSIONS:]
+        }
+        for stale in sorted(self.live_checks)[:-LIVE_KEEP]:
+            del self.live_checks[stale]
+        for stale in sorted(self.oms_admitted)[:-OMS_ADMITTED_KEEP]:
+            del self.oms_admitted[stale]
+        del self.history[:-HISTORY_KEEP]
+        for event in self.history:
+            event.reason = one_line(event.reason)
+        if self.last_error is not None:
+            self.last_error = one_line(self.last_error)
+        if self.server_reason is not None:
+            self.server_reason = one_line(self.server_reason)
+        if self.pending is not None:
+            self.pending.reason = one_line(self.pending.reason)
+        if self.waiting is not None:
+            self.waiting.reason = one_line(self.waiting.reason)
+        if self.channel is not None:
+            self.channel.halt_reason = one_line(self.channel.halt_reason)
 
     @classmethod
     def load(cls, path: Path) -> ModelState:
@@ -207,11 +276,7 @@ class ModelState:
             raise StoreError(f"{path}: malformed state file ({what}); move it aside") from None
         # Bounded when read too: a file written by hand (or by an older modelsync) with
         # a long history never makes every later save carry it.
-        del state.history[:-HISTORY_KEEP]
-        for stale in sorted(state.live_checks)[:-LIVE_KEEP]:
-            del state.live_checks[stale]
-        for stale in sorted(state.oms_admitted)[:-OMS_ADMITTED_KEEP]:
-            del state.oms_admitted[stale]
+        state.bound()
         marks = state.channel_marks.values()
         numbers = [n for m in marks for n in (m.seq, m.stable, m.stable_seq) if n is not None]
         if not all(0 <= n <= MAX_VERSION for n in numbers):
@@ -229,6 +294,7 @@ class ModelState:
         return state
 
     def save(self, path: Path) -> None:
+        self.bound()
         doc = asdict(self)
         doc["refused"] = {str(k): v for k, v in sorted(self.refused.items())}
         doc["unknown"] = {str(k): v for k, v in sorted(self.unknown.items())}

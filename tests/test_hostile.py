@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 
 from modelsync.cancel import CancelToken
-from modelsync.config import ModelConfig
+from modelsync.config import ModelConfig, default_state_dir
 from modelsync.errors import RefusedError
 from modelsync.manifest import MANIFEST_NAME
 from modelsync.sync import Syncer
@@ -151,3 +151,60 @@ def test_a_file_swapped_for_a_link_while_being_read_is_never_served(tmp_path: Pa
     with pytest.raises(RefusedError, match="not a regular file"):
         source.fetch(1, "pipe", sink, CancelToken())
     sink.close()
+
+
+def _bulk_metrics(count: int, name_chars: int, char: str = "x") -> dict[str, float]:
+    return {f"m{i:05d}" + char * name_chars: 1.0 for i in range(count)}
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "words"),
+    [
+        ("5 MB unknown key", lambda d: d.update({"k" * 5_000_000: 1}), "unknown manifest key"),
+        ("5 MB model name", lambda d: d.update(model="m" * 5_000_000), "is a revision of model"),
+        (
+            "50 metrics named with 100 KB",
+            lambda d: d.update(model="other", metrics=_bulk_metrics(50, 100_000)),
+            "is a revision of model 'other'",
+        ),
+        (
+            "5,000 metrics named with 3,000 characters",
+            lambda d: d.update(model="other", metrics=_bulk_metrics(5_000, 3_000)),
+            "is a revision of model 'other'",
+        ),
+        (
+            "metric names JSON escapes to 12 bytes a character",
+            lambda d: d.update(model="other", metrics=_bulk_metrics(50, 20_000, "\U0001f600")),
+            "is a revision of model 'other'",
+        ),
+    ],
+)
+def test_a_manifest_of_huge_text_is_refused_in_one_short_line_and_a_later_one_served(
+    tmp_path: Path, bucket: Path, case: str, edit: Callable[[dict[str, Any]], None], words: str
+) -> None:
+    """Red team round 4a: bucket text of any size (a key, a model name, metric names and
+    their count) is refused in one bounded line; the state file stays small, so the
+    next `sync` serves a good revision published afterwards (exit 0, its bytes)."""
+    store = tmp_path / "data" / "models"
+    put_revision(bucket, 1, model_files(1))
+    assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    files = model_files(3)
+    put_revision(bucket, 3, files, manifest=False)
+    doc = manifest_doc(files, version=3)
+    edit(doc)
+    (bucket / "3" / MANIFEST_NAME).write_text(json.dumps(doc))
+    out = run_cli("sync", *sidecar_flags(store, bucket))
+    assert out.returncode == 1, case
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert max(len(line) for line in out.stderr.splitlines()) <= 1000, case
+    refused = [line for line in out.stderr.splitlines() if "revision refused" in line]
+    assert len(refused) == 1 and words in refused[0], refused
+    state_file = default_state_dir(store) / "state" / "ranker.json"
+    assert state_file.stat().st_size < 128 << 10, (case, state_file.stat().st_size)
+    good = model_files(4)
+    put_revision(bucket, 4, good)
+    again = run_cli("sync", *sidecar_flags(store, bucket))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert check_invariants(store, "ranker").active == 4
+    for rel, data in good.items():
+        assert (store / "ranker" / "4" / rel).read_bytes() == data

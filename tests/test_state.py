@@ -112,7 +112,7 @@ def test_history_is_bounded_and_survives_a_reload(tmp_path: Path) -> None:
     for version in range(1, HISTORY_KEEP + 51):
         state.record(float(version), "activated", version, version - 1 or None)
     state.record(9e9, "refused", 999, reason="gate: auc <script>")
-    state.refused_metrics[999] = {"auc": 0.1}
+    state.record_refused(999, "gate: auc <script>", {"auc": 0.1})
     path = tmp_path / "state.json"
     state.save(path)
     loaded = ModelState.load(path)
@@ -182,3 +182,94 @@ def test_oms_admitted_file_sets_are_bounded_and_survive_a_reload(tmp_path: Path)
     path.write_text(json.dumps({"oms_admitted": {"0": "f"}}))
     with pytest.raises(StoreError, match="'0' is not a version"):
         ModelState.load(path)
+
+
+# The costliest printable character to store: JSON escapes it to 12 bytes (a surrogate pair).
+_WIDE = "\U0001f600"
+
+
+def test_every_cap_full_of_the_widest_text_stays_under_the_state_limit(tmp_path: Path) -> None:
+    """Red team round 4a: every map and text a bucket or a server can grow, filled far
+    past its cap with the character JSON stores widest and the longest versions, saves
+    to a file under STATE_LIMIT that loads back, the highest versions kept."""
+    from modelsync.gates import Verdict
+    from modelsync.state import (
+        LIVE_KEEP,
+        METRIC_NAME_LIMIT,
+        OMS_ADMITTED_KEEP,
+        REFUSED_KEEP,
+        REFUSED_METRICS_KEEP,
+        REFUSED_METRICS_VERSIONS,
+        STATE_LIMIT,
+        ChannelInfo,
+        Waiting,
+    )
+    from modelsync.verdicts import BakeVerdict, LiveChecks, SmokeVerdict
+
+    top = 2**63 - 1
+    huge = _WIDE * 20_000
+    state = ModelState(last_error=huge, server_reason=huge, last_error_at=1e18)
+    state.pending = Pending(top, top - 1, "rolling_back", reason=huge, verdict="unknown")
+    state.waiting = Waiting(top, huge, 1e18)
+    state.channel = ChannelInfo("stable", top, top, 100.0, True, True, top, halt_reason=huge)
+    state.gate = Verdict(top, top, top, ())
+    wide_name = _WIDE * (METRIC_NAME_LIMIT * 10)
+    for i in range(REFUSED_KEEP + LIVE_KEEP):
+        version = top - i
+        metrics = {f"{n:04d}{wide_name}": -1.2345678901234567e-300 for n in range(60)}
+        state.record_refused(version, huge, metrics)
+        state.unknown[version] = 2**31
+        state.record(1e18, "refused", version, top, huge)
+        state.record_oms(version, "f" * 64)
+        reason = _WIDE * 2000
+        smoke = SmokeVerdict(verdict="failed", requests=10_000, reason=reason)
+        state.record_live(
+            version, LiveChecks(smoke=smoke, bake=BakeVerdict(verdict="failed", reason=reason))
+        )
+    for i in range(OMS_ADMITTED_KEEP):
+        state.record_oms(top - i, "f" * 64)
+    path = tmp_path / "ranker.json"
+    state.save(path)
+    size = path.stat().st_size
+    # Measured: 2.4 MB, about 1.7 MB to spare for what the configuration bounds (gate
+    # rules, channel marks).
+    assert size < STATE_LIMIT, size
+    loaded = ModelState.load(path)
+    assert sorted(loaded.refused) == [top - i for i in reversed(range(REFUSED_KEEP))]
+    assert sorted(loaded.oms_admitted)[0] == top - OMS_ADMITTED_KEEP + 1
+    assert sorted(loaded.refused_metrics) == sorted(loaded.refused)[-REFUSED_METRICS_VERSIONS:]
+    kept = loaded.refused_metrics[top]
+    assert len(kept) == REFUSED_METRICS_KEEP
+    assert all(len(name) <= METRIC_NAME_LIMIT for name in kept)
+    assert len(loaded.live_checks) == LIVE_KEEP and len(loaded.unknown) == REFUSED_KEEP
+    assert all(len(r) <= 500 for r in loaded.refused.values())
+    assert loaded.last_error is not None and len(loaded.last_error) <= 500
+
+
+def test_many_refused_revisions_keep_the_highest_and_a_later_good_one_is_served(
+    tmp_path: Path, bucket: Path
+) -> None:
+    """Red team round 4a: more refused revisions than REFUSED_KEEP (each names another
+    model) leave the state file with the highest REFUSED_KEEP only; a good revision
+    published above them is served by the next `sync`."""
+    from modelsync.state import REFUSED_KEEP
+
+    store = tmp_path / "data" / "models"
+    put_revision(bucket, 1, model_files(1))
+    assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
+    count = REFUSED_KEEP + 20
+    for version in range(2, count + 2):
+        put_revision(bucket, version, {"a.bin": b"x"}, model="someone-else")
+    out = run_cli("sync", *sidecar_flags(store, bucket), timeout=300)
+    assert out.returncode == 1, out.stderr
+    state_file = default_state_dir(store) / "state" / "ranker.json"
+    refused = json.loads(state_file.read_text())["refused"]
+    assert sorted(map(int, refused)) == list(range(count + 2 - REFUSED_KEEP, count + 2))
+    files = model_files(count + 2)
+    put_revision(bucket, count + 2, files)
+    again = run_cli("sync", *sidecar_flags(store, bucket), timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert check_invariants(store, "ranker").active == count + 2
+    assert (store / "ranker" / str(count + 2) / "saved_model.pb").read_bytes() == files[
+        "saved_model.pb"
+    ]

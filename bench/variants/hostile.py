@@ -16,11 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.variants.core import Ctx
-from bench.variants.world import MANIFEST, World, files_for, manifest_for
+from bench.variants.world import MANIFEST, Run, World, files_for, manifest_for
 
 __all__ = ["MUTATIONS", "POINTERS", "hostile"]
 
 BIG = "9" * 400  # a 400-digit integer, written as raw JSON text
+# modelsync.state.STATE_LIMIT (the campaign imports nothing of modelsync): a bigger
+# state file fails every later pass.
+STATE_LIMIT = 4 << 20
+# A log line: its fields, and a reason or error cut to one line (modelsync.oneline).
+LONGEST_LINE = 2000
 Raw = dict[str, str]  # placeholder string -> raw JSON text replacing it
 
 
@@ -130,6 +135,26 @@ def _m_deep(doc: dict[str, Any], rng: random.Random, raw: Raw) -> str:
     return f"metadata nested {depth} deep"
 
 
+def _m_huge(doc: dict[str, Any], rng: random.Random, raw: Raw) -> str:
+    """Bucket text of a random huge size where errors quote it and the state keeps it
+    (a refused revision's reason and metrics): it must never grow the state file past
+    its limit nor one printed line past a screen (red team round 4a)."""
+    size = int(10 ** rng.uniform(3, 6.7))  # 1,000 to 5,000,000 characters
+    char = rng.choice(["x", "\U0001f600", "\n"])  # JSON escapes the emoji to 12 bytes
+    where = rng.choice(["key", "model", "metric names", "metric count"])
+    if where == "key":
+        doc[char * size] = 1
+    elif where == "model":
+        doc["model"] = char * size
+    else:
+        # Another model's revision: refused after parsing, its metrics kept for status.
+        doc["model"] = "someone-else"
+        count = rng.randint(51, 5000) if where == "metric count" else rng.randint(1, 60)
+        name = char * max(1, min(size, 4_000_000 // count))
+        doc["metrics"] = {f"{i:05d}{name}": 1.0 for i in range(count)}
+    return f"huge {where}: {size} x {char!r}"
+
+
 MUTATIONS: dict[str, Callable[[dict[str, Any], random.Random, Raw], str]] = {
     "metric": _m_metric,
     "size": _m_size,
@@ -141,6 +166,7 @@ MUTATIONS: dict[str, Callable[[dict[str, Any], random.Random, Raw], str]] = {
     "files": _m_files,
     "keys": _m_keys,
     "deep": _m_deep,
+    "huge": _m_huge,
 }
 # Mutations after which the manifest may still be valid (when the value happens to be
 # fine): these are combined with one that is not.
@@ -261,11 +287,23 @@ def hostile(ctx: Ctx) -> None:
     run = world.sync(timeout=60)
     ctx.judge_run(run)
     ctx.check(world, "after the hostile input")
+    _state_bounded(ctx, world, run)
     if world.active() != 1 or world.digest(1) != before:
         ctx.fail(f"store not intact: active {world.active()} (was 1)")
     _good(world, rng, good)
     _served_within_two(ctx, world, good, "after the hostile input")
     ctx.check(world, "after the good revision")
+
+
+def _state_bounded(ctx: Ctx, world: World, run: Run) -> None:
+    """The state file stays loadable (under STATE_LIMIT) and every printed line short,
+    whatever size of text the hostile input carried."""
+    size = world.state_file.stat().st_size if world.state_file.exists() else 0
+    if size >= STATE_LIMIT:
+        ctx.fail(f"state file of {size} bytes: every later pass fails to read it")
+    longest = max((len(line) for line in run.stderr.splitlines()), default=0)
+    if longest > LONGEST_LINE:
+        ctx.fail(f"a printed line of {longest} characters (one line is {LONGEST_LINE} at most)")
 
 
 def _daemon_trial(ctx: Ctx, world: World) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from modelsync.bakeconfig import MetricSeries
 from modelsync.cancel import CancelToken
 from modelsync.errors import RefusedError
+from modelsync.oneline import quote
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
 from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
 from modelsync.servers.v2 import RepositoryLoad, infer_url, ready_probe
@@ -112,14 +113,14 @@ class MlServer(PresetDefaults):
         file = path / SETTINGS_FILE
         if doc.get("name") != model.name:
             raise RefusedError(
-                f"{file}: name is {doc.get('name')!r}, must be {model.name!r} "
+                f"{file}: name is {quote(doc.get('name'))}, must be {model.name!r} "
                 "(without it MLServer names the model after the version directory)"
             )
         params = doc.get("parameters")
         named = params.get("version") if isinstance(params, dict) else None
         if named is not None and str(named) != str(version):
             raise RefusedError(
-                f"{file}: parameters.version is {named!r}, but this is version {version}"
+                f"{file}: parameters.version is {quote(named)}, but this is version {version}"
             )
 
 

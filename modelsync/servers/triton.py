@@ -26,6 +26,7 @@ from modelsync.bakeconfig import MetricSeries
 from modelsync.cancel import CancelToken
 from modelsync.confirm import ask
 from modelsync.errors import RefusedError
+from modelsync.oneline import quote
 from modelsync.reload import (
     Notifier,
     Probe,
@@ -125,7 +126,7 @@ class Triton(PresetDefaults):
         named = re.search(r'^\s*name\s*:\s*"([^"]*)"', text, re.MULTILINE)
         if named and named.group(1) != model.name:
             raise RefusedError(
-                f"{config}: names model {named.group(1)!r}, but it is served as {model.name!r}"
+                f"{config}: names model {quote(named.group(1))}, but it is served as {model.name!r}"
             )
 
 

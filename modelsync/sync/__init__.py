@@ -40,6 +40,7 @@ from modelsync.errors import (
     StoreError,
 )
 from modelsync.foreign import move_aside
+from modelsync.oneline import one_line
 from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.sources import Connections, Source, SourceFactory, open_source
@@ -168,19 +169,21 @@ class Syncer:
             if not contain:
                 raise
         except ModelsyncError as exc:
-            result.outcome, result.error = Outcome.FAILED, str(exc)
+            # The message may quote a bucket or a server at any length: one bounded line.
+            text = one_line(str(exc))
+            result.outcome, result.error = Outcome.FAILED, text
             # An empty source may be a typo or a first revision on its way: a warning.
             level = log.warning if isinstance(exc, EmptySourceError) else log.error
-            level("sync failed", version=result.candidate, error=str(exc))
+            level("sync failed", version=result.candidate, error=text)
             if ctx is not None:
-                ctx.record_error(str(exc))
+                ctx.record_error(text)
             if not contain:
                 raise
         except Exception as exc:
             # A bug or an input nobody foresaw: this pass fails (counted, retried with
             # backoff), the worker and every other model go on.
             result.outcome = Outcome.FAILED
-            result.error = f"unexpected {type(exc).__name__}: {exc}"[:500]
+            result.error = one_line(f"unexpected {type(exc).__name__}: {exc}")
             log.exception("pass crashed; counted as failed", version=result.candidate)
             if ctx is not None:
                 ctx.record_error(result.error)

@@ -15,15 +15,13 @@ import structlog
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import ModelsyncError
+from modelsync.oneline import one_line
 from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.state import ModelState
 from modelsync.store import ModelStore
 
 __all__ = ["PassContext"]
-
-# Metrics of a refused revision kept for the status page (the rest are dropped).
-_REFUSED_METRICS_KEEP = 50
 
 
 @dataclass
@@ -53,11 +51,10 @@ class PassContext:
         metrics, for the status page). The pass itself goes on: a refusal is the pass
         doing its work, not a failure of it."""
         state = self.state
-        state.refused[version] = reason
-        if metrics:
-            state.refused_metrics[version] = dict(sorted(metrics.items())[:_REFUSED_METRICS_KEEP])
-        for old in [v for v in state.refused_metrics if v not in state.refused]:
-            del state.refused_metrics[old]
+        # The reason may quote the bucket at any length: one bounded line from here on,
+        # in the state, the log and the line a one-shot `sync` prints.
+        reason = one_line(reason)
+        state.record_refused(version, reason, metrics)
         state.last_error, state.last_error_at = reason, self.wall()
         state.record(self.wall(), "refused", version, reason=reason)
         self.ms.save_state(state)
@@ -79,7 +76,7 @@ class PassContext:
             if self._gave_up:
                 raise error
             self._gave_up = True
-        reason = str(error)
+        reason = one_line(str(error))
         if self.deferred_error is None:
             self.deferred_error = error
         self.deferred[version] = reason
@@ -111,7 +108,7 @@ class PassContext:
         memory may be a change it never meant to save."""
         try:
             state = self.ms.load_state()
-            state.last_error, state.last_error_at = error, self.wall()
+            state.last_error, state.last_error_at = one_line(error), self.wall()
             self.ms.save_state(state)
         except Exception:  # noqa: S110 - the original error is what the operator needs
             pass

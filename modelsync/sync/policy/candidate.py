@@ -27,6 +27,7 @@ from modelsync.manifest import (
     check_relpath,
 )
 from modelsync.oms import MAX_BUNDLE_BYTES, OMS_NAME
+from modelsync.oneline import quote
 from modelsync.retry import call_with_retry
 from modelsync.sources import ObjectInfo, Source
 from modelsync.sync.context import PassContext
@@ -107,7 +108,7 @@ def _check_parsed(model: ModelConfig, manifest: Manifest, version: int, where: s
     if manifest.model != model.name:
         # Signed or not: a revision of another model is never served as this one.
         raise RefusedError(
-            f"{where}: is a revision of model {manifest.model!r}, not {model.name!r}"
+            f"{where}: is a revision of model {quote(manifest.model)}, not {model.name!r}"
         )
     for metric, bar in sorted(model.gate.items()):
         value = manifest.metrics.get(metric)
