@@ -28,9 +28,11 @@ __all__ = [
     "LIVE_KEEP",
     "METRIC_NAME_LIMIT",
     "OMS_ADMITTED_KEEP",
+    "REASON_DROPPED",
     "REFUSED_KEEP",
     "REFUSED_METRICS_KEEP",
     "REFUSED_METRICS_VERSIONS",
+    "REFUSED_VERSIONS_KEEP",
     "STATE_LIMIT",
     "ChannelInfo",
     "ChannelMark",
@@ -111,14 +113,17 @@ LIVE_KEEP = 10
 # OMS revisions whose signed file list is remembered (the newest versions): 1,000 of
 # them with 10-digit versions add 86 KB to the state file (measured), read in ~1 ms.
 OMS_ADMITTED_KEEP = 1000
-# Refused versions remembered (the highest): the state file must not grow with every
-# refused revision a bucket writer can publish. Dropping the lowest is safe: a version
-# at or below the active one is never a candidate of "newest", and a forgotten one that
-# is tried again (a channel naming it, or more than REFUSED_KEEP refused revisions above
-# the active one) passes every check again, so it is refused again, never served
-# unchecked; what it costs is that second look (a manifest read, or for a revision the
-# server refused, one more activation rolled back) at each pass that reaches it.
+# Refused versions whose reason is kept (the highest): the state file must not grow
+# with every refused revision a bucket writer can publish. Below them a refusal is
+# kept without its words (REASON_DROPPED), up to REFUSED_VERSIONS_KEEP versions, so
+# that a revision refused once, however long ago, is not fetched and shown to the
+# server again each pass (for a revision the server refused, that would be one more
+# activation rolled back per pass). Past that many, the lowest are forgotten: a
+# forgotten one that is a candidate again passes every check again, so it is refused
+# again, never served unchecked; what it costs is that second look.
 REFUSED_KEEP = 100
+REFUSED_VERSIONS_KEEP = 10_000
+REASON_DROPPED = "(reason not kept)"
 # Of those, the newest whose manifest metrics are kept for the status page, how many
 # metrics each (the first by name), and how long a metric's name is shown.
 REFUSED_METRICS_VERSIONS = 10
@@ -220,8 +225,10 @@ class ModelState:
     def bound(self) -> None:
         """Cut what outside text and outside counts put here to the caps above (save
         calls it: whoever set a field, the file written stays under STATE_LIMIT)."""
-        for stale in sorted(self.refused)[:-REFUSED_KEEP]:
+        for stale in sorted(self.refused)[:-REFUSED_VERSIONS_KEEP]:
             del self.refused[stale]
+        for version in sorted(self.refused)[:-REFUSED_KEEP]:
+            self.refused[version] = REASON_DROPPED
         for version, reason in self.refused.items():
             self.refused[version] = one_line(reason)
         # Unknown verdicts are counted per version activated: as many as refusals at most.

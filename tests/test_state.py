@@ -197,9 +197,11 @@ def test_every_cap_full_of_the_widest_text_stays_under_the_state_limit(tmp_path:
         LIVE_KEEP,
         METRIC_NAME_LIMIT,
         OMS_ADMITTED_KEEP,
+        REASON_DROPPED,
         REFUSED_KEEP,
         REFUSED_METRICS_KEEP,
         REFUSED_METRICS_VERSIONS,
+        REFUSED_VERSIONS_KEEP,
         STATE_LIMIT,
         ChannelInfo,
         Waiting,
@@ -228,14 +230,20 @@ def test_every_cap_full_of_the_widest_text_stays_under_the_state_limit(tmp_path:
         )
     for i in range(OMS_ADMITTED_KEEP):
         state.record_oms(top - i, "f" * 64)
+    # Refusals below the kept reasons: the versions stay, their words do not.
+    for i in range(REFUSED_KEEP, REFUSED_VERSIONS_KEEP + 50):
+        state.record_refused(top - i, huge)
     path = tmp_path / "ranker.json"
     state.save(path)
     size = path.stat().st_size
-    # Measured: 2.4 MB, about 1.7 MB to spare for what the configuration bounds (gate
+    # Measured: 2.9 MB, about 1.2 MB to spare for what the configuration bounds (gate
     # rules, channel marks).
     assert size < STATE_LIMIT, size
     loaded = ModelState.load(path)
-    assert sorted(loaded.refused) == [top - i for i in reversed(range(REFUSED_KEEP))]
+    assert sorted(loaded.refused) == [top - i for i in reversed(range(REFUSED_VERSIONS_KEEP))]
+    words = [loaded.refused[top - i] for i in range(REFUSED_VERSIONS_KEEP)]
+    assert all(len(w) > 400 for w in words[:REFUSED_KEEP])
+    assert set(words[REFUSED_KEEP:]) == {REASON_DROPPED}
     assert sorted(loaded.oms_admitted)[0] == top - OMS_ADMITTED_KEEP + 1
     assert sorted(loaded.refused_metrics) == sorted(loaded.refused)[-REFUSED_METRICS_VERSIONS:]
     kept = loaded.refused_metrics[top]
@@ -250,9 +258,10 @@ def test_many_refused_revisions_keep_the_highest_and_a_later_good_one_is_served(
     tmp_path: Path, bucket: Path
 ) -> None:
     """Red team round 4a: more refused revisions than REFUSED_KEEP (each names another
-    model) leave the state file with the highest REFUSED_KEEP only; a good revision
-    published above them is served by the next `sync`."""
-    from modelsync.state import REFUSED_KEEP
+    model) leave the state file with the words of the highest REFUSED_KEEP only, and
+    every one of them still refused (none is read again); a good revision published
+    above them is served by the next `sync`."""
+    from modelsync.state import REASON_DROPPED, REFUSED_KEEP
 
     store = tmp_path / "data" / "models"
     put_revision(bucket, 1, model_files(1))
@@ -264,7 +273,9 @@ def test_many_refused_revisions_keep_the_highest_and_a_later_good_one_is_served(
     assert out.returncode == 1, out.stderr
     state_file = default_state_dir(store) / "state" / "ranker.json"
     refused = json.loads(state_file.read_text())["refused"]
-    assert sorted(map(int, refused)) == list(range(count + 2 - REFUSED_KEEP, count + 2))
+    assert sorted(map(int, refused)) == list(range(2, count + 2))
+    dropped = [v for v, reason in refused.items() if reason == REASON_DROPPED]
+    assert sorted(map(int, dropped)) == list(range(2, count + 2 - REFUSED_KEEP))
     files = model_files(count + 2)
     put_revision(bucket, count + 2, files)
     again = run_cli("sync", *sidecar_flags(store, bucket), timeout=300)
