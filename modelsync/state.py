@@ -23,11 +23,13 @@ from modelsync.manifest import MAX_VERSION, parse_version
 from modelsync.verdicts import LiveChecks
 
 __all__ = [
+    "DEFERRED_REASON_CHARS",
     "HISTORY_KEEP",
     "LIVE_KEEP",
     "OMS_ADMITTED_KEEP",
     "ChannelInfo",
     "ChannelMark",
+    "Deferrals",
     "HistoryEvent",
     "ModelState",
     "Pending",
@@ -98,6 +100,24 @@ class Waiting:
     since: float
 
 
+@dataclass
+class Deferrals:
+    """What earlier passes could not fetch (modelsync.sync.charge), as one range: every
+    listed version from ``floor`` up to ``newest`` was tried and passed over (deferred,
+    or refused). A range, not a list, so that it stays this size whatever a bucket
+    writer publishes; later passes skip it and go on below ``floor`` until
+    ``retry_at``, and try ``newest`` every pass (context.PassContext.passed_over)."""
+
+    newest: int
+    floor: int
+    # Why ``newest`` could not be fetched (cut to DEFERRED_REASON_CHARS).
+    reason: str
+    # Wall-clock time after which the whole range is tried again from the top.
+    retry_at: float
+
+
+# A deferral's reason as kept in the state file (it may quote bucket text).
+DEFERRED_REASON_CHARS = 500
 # Events kept in a model's history (the oldest are dropped).
 HISTORY_KEEP = 100
 # Revisions whose live checks are kept (the newest versions).
@@ -159,6 +179,8 @@ class ModelState:
     # another version are a replay (modelsync.sync.policy.oms_revision). Newest
     # OMS_ADMITTED_KEEP versions.
     oms_admitted: dict[int, str] = field(default_factory=dict)
+    # Versions earlier passes could not fetch, skipped until their retry time.
+    deferrals: Deferrals | None = None
 
     def record_oms(self, version: int, fingerprint: str) -> None:
         """Remember what OMS revision ``version`` signs (saved with the state by the
@@ -208,6 +230,8 @@ class ModelState:
         # Bounded when read too: a file written by hand (or by an older modelsync) with
         # a long history never makes every later save carry it.
         del state.history[:-HISTORY_KEEP]
+        if state.deferrals is not None:
+            state.deferrals.reason = state.deferrals.reason[:DEFERRED_REASON_CHARS]
         for stale in sorted(state.live_checks)[:-LIVE_KEEP]:
             del state.live_checks[stale]
         for stale in sorted(state.oms_admitted)[:-OMS_ADMITTED_KEEP]:
@@ -222,6 +246,7 @@ class ModelState:
             *state.live_checks,
             *state.oms_admitted,
             state.pinned,
+            *((state.deferrals.newest, state.deferrals.floor) if state.deferrals else ()),
         ]
         for version in [*versions, *_pending(state)]:
             if version is not None and not 0 < version <= MAX_VERSION:
