@@ -13,6 +13,7 @@ ModelsyncError                 base: one clear line; ``retryable`` says whether 
 │   ├── EmptySourceError       the source holds no revision at all (a typo'd prefix?)
 │   └── AccessDeniedError      401/403: credentials or permissions
 ├── StoreError                 the local store cannot be written (disk full, damaged layout)
+│   └── NoSpaceError           a download does not fit the free space now (it may free up)
 ├── PublishError               a publish that would overwrite or cannot proceed
 │   └── PublishConflict        a conditional write found the object already there
 ├── ReloadError                the serving process did not take the revision (notify/confirm)
@@ -38,6 +39,7 @@ __all__ = [
     "LoadUnknown",
     "ManifestError",
     "ModelsyncError",
+    "NoSpaceError",
     "NotFoundError",
     "PublishConflict",
     "PublishError",
@@ -110,6 +112,11 @@ class AccessDeniedError(SourceError):
 
 class StoreError(ModelsyncError):
     """The local store cannot be read or written."""
+
+
+class NoSpaceError(StoreError):
+    """A revision's download does not fit the volume's free space now: a fact about
+    this revision and this moment (space may free up), not about the store failing."""
 
 
 class PublishError(ModelsyncError):

@@ -25,8 +25,10 @@ from modelsync.oneline import quote
 __all__ = [
     "MANIFEST_NAME",
     "MAX_MANIFEST_BYTES",
+    "MAX_PATH_BYTES",
     "MAX_VERSION",
     "OMS_NAME",
+    "PATH_MAX",
     "SIGNATURE_NAME",
     "FileEntry",
     "Manifest",
@@ -46,7 +48,12 @@ RESERVED_NAMES = frozenset({MANIFEST_NAME, SIGNATURE_NAME, OMS_NAME})
 # Generous for a model of 100k files; a bigger manifest is an attack or a mistake.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_FILES = 100_000
-MAX_PATH_LEN = 1024
+# In bytes (UTF-8), as the kernel counts them: a path of 1,023 characters can be 4 KB
+# of emoji, more than PATH_MAX (4096) once joined under the staging directory, and
+# would fail with ENAMETOOLONG on every pass instead of being refused. 1 KiB leaves
+# 3 KiB for the directory a revision is staged and served under.
+MAX_PATH_BYTES = 1024
+PATH_MAX = 4096
 MAX_METADATA_DEPTH = 16
 # TensorFlow Serving stores versions as int64.
 MAX_VERSION = 2**63 - 1
@@ -79,12 +86,16 @@ def check_relpath(path: object, where: str = "manifest", *, reserved_ok: bool = 
     """
     if not isinstance(path, str) or not path:
         raise ManifestError(f"{where}: file path must be a non-empty string, got {quote(path)}")
-    if len(path) > MAX_PATH_LEN:
-        raise ManifestError(f"{where}: file path longer than {MAX_PATH_LEN} characters")
+    if len(path) > MAX_PATH_BYTES:
+        raise ManifestError(f"{where}: file path longer than {MAX_PATH_BYTES} bytes")
     try:
         encoded = path.encode("utf-8")
     except UnicodeEncodeError:
         raise ManifestError(f"{where}: file path {quote(path)} is not valid Unicode") from None
+    if len(encoded) > MAX_PATH_BYTES:
+        raise ManifestError(
+            f"{where}: file path of {len(encoded)} bytes, longer than {MAX_PATH_BYTES} bytes"
+        )
     if "\\" in path or "\x00" in path:
         raise ManifestError(f"{where}: file path {quote(path)} contains a backslash or NUL")
     if path.startswith("/"):

@@ -24,6 +24,7 @@ from modelsync.oneline import one_line
 from modelsync.verdicts import LiveChecks
 
 __all__ = [
+    "DEFERRED_REASON_CHARS",
     "HISTORY_KEEP",
     "LIVE_KEEP",
     "METRIC_NAME_LIMIT",
@@ -36,6 +37,7 @@ __all__ = [
     "STATE_LIMIT",
     "ChannelInfo",
     "ChannelMark",
+    "Deferrals",
     "HistoryEvent",
     "ModelState",
     "Pending",
@@ -106,6 +108,24 @@ class Waiting:
     since: float
 
 
+@dataclass
+class Deferrals:
+    """What earlier passes could not fetch (modelsync.sync.charge), as one range: every
+    listed version from ``floor`` up to ``newest`` was tried and passed over (deferred,
+    or refused). A range, not a list, so that it stays this size whatever a bucket
+    writer publishes; later passes skip it and go on below ``floor`` until
+    ``retry_at``, and try ``newest`` every pass (context.PassContext.passed_over)."""
+
+    newest: int
+    floor: int
+    # Why ``newest`` could not be fetched (cut to DEFERRED_REASON_CHARS).
+    reason: str
+    # Wall-clock time after which the whole range is tried again from the top.
+    retry_at: float
+
+
+# A deferral's reason as kept in the state file (it may quote bucket text).
+DEFERRED_REASON_CHARS = 500
 # Events kept in a model's history (the oldest are dropped).
 HISTORY_KEEP = 100
 # Revisions whose live checks are kept (the newest versions).
@@ -186,6 +206,8 @@ class ModelState:
     # another version are a replay (modelsync.sync.policy.oms_revision). Newest
     # OMS_ADMITTED_KEEP versions.
     oms_admitted: dict[int, str] = field(default_factory=dict)
+    # Versions earlier passes could not fetch, skipped until their retry time.
+    deferrals: Deferrals | None = None
 
     def record_oms(self, version: int, fingerprint: str) -> None:
         """Remember what OMS revision ``version`` signs (saved with the state by the
@@ -259,6 +281,8 @@ class ModelState:
             self.waiting.reason = one_line(self.waiting.reason)
         if self.channel is not None:
             self.channel.halt_reason = one_line(self.channel.halt_reason)
+        if self.deferrals is not None:
+            self.deferrals.reason = one_line(self.deferrals.reason, DEFERRED_REASON_CHARS)
 
     @classmethod
     def load(cls, path: Path) -> ModelState:
@@ -294,6 +318,7 @@ class ModelState:
             *state.live_checks,
             *state.oms_admitted,
             state.pinned,
+            *((state.deferrals.newest, state.deferrals.floor) if state.deferrals else ()),
         ]
         for version in [*versions, *_pending(state)]:
             if version is not None and not 0 < version <= MAX_VERSION:

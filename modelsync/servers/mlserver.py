@@ -25,7 +25,8 @@ from typing import Any
 
 from modelsync.bakeconfig import MetricSeries
 from modelsync.cancel import CancelToken
-from modelsync.errors import RefusedError
+from modelsync.errors import RefusedError, StoreError
+from modelsync.fsutil import read_regular
 from modelsync.oneline import quote
 from modelsync.reload import Notifier, Probe, Prober, ReloadTarget, parse_json
 from modelsync.servers.base import MetricsEndpoint, PresetDefaults, PresetModel, on_port
@@ -34,6 +35,10 @@ from modelsync.servers.v2 import RepositoryLoad, infer_url, ready_probe
 __all__ = ["PRESET", "SETTINGS_FILE"]
 
 SETTINGS_FILE = "model-settings.json"
+# MLServer's settings are a few hundred bytes; a revision's file is read whole into
+# memory each pass, so a larger one (1.2 GB ended every pass with MemoryError) is
+# refused by its size before any read.
+SETTINGS_LIMIT = 1 << 20
 # MLServer's metrics server (MLSERVER_METRICS_PORT), apart from its API. Counters per
 # model and version label, read off MLServer 1.7 (docs/servers.md); requests to the
 # unversioned route are labelled version "None", so the bake sums every label of the
@@ -51,11 +56,14 @@ SERIES = MetricSeries(
 def _settings(path: Path) -> dict[str, Any]:
     file = path / SETTINGS_FILE
     try:
-        doc = parse_json(file.read_bytes())
+        doc = parse_json(read_regular(file, SETTINGS_LIMIT))
     except FileNotFoundError:
         raise RefusedError(
             f"{file}: missing; MLServer loads a revision through its {SETTINGS_FILE}"
         ) from None
+    except StoreError as exc:
+        # Too large, or not a regular file: the revision's file, refused with it.
+        raise RefusedError(f"{SETTINGS_FILE} not read: {exc}") from None
     except (OSError, ValueError) as exc:
         raise RefusedError(f"{file}: not readable JSON ({exc})") from exc
     if not isinstance(doc, dict):

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 from modelsync.bakeconfig import MetricSeries
 from modelsync.cancel import CancelToken
 from modelsync.confirm import ask
-from modelsync.errors import RefusedError
+from modelsync.errors import RefusedError, StoreError
+from modelsync.fsutil import read_regular
 from modelsync.oneline import quote
 from modelsync.reload import (
     Notifier,
@@ -42,6 +43,9 @@ from modelsync.servers.v2 import RepositoryLoad, infer_url
 __all__ = ["PRESET"]
 
 CONFIG_FILE = "config.pbtxt"
+# A model configuration is kilobytes; one read whole each pass has a bound (a huge one
+# is refused by its size, before any read).
+CONFIG_LIMIT = 1 << 20
 # Triton's metrics port (--metrics-port), apart from its HTTP API. Counters per model
 # and version, read off Triton 2.x (docs/servers.md); no latency histogram by default,
 # so the bake has the mean latency, and no p50/p99.
@@ -120,9 +124,12 @@ class Triton(PresetDefaults):
     def check_revision(self, model: PresetModel, version: int, path: Path) -> None:
         """A config.pbtxt that names another model would be refused by Triton."""
         config = path / CONFIG_FILE
-        if not config.is_file():
+        try:
+            text = read_regular(config, CONFIG_LIMIT).decode(errors="replace")
+        except FileNotFoundError:
             return
-        text = config.read_text(errors="replace")
+        except StoreError as exc:
+            raise RefusedError(f"{CONFIG_FILE} not read: {exc}") from None
         named = re.search(r'^\s*name\s*:\s*"([^"]*)"', text, re.MULTILINE)
         if named and named.group(1) != model.name:
             raise RefusedError(

@@ -33,10 +33,8 @@ from modelsync.config import ModelConfig
 from modelsync.errors import (
     Cancelled,
     EmptySourceError,
-    IntegrityError,
     ModelsyncError,
     RefusedError,
-    SourceError,
     StoreError,
 )
 from modelsync.foreign import move_aside
@@ -48,6 +46,7 @@ from modelsync.state import Waiting
 from modelsync.store import ModelStore
 from modelsync.sync import activation, manual
 from modelsync.sync.admit import DOWNLOAD, admit
+from modelsync.sync.charge import charge
 from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
 from modelsync.sync.policy import Choice, Policy
@@ -249,6 +248,7 @@ class Syncer:
         if choice is None and ctx.deferred_error is not None:
             # Every newer version was passed over and none stands in: the pass failed
             # (the store as it was), with the first reason.
+            ctx.keep_deferrals()
             raise ctx.deferred_error
         if choice is None:
             ctx.settle_unchanged()
@@ -275,9 +275,10 @@ class Syncer:
         self, ctx: PassContext, source: Source, policy: Policy, choice: Choice, active: int | None
     ) -> Admitted | None:
         """The chosen revision, admitted (None: refused); when it cannot be fetched for a
-        reason that is not a refusal, the next older acceptable one newer than the
-        active one in its place (the newest policy only: a channel or a registry names
-        its version, and nothing else stands in for it)."""
+        reason that is not a refusal (any failure charged to it: sync/charge.py), the
+        next older acceptable one newer than the active one in its place (the newest
+        policy only: a channel or a registry names its version, and nothing else
+        stands in for it)."""
         while True:
             ctx.result.candidate = choice.version
             admitted = self._from_retained(ctx, choice)
@@ -285,12 +286,15 @@ class Syncer:
                 return admitted
             try:
                 return self._from_bucket(ctx, source, choice)
-            except (SourceError, IntegrityError) as exc:
-                if not isinstance(policy, Newest):
+            except Exception as exc:
+                if not isinstance(policy, Newest) or isinstance(exc, Cancelled):
                     raise
-                ctx.defer(choice.version, exc)
+                # Whatever failed on this revision's road is charged to it, unless it
+                # is shown global (charge.py: the one rule, and what counts as global).
+                charge(ctx, source, choice.version, exc)
                 older = policy.older(ctx, source, active, choice.version)
                 if older is None:
+                    ctx.keep_deferrals()
                     raise
                 ctx.log.warning(
                     "trying an older revision while a newer one cannot be fetched",

@@ -18,10 +18,15 @@ from modelsync.errors import ModelsyncError
 from modelsync.oneline import one_line
 from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
-from modelsync.state import ModelState
+from modelsync.state import DEFERRED_REASON_CHARS, Deferrals, ModelState
 from modelsync.store import ModelStore
 
-__all__ = ["PassContext"]
+__all__ = ["DEFER_RETRY_AFTER", "PassContext"]
+
+# How long versions an earlier pass could not fetch are skipped (all but the newest,
+# tried every pass) once no pass adds to them: then they are all tried again, so a
+# version in the middle that was fixed is brought in within the hour.
+DEFER_RETRY_AFTER = 3600.0
 
 
 @dataclass
@@ -37,14 +42,20 @@ class PassContext:
     wall: Callable[[], float]
     retry: RetryPolicy
     # Versions this pass could not read or fetch for a reason that is not a refusal
-    # (an object missing or forbidden, damage on every fetch), with the error: passed
-    # over for an older one this pass, not refused, tried again the next.
+    # (an object missing or forbidden, a download that does not fit now), with the
+    # reason: passed over for an older one, not refused (modelsync.sync.charge).
     deferred: dict[int, str] = field(default_factory=dict)
-    # Whether one of them already failed on errors retried until the policy gave up:
-    # a second such failure says the store, not one revision, is failing.
-    _gave_up: bool = field(default=False, init=False, repr=False)
-    # The first of those errors: what the pass fails with when nothing stands in.
-    deferred_error: ModelsyncError | None = field(default=None, init=False, repr=False)
+    # The versions the pass listed (the newest policy lists once per pass; a walk down
+    # past deferred versions reads this, not the bucket again).
+    listing: list[int] | None = None
+    # Whether a version of this pass already failed on the local store (charge.py).
+    store_failed: bool = False
+    # The first of the deferrals' errors: what the pass fails with when nothing stands in.
+    deferred_error: Exception | None = field(default=None, init=False, repr=False)
+    # When the remembered deferrals were last saved (wall clock), and whether some
+    # were added since.
+    _deferrals_saved_at: float = field(default=0.0, init=False, repr=False)
+    _deferrals_dirty: bool = field(default=False, init=False, repr=False)
 
     def refuse(self, version: int, reason: str, metrics: dict[str, float] | None = None) -> None:
         """Record ``version`` as refused for good, with the reason (and its manifest's
@@ -64,19 +75,31 @@ class PassContext:
             self.result.error = reason  # what a one-shot `sync` prints
         self.log.bind(version=version).error("revision refused", reason=reason)
 
-    def defer(self, version: int, error: ModelsyncError) -> None:
-        """Pass ``version`` over for this pass: it could not be read or fetched, for a
-        reason that says nothing for good about it (it may be mid-upload, or the store
-        may be briefly at fault), so it is not refused and the next pass tries it
-        again; an older revision may stand in meanwhile. Raises ``error`` again when
-        the pass should end instead: the second revision of a pass whose retries all
-        failed (the store is failing; walking down every version would only repeat it).
-        """
-        if error.retryable:
-            if self._gave_up:
-                raise error
-            self._gave_up = True
-        reason = one_line(str(error))
+    def passed_over(self, version: int) -> bool:
+        """Whether an earlier pass deferred ``version`` and it waits for its retry time
+        (state.Deferrals); the newest deferred one is tried every pass, so a fix to
+        it is picked up on the next pass."""
+        known = self.state.deferrals
+        return (
+            known is not None
+            and self.wall() < known.retry_at
+            and known.floor <= version < known.newest
+        )
+
+    def defer(self, version: int, error: Exception) -> None:
+        """Pass ``version`` over: it could not be read, fetched, staged or validated for
+        a reason that says nothing for good about it (it may be mid-upload, or space
+        may free up), so it is not refused; an older revision may stand in meanwhile.
+        Remembered across passes (state.Deferrals) so that the next pass goes on below
+        it rather than walking the same versions again. Only charge.py calls this: it
+        has decided the failure is this revision's, not the store's."""
+        if isinstance(error, ModelsyncError):
+            reason = str(error)
+        else:
+            # Not one of ours: a bug or an input nobody foresaw. Charged to the
+            # revision like any other failure, but with its traceback in the log.
+            reason = f"unexpected {type(error).__name__}: {error}"
+        reason = one_line(reason, DEFERRED_REASON_CHARS)
         if self.deferred_error is None:
             self.deferred_error = error
         self.deferred[version] = reason
@@ -85,10 +108,39 @@ class PassContext:
         self.result.retry_soon = True
         if self.result.error is None:
             self.result.error = f"version {version} could not be fetched: {reason}"
+        self._remember(version, reason)
         self.log.bind(version=version).warning(
-            "a newer revision could not be fetched; not refused, tried again next pass",
+            "a newer revision could not be fetched; not refused, tried again later",
             error=reason,
+            exc_info=None if isinstance(error, ModelsyncError) else error,
         )
+
+    def _remember(self, version: int, reason: str) -> None:
+        """Extend the remembered range to ``version``. The retry time moves on only when the range
+        grows (a walk that goes on below it, or a newer version deferred), so a range
+        no pass extends is walked again from the top after DEFER_RETRY_AFTER."""
+        now, known = self.wall(), self.state.deferrals
+        if known is None or now >= known.retry_at:
+            known = Deferrals(version, version, reason, now + DEFER_RETRY_AFTER)
+        elif version > known.newest or version < known.floor:
+            known.newest, known.floor = max(known.newest, version), min(known.floor, version)
+            known.retry_at = now + DEFER_RETRY_AFTER
+        if version == known.newest:
+            known.reason = reason
+        self.state.deferrals = known
+        self._deferrals_dirty = True
+        # Saved at most once a second while a walk goes on (a save with its fsyncs
+        # was a third of each deferral's cost): a pass cut by its deadline loses at
+        # most that second of what it learnt.
+        if now - self._deferrals_saved_at >= 1.0:
+            self.keep_deferrals()
+
+    def keep_deferrals(self) -> None:
+        """Save the remembered deferrals if some are not saved yet (before a pass
+        that deferred ends in failure: the failure's record reads the state back)."""
+        if self._deferrals_dirty:
+            self.ms.save_state(self.state)
+            self._deferrals_saved_at, self._deferrals_dirty = self.wall(), False
 
     def settle_unchanged(self) -> None:
         """End a pass that found nothing to bring in: what it keeps is a success."""

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from modelsync.errors import RefusedError, StoreError
+from modelsync.errors import NoSpaceError, RefusedError, StoreError
 from modelsync.fsutil import atomic_write_bytes
-from modelsync.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry
+from modelsync.manifest import MANIFEST_NAME, PATH_MAX, SIGNATURE_NAME, FileEntry, Manifest
 from modelsync.oms import OMS_NAME
 from modelsync.sources import Source
 from modelsync.sync.context import PassContext
@@ -56,7 +56,9 @@ def fetch(
     to_fetch = sum(e.size for e in manifest.files if e.sha256 not in reuse)
     to_fetch -= ms.partial.kept_bytes(missing)
     staged = ms.new_staging(candidate.version)
-    _check_space(staged, to_fetch, f"model {model.name} version {candidate.version}")
+    what = f"model {model.name} version {candidate.version}"
+    _check_paths(staged, manifest, what)
+    _check_space(staged, to_fetch, what)
     log.info(
         "downloading", files=len(manifest.files), bytes=manifest.total_size, bytes_to_fetch=to_fetch
     )
@@ -141,6 +143,20 @@ def _record(
             verified.record(st, entry.sha256)
 
 
+def _check_paths(staged: Path, manifest: Manifest, what: str) -> None:
+    """Refuse a revision whose longest path, joined under ``staged``, would not fit
+    PATH_MAX bytes: creating it would fail with ENAMETOOLONG on every pass. The
+    manifest check bounds each path (manifest.MAX_PATH_BYTES); this is the same limit
+    where the kernel applies it, counted before any directory is made."""
+    base = len(os.fsencode(staged)) + 1
+    longest = max((len(e.path.encode()) for e in manifest.files), default=0)
+    if base + longest >= PATH_MAX:
+        raise RefusedError(
+            f"{what}: a file path of {longest} bytes under {staged.parent} would exceed "
+            f"PATH_MAX ({PATH_MAX} bytes)"
+        )
+
+
 def _check_space(staged: Path, needed: int, what: str) -> None:
     """Refuse to start a download that cannot fit, keeping a margin for the rest of the
     host: 5 % of the download, and at least 64 MiB (or 5 % of a smaller filesystem).
@@ -157,7 +173,9 @@ def _check_space(staged: Path, needed: int, what: str) -> None:
             f"({usage.total} bytes)"
         )
     if needed + margin > free:
-        raise StoreError(
+        # Not refused: space may free up. Charged to this revision (sync.charge), so
+        # an older, smaller one may stand in meanwhile.
+        raise NoSpaceError(
             f"{what}: needs {needed} bytes plus a {margin}-byte margin, only {free} free "
             f"at {staged.parent}"
         )

@@ -9,18 +9,21 @@ hides a good one below it.
 
 Neither does a broken one: a version that cannot be read or fetched for a reason
 that is not a refusal (an object missing or forbidden, bytes damaged on every
-fetch) is passed over for this pass (``PassContext.defer``: not refused, tried again
-the next pass, since it may be mid-upload), and the next older one is tried,
-here or, when its download fails, through ``older``.
+fetch) is passed over (modelsync.sync.charge: deferred, not refused, tried again
+later, since it may be mid-upload), and the next older one is tried, here or, when
+its download fails, through ``older``. The prefix is listed once per pass (kept in
+the pass context): a walk down past N such versions costs N manifest reads, not N
+listings; versions deferred by an earlier pass are skipped until their retry time.
 """
 
 from __future__ import annotations
 
 import functools
 
-from modelsync.errors import EmptySourceError, IntegrityError, RefusedError, SourceError
+from modelsync.errors import EmptySourceError, RefusedError
 from modelsync.retry import call_with_retry
 from modelsync.sources import Source
+from modelsync.sync.charge import charge
 from modelsync.sync.context import PassContext
 from modelsync.sync.policy import Choice
 from modelsync.sync.policy.candidate import read_candidate
@@ -30,7 +33,7 @@ __all__ = ["Newest"]
 
 class Newest:
     def choose(self, ctx: PassContext, source: Source, active: int | None) -> Choice | None:
-        versions = self._list(ctx, source)
+        versions = ctx.listing = self._list(ctx, source)
         if not versions and not ctx.model.allow_empty:
             raise EmptySourceError(
                 f"{source.url}: no revisions there (no <version>/ under it); check the URL, "
@@ -42,8 +45,10 @@ class Newest:
         self, ctx: PassContext, source: Source, active: int | None, below: int
     ) -> Choice | None:
         """The newest acceptable version below ``below`` (whose download failed, for a
-        reason that is not a refusal) and newer than the active one; None if none."""
-        versions = [v for v in self._list(ctx, source) if v < below]
+        reason that is not a refusal) and newer than the active one; None if none.
+        From the pass's listing: the bucket is not listed again."""
+        listing = ctx.listing if ctx.listing is not None else self._list(ctx, source)
+        versions = [v for v in listing if v < below]
         return self._first(ctx, source, versions, active)
 
     @staticmethod
@@ -66,17 +71,17 @@ class Newest:
             if version in ctx.state.refused:
                 ctx.log.debug("skipping refused version", version=version)
                 continue
-            if version in ctx.deferred:
+            if version in ctx.deferred or ctx.passed_over(version):
                 continue
             try:
                 candidate = read_candidate(ctx, source, version)
             except RefusedError as exc:
                 ctx.refuse(version, str(exc), exc.metrics)
                 continue
-            except (SourceError, IntegrityError) as exc:
+            except Exception as exc:
                 # Its manifest cannot be read now (403, damaged each time...): that
                 # says nothing for good about it, nor about the versions below it.
-                ctx.defer(version, exc)
+                charge(ctx, source, version, exc)
                 continue
             if candidate is None:
                 ctx.log.debug("incomplete version (no manifest yet)", version=version)
