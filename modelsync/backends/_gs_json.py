@@ -104,24 +104,44 @@ class GcsReader:
         query = {"alt": "media", **(params or {})} if media else dict(params or {})
         return f"{url}?{_query(query)}" if query else url
 
-    def headers(self, url: str) -> dict[str, str]:
-        """Headers for one GET, the credentials applied (refreshed when expired)."""
+    def headers(self, url: str, cancel: CancelToken | None = None) -> dict[str, str]:
+        """Headers for one GET, the credentials applied (refreshed when expired).
+
+        Call it under the engine's deadline (``get``): the lookup and refresh are
+        requests on its pools. Another thread's refresh is waited for only until
+        ``cancel`` fires."""
         headers = {"Accept-Encoding": "identity"}
-        with self._auth_lock:
-            try:
-                if self._credentials is None:
-                    self._credentials = self._make_credentials()
-                # Anonymous credentials never refresh, so they get no transport: its
-                # import (requests, google.oauth2's service accounts, cryptography)
-                # was ~100-140 ms of every emulator-backed `sync`.
-                if self._auth_request is None and not self.anonymous:
-                    self._auth_request = self._make_auth_request()
-                self._credentials.before_request(self._auth_request, "GET", url, headers)
-            except ModelsyncError:
-                raise
-            except Exception as exc:
-                raise translate(exc, url.split("?")[0], self.bucket) from exc
+        _acquire(self._auth_lock, cancel)
+        try:
+            self._discover()
+            self._credentials.before_request(self._auth_request, "GET", url, headers)
+        except ModelsyncError:
+            raise
+        except Exception as exc:
+            raise translate(exc, url.split("?")[0], self.bucket) from exc
+        finally:
+            self._auth_lock.release()
         return headers
+
+    def credentials(self, cancel: CancelToken | None = None) -> Any:
+        """The credentials ``headers`` applies, looked up the same way (the SDK's
+        writes sign with these, so it never looks them up on a session of its own)."""
+        with self.engine.deadline(cancel):
+            _acquire(self._auth_lock, cancel)
+            try:
+                self._discover()
+            finally:
+                self._auth_lock.release()
+        return self._credentials
+
+    def _discover(self) -> None:
+        # Anonymous credentials never refresh, so they get no transport: its import
+        # (requests, google.oauth2's service accounts, cryptography) was ~100-140 ms
+        # of every emulator-backed `sync`.
+        if self._auth_request is None and not self.anonymous:
+            self._auth_request = self._make_auth_request()
+        if self._credentials is None:
+            self._credentials = self._make_credentials()
 
     def _make_auth_request(self) -> Any:
         # requests' transport, as the SDK's: google-auth's urllib3 one needs the
@@ -146,7 +166,15 @@ class GcsReader:
             return AnonymousCredentials()  # type: ignore[no-untyped-call]
         import google.auth
 
-        credentials, _ = google.auth.default(scopes=_SCOPES)
+        # The discovery's own requests (the GCE metadata server's ping, its project
+        # id) on the deadline layer's pools too: without ``request`` google-auth makes
+        # a session of its own, which a dripping metadata server held past any deadline.
+        # Bounded as a whole, for the ping's sleeps between its tries.
+        deadlines = self.engine.deadlines
+        credentials, _ = deadlines.bounded(
+            lambda: google.auth.default(scopes=_SCOPES, request=self._auth_request),
+            deadlines.token(),
+        )
         return credentials
 
     def get(
@@ -164,7 +192,7 @@ class GcsReader:
         # A token refresh (or the first lookup of credentials) runs under the pass's
         # deadline too: it is a request on this engine's pools.
         with self.engine.deadline(cancel):
-            headers = self.headers(url)
+            headers = self.headers(url, cancel)
         headers.update(extra or {})
         try:
             return self.engine.get(url, headers, write, cancel, what, hashers)
@@ -236,6 +264,15 @@ def _query(params: Mapping[str, str]) -> str:
     # Every reserved character percent-encoded ('/' included, space as %20), as the
     # JSON API's query parameters require for object names.
     return urlencode(params, quote_via=quote, safe="")
+
+
+def _acquire(lock: threading.Lock, cancel: CancelToken | None) -> None:
+    """Take ``lock``, waiting for its holder only until ``cancel`` fires."""
+    if cancel is None:
+        lock.acquire()
+        return
+    while not lock.acquire(timeout=0.2):
+        cancel.check()
 
 
 def items(page: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -154,7 +154,10 @@ class GcsSource:
                     client_options={"api_endpoint": endpoint} if endpoint else None,
                 )
             else:
-                client = storage.Client(project=self.options.project)
+                # The reader's credentials, looked up on the deadline layer's pools
+                # (storage.Client's own lookup pings the metadata server unbounded).
+                credentials = self._reader.credentials()
+                client = storage.Client(project=self.options.project, credentials=credentials)
         except Exception as exc:
             raise translate(exc, self.url, self.bucket_name) from exc
         # Parallel downloads need more pooled connections than requests' default 10;

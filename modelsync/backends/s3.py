@@ -121,15 +121,13 @@ class S3Source:
     def _s3(self) -> Any:
         return self._pair()[0]
 
-    @property
-    def _connections(self) -> Deadlines:
-        return self._pair()[1]
+    def _tracker(self, cancel: CancelToken | None) -> Deadlines:
+        return self._pair(cancel)[1]
 
-    def _pair(self) -> tuple[Any, Deadlines, Engine]:
+    def _pair(self, cancel: CancelToken | None = None) -> tuple[Any, Deadlines, Engine]:
+        # Made (its first credentials loaded) within the pass's deadline: Connections.
         made: tuple[Any, Deadlines, Engine] = self._shared.get(
-            ("s3", self.options.model_dump_json()),
-            self._make_client,
-            _close,
+            ("s3", self.options.model_dump_json()), self._make_client, _close, cancel
         )
         return made
 
@@ -193,7 +191,7 @@ class S3Source:
         addressing (no network call); the bytes never pass through botocore."""
         from modelsync.transport.errors import HttpStatus
 
-        client, _, engine = self._pair()
+        client, _, engine = self._pair(cancel)
         with self._translated(what, cancel):
             url = client.generate_presigned_url(
                 "get_object",
@@ -225,7 +223,7 @@ class S3Source:
         prefix = f"{self.prefix}/" if self.prefix else ""
         found: set[str] = set()
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
-        with self._connections.deadline(cancel), self._translated(f"{self.url}: list", cancel):
+        with self._tracker(cancel).deadline(cancel), self._translated(f"{self.url}: list", cancel):
             while True:
                 if cancel is not None:
                     cancel.check()
@@ -255,7 +253,7 @@ class S3Source:
         found, etags = [], {}
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         with (
-            self._connections.deadline(cancel),
+            self._tracker(cancel).deadline(cancel),
             self._translated(f"{self.url}/{version}: list", cancel),
         ):
             while True:
@@ -292,7 +290,7 @@ class S3Source:
         self, key: str, what: str, sink: Sink, cancel: CancelToken, listed: str | None
     ) -> None:
         """Parallel byte ranges written in place, then one pass for the checksums."""
-        with self._connections.deadline(cancel), self._translated(what, cancel):
+        with self._tracker(cancel).deadline(cancel), self._translated(what, cancel):
             head = self._s3().head_object(Bucket=self.bucket, Key=key)
         checks = Checks(head["ResponseMetadata"].get("HTTPHeaders", {}), listed)
 
@@ -356,7 +354,7 @@ class S3Source:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
         if tag:
             args["IfNoneMatch"] = tag  # 304, no body, when the ETag still matches
-        with self._connections.deadline(cancel), self._translated(what, cancel):
+        with self._tracker(cancel).deadline(cancel), self._translated(what, cancel):
             try:
                 response = self._s3().get_object(**args)
             except bex.ClientError as exc:
@@ -397,7 +395,7 @@ class S3Source:
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base + check_control_key(prefix)}
         found: dict[str, str] = {}
         with (
-            self._connections.deadline(cancel),
+            self._tracker(cancel).deadline(cancel),
             self._translated(f"s3://{self.bucket}/{args['Prefix']}", cancel),
         ):
             while True:

@@ -17,6 +17,7 @@ import json
 import re
 import threading
 import time
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -88,10 +89,11 @@ class PubSubSource:
     """
 
     def __init__(self, options: PubSubOptions, identity: str) -> None:
-        from google.cloud import pubsub_v1
-
         self._options = options
-        self._client = pubsub_v1.SubscriberClient()
+        # Made by start, on the runner's thread: the client looks up Application
+        # Default Credentials (a metadata server's ping) as it is made, which held the
+        # daemon's main loop (start-up, a reload) for as long as the server dripped.
+        self._client: Any = None
         if options.topic is not None:
             project = options.topic.split("/")[1]
             name = "modelsync-" + re.sub(r"[^A-Za-z0-9_-]", "-", identity)[:200]
@@ -106,6 +108,15 @@ class PubSubSource:
         return self._subscription
 
     def start(self) -> None:
+        if self._client is None:
+            from google.cloud import pubsub_v1
+
+            try:
+                self._client = pubsub_v1.SubscriberClient()
+            except Exception as exc:  # google-auth's DefaultCredentialsError, and the like
+                raise EventSourceError(
+                    f"cannot make the Pub/Sub client: {_first_line(exc)}"
+                ) from exc
         if self._options.topic is None or self._created:
             return
         from google.api_core import exceptions
@@ -166,6 +177,8 @@ class PubSubSource:
 
     def stop(self) -> None:
         self._closing.set()
+        if self._client is None:
+            return
         if self._options.topic is not None and self._created:
             # Stopping: a subscription left behind is swept by its expiration policy.
             with contextlib.suppress(Exception):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from modelsync.cancel import CancelToken
 from modelsync.events import KINDS, EventsConfig
 from modelsync.events.hub import EventHub, EventMetrics, SourceHealth
 from modelsync.events.match import Matcher
@@ -21,6 +22,8 @@ __all__ = ["Push"]
 
 # A runner gets this long to leave a long poll on stop before its queue is cleaned up.
 _STOP_GRACE = 1.0
+# Stopping the sources (leaving the polls, cleaning up the queues) ends within this.
+_STOP_LIMIT = 3.0
 
 
 class Push:
@@ -70,8 +73,13 @@ class Push:
         self.start(config, identity)
 
     def stop(self) -> None:
+        # One deadline for every source's clean-up, so SIGTERM (or a reload) waits
+        # _STOP_LIMIT at most however many sources there are.
+        until = CancelToken(deadline=time.monotonic() + _STOP_LIMIT)
         for runner in self._runners:
-            runner.stop(_STOP_GRACE)
+            runner.halt()
+        for runner in self._runners:
+            runner.stop(_STOP_GRACE, until)
         self._runners = []
         self._hub = None
 

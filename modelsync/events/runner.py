@@ -6,9 +6,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import structlog
+
+from modelsync.cancel import CancelToken
 from modelsync.events.hub import EventHub
 from modelsync.events.match import ObjectEvent
 from modelsync.events.source import Delivery, EventSource, EventSourceError
+from modelsync.transport.deadline import bounded
 
 __all__ = ["MAX_MESSAGE_BYTES", "SourceRunner"]
 
@@ -42,12 +46,26 @@ class SourceRunner:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, grace: float) -> None:
-        """Stop reading; wait up to ``grace`` for a long poll in flight, then clean up
-        what the source created (a per-host queue) either way."""
+    def halt(self) -> None:
+        """Ask the thread to stop reading (``stop`` then waits for it)."""
         self._stop.set()
-        self._thread.join(grace)
-        self._source.stop()
+
+    def stop(self, grace: float, until: CancelToken) -> None:
+        """Stop reading; wait up to ``grace`` for a long poll in flight, then clean up
+        what the source created (a per-host queue) either way, until ``until`` fires.
+
+        The clean-up is network calls (unsubscribe, delete the queue) with the SDK's
+        own timeouts, 30 s a read: a stalled endpoint held SIGTERM for a minute. What
+        does not fit is logged and skipped; docs/push.md says how to sweep it."""
+        self._stop.set()
+        left = until.remaining()
+        self._thread.join(grace if left is None else min(grace, left))
+        try:
+            bounded(self._source.stop, until)
+        except Exception as exc:  # Cancelled at the deadline, or the SDK's own errors
+            structlog.get_logger().warning(
+                "event source clean-up skipped", source=self.name, reason=str(exc)[:200]
+            )
 
     def _run(self) -> None:
         started = False

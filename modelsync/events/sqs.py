@@ -120,19 +120,21 @@ class SqsSource:
         from modelsync.backends._aws import session as aws_session
 
         self._options = options
-        session = aws_session(options.profile, options.region)
+        self._session = aws_session(options.profile, options.region)
+        # A profile that does not exist is a config error now, not a failing source;
+        # reading the profile is no network call.
+        self._session.get_scoped_config()
         # The read timeout must outlast the long poll.
-        config = botocore.config.Config(
+        self._config = botocore.config.Config(
             connect_timeout=5,
             read_timeout=options.wait + 10,
             retries={"max_attempts": 1},
         )
-        self._sqs = session.create_client("sqs", endpoint_url=options.endpoint_url, config=config)
-        self._sns = (
-            session.create_client("sns", endpoint_url=options.endpoint_url, config=config)
-            if options.topic_arn
-            else None
-        )
+        # Made by start, on the runner's thread: making a client loads its first
+        # credentials, a request to an instance or container endpoint that held the
+        # daemon's main loop (start-up, a reload) for as long as the endpoint dripped.
+        self._sqs: Any = None
+        self._sns: Any = None
         self._queue_url = options.queue_url
         self._queue_name = options.queue_name or _queue_name(identity)
         self._subscription: str | None = None
@@ -142,6 +144,8 @@ class SqsSource:
         return self._queue_url
 
     def start(self) -> None:
+        if self._sqs is None:
+            self._sqs, self._sns = self._clients()
         if self._sns is None or self._subscription is not None:
             return
         topic = self._options.topic_arn
@@ -175,6 +179,19 @@ class SqsSource:
             raise EventSourceError(
                 f"cannot create queue {self._queue_name} and subscribe it to {topic}: {exc}"
             ) from exc
+
+    def _clients(self) -> tuple[Any, Any]:
+        endpoint = self._options.endpoint_url
+        try:
+            sqs = self._session.create_client("sqs", endpoint_url=endpoint, config=self._config)
+            sns = (
+                self._session.create_client("sns", endpoint_url=endpoint, config=self._config)
+                if self._options.topic_arn
+                else None
+            )
+        except Exception as exc:  # botocore's credential and config errors
+            raise EventSourceError(f"cannot make the SQS client: {exc}") from exc
+        return sqs, sns
 
     def receive(self) -> list[Delivery]:
         try:

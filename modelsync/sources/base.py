@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from modelsync.cancel import CancelToken
 from modelsync.configbase import NoOptions
-from modelsync.errors import RefusedError
+from modelsync.errors import Cancelled, RefusedError
 from modelsync.fsutil import store_error
 from modelsync.sources.control import ControlStore
 from modelsync.sources.journal import RangeJournal
@@ -252,19 +252,67 @@ class Connections:
     Thousands of models in one bucket should cost one client, not thousands: a boto3
     session with its client measured 13 MB and 0.17 s here, one client 0.35 MB. A
     backend keys its client by its options; the owner closes them all at the end.
+
+    Making a client can be a network call (botocore loads its first credentials from
+    an instance or container endpoint), so it runs on a thread of its own, one per
+    key, with no lock held: a client whose credential endpoint hangs holds neither
+    another key's client nor ``close()``, and each caller waits for it only until its
+    own token fires. The next pass waits on the same attempt instead of starting one.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: dict[Hashable, tuple[Any, Callable[[Any], None]]] = {}
+        self._making: dict[Hashable, _Making] = {}
+        self._closes = 0  # bumped by close(): a client made after it is closed at once
 
-    def get(self, key: Hashable, make: Callable[[], T], close: Callable[[T], None]) -> T:
-        """The client under ``key``, made by ``make`` the first time."""
+    def get(
+        self,
+        key: Hashable,
+        make: Callable[[], T],
+        close: Callable[[T], None],
+        cancel: CancelToken | None = None,
+    ) -> T:
+        """The client under ``key``, made by ``make`` the first time; Cancelled once
+        ``cancel`` fires while it is being made (the attempt goes on for the next)."""
         with self._lock:
-            if key not in self._items:
-                self._items[key] = (make(), close)
-            client: T = self._items[key][0]
-            return client
+            if key in self._items:
+                client: T = self._items[key][0]
+                return client
+            making = self._making.get(key)
+            if making is None:
+                making = self._making[key] = _Making(self._closes)
+                threading.Thread(
+                    target=self._make, args=(key, making, make, close), name="connect", daemon=True
+                ).start()
+        if cancel is None:
+            making.done.wait()
+        else:
+            while not making.done.wait(0.2):
+                cancel.check()
+        if making.error is not None:
+            raise making.error
+        made: T = making.value
+        return made
+
+    def _make(self, key: Hashable, making: _Making, make: Callable[[], Any], close: Any) -> None:
+        try:
+            making.value = make()
+        except BaseException as exc:  # handed to every caller waiting for this attempt
+            making.error = exc
+        closed = False
+        with self._lock:
+            del self._making[key]
+            if making.error is None:
+                if making.closes == self._closes:
+                    self._items[key] = (making.value, close)
+                else:
+                    closed = True
+                    making.error = Cancelled("stop requested")
+        if closed:
+            with contextlib.suppress(Exception):
+                close(making.value)
+        making.done.set()
 
     def __len__(self) -> int:
         with self._lock:
@@ -273,9 +321,20 @@ class Connections:
     def close(self) -> None:
         with self._lock:
             items, self._items = list(self._items.values()), {}
+            self._closes += 1
         for client, close in items:
             with contextlib.suppress(Exception):
                 close(client)
+
+
+class _Making:
+    """One attempt at making a client, which callers wait for."""
+
+    def __init__(self, closes: int) -> None:
+        self.closes = closes
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
 
 
 class Backend:

@@ -18,6 +18,7 @@ classes was how an S3 source behind HTTP(S)_PROXY escaped the deadline.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import threading
 import time
@@ -119,6 +120,18 @@ class Deadlines:
             with self._lock:
                 del self._watched[key]
 
+    def bounded(self, call: Callable[[], T], cancel: CancelToken | None) -> T:
+        """``bounded(call, cancel)`` whose requests on these pools are cut at the
+        deadline too, so its helper thread ends with the wait instead of living on:
+        for a library that sleeps between its own retries (google-auth's metadata
+        ping backs off between three tries), which no socket cut reaches."""
+
+        def run() -> T:
+            with self.deadline(cancel):
+                return call()
+
+        return bounded(run, cancel)
+
     def _watch(self) -> None:
         # Keeps cutting until a block ends: a client library that retries a broken
         # read on its own (azure-storage-blob does) opens a new connection.
@@ -139,9 +152,11 @@ def bounded(call: Callable[[], T], cancel: CancelToken | None) -> T:
 
     For work whose sockets no Deadlines can reach: an SDK's credential provider
     that builds its own client per refresh (botocore's STS for IRSA, its container
-    and process providers). The call runs on a helper thread; when the deadline
-    passes first, that thread is left to end on the library's own timeouts and its
-    result is dropped, so the pass ends on time.
+    and process providers), a name lookup, a client made with its first
+    credentials (sources/base.py Connections), clean-up while stopping. The call
+    runs on a helper thread; when the deadline passes first, that thread is left to
+    end on the library's own timeouts and its result is dropped, so the pass ends on
+    time.
     """
     if cancel is None:
         return call()
@@ -168,7 +183,7 @@ def bounded(call: Callable[[], T], cancel: CancelToken | None) -> T:
 
 
 def _derive_pool(base: type[Any], deadlines: Deadlines) -> type[Any]:
-    connection = _derive_connection(base.ConnectionCls)
+    connection = _derive_connection(base.ConnectionCls, deadlines)
 
     class DeadlinePool(base):  # type: ignore[misc]
         ConnectionCls = connection
@@ -201,7 +216,7 @@ def _derive_pool(base: type[Any], deadlines: Deadlines) -> type[Any]:
     return DeadlinePool
 
 
-def _derive_connection(base: type[Any]) -> type[Any]:
+def _derive_connection(base: type[Any], deadlines: Deadlines) -> type[Any]:
     class DeadlineConnection(base):  # type: ignore[misc]
         _deadline_sock: socket.socket | None = None
         # Every pool's connections are derived here, so this is also where their
@@ -213,7 +228,7 @@ def _derive_connection(base: type[Any]) -> type[Any]:
             # down by the watcher) before it connects: a blackholed host is cut too.
             host, port = self._dns_host, self.port
             try:
-                addresses = socket.getaddrinfo(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+                addresses = _resolve(host.strip("[]"), port, deadlines.token())
             except socket.gaierror as exc:
                 raise NameResolutionError(self.host, self, exc) from exc
             error: OSError | None = None
@@ -241,3 +256,18 @@ def _derive_connection(base: type[Any]) -> type[Any]:
 
     DeadlineConnection.__name__ = DeadlineConnection.__qualname__ = base.__name__
     return DeadlineConnection
+
+
+def _resolve(host: str, port: int, cancel: CancelToken | None) -> list[Any]:
+    """getaddrinfo within ``cancel``'s deadline.
+
+    A name server that never answers holds getaddrinfo for the resolver's own
+    timeouts (5 s per try and server), and no socket of ours exists yet for the
+    watcher to cut: the lookup runs under ``bounded``. An address needs no lookup
+    and no helper thread.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bounded(lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM), cancel)
+    return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
