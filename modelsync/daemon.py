@@ -239,6 +239,9 @@ class Daemon:
 
     def _serve(self) -> None:
         """Everything the daemon runs, while it holds the store's daemon lock."""
+        # First: an event source that cannot be opened is a configuration error (exit
+        # 2, one line) before anything else has started.
+        self._push.start(self.config, default_identity(self.config.identity))
         self._watcher.start()
         if self._watch_config:
             from pathlib import Path
@@ -254,7 +257,6 @@ class Daemon:
         for model in self.config.models:
             self._start_worker(model)
         self._scheduler.start()
-        self._push.start(self.config, default_identity(self.config.identity))
         # Only now: /healthz answered 503 while the watches and the scheduler were
         # still being set up (seconds with many file:// models on a busy machine).
         self.admin.start()
@@ -368,9 +370,21 @@ class Daemon:
         if steps.refused is not None:
             self._log.error(steps.refused)
             return
+        new = new.model_copy(update={"admin": self.config.admin})
+        try:
+            # Before anything switches: the new event sources are all opened, or the
+            # running ones (and the running configuration) stay.
+            self._push.reload(new, default_identity(new.identity))
+        except ConfigError as exc:
+            self._log.error(
+                "config reload failed; keeping the running configuration",
+                error=str(exc),
+                trigger=trigger,
+            )
+            return
         if steps.admin_changed:
             self._log.warning("admin settings change on restart only")
-        self.config = new.model_copy(update={"admin": self.config.admin})
+        self.config = new
         self.metrics.configure(
             self.config.interval, {m.name: m.max_age for m in self.config.models}
         )
@@ -391,7 +405,6 @@ class Daemon:
             self._warn_unbound(model)
         for name in steps.triggered:
             self._scheduler.trigger(name)
-        self._push.reload(self.config, default_identity(self.config.identity))
         self._log.info("config reloaded", models=steps.triggered, trigger=trigger)
 
     def _warn_unbound(self, model: ModelConfig) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from modelsync.config import default_state_dir
 from tests.daemonproc import DaemonProcess
 from tests.faultproxy import FaultPlan, FaultProxy
@@ -443,3 +445,91 @@ def test_a_reload_of_a_config_that_could_block_or_flood_keeps_the_daemon(
     started = time.monotonic()
     assert daemon.stop(timeout=10) == 0
     assert time.monotonic() - started < 5
+
+
+# [[events]] sources the config's validation cannot judge whole: a profile that does not
+# exist (known only to botocore, when the source is opened), and a connection string
+# the Azure SDK cannot parse (checked when the config loads).
+_BROKEN_EVENTS = {
+    "sqs-profile": (
+        'kind = "sqs"\nmodels = ["embedder"]\noptions = { queue_url = "http://127.0.0.1:9/q", '
+        'region = "us-east-1", profile = "prod-typo" }\n',
+        "events sqs:embedder: cannot open: ProfileNotFound: "
+        "The config profile (prod-typo) could not be found",
+    ),
+    "azure-connection-string": (
+        'kind = "azure-queue"\nmodels = ["embedder"]\n'
+        'options = { queue = "model-events", connection_string = "AccountName=x;AccountKey" }\n',
+        "options: connection_string: not key=value pairs separated by ';'",
+    ),
+}
+
+
+def _with_embedder(store: Path, bucket: Path) -> str:
+    """ranker from ``bucket``, and embedder from an S3 endpoint that refuses (its passes
+    fail; file:// sources take no events)."""
+    return (
+        f'store = "{store}"\ninterval = "1s"\n'
+        f'[[models]]\nname = "ranker"\nsource = "file://{bucket}"\n'
+        '[[models]]\nname = "embedder"\nsource = "s3://models/embedder"\n'
+        'source_options = { endpoint_url = "http://127.0.0.1:9", region = "us-east-1" }\n'
+    )
+
+
+def _no_aws_profiles(tmp_path: Path) -> dict[str, str]:
+    empty = tmp_path / "aws-config"
+    empty.write_text("")
+    return {
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+    }
+
+
+@pytest.mark.parametrize("broken", sorted(_BROKEN_EVENTS))
+def test_a_reload_adding_an_event_source_that_cannot_open_keeps_the_daemon(
+    tmp_path: Path, bucket: Path, store: Path, procs: list[DaemonProcess], broken: str
+) -> None:
+    """A reload adding an [[events]] source that cannot be opened is refused in one
+    line; the daemon keeps running its configuration (no event source), and a revision
+    published afterwards is served."""
+    put_revision(bucket, 1, model_files(1))
+    config = tmp_path / "modelsync.toml"
+    config.write_text(_with_embedder(store, bucket))
+    daemon = DaemonProcess(["--config", str(config)], tmp_path / "log", _no_aws_profiles(tmp_path))
+    procs.append(daemon)
+    daemon.wait_for(_activated(1))
+    events, says = _BROKEN_EVENTS[broken]
+    config.write_text(config.read_text() + "[[events]]\n" + events)
+    after = len(daemon.events())
+    daemon.signal(signal.SIGHUP)
+    failed = daemon.wait_for(
+        lambda e: e.get("event", "").startswith("config reload failed"), after=after
+    )
+    assert failed["event"] == "config reload failed; keeping the running configuration"
+    assert says in failed["error"] and "\n" not in failed["error"], failed
+    put_revision(bucket, 2, model_files(2))
+    daemon.wait_for(_activated(2))
+    assert daemon.proc.poll() is None
+    _, body = daemon.http("GET", "/status")
+    assert json.loads(body)["events"] == []
+    assert "Traceback" not in daemon.log_path.read_text()
+    assert daemon.stop(timeout=10) == 0
+
+
+@pytest.mark.parametrize("broken", sorted(_BROKEN_EVENTS))
+def test_an_event_source_that_cannot_open_fails_the_start_in_one_line(
+    tmp_path: Path, bucket: Path, store: Path, broken: str
+) -> None:
+    """`modelsync run` with an [[events]] source that cannot be opened exits 2 with one
+    line naming it, before anything is served."""
+    put_revision(bucket, 1, model_files(1))
+    events, says = _BROKEN_EVENTS[broken]
+    config = tmp_path / "modelsync.toml"
+    config.write_text(_with_embedder(store, bucket) + "[[events]]\n" + events)
+    done = run_cli("run", "--config", str(config), env=_no_aws_profiles(tmp_path), timeout=60)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("modelsync: config error: ") and says in line, line
+    assert not (store / "ranker" / "current").exists()

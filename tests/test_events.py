@@ -26,6 +26,14 @@ _BAD = {
     'kind = "azure-queue"\nmodels = ["m"]\noptions = { queue = "qqq" }': (
         "events[0]: options: give exactly one of account_url and connection_string"
     ),
+    'kind = "azure-queue"\nmodels = ["m"]\n'
+    'options = { queue = "qqq", connection_string = "AccountName=x;AccountKey" }': (
+        "events[0]: options: connection_string: not key=value pairs separated by ';'"
+    ),
+    'kind = "azure-queue"\nmodels = ["m"]\n'
+    'options = { queue = "qqq", connection_string = "QueueSecondaryEndpoint=https://x" }': (
+        "events[0]: options: connection_string: names neither AccountName nor QueueEndpoint"
+    ),
     'kind = "sqs"\nmodels = ["local"]\noptions = { queue_url = "http://x/q" }': (
         "'local' reads a file:// source"
     ),

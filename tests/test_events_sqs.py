@@ -409,3 +409,70 @@ def test_a_deleted_queue_is_reported_and_recovers(
     bucket.publish("ranker", 3, seed=3)
     _wait_served([proc], "ranker", 3, timeout=30)
     assert _metric(proc, "modelsync_events_wakeups_total") > woken
+
+
+def test_a_message_nested_past_the_parser_is_malformed_and_the_source_reads_on(
+    bucket: Bucket, tmp_path: Path, procs: list[DaemonProcess]
+) -> None:
+    """One message of 60,000 '[' (the JSON parser's RecursionError) is logged in one
+    line as malformed and deleted; the source stays up, and a publish afterwards still
+    wakes the host (interval 1h: only the event can bring it in)."""
+    queue = bucket.queue()
+    bucket.publish("ranker", 1, seed=1)
+    options = {"queue_url": queue, "endpoint_url": bucket.endpoint, "wait": "1s"}
+    proc = _start(
+        procs, tmp_path, "poison", _config(tmp_path, "poison", bucket, ["ranker"], options)
+    )
+    _first_pass(proc)
+    _send(bucket, queue, ["[" * 60_000])
+    ignored = proc.wait_for(
+        lambda e: e.get("event") == "event message ignored: malformed", timeout=15
+    )
+    assert ignored["reason"] == "JSON nested too deeply"
+    bucket.publish("ranker", 2, seed=2)
+    _wait_served([proc], "ranker", 2, timeout=30)
+    assert _metric(proc, "modelsync_events_malformed_total") == 1
+    _, status_doc = proc.http("GET", "/status")
+    (source,) = json.loads(status_doc)["events"]
+    assert source["up"] is True and source["last_error"] is None
+    assert _drained(bucket, queue)
+    assert "Traceback" not in proc.log_path.read_text()
+
+
+def test_a_reload_adding_a_source_that_cannot_open_keeps_the_running_sources(
+    bucket: Bucket, tmp_path: Path, procs: list[DaemonProcess]
+) -> None:
+    """A reload adding a second source with a profile that does not exist is refused
+    in one line, and the running source keeps reading: a publish afterwards is served
+    (interval 1h: only its event can bring it in)."""
+    queue = bucket.queue()
+    bucket.publish("ranker", 1, seed=1)
+    options = {"queue_url": queue, "endpoint_url": bucket.endpoint, "wait": "1s"}
+    config = _config(tmp_path, "keep", bucket, ["ranker", "embedder"], options)
+    empty = tmp_path / "aws-config"
+    empty.write_text("")
+    proc = DaemonProcess(
+        ["--config", str(config)],
+        tmp_path / "keep.log",
+        env={**S3_ENV, "AWS_CONFIG_FILE": str(empty), "AWS_SHARED_CREDENTIALS_FILE": str(empty)},
+    )
+    procs.append(proc)
+    _first_pass(proc)
+    with config.open("a") as handle:
+        handle.write(
+            '[[events]]\nkind = "sqs"\nmodels = ["embedder"]\n'
+            f'options = {{ queue_url = "{queue}", endpoint_url = "{bucket.endpoint}", '
+            'profile = "prod-typo" }\n'
+        )
+    after = len(proc.events())
+    proc.signal(signal.SIGHUP)
+    failed = proc.wait_for(
+        lambda e: e.get("event", "").startswith("config reload failed"), after=after
+    )
+    assert "events sqs:embedder: cannot open: ProfileNotFound" in failed["error"], failed
+    bucket.publish("ranker", 2, seed=2)
+    _wait_served([proc], "ranker", 2, timeout=30)
+    _, status_doc = proc.http("GET", "/status")
+    (source,) = json.loads(status_doc)["events"]
+    assert source["name"] == "sqs:ranker,embedder" and source["up"] is True
+    assert proc.proc.poll() is None

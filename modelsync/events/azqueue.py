@@ -50,7 +50,23 @@ class AzureQueueOptions(BaseModel):
     def _where(self) -> AzureQueueOptions:
         if (self.account_url is None) == (self.connection_string is None):
             raise ValueError("give exactly one of account_url and connection_string")
+        if self.connection_string is not None:
+            _check_connection_string(self.connection_string.get_secret_value())
         return self
+
+
+def _check_connection_string(text: str) -> None:
+    """What the SDK refuses when the source is opened, refused when the config loads
+    (the SDK's own rule; the string holds the account key, so it is never quoted)."""
+    pairs = [part.split("=", 1) for part in text.rstrip(";").split(";")]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError("connection_string: not key=value pairs separated by ';'")
+    keys = {key.upper(): value for key, value in pairs}
+    if keys.get("USEDEVELOPMENTSTORAGE") != "true" and not keys.keys() & {
+        "ACCOUNTNAME",
+        "QUEUEENDPOINT",
+    }:
+        raise ValueError("connection_string: names neither AccountName nor QueueEndpoint")
 
 
 def _event(doc: Any) -> ObjectEvent | None:
@@ -85,6 +101,8 @@ def parse(body: bytes) -> list[ObjectEvent]:
             raise ValueError("neither JSON nor base64-encoded JSON") from None
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
     docs = doc if isinstance(doc, list) else [doc]

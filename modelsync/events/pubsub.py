@@ -59,6 +59,8 @@ def parse(body: bytes) -> list[ObjectEvent]:
     ValueError when the message does not carry GCS's notification attributes."""
     try:
         attributes = json.loads(body)["attributes"]
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"not a Pub/Sub message: {exc}") from None
     if not isinstance(attributes, dict):

@@ -67,7 +67,19 @@ class SourceRunner:
                 "event source clean-up skipped", source=self.name, reason=str(exc)[:200]
             )
 
+    def close(self) -> None:
+        """Release a source that was never started (a reload refused)."""
+        self._source.stop()
+
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if not self._stop.is_set():
+                # Only a BaseException gets here: say so rather than look up for good.
+                self._hub.source_failed(self.name, "its reader thread ended; polling covers")
+
+    def _loop(self) -> None:
         started = False
         while not self._stop.is_set():
             try:
@@ -77,14 +89,25 @@ class SourceRunner:
                 batch = self._source.receive()
                 self._hub.source_up(self.name)
                 if batch and not self._stop.is_set():
-                    self._hub.deliver(self.name, self._read(batch), self._models)
+                    self._deliver(batch)
                 if batch:
                     self._source.ack(batch)
-            except EventSourceError as exc:
+            except Exception as exc:
                 if self._stop.is_set():
                     return  # the source was closed under a read in flight: not a failure
-                failures = self._hub.source_failed(self.name, str(exc))
+                # EventSourceError is the expected case; anything else is a bug of ours
+                # or the SDK's, and one read's bug must not end the source for good.
+                reason = str(exc) if isinstance(exc, EventSourceError) else _one_line(exc)
+                failures = self._hub.source_failed(self.name, reason)
                 self._stop.wait(min(_BACKOFF_CAP, 2.0 ** (failures - 1)))
+
+    def _deliver(self, batch: list[Delivery]) -> None:
+        try:
+            self._hub.deliver(self.name, self._read(batch), self._models)
+        except Exception as exc:
+            # What the batch made the hub raise: malformed, and deleted like it, or the
+            # same messages would come back and fail again for good.
+            self._hub.malformed(self.name, _one_line(exc))
 
     def _read(self, batch: list[Delivery]) -> list[ObjectEvent]:
         events: list[ObjectEvent] = []
@@ -97,4 +120,13 @@ class SourceRunner:
                 events.extend(self._parse(body))
             except ValueError as exc:
                 self._hub.malformed(self.name, str(exc)[:200])
+            except Exception as exc:
+                # Whatever a message can make a parser raise (RecursionError for JSON
+                # nested past the parser's depth) is a malformed message, not our end.
+                self._hub.malformed(self.name, _one_line(exc))
         return events
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:200]

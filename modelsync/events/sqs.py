@@ -77,11 +77,15 @@ def parse(body: bytes) -> list[ObjectEvent]:
     three deliveries (an S3 test event announces nothing)."""
     try:
         doc = json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
         try:  # SNS's envelope around the S3 notification
             doc = json.loads(doc["Message"])
+        except RecursionError:
+            raise ValueError("an SNS notification whose Message is nested too deeply") from None
         except (ValueError, TypeError) as exc:
             raise ValueError(f"an SNS notification whose Message is not JSON: {exc}") from None
     if not isinstance(doc, dict):
