@@ -31,8 +31,8 @@ __all__ = [
 # Requests served at once; more are answered 503 at once, so a flood cannot take
 # the threads the model workers and the watcher need.
 MAX_CONNECTIONS = 32
-# Connections still sending their request, all waited on by one thread; more are
-# closed at once (the oldest kept: a flood of new ones only loses new ones).
+# Connections still sending their request, all waited on by one thread; past this
+# many, the oldest is closed for each new one (see _HeaderReader.add).
 MAX_PENDING = 512
 # The whole request, header and the body its Content-Length announces, must arrive
 # within this of the connection's accept (a total, not per byte: a client dripping one
@@ -112,9 +112,15 @@ class _HeaderReader:
 
     def add(self, sock: socket.socket, address: Any) -> None:
         with self._lock:
-            if self._closed or len(self._pending) >= MAX_PENDING:
+            if self._closed:
                 _close(sock)
                 return
+            if len(self._pending) >= MAX_PENDING:
+                # The oldest goes, not the newcomer: a client that holds the pool full
+                # with idle connections, opening one again each time one is dropped,
+                # would otherwise have every probe closed. A probe sends its request
+                # at once, so it is done long before MAX_PENDING newer ones push it out.
+                self._drop(next(iter(self._pending)))
             sock.setblocking(False)
             self._pending[sock] = _Pending(address, time.monotonic() + REQUEST_TIMEOUT)
             self._selector.register(sock, selectors.EVENT_READ)

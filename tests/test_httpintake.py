@@ -114,3 +114,25 @@ def test_a_request_past_every_slot_is_answered_503_at_once(server: BoundedServer
     assert _exchange(port, b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nz").endswith(
         b"\r\n\r\nz|"
     )
+
+
+def test_a_full_pending_pool_drops_its_oldest_not_the_newcomer(server: BoundedServer) -> None:
+    """MAX_PENDING idle connections (red team round 4b: reopened as soon as dropped, they
+    kept every probe out): a new complete request is still answered, and the oldest
+    idle connection is the one closed."""
+    from modelsync.httpintake import MAX_PENDING
+
+    port = server.server_address[1]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(MAX_PENDING)]
+    try:
+        time.sleep(0.5)  # all accepted and pending
+        for _ in range(3):
+            started = time.monotonic()
+            answer = _exchange(port, b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nok")
+            assert time.monotonic() - started < 1.0
+            assert answer.endswith(b"\r\n\r\nok|")
+        idle[0].settimeout(2)
+        assert idle[0].recv(1) == b""  # closed by the server
+    finally:
+        for sock in idle:
+            sock.close()
