@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from modelsync.admitted import Admitted
 from modelsync.cancel import CancelToken
 from modelsync.errors import ManifestError, StoreError
@@ -176,6 +178,7 @@ class ModelStore:
         directory, a link to a file elsewhere) and a read-only volume fail the pass in
         one line, before anything in the store is touched."""
         fd = open_regular_rw(self.lock_path)
+        waits = 0
         try:
             while True:
                 try:
@@ -186,6 +189,16 @@ class ModelStore:
                         raise StoreError(
                             f"model {self.name}: another modelsync process holds {self.lock_path}"
                         ) from None
+                    waits += 1
+                    if waits == 5:  # a second: said once, not left to look like a hang
+                        left = cancel.remaining()
+                        structlog.get_logger().info(
+                            "waiting for another modelsync process (the daemon, a sync or a "
+                            "rollback) to release the model's lock",
+                            model=self.name,
+                            lock=str(self.lock_path),
+                            up_to_s=None if left is None else round(left),
+                        )
                     cancel.stop_event.wait(0.2)
                 except OSError as exc:
                     raise store_error("lock", self.lock_path, exc) from exc

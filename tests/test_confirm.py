@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,23 @@ def test_a_server_answering_absurdly_nested_json_is_not_a_crash() -> None:
             config = ConfirmConfig.of(method=method, url=url, period=0.05, timeout=0.3, **extra)
             with pytest.raises(LoadUnknown):
                 confirm(config)
+
+
+def test_a_long_wait_for_the_servers_confirmation_is_said_once(_quiet_logs: Any) -> None:
+    """Red team round 4b: a server answering 503 for 15 s left no line after
+    `activated`. Past two seconds the wait is said once, with the version, how long it
+    may still last and the server's last answer; the revision is confirmed after."""
+    started = time.monotonic()
+
+    def answer(m: str, p: str, b: bytes) -> tuple[int, bytes]:
+        if time.monotonic() - started < 2.6:
+            return 503, b"loading"
+        return 200, _status(("7", "AVAILABLE", "OK", ""))
+
+    with http_stub(answer) as (url, _seen):
+        confirm(ConfirmConfig.of(method="tfserving", url=url, period=0.1, timeout=30))
+    events = [json.loads(line) for line in _quiet_logs.getvalue().splitlines()]
+    said = [e for e in events if e["event"] == "waiting for the server to confirm the revision"]
+    assert len(said) == 1, events
+    assert said[0]["version"] == 7 and 20 < said[0]["up_to_s"] <= 28
+    assert "503" in said[0]["last"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -287,3 +288,26 @@ def test_a_read_only_store_volume_fails_the_pass_in_one_line(tmp_path: Path, buc
         assert os.readlink(store / "ranker" / "current") == "2"
     finally:
         subprocess.run(["/usr/bin/umount", str(volume)], check=False)
+
+
+def test_a_sync_that_waits_for_the_model_lock_says_so(tmp_path: Path, bucket: Path) -> None:
+    """Red team round 4b: a `sync` waiting on the lock another process holds printed
+    nothing for up to pass_timeout (30 min by default). It says once, within about a
+    second, what it waits for and for how long, then fails in one line at its deadline."""
+    store_root = tmp_path / "store"
+    put_revision(bucket / "ranker", 1, model_files(1))
+    config = tmp_path / "modelsync.toml"
+    config.write_text(
+        f'store = "{store_root}"\npass_timeout = "4s"\n\n'
+        f'[[models]]\nname = "ranker"\nsource = "file://{bucket / "ranker"}"\n'
+    )
+    held = Store(store_root, default_state_dir(store_root))
+    held.prepare()
+    with held.model("ranker").lock(CancelToken()):
+        done = run_cli("--log-format", "json", "sync", "--config", str(config), timeout=60)
+    assert done.returncode == 1, done.stderr
+    waiting = [line for line in done.stderr.splitlines() if "release the model's lock" in line]
+    assert len(waiting) == 1, done.stderr
+    said = json.loads(waiting[0])
+    assert said["model"] == "ranker" and 0 < said["up_to_s"] <= 4
+    assert "another modelsync process holds" in done.stderr.splitlines()[-1]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
+
 from modelsync.cancel import CancelToken
 from modelsync.errors import LoadFailed, LoadUnknown, ReloadError, ServerNotRunning
 from modelsync.methods import MethodOptions, method_of, parse_options
@@ -68,12 +70,25 @@ def wait_loaded(
     ServerNotRunning at once instead of being waited for (the caller decides what
     no server means).
     """
-    deadline = time.monotonic() + config.timeout
+    started = time.monotonic()
+    deadline = started + config.timeout
+    said = False
     while True:
         left = deadline - time.monotonic()
         probe = prober.probe(target, max(0.5, min(probe_timeout(config), left)), cancel)
         if probe.state is ProbeState.LOADED:
             return
+        if not said and time.monotonic() - started >= 2.0:
+            # A wait of up to confirm.timeout (minutes) must not look like a hang: said
+            # once, with what the server answers meanwhile.
+            said = True
+            structlog.get_logger().info(
+                "waiting for the server to confirm the revision",
+                model=target.model,
+                version=target.version,
+                up_to_s=round(max(0.0, deadline - time.monotonic())),
+                last=_describe(probe),
+            )
         if probe.state is ProbeState.FAILED:
             raise LoadFailed(f"server failed to load version {target.version}: {probe.detail}")
         if probe.state is ProbeState.UNREACHABLE and unreachable_ends:
