@@ -557,3 +557,41 @@ def test_signed_pointer_rules_hold_for_a_channel_on_an_alias(
         assert [p.name for p in report.iterdir() if p.suffix == ".json"]
     finally:
         syncer.close()
+
+
+def test_registry_credentials_come_from_the_environment_and_never_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red team round 4b: `user:password@` in the source URL is refused without the
+    password in the message (the URL is shown on /status and in every log line);
+    MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, as MLflow's client reads
+    them, reach the registry as a Basic Authorization header."""
+    import base64
+
+    with pytest.raises(ValueError) as refused:
+        ModelConfig(
+            name="ranker",
+            source="mlflow+http://ops:s3cret-pw@h:5000/ranker@champion",
+            source_options={"allowed_stores": ["s3://b/m"]},
+        )
+    assert "s3cret-pw" not in str(refused.value) and "MLFLOW_TRACKING_USERNAME" in str(
+        refused.value
+    )
+    bucket = tmp_path / "bucket" / "ranker"
+    put_revision(bucket, 1000, model_files(1))
+    answer = {"model_version": {**_VERSION, "source": f"file://{bucket}/1000"}}
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ops")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret:pw@")
+    said: list[str] = []
+    with http_stub(lambda _m, _p, _b: (200, json.dumps(answer).encode()), record_headers=said) as (
+        url,
+        _seen,
+    ):
+        model = _model(f"mlflow+{url}/ranker@champion", [f"file://{tmp_path / 'bucket'}"])
+        syncer = _syncer(tmp_path)
+        try:
+            result = _sync(syncer, model)
+        finally:
+            syncer.close()
+    assert result.active == 1000, result.error
+    assert said and set(said) == {"Basic " + base64.b64encode(b"ops:s3cret:pw@").decode()}

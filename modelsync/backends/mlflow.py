@@ -23,11 +23,12 @@ revision of that store.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -128,15 +129,31 @@ class _LatestAnswer(BaseModel):
 
 
 def parse_mlflow_url(url: str) -> tuple[str, str, str | None]:
-    """(the registry's http(s) base URL, the registered model, the alias or None);
-    ValueError naming the form."""
+    """(the registry's http(s) base URL, with the environment's credentials in it for
+    the HTTP client to send as a header; the registered model; the alias or None);
+    ValueError naming the form, never quoting a password."""
+    from modelsync.reload import redact_url
+
+    if "@" in urlsplit(url).netloc:
+        # The source URL is shown on /status, the status page and in every log line
+        # about the model: a password in it would be everywhere.
+        raise ValueError(
+            f"mlflow source {redact_url(url)!r}: credentials do not go in the URL (it is "
+            "shown in status and logs); set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD in the environment, as MLflow's own client reads them"
+        )
     match = _URL.match(url.rstrip("/"))
     if match is None:
         raise ValueError(
-            f"mlflow source {url!r}: use mlflow+http://host:port/<model>[@<alias>] "
+            f"mlflow source {url[:200]!r}: use mlflow+http://host:port/<model>[@<alias>] "
             "(model: letters, digits, . _ -)"
         )
-    base = f"{match['scheme']}://{match['host']}{match['root'] or ''}"
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    # transport.HttpClient turns user:password@ into a Basic Authorization header and
+    # takes it out of the URL before anything can log it.
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
+    base = f"{match['scheme']}://{auth}{match['host']}{match['root'] or ''}"
     return base, match["model"], match["alias"]
 
 
