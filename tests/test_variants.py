@@ -168,6 +168,23 @@ LIES = [
 ]
 
 
+# Class ``blockers`` (the fourth round): revisions above a good one that could not be
+# brought in ended the pass, or, refused on their download, each cost a pass.
+BLOCKERS = [
+    ("file", 464005807, "two wrong-bytes revisions above the good one: nothing stood in"),
+    ("file", 1993622827, "long paths and wrong bytes above the good one: nothing stood in"),
+]
+
+
+@pytest.mark.parametrize(("backend", "seed", "why"), BLOCKERS)
+def test_revisions_that_broke_the_stand_in_before_the_fixes_hold(
+    backend: str, seed: int, why: str
+) -> None:
+    """Each of these trials of class ``blockers`` broke an invariant before the fixes."""
+    argv = ["--class", "blockers", "--backend", backend, "--trial-seed", str(seed)]
+    assert main(argv) == 0, why
+
+
 @pytest.mark.parametrize(("backend", "seed", "why"), LIES)
 def test_a_lie_that_broke_before_the_fixes_holds(backend: str, seed: int, why: str) -> None:
     """Each of these trials of class ``lies`` broke an invariant before the fixes."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.variants.blockers import blockers
 from bench.variants.core import Generator, Record, Trial
 from bench.variants.deadlines import deadlines
 from bench.variants.edges import edges
@@ -56,6 +57,7 @@ CLASSES: dict[str, Class] = {
     "signed": Class(signed_channels, ("file", "s3"), {"file": 4, "s3": 1}),
     "edges": Class(edges, ("file", "gs"), {"file": 5, "gs": 1}),
     "lies": Class(lies, NETWORK, {"gs": 3, "s3": 2, "az": 2}),
+    "blockers": Class(blockers, ("file", "s3"), {"file": 3, "s3": 2}),
 }
 
 

@@ -46,7 +46,7 @@ from modelsync.state import Waiting
 from modelsync.store import ModelStore
 from modelsync.sync import activation, manual
 from modelsync.sync.admit import DOWNLOAD, admit
-from modelsync.sync.charge import charge
+from modelsync.sync.charge import charge, refused_within_bound
 from modelsync.sync.context import PassContext
 from modelsync.sync.fetch import ProgressFactory, fetch
 from modelsync.sync.policy import Choice, Policy
@@ -285,7 +285,7 @@ class Syncer:
             if admitted is not None:
                 return admitted
             try:
-                return self._from_bucket(ctx, source, choice)
+                admitted = self._from_bucket(ctx, source, choice)
             except Exception as exc:
                 if not isinstance(policy, Newest) or isinstance(exc, Cancelled):
                     raise
@@ -296,12 +296,24 @@ class Syncer:
                 if older is None:
                     ctx.keep_deferrals()
                     raise
-                ctx.log.warning(
-                    "trying an older revision while a newer one cannot be fetched",
-                    version=older.version,
-                    newer=choice.version,
-                )
-                choice = older
+            else:
+                refused = choice.version in ctx.result.refused
+                if admitted is not None or not refused or not isinstance(policy, Newest):
+                    return admitted
+                # Refused on its download (bytes that are not the manifest's): the next
+                # older one is tried in this same pass, as for a deferral, so that N
+                # such revisions above a good one cost one pass, not N.
+                if not refused_within_bound(ctx):
+                    return None
+                older = policy.older(ctx, source, active, choice.version)
+                if older is None:
+                    return None
+            ctx.log.warning(
+                "trying an older revision while a newer one is refused or cannot be fetched",
+                version=older.version,
+                newer=choice.version,
+            )
+            choice = older
 
     def _stood_in(self, ctx: PassContext) -> None:
         """Say, where status and /readyz read it, that the model is not on its newest

@@ -41,7 +41,7 @@ from modelsync.retry import call_with_retry
 from modelsync.sources import Source
 from modelsync.sync.context import PassContext
 
-__all__ = ["MAX_DEFERRALS_PER_PASS", "charge"]
+__all__ = ["MAX_DEFERRALS_PER_PASS", "charge", "refused_within_bound"]
 
 # A deferral costs a manifest read and a failed fetch (tens of ms on S3, seconds when
 # retries run out); 1,000 of them fit a pass on any store without being all of it,
@@ -92,4 +92,17 @@ def _global(ctx: PassContext, source: Source, error: Exception) -> bool:
             raise
         except ModelsyncError:
             return True
+    return False
+
+
+def refused_within_bound(ctx: PassContext) -> bool:
+    """Whether the pass may go on to an older revision after refusing one on its
+    download: the refusals and deferrals of one pass share MAX_DEFERRALS_PER_PASS."""
+    if len(ctx.result.refused) + len(ctx.deferred) < MAX_DEFERRALS_PER_PASS:
+        return True
+    ctx.log.warning(
+        "this pass passed over as many revisions as it may; the next goes on below",
+        refused=len(ctx.result.refused),
+        deferred=len(ctx.deferred),
+    )
     return False
