@@ -4,6 +4,7 @@ backend's real API server behind a proxy that lies."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import IntegrityError
+from modelsync.outcome import PassResult
 from modelsync.retry import RetryPolicy
 from modelsync.sources.listed import ListedChecksums, expected_checksum
 from modelsync.sync import Outcome, Syncer
@@ -74,29 +76,9 @@ def test_marker_mode_checks_an_answer_without_its_checksum_against_the_listing(
 
         return rewrite
 
-    proxy = RewriteProxy(f"http://127.0.0.1:{network_backend.port}", hook)
-    model = ModelConfig(
-        name="ranker",
-        source=network_backend.url,
-        source_options=network_backend.options(proxy.url),
-        complete_marker="_SUCCESS",
-        settle=0,
-    )
-    syncer = Syncer(Store(tmp_path / "store", tmp_path / ".state"), retry=FAST_RETRY)
-    try:
-        failed = syncer.sync(model, CancelToken())
-        lying[0] = False
-        served = syncer.sync(model, CancelToken())
-    finally:
-        syncer.close()
-        proxy.close()
-    assert proxy.rewritten >= 1
-    assert (failed.outcome, failed.active) == (Outcome.FAILED, None), failed
+    failed = _lied_to_then_honest(tmp_path, network_backend, hook, lying, weights)
+    assert failed.outcome is Outcome.FAILED, failed
     assert "weights.bin" in (failed.error or "") and "checksum mismatch" in (failed.error or "")
-    assert (served.outcome, served.active) == (Outcome.ACTIVATED, 5), served.error
-    current = tmp_path / "store" / "ranker" / "current"
-    assert (current / "weights.bin").read_bytes() == weights
-    assert check_invariants(tmp_path / "store", "ranker").violations == []
 
 
 # What each store's answer may say to excuse its bytes from their checksum: a GCS
@@ -164,11 +146,25 @@ def test_marker_mode_serves_no_bytes_that_no_checksum_vouched_for(
             return unlisted
         return None
 
-    proxy = RewriteProxy(f"http://127.0.0.1:{network_backend.port}", hook)
+    failed = _lied_to_then_honest(tmp_path, network_backend, hook, lying, weights)
+    assert "weights.bin: no checksum verified these bytes" in (failed.error or ""), failed.error
+
+
+def _lied_to_then_honest(
+    tmp_path: Path,
+    backend: NetworkBackend,
+    hook: Callable[[str, str, dict[str, str]], Rewrite | None],
+    lying: list[bool],
+    weights: bytes,
+) -> PassResult:
+    """Revision 5 of a complete_marker model synced once through ``hook`` lying, then
+    once honestly (``lying[0]`` cleared): the first pass's result, after checking that
+    it served nothing and that the honest pass served ``weights``."""
+    proxy = RewriteProxy(f"http://127.0.0.1:{backend.port}", hook)
     model = ModelConfig(
         name="ranker",
-        source=network_backend.url,
-        source_options=network_backend.options(proxy.url),
+        source=backend.url,
+        source_options=backend.options(proxy.url),
         complete_marker="_SUCCESS",
         settle=0,
     )
@@ -182,10 +178,9 @@ def test_marker_mode_serves_no_bytes_that_no_checksum_vouched_for(
         syncer.close()
         proxy.close()
     assert proxy.rewritten >= 1
-    assert failed.active is None, failed
-    assert not served_while_lying
-    assert "weights.bin: no checksum verified these bytes" in (failed.error or ""), failed.error
+    assert failed.active is None and not served_while_lying, failed
     assert (served.outcome, served.active) == (Outcome.ACTIVATED, 5), served.error
     current = tmp_path / "store" / "ranker" / "current"
     assert (current / "weights.bin").read_bytes() == weights
     assert check_invariants(tmp_path / "store", "ranker").violations == []
+    return failed
