@@ -233,9 +233,11 @@ def test_required_smoke_refuses_a_revision_without_one_or_with_a_bad_one(
         config = _config(tmp_path, store, bucket, url, "required = true\n")
         put_revision(bucket, 1, {**model_files(1), SMOKE_FILE: b'{"format": 1, "requests": []}'})
         put_revision(bucket, 2, model_files(2))
-        assert run_cli("sync", "--config", str(config)).returncode == 1
+        # Both in one pass: a revision refused on its way in lets the next older one
+        # be tried at once; the next pass has nothing left to do.
         out = run_cli("sync", "--config", str(config))
-    assert out.returncode == 1, out.stderr
+        assert out.returncode == 1, out.stderr
+        assert run_cli("sync", "--config", str(config)).returncode == 0
     refused = _status(config)["refused"]
     assert isinstance(refused, dict)
     assert refused["2"] == "no modelsync-smoke.json in the revision, and the model requires one"
