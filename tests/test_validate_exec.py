@@ -79,3 +79,24 @@ def test_a_missing_loader_is_a_failure_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ModelsyncError, match="cannot run /no/such/loader") as info:
         validate_revision(tmp_path, model, 3, CancelToken())
     assert not isinstance(info.value, RefusedError)
+
+
+def test_a_loader_that_floods_stderr_is_refused_with_the_end_of_its_last_line(
+    tmp_path: Path,
+) -> None:
+    """Red team round 4b: 64 MiB of stderr (a verbose or crash-looping tool) costs a
+    bounded tail, not the whole, and the refusal quotes the end of the last line, where
+    the tool's own words are, not its noise."""
+    noise = "import sys; sys.stderr.write('e' * (64 << 20)); sys.stderr.write('bad weights')"
+    model = ModelConfig(
+        name="ranker",
+        source="file:///bucket/ranker",
+        validate=ValidateConfig.model_validate(
+            {"exec": [sys.executable, "-c", noise + "; sys.exit(3)"], "timeout": "60s"}
+        ),
+    )
+    with pytest.raises(RefusedError) as info:
+        validate_revision(tmp_path, model, 3, CancelToken())
+    said = str(info.value)
+    assert said.startswith("validate.exec") and "(exit 3)" in said, said[:200]
+    assert said.endswith("bad weights") and len(said) < 600
