@@ -22,6 +22,10 @@ QUOTE_LIMIT = 100
 def one_line(text: str, limit: int = LINE_LIMIT) -> str:
     """``text`` as one printable line of at most ``limit`` characters (a hostile key or
     value quoted in an error never breaks a log line, a terminal or the state file)."""
+    if len(text) <= limit and text.isprintable():
+        # Most texts already are one (every save of the state passes its reasons here
+        # again): checked in C, not character by character.
+        return text
     if len(text) > limit:
         # Cut before flattening: a 5 MB text costs no 5 MB pass.
         text = text[: limit - 3] + "..."

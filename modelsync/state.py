@@ -237,12 +237,11 @@ class ModelState:
         self, version: int, reason: str, metrics: dict[str, float] | None = None
     ) -> None:
         """Refuse ``version`` for good with ``reason`` (and keep its manifest's metrics
-        for the status page); saved with the state by the caller, and bounded."""
+        for the status page); saved with the state by the caller, whose save bounds it."""
         self.refused[version] = one_line(reason)
         if metrics:
             kept = sorted(metrics.items())[:REFUSED_METRICS_KEEP]
             self.refused_metrics[version] = {one_line(k, METRIC_NAME_LIMIT): v for k, v in kept}
-        self.bound()
 
     def bound(self) -> None:
         """Cut what outside text and outside counts put here to the caps above (save

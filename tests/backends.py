@@ -146,6 +146,19 @@ class GcsBackend:
         return f"gs://no-such-bucket-x/{self.prefix}"
 
 
+def no_aws_credentials(tmp_path: Path) -> dict[str, str]:
+    """Environment with no AWS credentials anywhere (keys, files, IMDS) but what a test
+    adds beside it."""
+    return {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
 # moto accepts any credentials; boto3 needs some to sign with.
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

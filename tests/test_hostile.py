@@ -117,11 +117,7 @@ def test_hostile_manifests_are_refused_in_one_line(
     store = tmp_path / "data" / "models"
     put_revision(bucket, 1, model_files(1))
     assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
-    files = model_files(2)
-    put_revision(bucket, 2, files, manifest=False)
-    doc = manifest_doc(files, version=2)
-    edit(doc)
-    (bucket / "2" / "modelsync-manifest.json").write_text(json.dumps(doc))
+    _publish_edited(bucket, 2, edit)
     out = run_cli("sync", *sidecar_flags(store, bucket))
     assert out.returncode == 1, case
     assert "Traceback" not in out.stderr, out.stderr
@@ -188,11 +184,7 @@ def test_a_manifest_of_huge_text_is_refused_in_one_short_line_and_a_later_one_se
     store = tmp_path / "data" / "models"
     put_revision(bucket, 1, model_files(1))
     assert run_cli("sync", *sidecar_flags(store, bucket)).returncode == 0
-    files = model_files(3)
-    put_revision(bucket, 3, files, manifest=False)
-    doc = manifest_doc(files, version=3)
-    edit(doc)
-    (bucket / "3" / MANIFEST_NAME).write_text(json.dumps(doc))
+    _publish_edited(bucket, 3, edit)
     out = run_cli("sync", *sidecar_flags(store, bucket))
     assert out.returncode == 1, case
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
@@ -208,3 +200,12 @@ def test_a_manifest_of_huge_text_is_refused_in_one_short_line_and_a_later_one_se
     assert check_invariants(store, "ranker").active == 4
     for rel, data in good.items():
         assert (store / "ranker" / "4" / rel).read_bytes() == data
+
+
+def _publish_edited(bucket: Path, version: int, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Revision ``version`` in ``bucket`` with its manifest changed by ``edit``."""
+    files = model_files(version)
+    put_revision(bucket, version, files, manifest=False)
+    doc = manifest_doc(files, version=version)
+    edit(doc)
+    (bucket / str(version) / MANIFEST_NAME).write_text(json.dumps(doc))

@@ -19,7 +19,7 @@ from modelsync.manifest import MANIFEST_NAME
 from modelsync.notify import NotifyConfig, build_notifier
 from modelsync.reload import ReloadTarget
 from modelsync.sources.base import Sink
-from tests.backends import NetworkBackend, put_objects, shard_files
+from tests.backends import NetworkBackend, no_aws_credentials, put_objects, shard_files
 from tests.faultproxy import FaultPlan, FaultProxy
 from tests.forwardproxy import ForwardProxy
 from tests.helpers import run_cli, service_account_file
@@ -253,12 +253,7 @@ def _hung_credentials_env(kind: str, endpoint: str, tmp_path: Path) -> dict[str,
             "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/sync",
             "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
             "AWS_ENDPOINT_URL_STS": endpoint,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "",
-            "AWS_SECRET_ACCESS_KEY": "",
-            "AWS_CONFIG_FILE": str(tmp_path / "none"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-            "AWS_EC2_METADATA_DISABLED": "true",
+            **no_aws_credentials(tmp_path),
         }
     # A managed identity (App Service's endpoint form), asked for a token by the
     # SDK's listing and by the engine's bearer reads.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends import S3_ENV, S3Backend
+from tests.backends import S3_ENV, S3Backend, no_aws_credentials
 from tests.daemonproc import DaemonProcess
 from tests.dripproxy import DripProxy, Stall
 from tests.helpers import REPO, model_files, run_cli, write_tree
@@ -31,24 +31,12 @@ def _drip() -> DripProxy:
     return DripProxy(None, Stall(mode="body", every=(0.5, 0.5))).start()
 
 
-def _no_aws(tmp_path: Path) -> dict[str, str]:
-    """No AWS credentials anywhere but what the test adds."""
-    return {
-        "AWS_ACCESS_KEY_ID": "",
-        "AWS_SECRET_ACCESS_KEY": "",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-
-
 def _discovery_env(kind: str, endpoint: str, tmp_path: Path) -> dict[str, str]:
     if kind == "s3":
         # EKS Pod Identity / ECS: botocore loads the first credentials as it makes
         # the client.
         return {
-            **_no_aws(tmp_path),
+            **no_aws_credentials(tmp_path),
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{endpoint}/v1/credentials",
         }
     # No key file, no gcloud login: google-auth pings the metadata server.
@@ -127,7 +115,7 @@ def test_a_model_stuck_on_its_credentials_holds_neither_the_others_nor_sigterm(
     )
     drip = _drip()
     env = {
-        **_no_aws(tmp_path),
+        **no_aws_credentials(tmp_path),
         "AWS_CONFIG_FILE": str(profile),
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{drip.url}/v1/credentials",
     }

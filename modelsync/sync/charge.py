@@ -34,10 +34,7 @@ passes, or fewer when the deadline allows.
 
 from __future__ import annotations
 
-import functools
-
 from modelsync.errors import Cancelled, ModelsyncError, NoSpaceError, RefusedError, StoreError
-from modelsync.retry import call_with_retry
 from modelsync.sources import Source
 from modelsync.sync.context import PassContext
 
@@ -81,13 +78,7 @@ def _global(ctx: PassContext, source: Source, error: Exception) -> bool:
         return False
     if isinstance(error, ModelsyncError) and error.retryable:
         try:
-            call_with_retry(
-                functools.partial(source.list_versions, cancel=ctx.cancel),
-                ctx.retry,
-                ctx.cancel,
-                f"{source.url}: list",
-                ctx.log,
-            )
+            ctx.list_versions(source)
         except Cancelled:
             raise
         except ModelsyncError:

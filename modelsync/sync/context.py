@@ -7,6 +7,7 @@ another, so following a refusal means reading one method.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,7 +18,8 @@ from modelsync.config import ModelConfig
 from modelsync.errors import ModelsyncError
 from modelsync.oneline import one_line
 from modelsync.outcome import Outcome, PassResult
-from modelsync.retry import RetryPolicy
+from modelsync.retry import RetryPolicy, call_with_retry
+from modelsync.sources import Source
 from modelsync.state import DEFERRED_REASON_CHARS, Deferrals, ModelState
 from modelsync.store import ModelStore
 
@@ -74,6 +76,16 @@ class PassContext:
         if self.result.error is None:
             self.result.error = reason  # what a one-shot `sync` prints
         self.log.bind(version=version).error("revision refused", reason=reason)
+
+    def list_versions(self, source: Source) -> list[int]:
+        """The source's versions, read with the pass's retries, deadline and log."""
+        return call_with_retry(
+            functools.partial(source.list_versions, cancel=self.cancel),
+            self.retry,
+            self.cancel,
+            f"{source.url}: list",
+            self.log,
+        )
 
     def passed_over(self, version: int) -> bool:
         """Whether an earlier pass deferred ``version`` and it waits for its retry time

@@ -18,10 +18,7 @@ listings; versions deferred by an earlier pass are skipped until their retry tim
 
 from __future__ import annotations
 
-import functools
-
 from modelsync.errors import EmptySourceError, RefusedError
-from modelsync.retry import call_with_retry
 from modelsync.sources import Source
 from modelsync.sync.charge import charge
 from modelsync.sync.context import PassContext
@@ -33,7 +30,7 @@ __all__ = ["Newest"]
 
 class Newest:
     def choose(self, ctx: PassContext, source: Source, active: int | None) -> Choice | None:
-        versions = ctx.listing = self._list(ctx, source)
+        versions = ctx.listing = ctx.list_versions(source)
         if not versions and not ctx.model.allow_empty:
             raise EmptySourceError(
                 f"{source.url}: no revisions there (no <version>/ under it); check the URL, "
@@ -47,19 +44,9 @@ class Newest:
         """The newest acceptable version below ``below`` (whose download failed, for a
         reason that is not a refusal) and newer than the active one; None if none.
         From the pass's listing: the bucket is not listed again."""
-        listing = ctx.listing if ctx.listing is not None else self._list(ctx, source)
+        listing = ctx.listing if ctx.listing is not None else ctx.list_versions(source)
         versions = [v for v in listing if v < below]
         return self._first(ctx, source, versions, active)
-
-    @staticmethod
-    def _list(ctx: PassContext, source: Source) -> list[int]:
-        return call_with_retry(
-            functools.partial(source.list_versions, cancel=ctx.cancel),
-            ctx.retry,
-            ctx.cancel,
-            f"{source.url}: list",
-            ctx.log,
-        )
 
     @staticmethod
     def _first(
