@@ -1,8 +1,9 @@
 """One sync pass for one model, as named steps ending in an Outcome.
 
     prepare (layout, foreign entries, an interrupted activation) → re-confirm the
-    active revision → choose (policy/) → the chosen tree: a retained copy, or fetched
-    into staging (fetch.py) and validated → admit (admit.py: the one door into the
+    active revision → choose (policy/) → the chosen tree (bring.py: a retained copy,
+    or fetched into staging by fetch.py and validated; an older one standing in for a
+    revision that cannot be brought in) → admit (admit.py: the one door into the
     served tree) → activate, notify, confirm, commit — or roll back (activation.py)
 
 The pass re-derives everything from disk (``current``, the journal in the state
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from modelsync.admitted import Admitted
 from modelsync.cancel import CancelToken
 from modelsync.config import ModelConfig
 from modelsync.errors import (
@@ -37,7 +37,6 @@ from modelsync.errors import (
     RefusedError,
     StoreError,
 )
-from modelsync.foreign import move_aside
 from modelsync.oneline import one_line
 from modelsync.outcome import Outcome, PassResult
 from modelsync.retry import RetryPolicy
@@ -45,16 +44,13 @@ from modelsync.sources import Connections, Source, SourceFactory, open_source
 from modelsync.state import Waiting
 from modelsync.store import ModelStore
 from modelsync.sync import activation, manual
-from modelsync.sync.admit import DOWNLOAD, admit
-from modelsync.sync.charge import charge, refused_within_bound
+from modelsync.sync.admit import admit
+from modelsync.sync.bring import bring_in, stood_in
 from modelsync.sync.context import PassContext
-from modelsync.sync.fetch import ProgressFactory, fetch
+from modelsync.sync.fetch import ProgressFactory
 from modelsync.sync.policy import Choice, Policy
-from modelsync.sync.policy.candidate import read_candidate
 from modelsync.sync.policy.newest import Newest
 from modelsync.sync.policy.registry import Named, RegistryPolicy
-from modelsync.validate import validate_revision
-from modelsync.verified import VerifiedFiles
 from modelsync.volume import Store
 
 if TYPE_CHECKING:
@@ -254,7 +250,7 @@ class Syncer:
             ctx.settle_unchanged()
             ctx.log.debug("up to date", version=active)
             return
-        admitted = self._bring_in(ctx, source, policy, choice, active)
+        admitted = bring_in(ctx, source, policy, choice, active, self._progress)
         if admitted is None:
             ctx.settle_unchanged()
             return
@@ -269,64 +265,7 @@ class Syncer:
 
             bake.start(ctx, active, before)
         if ctx.deferred:
-            self._stood_in(ctx)
-
-    def _bring_in(
-        self, ctx: PassContext, source: Source, policy: Policy, choice: Choice, active: int | None
-    ) -> Admitted | None:
-        """The chosen revision, admitted (None: refused); when it cannot be fetched for a
-        reason that is not a refusal (any failure charged to it: sync/charge.py), the
-        next older acceptable one newer than the active one in its place (the newest
-        policy only: a channel or a registry names its version, and nothing else
-        stands in for it)."""
-        while True:
-            ctx.result.candidate = choice.version
-            admitted = self._from_retained(ctx, choice)
-            if admitted is not None:
-                return admitted
-            try:
-                admitted = self._from_bucket(ctx, source, choice)
-            except Exception as exc:
-                if not isinstance(policy, Newest) or isinstance(exc, Cancelled):
-                    raise
-                # Whatever failed on this revision's road is charged to it, unless it
-                # is shown global (charge.py: the one rule, and what counts as global).
-                charge(ctx, source, choice.version, exc)
-                older = policy.older(ctx, source, active, choice.version)
-                if older is None:
-                    ctx.keep_deferrals()
-                    raise
-            else:
-                refused = choice.version in ctx.result.refused
-                if admitted is not None or not refused or not isinstance(policy, Newest):
-                    return admitted
-                # Refused on its download (bytes that are not the manifest's): the next
-                # older one is tried in this same pass, as for a deferral, so that N
-                # such revisions above a good one cost one pass, not N.
-                if not refused_within_bound(ctx):
-                    return None
-                older = policy.older(ctx, source, active, choice.version)
-                if older is None:
-                    return None
-            ctx.log.warning(
-                "trying an older revision while a newer one is refused or cannot be fetched",
-                version=older.version,
-                newer=choice.version,
-            )
-            choice = older
-
-    def _stood_in(self, ctx: PassContext) -> None:
-        """Say, where status and /readyz read it, that the model is not on its newest
-        revision (activation cleared the last error): an older one stands in."""
-        state = ctx.state
-        newest = max(ctx.deferred)
-        text = (
-            f"version {newest} could not be fetched ({ctx.deferred[newest]}); "
-            f"serving {ctx.ms.active_version()} meanwhile"
-        )
-        ctx.result.error = text
-        state.last_error, state.last_error_at = text, ctx.wall()
-        ctx.ms.save_state(state)
+            stood_in(ctx)
 
     def _wait(self, ctx: PassContext, choice: Choice | None) -> None:
         """The server does not answer: a newer revision found is not brought in (the
@@ -381,40 +320,6 @@ class Syncer:
             "finishing an interrupted activation", version=pending.version, phase=pending.phase
         )
         activation.finish(ctx)
-
-    def _from_retained(self, ctx: PassContext, choice: Choice) -> Admitted | None:
-        """The chosen revision from its local copy, if that copy is admitted; a copy that
-        is not is moved aside (never kept, never served) and the bucket decides."""
-        if choice.retained is None:
-            return None
-        try:
-            return admit(ctx, choice.version, choice.retained, "retained copy")
-        except RefusedError as exc:
-            moved = move_aside(choice.retained, ctx.ms.foreign_dir)
-            ctx.log.warning(
-                "a retained copy is not admissible; fetching the revision again",
-                version=choice.version,
-                reason=str(exc),
-                moved_to=str(moved),
-            )
-            return None
-
-    def _from_bucket(self, ctx: PassContext, source: Source, choice: Choice) -> Admitted | None:
-        """Fetch, validate and admit the chosen revision; refuse it when it fails a check
-        (the pass goes on: a refusal is not a failure)."""
-        version = choice.version
-        try:
-            candidate = choice.candidate or read_candidate(ctx, source, version)
-            if candidate is None:
-                ctx.log.warning("the chosen version has no manifest yet", version=version)
-                return None
-            verified = VerifiedFiles.load(ctx.ms.verified_path)
-            staged = fetch(ctx, source, candidate, self._progress, verified)
-            validate_revision(staged, ctx.model, version, ctx.cancel)
-            return admit(ctx, version, staged, DOWNLOAD, verified=verified)
-        except RefusedError as exc:
-            ctx.refuse(version, str(exc), exc.metrics)
-            return None
 
     # -- manual rollback -------------------------------------------------------------
 

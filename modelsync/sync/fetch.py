@@ -84,7 +84,7 @@ def fetch(
             )
     except BaseException:
         # Freed now, not when the pass ends: an older revision may be fetched next in
-        # this pass (sync._bring_in), and its space check must not count these bytes.
+        # this pass (sync/bring.py), and its space check must not count these bytes.
         shutil.rmtree(staged, ignore_errors=True)
         raise
     seconds = time.monotonic() - started
