@@ -24,7 +24,10 @@ def session(profile: str | None, region: str | None) -> Any:
     """A fresh botocore session (sessions are not thread-safe; their clients are)."""
     import botocore.session
 
+    from modelsync.backends._aws_loader import install
+
     made = botocore.session.Session(profile=profile)
+    install(made)
     if region:
         made.set_config_variable("region", region)
     return made
