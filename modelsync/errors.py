@@ -9,6 +9,7 @@ ModelsyncError                 base: one clear line; ``retryable`` says whether 
 ├── IntegrityError             bytes damaged in transit (storage checksum mismatch)
 ├── SourceError                the storage backend failed
 │   ├── TransientSourceError   worth retrying: 429, 5xx, resets, timeouts
+│   │   └── OddAnswer          an answer that is not what was asked for: retried once
 │   ├── NotFoundError          the bucket or object does not exist
 │   ├── EmptySourceError       the source holds no revision at all (a typo'd prefix?)
 │   └── AccessDeniedError      401/403: credentials or permissions
@@ -41,6 +42,7 @@ __all__ = [
     "ModelsyncError",
     "NoSpaceError",
     "NotFoundError",
+    "OddAnswer",
     "PublishConflict",
     "PublishError",
     "RefusedError",
@@ -56,6 +58,9 @@ class ModelsyncError(Exception):
     """Base class: the message is one line that names what failed and where."""
 
     retryable = False
+    # The attempts worth making in all, when fewer than the retry policy allows
+    # (retry.call_with_retry); None: the policy's.
+    attempts: int | None = None
 
 
 class ConfigError(ModelsyncError):
@@ -96,6 +101,19 @@ class TransientSourceError(SourceError):
     """A storage failure worth retrying (throttling, server errors, resets, timeouts)."""
 
     retryable = True
+
+
+class OddAnswer(TransientSourceError):
+    """An answer that is not what was asked for: in another encoding than identity, or
+    other bytes than the range. Never the revision's fault for good (so never a
+    refusal), and retried, but once: one such answer may be a hop's hiccup, the same
+    answer again is the object as stored (a Content-Encoding its writer set, which S3
+    and Azure hand back as they were told) or a hop that always answers so. More
+    backoff changes nothing then, except that each revision stored so would spend the
+    whole retry schedule (up to 15.5 s of backoff by default) of the pass's deadline,
+    which the revisions below need to stand in (variant campaign, class blockers)."""
+
+    attempts = 2
 
 
 class NotFoundError(SourceError):

@@ -35,6 +35,17 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ModelsyncError) and exc.retryable
 
 
+class _Capped(tenacity.stop.stop_base):
+    """Stop when the last error says fewer attempts are worth making than the policy's
+    (errors.ModelsyncError.attempts: an answer that repeats is not waited out)."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        cap = exc.attempts if isinstance(exc, ModelsyncError) else None
+        return cap is not None and retry_state.attempt_number >= cap
+
+
 def call_with_retry(
     fn: Callable[[], T],
     policy: RetryPolicy,
@@ -72,7 +83,11 @@ def call_with_retry(
 
     retryer = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_retryable),
-        stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.total),
+        stop=tenacity.stop_any(
+            tenacity.stop_after_attempt(policy.attempts),
+            tenacity.stop_after_delay(policy.total),
+            _Capped(),
+        ),
         wait=tenacity.wait_random_exponential(multiplier=policy.initial, max=policy.maximum),
         sleep=cancel.wait,
         before_sleep=before_sleep,

@@ -113,7 +113,8 @@ def test_two_newest_s3_revisions_with_a_gzip_stored_object_let_the_one_below_sta
 ) -> None:
     """Revisions 2 and 3 each hold one object stored with Content-Encoding: gzip (a
     retryable error each, set by the bucket writer). A second such error ended the
-    pass; the listing still answers, so each is charged to its revision and 1 stands in."""
+    pass; the listing still answers, so each is charged to its revision and 1 stands in.
+    Each such object is retried once, not for the whole schedule (errors.OddAnswer)."""
     put_objects(s3_backend, 1, model_files(1))
     client = s3_backend._client()
     for version in (2, 3):
@@ -137,6 +138,7 @@ def test_two_newest_s3_revisions_with_a_gzip_stored_object_let_the_one_below_sta
     assert (store / "ranker" / "current" / "saved_model.pb").read_bytes() == b"graph-1"
     logged = out.stderr + out.stdout
     assert logged.count(DEFERRED) == 2 and "Content-Encoding" in logged
+    assert logged.count("retrying") == 2, logged
     assert check_invariants(store, "ranker").violations == []
 
 

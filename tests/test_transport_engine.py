@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import Cancelled, ConfigError, RefusedError, TransientSourceError
+from modelsync.errors import Cancelled, ConfigError, OddAnswer, RefusedError, TransientSourceError
 from modelsync.transport.engine import CaBundle, Engine, is_transient, requests_bundle
 from modelsync.transport.errors import HttpStatus
 from tests.faultproxy import FaultPlan, FaultProxy
@@ -314,8 +314,9 @@ def test_a_206_of_another_range_is_transient(origin: _Origin) -> None:
 
 def test_an_encoded_answer_to_a_request_for_identity_is_transient(origin: _Origin) -> None:
     """A proxy that compresses the body (Content-Encoding: gzip) although identity was
-    asked for: retryable, one line with the host, nothing written; the engine asks for
-    identity itself when the caller did not."""
+    asked for: retryable once (an odd answer: the same answer again is not waited out),
+    one line with the host, nothing written; the engine asks for identity itself when
+    the caller did not."""
     proxy = FaultProxy(origin.port, FaultPlan(rate=1.0, kinds=("gzip",))).start()
     out = io.BytesIO()
     try:
@@ -323,6 +324,7 @@ def test_an_encoded_answer_to_a_request_for_identity_is_transient(origin: _Origi
             with pytest.raises(TransientSourceError) as caught:
                 _engine().get(f"{proxy.url}/obj", headers, out.write, None, "gs://b/o")
             assert "Content-Encoding 'gzip'" in str(caught.value)
+            assert isinstance(caught.value, OddAnswer) and caught.value.attempts == 2
             assert f"127.0.0.1:{proxy.port}" in str(caught.value)
     finally:
         proxy.stop()

@@ -18,7 +18,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import RefusedError, SourceError, TransientSourceError
+from modelsync.errors import OddAnswer, RefusedError, SourceError, TransientSourceError
 from modelsync.fsutil import start_writeback
 from modelsync.retry import RetryPolicy, call_with_retry
 from modelsync.sources import crc32c
@@ -152,7 +152,7 @@ class RangeWriter:
             # that dropped the Range header), not the revision's: retried, never a
             # refusal. The engine turns such answers away before the body; this bound
             # stays for a store that says 206 and then sends more.
-            raise TransientSourceError(
+            raise OddAnswer(
                 f"{self._label}: server sent more than the requested range; not what was asked for"
             )
         view = memoryview(data)

@@ -20,9 +20,10 @@ and give this engine their endpoint and credentials. Each GET
   ``x-ms-range``) must be answered 206 with the matching Content-Range, and a body
   must come as stored (no Content-Encoding but identity: the engine asks for
   identity and never decodes). Anything else (a cache or CDN that drops the range,
-  a proxy that compresses) is a TransientSourceError naming the host and what was
-  wrong, retried like a reset: one odd answer on the way says nothing about the
-  revision, so it must never become a refusal (which is permanent).
+  a proxy that compresses, an object stored with a Content-Encoding) is an OddAnswer
+  naming the host and what was wrong, retried once: one odd answer on the way says
+  nothing about the revision, so it must never become a refusal (which is
+  permanent), and the same answer twice is not waited out (errors.OddAnswer).
 
 Small files are mostly request overhead: moving gs:// reads here from requests'
 Session took a whole `sync` of 1,000 x 100 KB from 3.4-3.5 to 2.0 CPU seconds
@@ -42,7 +43,13 @@ from urllib.parse import urlsplit
 import urllib3
 
 from modelsync.cancel import CancelToken
-from modelsync.errors import Cancelled, ConfigError, ModelsyncError, TransientSourceError
+from modelsync.errors import (
+    Cancelled,
+    ConfigError,
+    ModelsyncError,
+    OddAnswer,
+    TransientSourceError,
+)
 from modelsync.sources.base import Hasher
 from modelsync.sources.environ import requests_ca_variable
 from modelsync.sources.ranges import READ_SIZE
@@ -132,9 +139,7 @@ class Engine:
                         raise HttpStatus(response.status, what, bytes(body))
                     wrong = _not_asked(response.status, response.headers, asked)
                     if wrong is not None:
-                        raise TransientSourceError(
-                            f"{what}: {wrong} ({_host(url)}); not what was asked for"
-                        )
+                        raise OddAnswer(f"{what}: {wrong} ({_host(url)}); not what was asked for")
                     feed = hashers(response.headers) if callable(hashers) else hashers
                     for chunk in response.stream(READ_SIZE, decode_content=False):
                         for hasher in feed:
