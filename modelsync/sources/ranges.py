@@ -149,9 +149,9 @@ class RangeWriter:
         self._cancel.check()
         if self.offset + len(data) > self._end:
             # An answer longer than the range asked for is the answer's fault (a proxy
-            # that dropped the Range header), not the revision's: retried, never a
-            # refusal. The engine turns such answers away before the body; this bound
-            # stays for a store that says 206 and then sends more.
+            # that dropped the Range header), not the revision's: retried (once: an
+            # OddAnswer), never a refusal. The engine turns such answers away before
+            # the body; this bound stays for a store that says 206 and then sends more.
             raise OddAnswer(
                 f"{self._label}: server sent more than the requested range; not what was asked for"
             )
