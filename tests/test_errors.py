@@ -4,9 +4,13 @@ from modelsync import errors
 
 
 def test_only_transient_storage_errors_are_retryable() -> None:
-    """The retry policy keys off `retryable`: true for TransientSourceError alone."""
+    """The retry policy keys off `retryable`: true for TransientSourceError and its odd
+    answers alone; only an odd answer caps its attempts (retried once)."""
     retryable = {name for name in errors.__all__ if getattr(errors, name).retryable}
-    assert retryable == {"TransientSourceError"}
+    assert retryable == {"TransientSourceError", "OddAnswer"}
+    capped = {name for name in errors.__all__ if getattr(errors, name).attempts is not None}
+    assert capped == {"OddAnswer"} and errors.OddAnswer.attempts == 2
+    assert issubclass(errors.OddAnswer, errors.TransientSourceError)
 
 
 def test_hierarchy_matches_the_docstring_tree() -> None:
