@@ -51,6 +51,12 @@ class Finished:
     # The last STDERR_TAIL bytes the child wrote to stderr.
     stderr: bytes
 
+    def last_words(self, limit: int) -> str | None:
+        """The end (``limit`` characters) of the last line the child wrote to stderr,
+        None if it wrote nothing: after a tool's noise, its own words come last."""
+        lines = self.stderr.decode(errors="replace").strip().splitlines()
+        return lines[-1][-limit:] if lines else None
+
 
 class _Tail:
     """Reads a pipe to its end on a daemon thread, keeping only its last bytes."""

@@ -101,9 +101,7 @@ def run_command(
     except OSError as exc:
         raise ReloadError(f"cannot run {argv[0]}: {exc.strerror}") from exc
     if done.returncode != 0:
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        # The end of a long line: where a tool's own words end up after its noise.
-        last = lines[-1][-300:] if lines else "(no output)"
+        last = done.last_words(300) or "(no output)"
         raise CommandFailed(f"{argv[0]} exited {done.returncode}: {last}", done.returncode)
 
 

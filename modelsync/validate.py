@@ -57,7 +57,5 @@ def _run(
     except OSError as exc:
         raise ModelsyncError(f"{what}: cannot run {argv[0]}: {exc.strerror}") from exc
     if done.returncode != 0:
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        # The end of a long line: where a tool's own words end up after its noise.
-        reason = lines[-1][-400:] if lines else f"exit {done.returncode}"
+        reason = done.last_words(400) or f"exit {done.returncode}"
         raise RefusedError(f"{what} failed (exit {done.returncode}): {reason}")

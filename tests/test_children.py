@@ -145,3 +145,18 @@ def test_the_deadline_is_met_when_a_helper_escaped_the_group_with_the_pipe(
         assert took < 1 + STOP_GRACE + 0.5, f"returned after {took:.1f}s"
     finally:
         _kill(int(pidfile.read_text()))
+
+
+def test_last_words_are_the_end_of_the_last_stderr_line() -> None:
+    """A tool's noise, then one long last line: its end is what a refusal quotes; a
+    child that wrote nothing (or only blanks) has no last words."""
+    code = "import sys; sys.stderr.write('noise\\n' * 3 + 'x' * 500 + 'the reason\\n\\n')"
+    done = run_child([sys.executable, "-c", code], dict(os.environ), 30, None)
+    assert done.last_words(20) == "x" * 10 + "the reason"
+    quiet = run_child(
+        [sys.executable, "-c", "print('  ', file=__import__('sys').stderr)"],
+        dict(os.environ),
+        30,
+        None,
+    )
+    assert quiet.last_words(20) is None
