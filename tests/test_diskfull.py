@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,5 +141,76 @@ def test_a_download_cut_by_a_full_disk_resumes_once_space_is_freed(
         for name, data in files.items():
             assert (store / "ranker" / "1" / name).read_bytes() == data
         assert not any(partial.iterdir())
+    finally:
+        subprocess.run(["/usr/bin/umount", str(volume)], check=False)
+
+
+def _fill_leaving(volume: Path, pages: int) -> None:
+    """A file in ``volume`` that leaves exactly ``pages`` of the tmpfs free."""
+    stat = os.statvfs(volume)
+    free = stat.f_bavail * stat.f_frsize
+    (volume / "filler").write_bytes(b"\0" * max(0, free - pages * stat.f_frsize))
+
+
+def test_a_full_disk_at_every_write_after_the_space_check_loses_nothing(
+    tmp_path: Path, bucket: Path
+) -> None:
+    """The volume fills at each write a pass makes once the free-space check passed
+    (the download's pages, the staged manifest, the verification record, the state):
+    swept page by page from the check's edge up to the first pass that fits. Each pass
+    either serves the new revision whole or fails with one line, the active revision
+    served as it was; once space is freed the next pass serves it. (A tmpfs keeps a
+    short link's target in its inode: the swap of `current` takes no page here.)"""
+    volume = tmp_path / "small"
+    if not _try_tmpfs(volume, "8m"):
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        spare = tmp_path / "spare" / "ranker"
+        write = {1: 3, 2: 110}  # files per revision: 110 ten-byte files take 110 pages
+        for version, count in write.items():
+            where = bucket if version == 1 else spare
+            src = write_tree(
+                tmp_path / f"v{version}", {f"f{i}": os.urandom(10) for i in range(count)}
+            )
+            assert (
+                run_cli(
+                    "publish", str(src), f"file://{where}", "--version", str(version)
+                ).returncode
+                == 0
+            )
+        store = volume / "models"
+        flags = sidecar_flags(store, bucket)
+        failed_at: set[str] = set()
+        served = False
+        # 100 pages is below the check's edge (1,100 bytes plus a 5 % margin of 8 MiB).
+        for pages in range(100, 160):
+            for entry in volume.iterdir():
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            shutil.rmtree(bucket / "2", ignore_errors=True)
+            assert run_cli("sync", *flags).returncode == 0
+            before = snapshot(store / "ranker")
+            shutil.copytree(spare / "2", bucket / "2")
+            _fill_leaving(volume, pages)
+            out = run_cli("sync", *flags, env={"MODELSYNC_LOG_FORMAT": "console"})
+            assert check_invariants(store, "ranker").violations == [], (pages, out.stderr)
+            if out.returncode == 0:
+                assert (store / "ranker" / "current").readlink() == Path("2")
+                served = True
+                break
+            assert out.returncode == 1, (pages, out.stderr)
+            errors = [line for line in out.stderr.splitlines() if "sync failed" in line]
+            assert len(errors) == 1, (pages, out.stderr)
+            assert snapshot(store / "ranker") == before, pages
+            if "No space left on device" in errors[0]:
+                path = Path(errors[0].split("cannot write ")[1].split(": ")[0])
+                failed_at.add(path.relative_to(default_state_dir(store)).parts[0])
+            (volume / "filler").unlink()
+            again = run_cli("sync", *flags)
+            assert again.returncode == 0, (pages, again.stderr)
+            assert (store / "ranker" / "current").readlink() == Path("2")
+        assert served
+        # The sweep reached past the download: the staged manifest, the verification
+        # record and the state each met a full disk (where under the state directory).
+        assert {"staging", "state", "verified"} <= failed_at, failed_at
     finally:
         subprocess.run(["/usr/bin/umount", str(volume)], check=False)
