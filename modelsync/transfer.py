@@ -57,11 +57,14 @@ class TransferStats:
     bytes_linked: int = 0
     # Bytes of fetched files that an interrupted download had kept (not fetched again).
     bytes_resumed: int = 0
-    # sha256 of every file fetched, by path (fills in manifests synthesised from a listing).
+    # sha256 of each fetched file whose entry had none, by path (fills in manifests
+    # synthesised from a listing; the others' are in the manifest already, and a
+    # copy per file was 15 MB of a 100,000-file revision's peak).
     digests: dict[str, str] = field(default_factory=dict)
-    # Each reused (linked) file's identity as it was while its bytes were hashed, by
-    # path: the verification record may bind the sha256 to this and nothing later.
-    reused: dict[str, os.stat_result] = field(default_factory=dict)
+    # Each reused (linked) file's identity (verified.identity) as it was while its
+    # bytes were hashed, by path: the verification record may bind the sha256 to this
+    # and nothing later. The identity, not the whole stat result (640 bytes a file).
+    reused: dict[str, tuple[str, tuple[int, int, int]]] = field(default_factory=dict)
 
 
 def safe_join(root: Path, relpath: str) -> Path:
@@ -102,19 +105,20 @@ class _Counter:
         self._on_bytes = on_bytes
         self.stats = TransferStats()
 
-    def fetched(self, path: str, size: int, digest: str, resumed: int = 0) -> None:
+    def fetched(self, entry: FileEntry, digest: str, resumed: int = 0) -> None:
         with self._lock:
             self.stats.files_fetched += 1
-            self.stats.bytes_fetched += size - resumed
+            self.stats.bytes_fetched += entry.size - resumed
             self.stats.bytes_resumed += resumed
-            self.stats.digests[path] = digest
+            if not entry.sha256:
+                self.stats.digests[entry.path] = digest
 
     def linked(
         self, size: int, path: str | None = None, seen: os.stat_result | None = None
     ) -> None:
         with self._lock:
             if path is not None and seen is not None:
-                self.stats.reused[path] = seen
+                self.stats.reused[path] = identity(seen)
             self.stats.files_linked += 1
             self.stats.bytes_linked += size
         if self._on_bytes:
@@ -238,7 +242,7 @@ def download_revision(
             raise
         if partial is not None and entry.sha256 and not keep:
             partial.keep(entry.sha256, dest)
-        counter.fetched(entry.path, entry.size, digest, resumed)
+        counter.fetched(entry, digest, resumed)
         return entry, dest, keep
 
     def finish(done: tuple[FileEntry, Path, bool]) -> None:

@@ -132,7 +132,7 @@ def _record(
     is recorded, and only if the file still has it (else admission hashes it)."""
     # By inode: an entry with the same bytes as a reused file was linked to it (a twin)
     # and is that file, under the same rule.
-    reused = dict(identity(seen) for seen in stats.reused.values())
+    reused = dict(stats.reused.values())
     for entry in files:
         try:
             st = os.lstat(staged / entry.path)
