@@ -49,11 +49,15 @@ test: lint typecheck unit servers-test
 # The reliability campaign: kill -9, storage faults, corruption, fuzzing; then invariants.
 # Then the variant campaign (issue 21): generated hostile inputs of every class, on
 # file://, gs, s3 and az, through the CLI and the daemon; both run, either fails the target.
+# bench.largest_revision: the largest revision a bucket writer can publish must fit
+# every memory limit the shipped deployments set (exit 1 otherwise).
 reliability: $(STAMP)
-	$(BIN)/python -m bench.reliability; a=$$?; $(BIN)/python -m bench.variants --long; b=$$?; exit $$((a | b))
+	$(BIN)/python -m bench.reliability; a=$$?; $(BIN)/python -m bench.variants --long; b=$$?; \
+	$(BIN)/python -m bench.largest_revision; c=$$?; exit $$((a | b | c))
 
 reliability-short: $(STAMP)
-	$(BIN)/python -m bench.reliability --short; a=$$?; $(BIN)/python -m bench.variants --short; b=$$?; exit $$((a | b))
+	$(BIN)/python -m bench.reliability --short; a=$$?; $(BIN)/python -m bench.variants --short; b=$$?; \
+	$(BIN)/python -m bench.largest_revision; c=$$?; exit $$((a | b | c))
 
 # The Dockerfile's install steps, run without a Docker engine.
 docker-steps: $(STAMP)
