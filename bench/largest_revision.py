@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -28,9 +27,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
+from datetime import UTC, datetime
 from pathlib import Path
 
-from modelsync.manifest import MANIFEST_NAME, MAX_FILES, MAX_MANIFEST_BYTES, MAX_NAME_BYTES
+from modelsync.config import default_state_dir
+from modelsync.manifest import (
+    MANIFEST_NAME,
+    MAX_FILES,
+    MAX_MANIFEST_BYTES,
+    MAX_NAME_BYTES,
+    FileEntry,
+    Manifest,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 2**10, "M": 2**20, "G": 2**30}
@@ -55,16 +64,15 @@ def limits() -> dict[str, int]:
 
 
 def _manifest(files: int, pad: int) -> tuple[bytes, dict[str, bytes]]:
-    """The canonical manifest of ``files`` files of a few distinct bytes, each path
+    """The published manifest of ``files`` files of a few distinct bytes, each path
     padded by ``pad`` characters, and the files themselves."""
     content = {f"d{i % 100:02d}/{'p' * pad}{i:06d}": b"%d" % i for i in range(files)}
-    entries = [
-        {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    entries = tuple(
+        FileEntry(path, len(data), hashlib.sha256(data).hexdigest())
         for path, data in content.items()
-    ]
-    doc = {"created": "2026-01-01T00:00:00Z", "files": entries, "format": 1}
-    doc |= {"model": "big", "version": 1}
-    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), content
+    )
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    return Manifest("big", 1, created, entries).to_bytes(), content
 
 
 def publish(bucket: Path, files: int, fill: bool) -> int:
@@ -101,9 +109,9 @@ def measure(argv: list[str], *, until: str | None = None) -> tuple[int, float, i
         argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     assert child.stderr is not None
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=6)
     for line in child.stderr:
-        tail = [*tail[-5:], line.rstrip()]
+        tail.append(line.rstrip())
         if until is not None and until in line:
             child.send_signal(signal.SIGTERM)
     _, status, usage = os.wait4(child.pid, 0)
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         code, wall, peak = measure([*base, "sync", "--config", str(config)])
         rows.append(("modelsync sync (init container, one-shot)", code, wall, peak))
         shutil.rmtree(work / "store")
-        shutil.rmtree(work / ".modelsync-store", ignore_errors=True)
+        shutil.rmtree(default_state_dir(work / "store"), ignore_errors=True)
         code, wall, peak = measure([*base, "run", "--config", str(config)], until='"committed"')
         rows.append(("modelsync run (sidecar), stopped once active", code, wall, peak))
         shown = limits()
@@ -139,11 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {what} | {code} | {wall:.1f} | {peak / 2**20:.0f} |")
         worst = max(peak for *_, peak in rows)
         print("\n| shipped limit | MB | holds the peak |\n|---|---:|---|")
-        over = []
         for name, limit in shown.items():
-            holds = worst <= limit
-            over += [] if holds else [name]
-            print(f"| {name} | {limit / 2**20:.0f} | {'yes' if holds else 'no'} |")
+            print(f"| {name} | {limit / 2**20:.0f} | {'yes' if worst <= limit else 'no'} |")
+        over = [name for name, limit in shown.items() if limit < worst]
         failed = [what for what, code, *_ in rows if code != 0]
         if failed or over:
             print(f"\nfailed: {failed or 'none'}; limits below the peak: {over or 'none'}")

@@ -165,19 +165,13 @@ def test_a_full_disk_at_every_write_after_the_space_check_loses_nothing(
     if not _try_tmpfs(volume, "8m"):
         pytest.skip("cannot mount a tmpfs here (not root)")
     try:
-        spare = tmp_path / "spare" / "ranker"
-        write = {1: 3, 2: 110}  # files per revision: 110 ten-byte files take 110 pages
-        for version, count in write.items():
-            where = bucket if version == 1 else spare
-            src = write_tree(
-                tmp_path / f"v{version}", {f"f{i}": os.urandom(10) for i in range(count)}
-            )
-            assert (
-                run_cli(
-                    "publish", str(src), f"file://{where}", "--version", str(version)
-                ).returncode
-                == 0
-            )
+        spare = tmp_path / "spare" / "ranker"  # where v2 waits between passes
+        # Distinct ten-byte files: each takes a page, so v2's 110 take 110 pages.
+        for version, count, where in ((1, 3, bucket), (2, 110, spare)):
+            files = {f"f{i}": os.urandom(10) for i in range(count)}
+            src = write_tree(tmp_path / f"v{version}", files)
+            published = run_cli("publish", str(src), f"file://{where}", "--version", str(version))
+            assert published.returncode == 0, published.stderr
         store = volume / "models"
         flags = sidecar_flags(store, bucket)
         failed_at: set[str] = set()
