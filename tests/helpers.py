@@ -24,6 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 # Drawn from the system's entropy: the global generator may be reseeded by a test
 # (hypothesis does), and two workers would then draw the same ports.
 _PICK = random.SystemRandom()
+# Every port this process handed out: a child may not have bound its port yet when the
+# next one is drawn, and "nothing listens on it right now" does not see that. Twenty
+# daemons drawn from one worker's ~11,000 ports share one about once in sixty fleets
+# (test_fleet lost a host to it in CI: the loser exits, its admin port taken).
+_GIVEN: set[int] = set()
 
 
 def free_port() -> int:
@@ -35,15 +40,18 @@ def free_port() -> int:
 
     Under ``pytest -n`` each worker draws from its own slice of the range: a port
     one worker checked and released cannot be taken by the other before its child
-    binds it."""
+    binds it. A port is handed out once per process."""
     low, high = _port_range()
     for _ in range(100):
         port = _PICK.randrange(low, high)
+        if port in _GIVEN:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _GIVEN.add(port)
             return port
     raise RuntimeError(f"no free port between {low} and {high}")
 

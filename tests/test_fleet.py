@@ -95,7 +95,17 @@ class Fleet:
             if want(self.serving()):
                 return time.monotonic() - started
             time.sleep(0.1)
-        raise AssertionError(f"{what}: not within {timeout}s; serving {self.serving()}")
+        serving = self.serving()
+        raise AssertionError(f"{what}: not within {timeout}s; serving {serving}" + self.tails())
+
+    def tails(self) -> str:
+        """The log ends of hosts that serve nothing or have exited: CI keeps no files."""
+        serving, out = self.serving(), []
+        for host, proc in zip(HOSTS, self.procs, strict=True):
+            if serving[host] is None or proc.proc.poll() is not None:
+                tail = proc.log_path.read_text()[-1500:]
+                out.append(f"\n--- {host} (exit {proc.proc.poll()}):\n{tail}")
+        return "".join(out)
 
     def hold(self, want: Callable[[dict[str, int | None]], bool], seconds: float) -> None:
         end = time.monotonic() + seconds
