@@ -81,7 +81,7 @@ class AdminServer:
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            self._server.shutdown()  # waits for serve_forever, so only once it runs
+            self._server.shutdown()  # wakes serve_forever and waits for it to return
         self._server.server_close()
 
 

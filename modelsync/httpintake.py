@@ -107,6 +107,15 @@ class _HeaderReader:
         self._pending: dict[socket.socket, _Pending] = {}
         self._body_bytes = 0
         self._closed = False
+        # The thread sleeps until a socket is readable or the oldest pending request's
+        # deadline, not on a fixed tick: an idle daemon beside a model server is idle
+        # for days, and a 10 Hz loop here was half of its CPU. A byte on this pair
+        # wakes it when the deadline to sleep until changes (a connection added) or
+        # when it is closed.
+        self._wake_recv, self._wake_send = socket.socketpair()
+        for end in (self._wake_recv, self._wake_send):
+            end.setblocking(False)
+        self._selector.register(self._wake_recv, selectors.EVENT_READ)
         self._thread = threading.Thread(target=self._run, name="admin-headers", daemon=True)
         self._thread.start()
 
@@ -124,14 +133,32 @@ class _HeaderReader:
             sock.setblocking(False)
             self._pending[sock] = _Pending(address, time.monotonic() + REQUEST_TIMEOUT)
             self._selector.register(sock, selectors.EVENT_READ)
+            if len(self._pending) == 1:
+                self._wake()  # it sleeps without a deadline while nothing is pending
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             for sock in list(self._pending):
                 self._drop(sock)
+            self._wake()
         self._thread.join(2)
         self._selector.close()
+        for end in (self._wake_recv, self._wake_send):
+            _close(end)
+
+    def _wake(self) -> None:
+        # Non-blocking: a full pair already holds a wake-up the thread has not read.
+        with contextlib.suppress(OSError):
+            self._wake_send.send(b"\0")
+
+    def _timeout(self) -> float | None:
+        """How long the thread may sleep: until the oldest pending request's deadline
+        (every request has the same timeout, so the first added is the first due), or
+        without end while none is pending. Called with the lock held."""
+        for entry in self._pending.values():
+            return max(0.0, entry.deadline - time.monotonic())
+        return None
 
     def _forget(self, sock: socket.socket) -> None:
         entry = self._pending.pop(sock, None)
@@ -149,11 +176,16 @@ class _HeaderReader:
             with self._lock:
                 if self._closed:
                     return
+                timeout = self._timeout()
             # epoll sees a socket registered while it waits: a new request is read at
             # once, not at the next turn.
-            ready = self._selector.select(timeout=0.1)
+            ready = self._selector.select(timeout=timeout)
             with self._lock:
                 for key, _ in ready:
+                    if key.fileobj is self._wake_recv:
+                        with contextlib.suppress(OSError):
+                            self._wake_recv.recv(4096)
+                        continue
                     self._receive(key.fileobj)  # type: ignore[arg-type]
                 now = time.monotonic()
                 for sock, entry in list(self._pending.items()):
@@ -235,9 +267,57 @@ class BoundedServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._heads: dict[int, bytes] = {}
+        # serve_forever sleeps until a connection comes or shutdown writes here.
+        self._stop_recv, self._stop_send = socket.socketpair()
+        self._stop_asked = False
+        self._stopped = threading.Event()
+        self._stopped.set()
         # Before binding: a failed bind calls server_close, which closes the reader.
         self._reader = _HeaderReader(self._complete)
         super().__init__(address, handler)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """socketserver's loop without its poll: it turned twice a second to look for
+        a shutdown, on a daemon that is idle for days; here it sleeps until a client
+        connects or shutdown() wakes it (``poll_interval`` is not used)."""
+        self._stopped.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._stop_recv, selectors.EVENT_READ)
+                while not self._stop_asked:
+                    for key, _ in selector.select():
+                        if key.fileobj is self and not self._stop_asked:
+                            self._accept()
+                    self.service_actions()
+        finally:
+            self._stop_asked = False
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever and wait for it to return (at once if it is not running)."""
+        self._stop_asked = True
+        with contextlib.suppress(OSError):
+            self._stop_send.send(b"\0")
+        self._stopped.wait()
+
+    def _accept(self) -> None:
+        """One connection off the listening socket, as socketserver takes it."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return  # gone between the select and the accept
+        if not self.verify_request(request, client_address):
+            self.shutdown_request(request)
+            return
+        try:
+            self.process_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
+        except BaseException:
+            self.shutdown_request(request)
+            raise
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Accepted: the header is read by the reader, with its deadline, first.
@@ -269,6 +349,8 @@ class BoundedServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         self._reader.close()
         super().server_close()
+        for end in (self._stop_recv, self._stop_send):
+            _close(end)
 
 
 _BUSY = (

@@ -24,8 +24,10 @@ __all__ = ["MIN_PASS_GAP", "ModelSlot", "Scheduler", "summary"]
 
 # The least time between the end of one pass of a model and the start of the next.
 MIN_PASS_GAP = 2.0
-# The scheduler looks at the slots at least this often.
-_TICK = 1.0
+# The scheduler looks at the slots at least this often. Every change to a slot's due
+# time wakes it (add, trigger, a pass's end, stop), so this is only a safety net; a
+# one-second tick was a wake-up a second on a daemon that is idle for days.
+_TICK = 60.0
 # Next pass of a model whose pass ended without saying when (it raised).
 _AFTER_CRASH = 2.0
 

@@ -3,7 +3,8 @@
 The admin endpoint's probes under slow and flooding clients are tested through the
 admin server (tests/test_admin.py); here, what the intake itself promises a handler:
 exactly the announced body and nothing more, a bare-LF header parsed as http.client
-parses it, and a 503 at once when every slot is taken.
+parses it, a 503 at once when every slot is taken, and threads that sleep while no
+client comes, yet drop a silent client at its deadline and stop at once.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def server() -> Iterator[BoundedServer]:
     _Echo.release.clear()
     _Echo.holding.clear()
     bounded = BoundedServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=bounded.serve_forever, daemon=True)
+    thread = threading.Thread(target=bounded.serve_forever, name="intake-accept", daemon=True)
     thread.start()
     try:
         yield bounded
@@ -136,3 +137,60 @@ def test_a_full_pending_pool_drops_its_oldest_not_the_newcomer(server: BoundedSe
     finally:
         for sock in idle:
             sock.close()
+
+
+def _wakeups(name: str) -> int:
+    """How many times the thread named ``name`` has gone to sleep and been woken."""
+    (thread,) = [t for t in threading.enumerate() if t.name == name]
+    status = f"/proc/self/task/{thread.native_id}/status"
+    with open(status) as lines:
+        return next(int(line.split()[1]) for line in lines if line.startswith("voluntary_"))
+
+
+def test_an_idle_server_sleeps_until_a_client_comes(server: BoundedServer) -> None:
+    """With no client, neither the accept loop nor the request reader wakes (they
+    turned 2 and 10 times a second, on a daemon idle for days: CPU on every host of a
+    fleet); a request is still answered at once, and shutdown returns at once."""
+    time.sleep(0.3)  # both threads reached their wait
+    before = {name: _wakeups(name) for name in ("intake-accept", "admin-headers")}
+    time.sleep(2.0)
+    after = {name: _wakeups(name) for name in ("intake-accept", "admin-headers")}
+    assert after == before
+    started = time.monotonic()
+    answer = _exchange(
+        server.server_address[1], b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
+    )
+    assert answer.endswith(b"\r\n\r\nhi|")
+    assert time.monotonic() - started < 1.0
+    started = time.monotonic()
+    server.shutdown()
+    assert time.monotonic() - started < 0.5
+    assert not [t for t in threading.enumerate() if t.name == "intake-accept" and t.is_alive()]
+
+
+def test_a_silent_client_is_dropped_at_its_deadline_by_a_sleeping_reader(
+    server: BoundedServer,
+) -> None:
+    """The reader sleeps until the oldest pending request's deadline: a connection
+    that sends nothing, arriving while nothing else is pending, is still closed when
+    REQUEST_TIMEOUT has passed, not left until another client wakes the reader."""
+    from modelsync.httpintake import REQUEST_TIMEOUT
+
+    time.sleep(0.3)
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+        started = time.monotonic()
+        assert sock.recv(1) == b""
+        waited = time.monotonic() - started
+    assert REQUEST_TIMEOUT - 0.2 < waited < REQUEST_TIMEOUT + 1.0, waited
+
+
+def test_shutdown_before_the_loop_runs_returns_at_once() -> None:
+    """shutdown() of a server whose loop never started does not wait for it (the
+    daemon stops its admin server on every road out, including before it started)."""
+    bounded = BoundedServer(("127.0.0.1", 0), _Echo)
+    try:
+        started = time.monotonic()
+        bounded.shutdown()
+        assert time.monotonic() - started < 0.5
+    finally:
+        bounded.server_close()

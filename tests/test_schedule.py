@@ -78,6 +78,47 @@ def test_a_trigger_during_a_pass_yields_one_pass_after_it() -> None:
         scheduler.stop(2)
 
 
+def test_an_idle_scheduler_sleeps_until_a_pass_is_due_or_triggered() -> None:
+    """Between passes the scheduler thread does not wake (it turned every second, on
+    a daemon idle for days: CPU on every host of a fleet); a trigger still starts the
+    next pass at once, as the end of a pass and a new slot do."""
+    import threading
+
+    from modelsync.config import ModelConfig
+    from modelsync.schedule import MIN_PASS_GAP, ModelSlot, Scheduler
+
+    started: list[float] = []
+
+    def run_pass(_slot: ModelSlot) -> float:
+        started.append(time.monotonic())
+        return 3600.0
+
+    def wakeups() -> int:
+        (thread,) = [t for t in threading.enumerate() if t.name == "scheduler"]
+        status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+        return next(int(x.split()[1]) for x in status.splitlines() if x.startswith("volun"))
+
+    scheduler = Scheduler(run_pass, threads=1)
+    scheduler.add(ModelSlot(ModelConfig(name="m", source="s3://b/m")))
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the pass's end woke it once; now it waits for the next
+        before = wakeups()
+        time.sleep(2.5)
+        assert wakeups() == before
+        time.sleep(max(0.0, MIN_PASS_GAP - 2.8))
+        triggered = time.monotonic()
+        scheduler.trigger("m")
+        while len(started) < 2 and time.monotonic() < triggered + 5:
+            time.sleep(0.01)
+        assert len(started) == 2 and started[1] - triggered < 0.5
+    finally:
+        scheduler.stop(2)
+
+
 def test_a_slot_counts_failures_waits_and_staleness_and_says_what_a_success_ended() -> None:
     """Only a pass that could not do its work (FAILED) or a rollback the server did not
     confirm counts as a failure; the next success reports how many it ended."""
