@@ -269,6 +269,8 @@ class BoundedServer(ThreadingHTTPServer):
         self._heads: dict[int, bytes] = {}
         # serve_forever sleeps until a connection comes or shutdown writes here.
         self._stop_recv, self._stop_send = socket.socketpair()
+        for end in (self._stop_recv, self._stop_send):
+            end.setblocking(False)
         self._stop_asked = False
         self._stopped = threading.Event()
         self._stopped.set()
@@ -287,7 +289,11 @@ class BoundedServer(ThreadingHTTPServer):
                 selector.register(self._stop_recv, selectors.EVENT_READ)
                 while not self._stop_asked:
                     for key, _ in selector.select():
-                        if key.fileobj is self and not self._stop_asked:
+                        if key.fileobj is self._stop_recv:
+                            # Read, so that a loop run again does not spin on it.
+                            with contextlib.suppress(OSError):
+                                self._stop_recv.recv(4096)
+                        elif not self._stop_asked:
                             self._accept()
                     self.service_actions()
         finally:

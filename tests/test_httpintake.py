@@ -194,3 +194,31 @@ def test_shutdown_before_the_loop_runs_returns_at_once() -> None:
         assert time.monotonic() - started < 0.5
     finally:
         bounded.server_close()
+
+
+def test_the_loop_run_again_after_a_shutdown_sleeps_and_serves() -> None:
+    """A shutdown's wake-up is consumed: the loop started again on the same server
+    neither spins on it nor misses a client."""
+    bounded = BoundedServer(("127.0.0.1", 0), _Echo)
+    try:
+        first = threading.Thread(target=bounded.serve_forever, name="intake-first", daemon=True)
+        first.start()
+        time.sleep(0.2)
+        bounded.shutdown()
+        first.join(2)
+        assert not first.is_alive()
+        again = threading.Thread(target=bounded.serve_forever, name="intake-accept", daemon=True)
+        again.start()
+        time.sleep(0.3)
+        before = _wakeups("intake-accept")
+        time.sleep(1.0)
+        assert _wakeups("intake-accept") == before
+        answer = _exchange(
+            bounded.server_address[1], b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"
+        )
+        assert answer.endswith(b"\r\n\r\nok|")
+        bounded.shutdown()
+        again.join(2)
+        assert not again.is_alive()
+    finally:
+        bounded.server_close()
