@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from modelsync.httpintake import MAX_CONNECTIONS, BoundedHandler, BoundedServer, content_length
+from tests.helpers import thread_wakeups
 
 
 class _Echo(BoundedHandler):
@@ -139,22 +140,14 @@ def test_a_full_pending_pool_drops_its_oldest_not_the_newcomer(server: BoundedSe
             sock.close()
 
 
-def _wakeups(name: str) -> int:
-    """How many times the thread named ``name`` has gone to sleep and been woken."""
-    (thread,) = [t for t in threading.enumerate() if t.name == name]
-    status = f"/proc/self/task/{thread.native_id}/status"
-    with open(status) as lines:
-        return next(int(line.split()[1]) for line in lines if line.startswith("voluntary_"))
-
-
 def test_an_idle_server_sleeps_until_a_client_comes(server: BoundedServer) -> None:
     """With no client, neither the accept loop nor the request reader wakes (they
     turned 2 and 10 times a second, on a daemon idle for days: CPU on every host of a
     fleet); a request is still answered at once, and shutdown returns at once."""
     time.sleep(0.3)  # both threads reached their wait
-    before = {name: _wakeups(name) for name in ("intake-accept", "admin-headers")}
+    before = {name: thread_wakeups(name) for name in ("intake-accept", "admin-headers")}
     time.sleep(2.0)
-    after = {name: _wakeups(name) for name in ("intake-accept", "admin-headers")}
+    after = {name: thread_wakeups(name) for name in ("intake-accept", "admin-headers")}
     assert after == before
     started = time.monotonic()
     answer = _exchange(
@@ -210,9 +203,9 @@ def test_the_loop_run_again_after_a_shutdown_sleeps_and_serves() -> None:
         again = threading.Thread(target=bounded.serve_forever, name="intake-accept", daemon=True)
         again.start()
         time.sleep(0.3)
-        before = _wakeups("intake-accept")
+        before = thread_wakeups("intake-accept")
         time.sleep(1.0)
-        assert _wakeups("intake-accept") == before
+        assert thread_wakeups("intake-accept") == before
         answer = _exchange(
             bounded.server_address[1], b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"
         )

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from modelsync.config import ModelConfig
+from modelsync.schedule import ModelSlot, Scheduler
 from tests.daemonproc import DaemonProcess
+from tests.helpers import thread_wakeups
 
 
 def _threads(pid: int) -> int:
@@ -43,14 +47,24 @@ def test_three_thousand_models(tmp_path: Path, procs: list[DaemonProcess]) -> No
     assert time.monotonic() - started < 5
 
 
+def _first_pass_started(run_pass: Callable[[ModelSlot], float], started: list[float]) -> Scheduler:
+    """A running scheduler of one model "m", once ``run_pass`` has recorded its first start."""
+    scheduler = Scheduler(run_pass, threads=2)
+    scheduler.add(ModelSlot(ModelConfig(name="m", source="s3://b/m")))
+    scheduler.start()
+    deadline = time.monotonic() + 5
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return scheduler
+
+
 def test_a_trigger_during_a_pass_yields_one_pass_after_it() -> None:
     """Triggers arriving while a model's pass runs (that pass may have listed the
     bucket before the object they announce) give exactly one more pass, not none and
     not one each; with no trigger the next pass waits for its interval."""
     import threading
 
-    from modelsync.config import ModelConfig
-    from modelsync.schedule import MIN_PASS_GAP, ModelSlot, Scheduler
+    from modelsync.schedule import MIN_PASS_GAP
 
     started: list[float] = []
     release = threading.Event()
@@ -61,13 +75,8 @@ def test_a_trigger_during_a_pass_yields_one_pass_after_it() -> None:
             release.wait(10)
         return 3600.0
 
-    scheduler = Scheduler(run_pass, threads=2)
-    scheduler.add(ModelSlot(ModelConfig(name="m", source="s3://b/m")))
-    scheduler.start()
+    scheduler = _first_pass_started(run_pass, started)
     try:
-        deadline = time.monotonic() + 5
-        while not started and time.monotonic() < deadline:
-            time.sleep(0.01)
         for _ in range(50):
             scheduler.trigger("m")
         release.set()
@@ -82,10 +91,7 @@ def test_an_idle_scheduler_sleeps_until_a_pass_is_due_or_triggered() -> None:
     """Between passes the scheduler thread does not wake (it turned every second, on
     a daemon idle for days: CPU on every host of a fleet); a trigger still starts the
     next pass at once, as the end of a pass and a new slot do."""
-    import threading
-
-    from modelsync.config import ModelConfig
-    from modelsync.schedule import MIN_PASS_GAP, ModelSlot, Scheduler
+    from modelsync.schedule import MIN_PASS_GAP
 
     started: list[float] = []
 
@@ -93,22 +99,12 @@ def test_an_idle_scheduler_sleeps_until_a_pass_is_due_or_triggered() -> None:
         started.append(time.monotonic())
         return 3600.0
 
-    def wakeups() -> int:
-        (thread,) = [t for t in threading.enumerate() if t.name == "scheduler"]
-        status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
-        return next(int(x.split()[1]) for x in status.splitlines() if x.startswith("volun"))
-
-    scheduler = Scheduler(run_pass, threads=1)
-    scheduler.add(ModelSlot(ModelConfig(name="m", source="s3://b/m")))
-    scheduler.start()
+    scheduler = _first_pass_started(run_pass, started)
     try:
-        deadline = time.monotonic() + 5
-        while not started and time.monotonic() < deadline:
-            time.sleep(0.01)
         time.sleep(0.3)  # the pass's end woke it once; now it waits for the next
-        before = wakeups()
+        before = thread_wakeups("scheduler")
         time.sleep(2.5)
-        assert wakeups() == before
+        assert thread_wakeups("scheduler") == before
         time.sleep(max(0.0, MIN_PASS_GAP - 2.8))
         triggered = time.monotonic()
         scheduler.trigger("m")
