@@ -93,6 +93,33 @@ class _Pending:
         self.body = 0
 
 
+class _Waker:
+    """A socket pair whose read end a selector waits on beside its sockets: ``wake``
+    from any thread ends the wait at once; ``drain`` reads what woke it, so the next
+    wait sleeps again."""
+
+    def __init__(self) -> None:
+        self._recv, self._send = socket.socketpair()
+        for end in (self._recv, self._send):
+            end.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._recv.fileno()
+
+    def wake(self) -> None:
+        # Non-blocking: a full pair already holds a wake-up not yet read.
+        with contextlib.suppress(OSError):
+            self._send.send(b"\0")
+
+    def drain(self) -> None:
+        with contextlib.suppress(OSError):
+            self._recv.recv(4096)
+
+    def close(self) -> None:
+        for end in (self._recv, self._send):
+            _close(end)
+
+
 class _HeaderReader:
     """One thread that collects every new connection's whole request (the header and
     the body its Content-Length announces), with one total deadline each; only a
@@ -112,10 +139,8 @@ class _HeaderReader:
         # for days, and a 10 Hz loop here was half of its CPU. A byte on this pair
         # wakes it when the deadline to sleep until changes (a connection added) or
         # when it is closed.
-        self._wake_recv, self._wake_send = socket.socketpair()
-        for end in (self._wake_recv, self._wake_send):
-            end.setblocking(False)
-        self._selector.register(self._wake_recv, selectors.EVENT_READ)
+        self._waker = _Waker()
+        self._selector.register(self._waker, selectors.EVENT_READ)
         self._thread = threading.Thread(target=self._run, name="admin-headers", daemon=True)
         self._thread.start()
 
@@ -134,31 +159,24 @@ class _HeaderReader:
             self._pending[sock] = _Pending(address, time.monotonic() + REQUEST_TIMEOUT)
             self._selector.register(sock, selectors.EVENT_READ)
             if len(self._pending) == 1:
-                self._wake()  # it sleeps without a deadline while nothing is pending
+                self._waker.wake()  # it sleeps without a deadline while none is pending
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             for sock in list(self._pending):
                 self._drop(sock)
-            self._wake()
+            self._waker.wake()
         self._thread.join(2)
         self._selector.close()
-        for end in (self._wake_recv, self._wake_send):
-            _close(end)
-
-    def _wake(self) -> None:
-        # Non-blocking: a full pair already holds a wake-up the thread has not read.
-        with contextlib.suppress(OSError):
-            self._wake_send.send(b"\0")
+        self._waker.close()
 
     def _timeout(self) -> float | None:
         """How long the thread may sleep: until the oldest pending request's deadline
         (every request has the same timeout, so the first added is the first due), or
         without end while none is pending. Called with the lock held."""
-        for entry in self._pending.values():
-            return max(0.0, entry.deadline - time.monotonic())
-        return None
+        oldest = next(iter(self._pending.values()), None)
+        return None if oldest is None else max(0.0, oldest.deadline - time.monotonic())
 
     def _forget(self, sock: socket.socket) -> None:
         entry = self._pending.pop(sock, None)
@@ -182,9 +200,8 @@ class _HeaderReader:
             ready = self._selector.select(timeout=timeout)
             with self._lock:
                 for key, _ in ready:
-                    if key.fileobj is self._wake_recv:
-                        with contextlib.suppress(OSError):
-                            self._wake_recv.recv(4096)
+                    if key.fileobj is self._waker:
+                        self._waker.drain()
                         continue
                     self._receive(key.fileobj)  # type: ignore[arg-type]
                 now = time.monotonic()
@@ -268,9 +285,7 @@ class BoundedServer(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._heads: dict[int, bytes] = {}
         # serve_forever sleeps until a connection comes or shutdown writes here.
-        self._stop_recv, self._stop_send = socket.socketpair()
-        for end in (self._stop_recv, self._stop_send):
-            end.setblocking(False)
+        self._stop_waker = _Waker()
         self._stop_asked = False
         self._stopped = threading.Event()
         self._stopped.set()
@@ -286,13 +301,12 @@ class BoundedServer(ThreadingHTTPServer):
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self, selectors.EVENT_READ)
-                selector.register(self._stop_recv, selectors.EVENT_READ)
+                selector.register(self._stop_waker, selectors.EVENT_READ)
                 while not self._stop_asked:
                     for key, _ in selector.select():
-                        if key.fileobj is self._stop_recv:
+                        if key.fileobj is self._stop_waker:
                             # Read, so that a loop run again does not spin on it.
-                            with contextlib.suppress(OSError):
-                                self._stop_recv.recv(4096)
+                            self._stop_waker.drain()
                         elif not self._stop_asked:
                             self._accept()
                     self.service_actions()
@@ -303,8 +317,7 @@ class BoundedServer(ThreadingHTTPServer):
     def shutdown(self) -> None:
         """Stop serve_forever and wait for it to return (at once if it is not running)."""
         self._stop_asked = True
-        with contextlib.suppress(OSError):
-            self._stop_send.send(b"\0")
+        self._stop_waker.wake()
         self._stopped.wait()
 
     def _accept(self) -> None:
@@ -355,8 +368,7 @@ class BoundedServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         self._reader.close()
         super().server_close()
-        for end in (self._stop_recv, self._stop_send):
-            _close(end)
+        self._stop_waker.close()
 
 
 _BUSY = (

@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -305,8 +306,6 @@ def bind_unix_socket(path: Path) -> None:
 def thread_wakeups(name: str) -> int:
     """How many times this process's thread named ``name`` has gone to sleep and been
     woken (its voluntary context switches): what an idle thread must not add to."""
-    import threading
-
     (thread,) = [t for t in threading.enumerate() if t.name == name]
     status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
     return next(int(x.split()[1]) for x in status.splitlines() if x.startswith("voluntary_"))

@@ -96,11 +96,13 @@ class Fleet:
                 return time.monotonic() - started
             time.sleep(0.1)
         serving = self.serving()
-        raise AssertionError(f"{what}: not within {timeout}s; serving {serving}" + self.tails())
+        raise AssertionError(
+            f"{what}: not within {timeout}s; serving {serving}" + self.tails(serving)
+        )
 
-    def tails(self) -> str:
+    def tails(self, serving: dict[str, int | None]) -> str:
         """The log ends of hosts that serve nothing or have exited: CI keeps no files."""
-        serving, out = self.serving(), []
+        out = []
         for host, proc in zip(HOSTS, self.procs, strict=True):
             if serving[host] is None or proc.proc.poll() is not None:
                 tail = proc.log_path.read_text()[-1500:]
